@@ -1,0 +1,153 @@
+"""Return values to versioned JSON envelopes and back, never through pickle.
+
+The codec is built once per decorated function from its return annotation, so
+a hit costs one ``validate_json`` call in pydantic-core and nothing else.
+
+An entry is a small JSON object::
+
+    {"v": 1, "created": 1732406400.5, "duration": 1.93, "value": <the value>}
+
+``v`` is the format version; unknown keys are ignored, so later versions can
+add fields (the raw completion, token usage) without breaking old readers.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import hashlib
+import json
+import typing
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import PydanticSchemaGenerationError, PydanticUserError, TypeAdapter, ValidationError
+from pydantic.errors import PydanticInvalidForJsonSchema
+from typing_extensions import TypedDict
+
+from instructor_cache.errors import UncacheableFunctionError
+
+__all__ = ["FORMAT_VERSION", "Codec", "DecodeError", "EncodeError"]
+
+R = TypeVar("R")
+
+FORMAT_VERSION = 1
+
+# Return types that look like data but are promises of data to come: caching
+# them would store an iterator or a coroutine, not a result.
+_STREAMING_ORIGINS = (
+    collections.abc.Iterator,
+    collections.abc.Iterable,
+    collections.abc.AsyncIterator,
+    collections.abc.AsyncIterable,
+    collections.abc.Awaitable,
+    collections.abc.Generator,
+    collections.abc.AsyncGenerator,
+)
+
+
+class EncodeError(ValueError):
+    """A value that cannot be stored so that it reads back equal."""
+
+
+class DecodeError(ValueError):
+    """Stored text that is not a valid entry for this function's return type."""
+
+
+class Codec(Generic[R]):
+    """Encodes and decodes one return type; also fingerprints its JSON schema."""
+
+    __slots__ = ("_adapter", "_validate_envelope", "fingerprint", "return_type")
+
+    def __init__(self, return_type: Any, *, where: str) -> None:
+        _reject_unstorable(return_type, where)
+        self.return_type = return_type
+        try:
+            self._adapter: TypeAdapter[R] = TypeAdapter(return_type)
+            schemas = {
+                "validation": self._adapter.json_schema(mode="validation"),
+                "serialization": self._adapter.json_schema(mode="serialization"),
+            }
+            envelope: Any = TypedDict(  # type: ignore[name-match]  # built per return type
+                "Envelope",
+                {"v": Literal[1], "created": float, "duration": float, "value": return_type},
+            )
+            envelope_adapter: TypeAdapter[Any] = TypeAdapter(envelope)
+        except (
+            PydanticSchemaGenerationError,
+            PydanticInvalidForJsonSchema,
+            PydanticUserError,
+        ) as exc:
+            raise UncacheableFunctionError(
+                f"{where} returns {_type_name(return_type)}, which cannot round-trip through "
+                f"JSON ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). Return a pydantic "
+                "model, a list or Optional of one, or plain JSON types."
+            ) from exc
+        canonical = json.dumps(schemas, sort_keys=True, separators=(",", ":"), default=str)
+        self.fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+        self._validate_envelope = envelope_adapter.validator.validate_json
+
+    def encode(self, value: R, *, created: float, duration: float) -> str:
+        """Return the entry's text, or raise ``EncodeError`` if it would not read back equal.
+
+        Dumping by alias in round-trip mode keeps aliases, ``Json[...]`` fields
+        and computed fields (left out) readable by ``decode``. Whatever still
+        cannot round-trip (a field excluded from dumps, a subclass instance
+        where the annotation names its base, a NaN) is caught here by reading
+        the text back and comparing, on the write, where the cost is
+        negligible next to the call that produced the value.
+        """
+        try:
+            dumped = self._adapter.dump_json(value, by_alias=True, round_trip=True, warnings=False)
+            text = '{"v":%d,"created":%r,"duration":%r,"value":%s}' % (  # noqa: UP031  (fastest exact float text)
+                FORMAT_VERSION,
+                float(created),
+                float(duration),
+                dumped.decode(),
+            )
+            reread, _ = self.decode(text)
+        except (ValueError, TypeError, DecodeError) as exc:
+            raise EncodeError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+        if reread != value or type(reread) is not type(value):
+            raise EncodeError(
+                f"it reads back as a different value ({_short(reread)} instead of {_short(value)})"
+            )
+        return text
+
+    def decode(self, text: str | bytes) -> tuple[R, float]:
+        """Return the value stored in ``text`` and how long computing it took.
+
+        Raises ``DecodeError`` for anything that is not an entry of this
+        format whose value validates against the return type.
+        """
+        try:
+            envelope = self._validate_envelope(text, by_alias=True, by_name=True)
+        except ValidationError as exc:
+            raise DecodeError(str(exc).splitlines()[0]) from exc
+        return envelope["value"], envelope["duration"]
+
+
+def _reject_unstorable(return_type: Any, where: str) -> None:
+    if return_type is None or return_type is type(None):
+        raise UncacheableFunctionError(
+            f"{where} is annotated to return None: there is nothing to cache. "
+            "Annotate the type it returns, e.g. -> UserDetail."
+        )
+    if return_type is Any or return_type is object:
+        raise UncacheableFunctionError(
+            f"{where} returns {_type_name(return_type)}, which does not say how to read a "
+            "stored value back. Annotate the concrete type, e.g. -> UserDetail."
+        )
+    origin = typing.get_origin(return_type) or return_type
+    if origin in _STREAMING_ORIGINS:
+        raise UncacheableFunctionError(
+            f"{where} returns {_type_name(return_type)}: a stream or iterator is consumed "
+            "once and cannot be replayed from a cache. Return a list or a model instead."
+        )
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__qualname__ if isinstance(tp, type) else repr(tp)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

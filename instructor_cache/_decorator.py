@@ -1,0 +1,228 @@
+"""``@instructor_cache``: inspect the function once, then wrap it, sync or async.
+
+All decisions are made at decoration time (``Memo``); the two wrappers below
+are the same skeleton written twice, once with ``await``. A hit is: build the
+key, one backend lookup, one decode.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec, TypedDict, Unpack
+
+from instructor_cache._keys import KeyFunction
+from instructor_cache._memo import MISS, Memo
+from instructor_cache._stats import CacheInfo
+from instructor_cache.backends._protocol import Backend
+from instructor_cache.backends._ttl import TTL
+from instructor_cache.backends.memory import MemoryCache
+
+__all__ = [
+    "AsyncCachedFunction",
+    "CacheDecorator",
+    "CacheOptions",
+    "CachedFunction",
+    "instructor_cache",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+DEFAULT_MAXSIZE = 1024
+
+
+class CachedFunction(Protocol[P, R_co]):
+    """A decorated sync function: the original signature plus cache controls."""
+
+    @property
+    def __wrapped__(self) -> Callable[P, R_co]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
+
+    def cache_clear(self) -> None:
+        """Remove this function's entries (others' in a shared backend stay) and reset stats."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The exact key under which the backend stores this call's result."""
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete this call's entry; ``True`` if there was one."""
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Call the function and overwrite this call's entry with the new result."""
+
+
+class AsyncCachedFunction(Protocol[P, R_co]):
+    """A decorated async function: the original signature plus cache controls."""
+
+    @property
+    def __wrapped__(self) -> Callable[P, Coroutine[Any, Any, R_co]]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
+
+    def cache_clear(self) -> None:
+        """Remove this function's entries (others' in a shared backend stay) and reset stats."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The exact key under which the backend stores this call's result."""
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, bool]:
+        """Delete this call's entry; ``True`` if there was one."""
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
+        """Call the function and overwrite this call's entry with the new result."""
+
+
+class CacheOptions(TypedDict, total=False):
+    """The keyword options every decorator factory takes."""
+
+    ttl: TTL
+    key: KeyFunction | None
+    ignore: Collection[str]
+    namespace: str
+    version: str | None
+    cache_if: Callable[[Any], bool] | None
+
+
+class CacheDecorator(Protocol):
+    """What ``instructor_cache(...)`` with options returns."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # async first: it is the narrower match
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncCachedFunction[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+@overload
+def instructor_cache(  # type: ignore[overload-overlap]  # async first: it is the narrower match
+    fn: Callable[P, Coroutine[Any, Any, R]], /
+) -> AsyncCachedFunction[P, R]: ...
+@overload
+def instructor_cache(fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
+@overload
+def instructor_cache(
+    backend: Backend | None = None, /, **options: Unpack[CacheOptions]
+) -> CacheDecorator: ...
+def instructor_cache(backend: Any = None, /, **options: Any) -> Any:
+    """Memoize a function that returns a pydantic model (or list, Optional, JSON types).
+
+    Bare (``@instructor_cache``) each function gets its own
+    ``MemoryCache(maxsize=1024)``; otherwise pass a backend and options:
+    ``ttl`` (seconds or ``timedelta``), ``key`` (a function of the arguments
+    by name), ``ignore`` (parameter names left out of the key), ``namespace``,
+    ``version`` (bump it to invalidate) and ``cache_if`` (a predicate on the
+    result; ``False`` means return it without storing it).
+    """
+    if _is_decoratable(backend):
+        return _decorate(backend, None, options)
+
+    def decorator(fn: Any) -> Any:
+        return _decorate(fn, backend, options)
+
+    return decorator
+
+
+def _is_decoratable(obj: object) -> bool:
+    if isinstance(obj, (classmethod, staticmethod)):
+        return True
+    return callable(obj) and not callable(getattr(obj, "get", None))
+
+
+def _decorate(fn: Any, backend: Backend | None, options: dict[str, Any]) -> Any:
+    if isinstance(fn, (classmethod, staticmethod)):
+        # Decorate the function inside and wrap it back, so both decorator
+        # orders work; attribute access on the bound method reaches ours.
+        return type(fn)(_decorate(fn.__func__, backend, options))
+    if backend is None:
+        backend = MemoryCache(DEFAULT_MAXSIZE)
+    memo: Memo[Any] = Memo(fn, backend, **options)
+    build = _async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper
+    wrapper, invalidate, refresh = build(fn, memo)
+
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        return memo.key(args, kwargs)
+
+    # update_wrapper copies fn.__dict__, which holds an inner layer's
+    # attributes when decorators are stacked: ours are set after it.
+    functools.update_wrapper(wrapper, fn)
+    wrapper.cache_info = memo.cache_info  # type: ignore[attr-defined]
+    wrapper.cache_clear = memo.cache_clear  # type: ignore[attr-defined]
+    wrapper.cache_key = cache_key  # type: ignore[attr-defined]
+    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+    wrapper.refresh = refresh  # type: ignore[attr-defined]
+    return wrapper
+
+
+_Wrappers = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
+
+
+def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
+    make_key, store, decode, encode = memo.key, memo.store, memo.decode, memo.encode
+
+    def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        started = time.perf_counter()
+        value = fn(*args, **kwargs)
+        text = encode(value, time.perf_counter() - started)
+        if text is not None:
+            store.set(key, text, memo.ttl)
+        return value
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = make_key(args, kwargs)
+        text = store.get(key)
+        value = decode(text)
+        if value is not MISS:
+            return value
+        if text is not None:
+            store.delete(key)  # it did not decode
+        return fill(key, args, kwargs)
+
+    def invalidate(*args: Any, **kwargs: Any) -> bool:
+        return store.delete(make_key(args, kwargs))
+
+    def refresh(*args: Any, **kwargs: Any) -> Any:
+        return fill(make_key(args, kwargs), args, kwargs)
+
+    return wrapper, invalidate, refresh
+
+
+def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
+    make_key, store, decode, encode = memo.key, memo.store, memo.decode, memo.encode
+
+    async def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        started = time.perf_counter()
+        value = await fn(*args, **kwargs)
+        text = encode(value, time.perf_counter() - started)
+        if text is not None:
+            await store.aset(key, text, memo.ttl)
+        return value
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = make_key(args, kwargs)
+        text = await store.aget(key)
+        value = decode(text)
+        if value is not MISS:
+            return value
+        if text is not None:
+            await store.adelete(key)  # it did not decode
+        return await fill(key, args, kwargs)
+
+    async def invalidate(*args: Any, **kwargs: Any) -> bool:
+        return await store.adelete(make_key(args, kwargs))
+
+    async def refresh(*args: Any, **kwargs: Any) -> Any:
+        return await fill(make_key(args, kwargs), args, kwargs)
+
+    return wrapper, invalidate, refresh

@@ -1,0 +1,141 @@
+"""Canonical, injective text encoding of argument values.
+
+A cache key must separate every pair of arguments a function could tell apart,
+including those Python calls equal (``1``, ``1.0``, ``True``) and those a naive
+join would merge (``("a:b", "c")`` and ``("a", "b:c")``). So every token
+starts with a one-letter type tag, strings carry their length, containers end
+with ``.``, which no tag uses, and the grammar is prefix-free: two different
+values can never produce the same text. The text depends only on the values,
+never on ``hash()``, ``id()`` or ``repr()`` of arbitrary objects, so it is the
+same in every process, under every ``PYTHONHASHSEED`` and on every Python.
+
+Grammar (one token per value)::
+
+    N | T | F                      None, True, False
+    i<hex>;                        int
+    f<float.hex()>;                float
+    s<len>:<text>                  str
+    b<len>:<hex>                   bytes (y for bytearray)
+    l<tokens>.  t<tokens>.         list, tuple
+    d<key token><value token>...   dict, pairs sorted by the key's token, then .
+    e<tokens>.  E<tokens>.         set, frozenset, sorted by token
+    o<len>:<class path><token>     any other supported object: its class, then
+                                   a token for its data (enum name, ISO date,
+                                   model JSON, dataclass fields, ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import pathlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = ["Unencodable", "encode", "type_path"]
+
+
+class Unencodable(TypeError):  # noqa: N818  (internal signal, re-raised with the parameter name)
+    """Raised for a value with no stable encoding; carries the offending value."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(type_path(type(value)))
+        self.value = value
+
+
+def type_path(cls: type) -> str:
+    """The importable name of a class, which is stable where ``id()`` and ``hash()`` are not."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _str(value: str) -> str:
+    return f"s{len(value)}:{value}"
+
+
+def _object(cls: type, payload: str) -> str:
+    path = type_path(cls)
+    return f"o{len(path)}:{path}{payload}"
+
+
+def _encode_sequence(tag: str, values: Any) -> str:
+    return tag + "".join([encode(item) for item in values]) + "."
+
+
+def _encode_unordered(tag: str, values: Any) -> str:
+    return tag + "".join(sorted([encode(item) for item in values])) + "."
+
+
+def _encode_dict(value: dict[Any, Any]) -> str:
+    pairs = sorted([(encode(k), encode(v)) for k, v in value.items()])
+    return "d" + "".join([k + v for k, v in pairs]) + "."
+
+
+# Exact-type dispatch first: it is one dict lookup on the hot path. Subclasses
+# (bool is an int, IntEnum is an int, a NamedTuple is a tuple) never match it,
+# so they fall through to ``_encode_other``, which records their class.
+_EXACT: dict[type, Callable[[Any], str]] = {
+    str: _str,
+    int: lambda v: f"i{v:x};",
+    float: lambda v: f"f{v.hex()};",
+    bool: lambda v: "T" if v else "F",
+    type(None): lambda _v: "N",
+    bytes: lambda v: f"b{len(v)}:{v.hex()}",
+    bytearray: lambda v: f"y{len(v)}:{v.hex()}",
+    list: lambda v: _encode_sequence("l", v),
+    tuple: lambda v: _encode_sequence("t", v),
+    dict: _encode_dict,
+    set: lambda v: _encode_unordered("e", v),
+    frozenset: lambda v: _encode_unordered("E", v),
+}
+
+# Base classes whose exact encoder also fits a subclass, once the subclass's
+# own name is recorded in front of it.
+_BUILTIN_BASES: tuple[type, ...] = (
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    bytearray,
+    list,
+    tuple,
+    dict,
+    set,
+    frozenset,
+)
+
+
+def encode(value: Any) -> str:
+    """Return the canonical token for ``value`` or raise ``Unencodable``."""
+    encoder = _EXACT.get(type(value))
+    if encoder is not None:
+        return encoder(value)
+    return _encode_other(value)
+
+
+def _encode_other(value: Any) -> str:  # noqa: PLR0911  (one branch per supported kind)
+    cls = type(value)
+    if isinstance(value, enum.Enum):
+        return _object(cls, _str(value.name))
+    if isinstance(value, BaseModel):
+        return _object(cls, _str(value.model_dump_json()))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return _object(cls, _encode_dict(fields))
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return _object(cls, _str(value.isoformat()))
+    if isinstance(value, datetime.timedelta):
+        return _object(cls, encode((value.days, value.seconds, value.microseconds)))
+    if isinstance(value, (uuid.UUID, decimal.Decimal, pathlib.PurePath)):
+        return _object(cls, _str(str(value)))
+    if isinstance(value, type):
+        return _object(type, _str(type_path(value)))
+    for base in _BUILTIN_BASES:
+        if isinstance(value, base):
+            return _object(cls, _EXACT[base](value))
+    raise Unencodable(value)

@@ -1,0 +1,160 @@
+"""One key builder for every call path: sync, async, ``cache_key`` and ``make_cache_key``.
+
+A key reads ``<namespace>:<module.qualname>:<schema8>:[<version>:]<digest>``.
+The readable head lets a user find a function's entries on disk or in Redis
+and lets ``cache_clear`` delete them by prefix. The digest is a SHA-256 over
+everything that identifies the entry (namespace, function, full schema
+fingerprint, version, parameter names, arguments), so two keys are equal only
+when all of those are: the head is a label, never the source of uniqueness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from instructor_cache._encoding import Unencodable, encode, type_path
+from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
+
+__all__ = ["KeyBuilder", "KeyFunction", "function_name"]
+
+KeyFunction = Callable[[dict[str, Any]], Any]
+"""Receives the call's arguments by parameter name, defaults applied; returns an encodable value."""
+
+_KEY_FORMAT = "instructor_cache/key/1"
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def function_name(fn: Callable[..., Any]) -> str:
+    """The module and qualified name that identify ``fn`` across processes."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+class KeyBuilder:
+    """Builds the backend key for one decorated function's calls.
+
+    Everything that does not depend on the arguments (the head, the hash state
+    fed with the function's identity) is computed here once. A call whose
+    positional arguments fill the signature skips ``Signature.bind``, which
+    costs several times the rest of the key.
+    """
+
+    __slots__ = (
+        "_base",
+        "_defaults",
+        "_first_default",
+        "_head",
+        "_key_function",
+        "_keyed",
+        "_name",
+        "_positional_count",
+        "_signature",
+        "prefix",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        namespace: str,
+        schema_fingerprint: str,
+        version: str | None = None,
+        ignore: Collection[str] = (),
+        key: KeyFunction | None = None,
+    ) -> None:
+        if not namespace or not isinstance(namespace, str):
+            raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
+        if version is not None and not isinstance(version, str):
+            raise ConfigurationError(f"version must be a string, got {version!r}")
+        if isinstance(ignore, str):
+            raise ConfigurationError(f"ignore takes a collection of names: ignore=({ignore!r},)")
+        signature = inspect.signature(fn)
+        parameters = list(signature.parameters.values())
+        names = [p.name for p in parameters]
+        unknown = sorted(set(ignore) - set(names))
+        if unknown:
+            raise ConfigurationError(
+                f"ignore names {unknown} that {function_name(fn)}() does not have; "
+                f"its parameters are {names}"
+            )
+        self._signature = signature
+        self._name = function_name(fn)
+        self._key_function = key
+        self._keyed = tuple(n for n in names if n not in ignore)
+        self.prefix = f"{namespace}:{self._name}:"
+        self._head = f"{self.prefix}{schema_fingerprint[:8]}:" + (
+            f"{version}:" if version is not None else ""
+        )
+        identity = (_KEY_FORMAT, namespace, self._name, schema_fingerprint, version, self._keyed)
+        self._base = hashlib.sha256(_to_bytes(encode(identity) + ("k" if key else "a")))
+
+        simple = key is None and not ignore and all(p.kind in _POSITIONAL for p in parameters)
+        self._positional_count = len(parameters) if simple else -1
+        defaults = [p.default for p in parameters if p.default is not inspect.Parameter.empty]
+        self._first_default = len(parameters) - len(defaults)
+        self._defaults = tuple(defaults)
+
+    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        """Return the key for a call with these arguments."""
+        count = len(args)
+        if not kwargs and self._first_default <= count <= self._positional_count:
+            values = (
+                args
+                if count == self._positional_count
+                else (args + self._defaults[count - self._first_default :])
+            )
+            try:
+                text = encode(values)
+            except (Unencodable, RecursionError):
+                text = self._encode_arguments(self._bind(args, kwargs))
+        else:
+            text = self._encode_arguments(self._bind(args, kwargs))
+        digest = self._base.copy()
+        digest.update(_to_bytes(text))
+        return self._head + digest.hexdigest()
+
+    def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
+
+    def _encode_arguments(self, arguments: dict[str, Any]) -> str:
+        if self._key_function is not None:
+            chosen = {name: arguments[name] for name in self._keyed}
+            result = self._key_function(chosen)
+            try:
+                return encode(result)
+            except (Unencodable, RecursionError) as exc:
+                raise UnencodableArgumentError(
+                    f"the key function of {self._name}() returned {_describe(result, exc)}, "
+                    "which has no stable encoding; return str, numbers, tuples, lists, dicts "
+                    "or pydantic models"
+                ) from None
+        for name in self._keyed:  # only reached to name the culprit, so the loop's cost is moot
+            try:
+                encode(arguments[name])
+            except (Unencodable, RecursionError) as exc:  # noqa: PERF203
+                raise UnencodableArgumentError(
+                    f"cannot build a cache key for {self._name}(): argument {name!r} is "
+                    f"{_describe(arguments[name], exc)}, which has no stable encoding. "
+                    f"Leave it out of the key with ignore=({name!r},), or build the key "
+                    "yourself with key=lambda args: ...",
+                    parameter=name,
+                ) from None
+        return encode(tuple(arguments[name] for name in self._keyed))
+
+
+def _describe(value: Any, exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "a structure that contains itself"
+    inner = exc.value if isinstance(exc, Unencodable) else value
+    where = "" if inner is value else f" holding a {type_path(type(inner))}"
+    return f"a {type_path(type(value))}{where}"
+
+
+def _to_bytes(text: str) -> bytes:
+    # surrogatepass keeps lone surrogates (legal in a Python str) distinct
+    # instead of failing or collapsing them.
+    return text.encode("utf-8", "surrogatepass")

@@ -1,0 +1,147 @@
+"""The I/O-free core that the sync and async wrappers share.
+
+A ``Memo`` knows, for one decorated function, how to build a key, how to turn
+a stored text into a result (and count the hit, miss or error), and how to
+turn a fresh result into text worth storing. It never waits on I/O: the
+wrappers in ``_decorator`` do that, through ``FailOpen``.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import time
+import typing
+from collections.abc import Callable, Collection
+from typing import Any, Generic, Literal, TypeVar
+
+from instructor_cache._codec import Codec, DecodeError, EncodeError
+from instructor_cache._failopen import FailOpen, RateLimitedLog
+from instructor_cache._keys import KeyBuilder, KeyFunction, function_name
+from instructor_cache._stats import CacheInfo, Stats
+from instructor_cache.backends._protocol import REQUIRED_METHODS, Backend
+from instructor_cache.backends._ttl import TTL, to_seconds
+from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
+
+__all__ = ["MISS", "Memo", "Miss", "return_type_of"]
+
+R = TypeVar("R")
+
+
+class Miss(enum.Enum):
+    """The type of ``MISS``, so that ``None`` stays available as a cached value."""
+
+    MISS = "MISS"
+
+
+MISS: Literal[Miss.MISS] = Miss.MISS
+
+
+class Memo(Generic[R]):
+    """Key, codec, statistics and policy for one decorated function."""
+
+    __slots__ = ("_cache_if", "_codec", "_unstorable_log", "key", "name", "stats", "store", "ttl")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        backend: Backend,
+        *,
+        ttl: TTL = None,
+        key: KeyFunction | None = None,
+        ignore: Collection[str] = (),
+        namespace: str = "instructor_cache",
+        version: str | None = None,
+        cache_if: Callable[[R], bool] | None = None,
+    ) -> None:
+        check_backend(backend)
+        if cache_if is not None and not callable(cache_if):
+            raise ConfigurationError(f"cache_if must be a callable, got {cache_if!r}")
+        if key is not None and not callable(key):
+            raise ConfigurationError(f"key must be a callable, got {key!r}")
+        self.name = function_name(fn)
+        self._codec: Codec[R] = Codec(return_type_of(fn), where=f"{self.name}()")
+        self.key = KeyBuilder(
+            fn,
+            namespace=namespace,
+            schema_fingerprint=self._codec.fingerprint,
+            version=version,
+            ignore=ignore,
+            key=key,
+        )
+        self.ttl = to_seconds(ttl)
+        self.stats = Stats()
+        self.store = FailOpen(backend, self.stats, self.name)
+        self._cache_if = cache_if
+        self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
+
+    def decode(self, text: str | None) -> R | Literal[Miss.MISS]:
+        """Return the cached result in ``text``, or ``MISS``; count which it was.
+
+        Text that does not decode (corrupt, an older format, a model that has
+        changed since) is a miss and an error; the caller deletes it.
+        """
+        if text is None:
+            self.stats.miss()
+            return MISS
+        try:
+            value, duration = self._codec.decode(text)
+        except DecodeError as exc:
+            self.store.failed("decode", exc)
+            self.stats.miss()
+            return MISS
+        self.stats.hit(duration)
+        return value
+
+    def encode(self, value: R, duration: float) -> str | None:
+        """Return the text to store for a fresh result, or ``None`` to store nothing."""
+        if self._cache_if is not None and not self._cache_if(value):
+            return None
+        try:
+            return self._codec.encode(value, created=time.time(), duration=duration)
+        except EncodeError as exc:
+            self._unstorable_log.warning(
+                "instructor_cache: not caching a result of %s: %s. Results are still returned; "
+                "make the return type round-trip through JSON to cache them.",
+                self.name,
+                exc,
+            )
+            return None
+
+    def cache_info(self) -> CacheInfo:
+        return self.stats.info(*self.store.size())
+
+    def cache_clear(self) -> None:
+        self.store.clear_prefix(self.key.prefix)
+        self.stats.reset()
+
+
+def check_backend(backend: object) -> None:
+    """Reject, at decoration time, an object that lacks a backend method."""
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(backend, m, None))]
+    if missing:
+        raise ConfigurationError(
+            f"{backend!r} is not a backend: it lacks {', '.join(missing)}. A backend has "
+            f"{', '.join(REQUIRED_METHODS)} (see instructor_cache.Backend)."
+        )
+
+
+def return_type_of(fn: Callable[..., Any]) -> Any:
+    """The return annotation of ``fn``, resolved, read through any ``__wrapped__`` layers."""
+    original = inspect.unwrap(fn)
+    where = f"{function_name(fn)}()"
+    try:
+        hints = typing.get_type_hints(original, include_extras=True)
+    except NameError as exc:
+        raise UncacheableFunctionError(
+            f"cannot resolve the return annotation of {where}: {exc}. Define the model "
+            "before the decorated function."
+        ) from exc
+    except TypeError:
+        hints = {}  # not a plain function (e.g. a functools.partial): no annotations
+    if "return" not in hints:
+        raise UncacheableFunctionError(
+            f"{where} has no return annotation. The cache needs it to read stored "
+            "results back: annotate the model it returns, e.g. -> UserDetail."
+        )
+    return hints["return"]

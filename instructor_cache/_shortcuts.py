@@ -1,0 +1,42 @@
+"""Decorator factories named after their backend, for stacking by hand."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from typing_extensions import Unpack
+
+from instructor_cache._decorator import (
+    DEFAULT_MAXSIZE,
+    CacheDecorator,
+    CacheOptions,
+    instructor_cache,
+)
+from instructor_cache.backends.disk import DiskCache
+from instructor_cache.backends.memory import MemoryCache
+
+__all__ = ["disk_cache", "memory_cache"]
+
+
+def memory_cache(maxsize: int = DEFAULT_MAXSIZE, **options: Unpack[CacheOptions]) -> CacheDecorator:
+    """``@instructor_cache(MemoryCache(maxsize), **options)``: an in-process LRU layer."""
+    return instructor_cache(MemoryCache(maxsize), **options)
+
+
+def disk_cache(
+    directory: str | os.PathLike[str],
+    *,
+    timeout: float | None = None,
+    disk_settings: dict[str, Any] | None = None,
+    **options: Unpack[CacheOptions],
+) -> CacheDecorator:
+    """``@instructor_cache(DiskCache(directory), **options)``: a persistent layer.
+
+    ``timeout`` and ``disk_settings`` (diskcache settings such as
+    ``size_limit``) go to the ``DiskCache``; the rest are decorator options.
+    """
+    settings = dict(disk_settings or {})
+    if timeout is not None:
+        settings["timeout"] = timeout
+    return instructor_cache(DiskCache(directory, **settings), **options)

@@ -1,0 +1,66 @@
+"""Statistics shaped like ``functools``' so code written for ``lru_cache`` keeps working."""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+__all__ = ["CacheInfo", "Stats"]
+
+
+class CacheInfo(NamedTuple):
+    """What ``cache_info()`` returns: ``functools``' four fields first, then ours.
+
+    ``maxsize`` and ``currsize`` come from the backend (``None`` where it cannot
+    tell); ``errors`` counts backend failures and unreadable entries, each of
+    which was served by calling the function; ``time_saved`` adds up, over all
+    hits, how long the original calls took.
+    """
+
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int | None
+    errors: int = 0
+    time_saved: float = 0.0
+
+
+class Stats:
+    """Counters for one decorated function, safe to update from many threads.
+
+    ``+=`` on an attribute is a read, an add and a write: two threads can
+    interleave and lose a count, so every update takes the lock.
+    """
+
+    __slots__ = ("_lock", "errors", "hits", "misses", "time_saved")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
+        self.time_saved = 0.0
+
+    def hit(self, duration: float) -> None:
+        with self._lock:
+            self.hits += 1
+            self.time_saved += duration
+
+    def miss(self) -> None:
+        with self._lock:
+            self.misses += 1
+
+    def error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.hits = self.misses = self.errors = 0
+            self.time_saved = 0.0
+
+    def info(self, maxsize: int | None, currsize: int | None) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(
+                self.hits, self.misses, maxsize, currsize, self.errors, self.time_saved
+            )

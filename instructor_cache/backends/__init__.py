@@ -1,0 +1,7 @@
+"""Storage backends: anything with the ``Backend`` methods can hold a cache."""
+
+from instructor_cache.backends._protocol import Backend
+from instructor_cache.backends.disk import DiskCache
+from instructor_cache.backends.memory import MemoryCache
+
+__all__ = ["Backend", "DiskCache", "MemoryCache"]

@@ -1,0 +1,134 @@
+"""Persistent cache on SQLite through diskcache, reading and writing text only."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from instructor_cache.backends._threaded import ThreadedAsyncMixin
+from instructor_cache.backends._ttl import TTL, to_seconds
+from instructor_cache.errors import CorruptEntryError
+
+__all__ = ["DiskCache", "TextOnlyDisk"]
+
+_DEFAULT_TIMEOUT = 0.25
+
+
+class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type hints
+    """A diskcache ``Disk`` that stores and returns text and never unpickles.
+
+    diskcache decodes each row by the mode stored in that row, so a row
+    someone wrote in pickle mode would run code on read (CVE-2025-69872),
+    whatever this library wrote there. Here any row that is not text is
+    refused with ``CorruptEntryError`` before it is decoded, and keys that
+    are not plain strings are never unpickled either.
+    """
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if type(value) is not str:
+            raise TypeError(f"DiskCache stores text only, got {type(value).__name__}")
+        return super().store(value, read, key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> str:
+        if mode == diskcache.core.MODE_RAW and type(value) is str:
+            return value
+        if mode == diskcache.core.MODE_TEXT:
+            text: str = super().fetch(mode, filename, value, read=False)
+            return text
+        raise CorruptEntryError(f"refusing a non-text row (diskcache mode {mode})")
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if raw and type(key) is str:
+            return key
+        return None  # a key this library did not write: never decoded, never matched
+
+
+class DiskCache(ThreadedAsyncMixin):
+    """A ``diskcache.Cache`` at ``directory``, each entry text under its cache key.
+
+    The directory can be opened with diskcache itself to look inside. It is
+    safe across threads and processes (SQLite's locking). Three choices differ
+    from diskcache's defaults on purpose:
+
+    - ``timeout`` (seconds SQLite waits for a lock) is sub-second, not 60 s,
+      so a database another process holds locked costs a call a fraction of a
+      second before the decorator falls back to calling the function;
+    - the database is opened on first use, not in ``__init__``, so a missing
+      or locked directory at import time is a counted backend failure later,
+      not a crash now;
+    - rows are read through ``TextOnlyDisk``, which never unpickles.
+
+    Other keyword arguments are diskcache settings (``size_limit``,
+    ``eviction_policy``, ``cull_limit``, ...).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        ttl: TTL = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        **settings: Any,
+    ) -> None:
+        self.directory = Path(directory)
+        self._ttl = to_seconds(ttl)
+        self._timeout = timeout
+        self._settings = settings
+        self._cache: diskcache.Cache | None = None
+        self._open_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DiskCache({str(self.directory)!r}, ttl={self._ttl}, timeout={self._timeout})"
+
+    @property
+    def cache(self) -> diskcache.Cache:
+        """The underlying ``diskcache.Cache``, opened on first use."""
+        cache = self._cache
+        if cache is None:
+            with self._open_lock:
+                if self._cache is None:
+                    self._cache = diskcache.Cache(
+                        str(self.directory),
+                        timeout=self._timeout,
+                        disk=TextOnlyDisk,
+                        **self._settings,
+                    )
+                cache = self._cache
+        return cache
+
+    @property
+    def maxsize(self) -> int | None:
+        return None  # bounded by bytes (size_limit), not by a count
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def get(self, key: str) -> str | None:
+        value: str | None = self.cache.get(key)
+        return value
+
+    def set(self, key: str, value: str, ttl: TTL = None) -> None:
+        seconds = self._ttl if ttl is None else to_seconds(ttl)
+        self.cache.set(key, value, expire=seconds)
+
+    def delete(self, key: str) -> bool:
+        return bool(self.cache.delete(key))
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+    def clear_prefix(self, prefix: str) -> int:
+        cache = self.cache
+        doomed = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
+        return sum(bool(cache.delete(key)) for key in doomed)
+
+    def close(self) -> None:
+        """Close the database connections; the next use reopens them."""
+        with self._open_lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None

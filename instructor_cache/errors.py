@@ -1,0 +1,44 @@
+"""Exceptions raised by instructor_cache.
+
+Each leaf also subclasses the builtin a caller would naturally catch, so code
+written against ``TypeError`` or ``ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "ConfigurationError",
+    "CorruptEntryError",
+    "InstructorCacheError",
+    "UncacheableFunctionError",
+    "UnencodableArgumentError",
+]
+
+
+class InstructorCacheError(Exception):
+    """Base class of every error this library raises."""
+
+
+class ConfigurationError(InstructorCacheError, ValueError):
+    """An option passed to a decorator or backend cannot work."""
+
+
+class UncacheableFunctionError(InstructorCacheError, TypeError):
+    """The function's return annotation is missing or cannot round-trip through JSON."""
+
+
+class UnencodableArgumentError(InstructorCacheError, TypeError):
+    """An argument has no stable encoding, so it cannot be part of a key."""
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class BackendError(InstructorCacheError):
+    """A backend failed; raised by the explicit backend API, never by a decorated call."""
+
+
+class CorruptEntryError(BackendError):
+    """A stored row is not text this library wrote (for example a pickled row)."""
