@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, overload
 from typing_extensions import ParamSpec, TypedDict, Unpack
 
 from instructor_cache._keys import KeyFunction
-from instructor_cache._memo import MISS, Memo
+from instructor_cache._memo import MISS, Memo, Options, check_backend
 from instructor_cache._stats import CacheInfo
 from instructor_cache.backends._protocol import Backend
 from instructor_cache.backends._ttl import TTL
@@ -126,10 +126,13 @@ def instructor_cache(backend: Any = None, /, **options: Any) -> Any:
     result; ``False`` means return it without storing it).
     """
     if _is_decoratable(backend):
-        return _decorate(backend, None, options)
+        return _decorate(backend, None, Options())
+    parsed = Options.parse(options)
+    if backend is not None:
+        check_backend(backend)
 
     def decorator(fn: Any) -> Any:
-        return _decorate(fn, backend, options)
+        return _decorate(fn, backend, parsed)
 
     return decorator
 
@@ -140,14 +143,14 @@ def _is_decoratable(obj: object) -> bool:
     return callable(obj) and not callable(getattr(obj, "get", None))
 
 
-def _decorate(fn: Any, backend: Backend | None, options: dict[str, Any]) -> Any:
+def _decorate(fn: Any, backend: Backend | None, options: Options) -> Any:
     if isinstance(fn, (classmethod, staticmethod)):
         # Decorate the function inside and wrap it back, so both decorator
         # orders work; attribute access on the bound method reaches ours.
         return type(fn)(_decorate(fn.__func__, backend, options))
     if backend is None:
         backend = MemoryCache(DEFAULT_MAXSIZE)
-    memo: Memo[Any] = Memo(fn, backend, **options)
+    memo: Memo[Any] = Memo(fn, backend, options)
     build = _async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper
     wrapper, invalidate, refresh = build(fn, memo)
 

@@ -134,13 +134,13 @@ class FailOpen:
             self.failed("clear_prefix", exc)
 
     def size(self) -> tuple[int | None, int | None]:
-        """The backend's ``(maxsize, currsize)``, ``None`` where it cannot tell."""
+        """The backend's ``(maxsize, currsize)``, ``None`` where it cannot tell.
+
+        Asking is not using the cache, so a failure here is not counted.
+        """
         maxsize = getattr(self.backend, "maxsize", None)
         try:
-            currsize = len(self.backend)  # type: ignore[arg-type]
-        except TypeError:
-            currsize = None  # not sized
-        except Exception as exc:  # noqa: BLE001
-            self.failed("len", exc)
+            currsize: int | None = len(self.backend)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001  (not sized, or unreachable)
             currsize = None
         return (maxsize if isinstance(maxsize, int) else None), currsize

@@ -64,12 +64,6 @@ class KeyBuilder:
         ignore: Collection[str] = (),
         key: KeyFunction | None = None,
     ) -> None:
-        if not namespace or not isinstance(namespace, str):
-            raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
-        if version is not None and not isinstance(version, str):
-            raise ConfigurationError(f"version must be a string, got {version!r}")
-        if isinstance(ignore, str):
-            raise ConfigurationError(f"ignore takes a collection of names: ignore=({ignore!r},)")
         signature = inspect.signature(fn)
         parameters = list(signature.parameters.values())
         names = [p.name for p in parameters]

@@ -8,7 +8,7 @@ from typing import Any
 
 from instructor_cache._codec import Codec
 from instructor_cache._keys import KeyBuilder, KeyFunction, function_name
-from instructor_cache._memo import return_type_of
+from instructor_cache._memo import Options, return_type_of
 
 __all__ = ["make_cache_key"]
 
@@ -32,24 +32,20 @@ def make_cache_key(
     shorter spelling. The builder (schema fingerprint included, the costly
     part) is made once per function and options.
     """
-    builder = _builder(func, namespace, version, tuple(ignore), key)
-    return builder(tuple(args), kwargs or {})
+    options = Options.parse(
+        {"namespace": namespace, "version": version, "ignore": ignore, "key": key}
+    )
+    return _builder(func, options)(tuple(args), kwargs or {})
 
 
 @functools.lru_cache(maxsize=256)
-def _builder(
-    func: Callable[..., Any],
-    namespace: str,
-    version: str | None,
-    ignore: tuple[str, ...],
-    key: KeyFunction | None,
-) -> KeyBuilder:
+def _builder(func: Callable[..., Any], options: Options) -> KeyBuilder:
     codec: Codec[Any] = Codec(return_type_of(func), where=f"{function_name(func)}()")
     return KeyBuilder(
         func,
-        namespace=namespace,
+        namespace=options.namespace,
         schema_fingerprint=codec.fingerprint,
-        version=version,
-        ignore=ignore,
-        key=key,
+        version=options.version,
+        ignore=options.ignore,
+        key=options.key,
     )

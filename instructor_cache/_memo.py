@@ -12,7 +12,8 @@ import enum
 import inspect
 import time
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any, Generic, Literal, TypeVar
 
 from instructor_cache._codec import Codec, DecodeError, EncodeError
@@ -20,10 +21,10 @@ from instructor_cache._failopen import FailOpen, RateLimitedLog
 from instructor_cache._keys import KeyBuilder, KeyFunction, function_name
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._protocol import REQUIRED_METHODS, Backend
-from instructor_cache.backends._ttl import TTL, to_seconds
+from instructor_cache.backends._ttl import to_seconds
 from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
 
-__all__ = ["MISS", "Memo", "Miss", "return_type_of"]
+__all__ = ["MISS", "Memo", "Miss", "Options", "return_type_of"]
 
 R = TypeVar("R")
 
@@ -37,42 +38,68 @@ class Miss(enum.Enum):
 MISS: Literal[Miss.MISS] = Miss.MISS
 
 
+@dataclass(frozen=True)
+class Options:
+    """The decorator's options, checked when the decorator is made, before any function."""
+
+    ttl: float | None = None
+    key: KeyFunction | None = None
+    ignore: tuple[str, ...] = ()
+    namespace: str = "instructor_cache"
+    version: str | None = None
+    cache_if: Callable[[Any], bool] | None = None
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> Options:
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {unknown}; the options are ttl, key, ignore, namespace, "
+                "version and cache_if"
+            )
+        ignore = options.get("ignore", ())
+        if isinstance(ignore, str):
+            raise ConfigurationError(f"ignore takes a collection of names: ignore=({ignore!r},)")
+        for name in ("key", "cache_if"):
+            if options.get(name) is not None and not callable(options[name]):
+                raise ConfigurationError(f"{name} must be a callable, got {options[name]!r}")
+        namespace = options.get("namespace", cls.namespace)
+        if not isinstance(namespace, str) or not namespace:
+            raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
+        version = options.get("version")
+        if version is not None and not isinstance(version, str):
+            raise ConfigurationError(f"version must be a string, got {version!r}")
+        return cls(
+            ttl=to_seconds(options.get("ttl")),
+            key=options.get("key"),
+            ignore=tuple(ignore),
+            namespace=namespace,
+            version=version,
+            cache_if=options.get("cache_if"),
+        )
+
+
 class Memo(Generic[R]):
     """Key, codec, statistics and policy for one decorated function."""
 
     __slots__ = ("_cache_if", "_codec", "_unstorable_log", "key", "name", "stats", "store", "ttl")
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        backend: Backend,
-        *,
-        ttl: TTL = None,
-        key: KeyFunction | None = None,
-        ignore: Collection[str] = (),
-        namespace: str = "instructor_cache",
-        version: str | None = None,
-        cache_if: Callable[[R], bool] | None = None,
-    ) -> None:
+    def __init__(self, fn: Callable[..., Any], backend: Backend, options: Options) -> None:
         check_backend(backend)
-        if cache_if is not None and not callable(cache_if):
-            raise ConfigurationError(f"cache_if must be a callable, got {cache_if!r}")
-        if key is not None and not callable(key):
-            raise ConfigurationError(f"key must be a callable, got {key!r}")
         self.name = function_name(fn)
         self._codec: Codec[R] = Codec(return_type_of(fn), where=f"{self.name}()")
         self.key = KeyBuilder(
             fn,
-            namespace=namespace,
+            namespace=options.namespace,
             schema_fingerprint=self._codec.fingerprint,
-            version=version,
-            ignore=ignore,
-            key=key,
+            version=options.version,
+            ignore=options.ignore,
+            key=options.key,
         )
-        self.ttl = to_seconds(ttl)
+        self.ttl = options.ttl
         self.stats = Stats()
         self.store = FailOpen(backend, self.stats, self.name)
-        self._cache_if = cache_if
+        self._cache_if = options.cache_if
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
 
     def decode(self, text: str | None) -> R | Literal[Miss.MISS]:

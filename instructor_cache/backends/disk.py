@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,37 @@ class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no 
         if raw and type(key) is str:
             return key
         return None  # a key this library did not write: never decoded, never matched
+
+
+class _BoundedRetryCache(diskcache.Cache):  # type: ignore[misc]
+    """A ``diskcache.Cache`` whose internal retry loops give up after ``timeout``, not 60 s.
+
+    diskcache opens a database by writing its settings, and retries a locked
+    write for 60 seconds (``_sql_retry``, also used by ``reset``). Another
+    process holding the database locked would then freeze the caller for a
+    minute. This bounds those retries by the same ``timeout`` SQLite gets.
+    """
+
+    def __init__(self, directory: str, *, timeout: float, **options: Any) -> None:
+        self._retry_budget = timeout
+        super().__init__(directory, timeout=timeout, **options)
+
+    @property
+    def _sql_retry(self) -> Any:
+        execute = self._sql
+        budget = self._retry_budget
+
+        def execute_with_retry(statement: str, *args: Any, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + budget
+            while True:
+                try:
+                    return execute(statement, *args, **kwargs)
+                except sqlite3.OperationalError as exc:  # noqa: PERF203  (a retry loop)
+                    if str(exc) != "database is locked" or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.001)
+
+        return execute_with_retry
 
 
 class DiskCache(ThreadedAsyncMixin):
@@ -91,7 +124,7 @@ class DiskCache(ThreadedAsyncMixin):
         if cache is None:
             with self._open_lock:
                 if self._cache is None:
-                    self._cache = diskcache.Cache(
+                    self._cache = _BoundedRetryCache(
                         str(self.directory),
                         timeout=self._timeout,
                         disk=TextOnlyDisk,

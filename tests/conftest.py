@@ -1,0 +1,92 @@
+"""Shared fixtures: the backends every behaviour test runs on, and a simulated LLM."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import DiskCache, MemoryCache
+from instructor_cache.backends import Backend
+
+
+class UserDetail(BaseModel):
+    name: str
+    age: int
+
+
+class Clock:
+    """A monotonic clock the tests move by hand, so TTL tests never sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class BackendKind(enum.Enum):
+    MEMORY = "memory"
+    DISK = "disk"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def _make_backend(kind: BackendKind, tmp_path: Path, **options: Any) -> Backend:
+    if kind is BackendKind.MEMORY:
+        return MemoryCache(maxsize=1024, **options)
+    return DiskCache(tmp_path / "cache", **options)
+
+
+@pytest.fixture(params=list(BackendKind), ids=lambda k: k.value)
+def backend_kind(request: pytest.FixtureRequest) -> BackendKind:
+    kind: BackendKind = request.param
+    return kind
+
+
+@pytest.fixture
+def make_backend(backend_kind: BackendKind, tmp_path: Path) -> Iterator[Callable[..., Backend]]:
+    """Builds backends of the parametrized kind; each test may make several (to share or not)."""
+    made: list[Backend] = []
+
+    def make(**options: Any) -> Backend:
+        backend = _make_backend(backend_kind, tmp_path, **options)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        if isinstance(backend, DiskCache):
+            backend.close()
+
+
+@pytest.fixture
+def backend(make_backend: Callable[..., Backend]) -> Backend:
+    return make_backend()
+
+
+class FakeLLM:
+    """Stands in for the model: counts calls and extracts deterministically from the text."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def __call__(self, text: str, *extra: Any) -> UserDetail:
+        self.calls.append((text, *extra))
+        name, _, age = text.partition(" is ")
+        return UserDetail(name=name, age=int(age or 0))
+
+
+@pytest.fixture
+def llm() -> FakeLLM:
+    return FakeLLM()

@@ -1,0 +1,260 @@
+"""Return values round-trip exactly through JSON, or are refused, never mangled."""
+
+from __future__ import annotations
+
+import collections.abc
+import datetime
+import enum
+import logging
+import uuid
+from decimal import Decimal
+from typing import Any, Literal, Optional, Union
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, Json, computed_field
+
+from instructor_cache import instructor_cache
+from instructor_cache._codec import Codec, DecodeError, EncodeError
+from instructor_cache.errors import UncacheableFunctionError
+
+
+class Role(enum.Enum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class Address(BaseModel):
+    street: str
+    city: str = Field(alias="cityName")
+
+
+class Account(BaseModel):
+    """The kind of model real code has, where a naive dump/validate pair breaks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: uuid.UUID = Field(alias="userId")
+    display_name: str = Field(alias="displayName")
+    settings: Json[dict[str, int]]
+    role: Role
+    created: datetime.datetime
+    birthday: datetime.date | None = None
+    balance: Decimal
+    addresses: list[Address] = []
+    nickname: str = Field(default="", exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def label(self) -> str:
+        return f"{self.display_name} ({self.role.value})"
+
+
+def account(**overrides: Any) -> Account:
+    data: dict[str, Any] = {
+        "userId": uuid.UUID(int=7),
+        "displayName": "Jason",
+        "settings": '{"retries": 3}',
+        "role": Role.ADMIN,
+        "created": datetime.datetime(2024, 5, 1, 12, 30, tzinfo=datetime.timezone.utc),
+        "birthday": datetime.date(1990, 1, 2),
+        "balance": Decimal("10.50"),
+        "addresses": [Address(street="Main St", cityName="Springfield")],
+    }
+    data.update(overrides)
+    return Account(**data)
+
+
+def roundtrip(tp: Any, value: Any) -> Any:
+    codec: Codec[Any] = Codec(tp, where="test()")
+    decoded, duration = codec.decode(codec.encode(value, created=1.0, duration=2.5))
+    assert duration == 2.5
+    return decoded
+
+
+def test_naive_roundtrip_of_this_model_fails() -> None:
+    """The naive model_dump_json/model_validate_json pair breaks on Account: the codec must not."""
+    with pytest.raises(ValueError, match="validation error"):
+        Account.model_validate_json(account().model_dump_json())
+
+
+def test_real_world_model_roundtrips_exactly() -> None:
+    """Aliases, Json fields, computed fields, enums, datetimes, decimals and nesting survive."""
+    original = account()
+    decoded = roundtrip(Account, original)
+    assert decoded == original
+    assert type(decoded) is Account
+    assert decoded.settings == {"retries": 3}
+    assert decoded.created.tzinfo is not None
+    assert decoded.label == "Jason (admin)"
+
+
+@pytest.mark.parametrize(
+    ("tp", "value"),
+    [
+        (list[Account], [account(), account(displayName="Ann")]),
+        (Optional[Account], None),  # noqa: UP045  (the spelling users write)
+        (Account | None, account()),
+        (Union[Account, Address], Address(street="a", cityName="b")),  # noqa: UP007
+        (dict[str, list[int]], {"a": [1, 2], "b": []}),
+        (str, "plain text"),
+        (int, 42),
+        (float, 1.5),
+        (bool, False),
+        (tuple[int, str], (1, "a")),
+        (Literal["yes", "no"], "no"),
+        (dict[str, Any], {"nested": {"list": [1, "two", None, 3.5]}}),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+def test_supported_return_types_roundtrip(tp: Any, value: Any) -> None:
+    """Containers, Optional, unions and plain JSON types decode to an equal value."""
+    assert roundtrip(tp, value) == value
+
+
+def test_excluded_field_with_a_non_default_value_is_not_stored() -> None:
+    """A value whose excluded field would be lost is refused rather than returned changed."""
+    codec: Codec[Account] = Codec(Account, where="test()")
+    with pytest.raises(EncodeError, match="reads back as a different value"):
+        codec.encode(account(nickname="secret"), created=0, duration=0)
+
+
+def test_subclass_instance_is_not_stored_as_its_base() -> None:
+    """An instance of a subclass would read back as the annotated base class, so it is refused."""
+
+    class Admin(Address):
+        level: int
+
+    codec: Codec[Address] = Codec(Address, where="test()")
+    with pytest.raises(EncodeError):
+        codec.encode(Admin(street="s", cityName="c", level=3), created=0, duration=0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "null",
+        "[]",
+        '{"v": 1}',
+        '{"v": 2, "created": 0, "duration": 0, "value": "x"}',
+        '{"v": 1, "created": "yesterday", "duration": 0, "value": "x"}',
+        '{"v": 1, "created": 0, "duration": 0, "value": 5}',
+        b"\xff\xfe",
+    ],
+    ids=repr,
+)
+def test_invalid_entries_raise_decode_error(text: str | bytes) -> None:
+    """Anything but a current-format entry of the right type is a DecodeError."""
+    codec: Codec[str] = Codec(str, where="test()")
+    with pytest.raises(DecodeError):
+        codec.decode(text)
+
+
+def test_unknown_envelope_fields_are_ignored() -> None:
+    """A newer writer may add fields to the envelope; this reader still decodes the value."""
+    codec: Codec[str] = Codec(str, where="test()")
+    text = '{"v":1,"created":0,"duration":0.5,"usage":{"tokens":3},"value":"x"}'
+    assert codec.decode(text) == ("x", 0.5)
+
+
+def test_fingerprint_tracks_the_schema() -> None:
+    """Changing a field's type or description changes the fingerprint; a rebuild does not."""
+
+    class A(BaseModel):
+        x: int
+
+    class B(BaseModel):
+        x: str
+
+    class C(BaseModel):
+        x: int = Field(description="x")
+
+    def fingerprint(tp: Any) -> str:
+        return Codec(tp, where="t()").fingerprint
+
+    assert fingerprint(A) == fingerprint(A)
+    assert len({fingerprint(A), fingerprint(B), fingerprint(C), fingerprint(list[A])}) == 4
+
+
+class Opaque:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("annotation", "message"),
+    [
+        (None, "nothing to cache"),
+        (Any, "concrete type"),
+        (object, "concrete type"),
+        (Opaque, "cannot round-trip through JSON"),
+        (collections.abc.Iterator[Account], "stream or iterator"),
+        (collections.abc.AsyncIterator[Account], "stream or iterator"),
+        (collections.abc.Callable[[], int], "cannot round-trip through JSON"),
+    ],
+    ids=["none", "any", "object", "opaque-class", "iterator", "async-iterator", "callable"],
+)
+def test_unstorable_annotation_is_rejected_at_decoration(annotation: Any, message: str) -> None:
+    """A return type that cannot round-trip through JSON is a TypeError when decorating."""
+
+    def f(text: str) -> None:
+        raise AssertionError("never called")
+
+    f.__annotations__["return"] = annotation
+    with pytest.raises(UncacheableFunctionError, match=message) as info:
+        instructor_cache(f)
+    assert isinstance(info.value, TypeError)
+
+
+def test_missing_annotation_is_rejected_at_decoration() -> None:
+    """A function without a return annotation gets an error that says what to add."""
+
+    def f(text):  # type: ignore[no-untyped-def]
+        return text
+
+    with pytest.raises(UncacheableFunctionError, match="no return annotation"):
+        instructor_cache(f)
+
+
+def test_unresolvable_annotation_names_the_problem() -> None:
+    """A forward reference that does not resolve is reported at decoration time."""
+
+    def f(text: str) -> NotDefinedAnywhere:  # type: ignore[name-defined]  # noqa: F821
+        raise AssertionError
+
+    with pytest.raises(UncacheableFunctionError, match="NotDefinedAnywhere"):
+        instructor_cache(f)
+
+
+def test_unstorable_result_is_returned_logged_once_and_not_cached(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A result that would not read back equal is returned every time, never stored."""
+    calls: list[str] = []
+
+    @instructor_cache
+    def extract(text: str) -> Account:
+        calls.append(text)
+        return account(nickname="kept out of dumps")
+
+    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
+        for _ in range(3):
+            assert extract("x").nickname == "kept out of dumps"
+    assert len(calls) == 3
+    assert extract.cache_info().currsize == 0
+    warnings = [r for r in caplog.records if "not caching" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "test_codec" in warnings[0].getMessage()
+
+
+def test_wrong_return_type_is_not_cached() -> None:
+    """A function that returns a dict where its annotation promises a model is not cached."""
+    calls: list[int] = []
+
+    @instructor_cache
+    def extract(text: str) -> Address:
+        calls.append(1)
+        return {"street": "s", "cityName": "c"}  # type: ignore[return-value]
+
+    assert extract("x") == {"street": "s", "cityName": "c"}
+    assert extract("x") == {"street": "s", "cityName": "c"}
+    assert len(calls) == 2

@@ -1,0 +1,397 @@
+"""Behaviour of @instructor_cache, written once and run on every backend, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, Field
+
+from instructor_cache import CacheInfo, DiskCache, MemoryCache, instructor_cache
+from instructor_cache.backends import Backend
+from tests.conftest import Clock, FakeLLM, UserDetail
+
+
+class Flavour:
+    """Turns a sync function body into the flavour under test and calls it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def define(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if self.name == "sync":
+            return fn
+
+        @functools.wraps(fn)
+        async def async_fn(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)
+            return fn(*args, **kwargs)
+
+        return async_fn
+
+    def run(self, result: Any) -> Any:
+        """Return ``result``, awaited in a fresh event loop when it is a coroutine."""
+        if inspect.iscoroutine(result):
+            return asyncio.run(result)
+        return result
+
+
+@pytest.fixture(params=["sync", "async"])
+def flavour(request: pytest.FixtureRequest) -> Flavour:
+    return Flavour(request.param)
+
+
+def make_extract(
+    llm: FakeLLM, flavour: Flavour, backend: Backend | None, **options: Any
+) -> Callable[..., Any]:
+    def extract(text: str, model: str = "gpt-4o-mini") -> UserDetail:
+        return llm(text, model)
+
+    decorate = instructor_cache(backend, **options)
+    return decorate(flavour.define(extract))  # type: ignore[no-any-return]
+
+
+def test_second_call_is_a_hit(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+    """The second identical call returns an equal result without calling the function."""
+    extract = make_extract(llm, flavour, backend)
+    first = flavour.run(extract("Jason is 25"))
+    second = flavour.run(extract("Jason is 25"))
+    assert first == second == UserDetail(name="Jason", age=25)
+    assert len(llm.calls) == 1
+    info = extract.cache_info()
+    assert (info.hits, info.misses, info.errors) == (1, 1, 0)
+    assert info.currsize == 1
+
+
+def test_hit_returns_a_new_instance(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+    """Mutating a returned result does not change what the next hit returns."""
+    extract = make_extract(llm, flavour, backend)
+    first = flavour.run(extract("Ann is 30"))
+    first.age = 99
+    second = flavour.run(extract("Ann is 30"))
+    second.name = "changed"
+    third = flavour.run(extract("Ann is 30"))
+    assert third == UserDetail(name="Ann", age=30)
+    assert type(third) is UserDetail
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        (("Bo is 3",), {}),
+        ((), {"text": "Bo is 3"}),
+        (("Bo is 3", "gpt-4o-mini"), {}),
+        (("Bo is 3",), {"model": "gpt-4o-mini"}),
+        ((), {"model": "gpt-4o-mini", "text": "Bo is 3"}),
+    ],
+    ids=["positional", "keyword", "default-spelled-out", "default-by-keyword", "reordered"],
+)
+def test_arguments_are_bound_to_the_signature(
+    llm: FakeLLM,
+    flavour: Flavour,
+    backend: Backend,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Every spelling of the same call, defaults applied, hits the entry of the first."""
+    extract = make_extract(llm, flavour, backend)
+    flavour.run(extract("Bo is 3"))
+    assert flavour.run(extract(*args, **kwargs)) == UserDetail(name="Bo", age=3)
+    assert len(llm.calls) == 1
+
+
+def test_different_arguments_miss(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+    """A different argument value is a different entry."""
+    extract = make_extract(llm, flavour, backend)
+    flavour.run(extract("Bo is 3"))
+    assert flavour.run(extract("Bo is 3", model="gpt-4o")) == UserDetail(name="Bo", age=3)
+    assert flavour.run(extract("Bo is 4")) == UserDetail(name="Bo", age=4)
+    assert len(llm.calls) == 3
+
+
+def test_exceptions_are_not_cached(flavour: Flavour, backend: Backend) -> None:
+    """An exception propagates unchanged, and the next call runs the function again."""
+    attempts: list[int] = []
+
+    def flaky(text: str) -> UserDetail:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("rate limited")
+        return UserDetail(name=text, age=1)
+
+    cached = instructor_cache(backend)(flavour.define(flaky))
+    with pytest.raises(ValueError, match="rate limited"):
+        flavour.run(cached("x"))
+    assert flavour.run(cached("x")) == UserDetail(name="x", age=1)
+    assert flavour.run(cached("x")) == UserDetail(name="x", age=1)
+    assert len(attempts) == 2
+
+
+def test_none_is_cached_as_a_value(flavour: Flavour, backend: Backend) -> None:
+    """A function returning None for an Optional model caches None, distinct from a miss."""
+    calls: list[str] = []
+
+    def find(text: str) -> UserDetail | None:
+        calls.append(text)
+        return None
+
+    cached = instructor_cache(backend)(flavour.define(find))
+    assert flavour.run(cached("nobody")) is None
+    assert flavour.run(cached("nobody")) is None
+    assert calls == ["nobody"]
+    assert cached.cache_info().hits == 1
+
+
+def test_schema_change_is_a_miss(flavour: Flavour, backend: Backend) -> None:
+    """The same function returning a changed model never reads the old model's entry."""
+
+    def define(model: type[BaseModel], age: int) -> Callable[..., Any]:
+        def extract(text: str) -> BaseModel:
+            return model(name=text, age=age)
+
+        extract.__annotations__["return"] = model  # a local class: set it, not a string
+        return instructor_cache(backend)(flavour.define(extract))
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    old = define(Person, 1)
+    assert flavour.run(old("a")).age == 1
+
+    class Person(BaseModel):  # type: ignore[no-redef]  # the same model, one description added
+        name: str
+        age: int = Field(description="age in years")
+
+    new = define(Person, 2)
+    assert old.cache_key("a") != new.cache_key("a")
+    assert flavour.run(new("a")).age == 2
+    assert new.cache_info().misses == 1
+    assert flavour.run(old("a")).age == 1  # the old entry is still there for the old model
+
+
+def test_version_bump_is_a_miss(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+    """Bumping ``version`` invalidates every earlier entry of the function."""
+    v1 = make_extract(llm, flavour, backend, version="1")
+    v2 = make_extract(llm, flavour, backend, version="2")
+    flavour.run(v1("Al is 5"))
+    flavour.run(v2("Al is 5"))
+    flavour.run(v1("Al is 5"))
+    assert len(llm.calls) == 2
+    assert v1.cache_key("Al is 5") != v2.cache_key("Al is 5")
+
+
+def test_namespace_separates_entries(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+    """Two namespaces on one backend never read each other's entries."""
+    a = make_extract(llm, flavour, backend, namespace="team-a")
+    b = make_extract(llm, flavour, backend, namespace="team-b")
+    flavour.run(a("Al is 5"))
+    flavour.run(b("Al is 5"))
+    assert len(llm.calls) == 2
+    assert a.cache_key("Al is 5").startswith("team-a:")
+
+
+def test_decorator_ttl_expires_entries(
+    llm: FakeLLM, flavour: Flavour, backend_kind: Any, clock: Clock, tmp_path: Any
+) -> None:
+    """An entry older than the decorator's ttl is a miss; a younger one is a hit."""
+    if backend_kind.value == "memory":
+        backend: Backend = MemoryCache(timer=clock)
+        ttl, wait = 60.0, clock.advance
+    else:
+        backend = DiskCache(tmp_path / "ttl")  # diskcache reads the wall clock: sleep briefly
+        ttl, wait = 0.5, time.sleep
+    extract = make_extract(llm, flavour, backend, ttl=ttl)
+    flavour.run(extract("Cy is 7"))
+    wait(ttl * 0.2)
+    flavour.run(extract("Cy is 7"))
+    assert len(llm.calls) == 1
+    wait(ttl * 1.2)
+    flavour.run(extract("Cy is 7"))
+    assert len(llm.calls) == 2
+
+
+def test_backend_ttl_applies_when_decorator_has_none(
+    llm: FakeLLM, flavour: Flavour, clock: Clock
+) -> None:
+    """A backend's own ttl is the default for entries written without one."""
+    from datetime import timedelta
+
+    extract = make_extract(llm, flavour, MemoryCache(ttl=timedelta(minutes=1), timer=clock))
+    flavour.run(extract("Cy is 7"))
+    clock.advance(59)
+    flavour.run(extract("Cy is 7"))
+    clock.advance(2)
+    flavour.run(extract("Cy is 7"))
+    assert len(llm.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "not json",
+        '{"v": 1, "created": 0, "duration": 0, "value": {"name": "x"}}',
+        '{"v": 999, "created": 0, "duration": 0, "value": {"name": "x", "age": 1}}',
+        '{"name": "x", "age": 1}',
+        "",
+    ],
+    ids=["not-json", "old-schema", "future-format", "bare-value", "empty"],
+)
+def test_corrupt_entry_is_a_miss_and_is_replaced(
+    llm: FakeLLM, flavour: Flavour, backend: Backend, garbage: str
+) -> None:
+    """Text that does not decode is counted as an error and a miss, and the function runs."""
+    extract = make_extract(llm, flavour, backend)
+    key = extract.cache_key("Di is 9")
+    backend.set(key, garbage)
+    assert flavour.run(extract("Di is 9")) == UserDetail(name="Di", age=9)
+    info = extract.cache_info()
+    assert (info.hits, info.misses, info.errors) == (0, 1, 1)
+    assert backend.get(key) != garbage
+    assert flavour.run(extract("Di is 9")) == UserDetail(name="Di", age=9)
+    assert len(llm.calls) == 1
+
+
+def test_corrupt_entry_is_deleted_even_if_the_call_fails(
+    flavour: Flavour, backend: Backend
+) -> None:
+    """An undecodable entry is removed although the function raised and stored nothing."""
+
+    def failing(text: str) -> UserDetail:
+        raise RuntimeError(text)
+
+    cached = instructor_cache(backend)(flavour.define(failing))
+    backend.set(cached.cache_key("q"), "garbage")
+    with pytest.raises(RuntimeError):
+        flavour.run(cached("q"))
+    assert backend.get(cached.cache_key("q")) is None
+
+
+def test_invalidate_removes_one_entry(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+    """invalidate() drops one call's entry and says whether there was one."""
+    extract = make_extract(llm, flavour, backend)
+    flavour.run(extract("Ed is 1"))
+    flavour.run(extract("Fay is 2"))
+    assert flavour.run(extract.invalidate("Ed is 1")) is True
+    assert flavour.run(extract.invalidate("Ed is 1")) is False
+    flavour.run(extract("Ed is 1"))
+    flavour.run(extract("Fay is 2"))
+    assert [c[0] for c in llm.calls] == ["Ed is 1", "Fay is 2", "Ed is 1"]
+
+
+def test_cache_clear_keeps_other_functions_entries(
+    llm: FakeLLM, flavour: Flavour, backend: Backend
+) -> None:
+    """cache_clear() empties one function's entries in a shared backend and resets its stats."""
+    first = make_extract(llm, flavour, backend)
+
+    def other(text: str) -> UserDetail:
+        return llm(text, "other")
+
+    second = instructor_cache(backend)(flavour.define(other))
+    flavour.run(first("Gil is 4"))
+    flavour.run(second("Gil is 4"))
+    first.cache_clear()
+    assert first.cache_info()[:2] == (0, 0)
+    flavour.run(first("Gil is 4"))
+    flavour.run(second("Gil is 4"))
+    assert [c[1] for c in llm.calls] == ["gpt-4o-mini", "other", "gpt-4o-mini"]
+    assert second.cache_info().hits == 1
+
+
+def test_refresh_overwrites_the_entry(flavour: Flavour, backend: Backend) -> None:
+    """refresh() calls the function even on a hit and stores what it returns."""
+    ages = iter(range(10, 20))
+
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=next(ages))
+
+    cached = instructor_cache(backend)(flavour.define(extract))
+    assert flavour.run(cached("h")).age == 10
+    assert flavour.run(cached.refresh("h")).age == 11
+    assert flavour.run(cached("h")).age == 11
+
+
+def test_cache_if_false_returns_without_storing(flavour: Flavour, backend: Backend) -> None:
+    """A result the cache_if predicate rejects is returned but never stored."""
+    calls: list[str] = []
+
+    def extract(text: str) -> list[UserDetail]:
+        calls.append(text)
+        return [] if text == "empty" else [UserDetail(name=text, age=0)]
+
+    cached = instructor_cache(backend, cache_if=bool)(flavour.define(extract))
+    for _ in range(2):
+        assert flavour.run(cached("empty")) == []
+        assert flavour.run(cached("full")) == [UserDetail(name="full", age=0)]
+    assert calls == ["empty", "full", "empty"]
+
+
+def test_sync_and_async_share_keys(llm: FakeLLM, backend: Backend) -> None:
+    """An entry written by the sync function is read by its async twin, and vice versa."""
+    sync_extract = make_extract(llm, Flavour("sync"), backend)
+    async_extract = make_extract(llm, Flavour("async"), backend)
+    assert sync_extract.cache_key("Hal is 8") == async_extract.cache_key("Hal is 8")
+    sync_extract("Hal is 8")
+    assert asyncio.run(async_extract("Hal is 8")) == UserDetail(name="Hal", age=8)
+    asyncio.run(async_extract("Ida is 6"))
+    assert sync_extract("Ida is 6") == UserDetail(name="Ida", age=6)
+    assert len(llm.calls) == 2
+
+
+def test_cache_info_is_shaped_like_functools(llm: FakeLLM, backend: Backend) -> None:
+    """cache_info() is a named tuple whose first four fields are functools'."""
+    extract = make_extract(llm, Flavour("sync"), backend)
+    extract("J is 1")
+    extract("J is 1")
+    info = extract.cache_info()
+    assert isinstance(info, CacheInfo)
+    assert info._fields[:4] == functools.lru_cache(lambda: None).cache_info()._fields
+    hits, misses, _maxsize, currsize, errors, time_saved = info
+    assert (hits, misses, currsize, errors) == (1, 1, 1, 0)
+    assert time_saved >= 0
+
+
+def test_signature_and_wrapped_are_kept(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+    """The decorated function keeps its name, docstring, signature and __wrapped__."""
+
+    def extract(text: str, model: str = "m") -> UserDetail:
+        """Extract a user."""
+        return llm(text, model)
+
+    original = flavour.define(extract)
+    cached = instructor_cache(backend)(original)
+    assert cached.__wrapped__ is original
+    assert cached.__name__ == "extract"
+    assert cached.__doc__ == "Extract a user."
+    assert inspect.signature(cached) == inspect.signature(extract)
+    assert inspect.iscoroutinefunction(cached) is (flavour.name == "async")
+
+
+def test_stacked_layers_are_independent(
+    llm: FakeLLM, flavour: Flavour, make_backend: Callable[..., Backend]
+) -> None:
+    """A memory layer over another backend serves hits first; each layer keeps its own stats."""
+    outer_backend, inner_backend = MemoryCache(maxsize=10), make_backend()
+
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    inner = instructor_cache(inner_backend)(flavour.define(extract))
+    outer = instructor_cache(outer_backend)(inner)
+    flavour.run(outer("Kay is 2"))
+    flavour.run(outer("Kay is 2"))
+    assert (outer.cache_info().hits, inner.cache_info().hits) == (1, 0)
+    outer.cache_clear()
+    flavour.run(outer("Kay is 2"))
+    assert (outer.cache_info().misses, inner.cache_info().hits) == (1, 1)
+    assert len(llm.calls) == 1
+    assert outer.__wrapped__ is inner

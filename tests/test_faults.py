@@ -1,0 +1,210 @@
+"""When the backend fails, results stay right, failures are counted, and no call hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from instructor_cache import DiskCache, instructor_cache
+from instructor_cache.errors import ConfigurationError
+from tests.conftest import FakeLLM, UserDetail
+
+
+class BrokenBackend:
+    """A user-supplied backend whose every call raises, as a dead server's client would."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def _fail(self) -> None:
+        self.attempts += 1
+        raise ConnectionError("backend is down")
+
+    def get(self, key: str) -> str | None:
+        self._fail()
+        return None
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self._fail()
+
+    def delete(self, key: str) -> bool:
+        self._fail()
+        return False
+
+    def clear(self) -> None:
+        self._fail()
+
+    def clear_prefix(self, prefix: str) -> int:
+        self._fail()
+        return 0
+
+    async def aget(self, key: str) -> str | None:
+        return self.get(key)
+
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.set(key, value, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        return self.delete(key)
+
+    async def aclear(self) -> None:
+        self.clear()
+
+
+def test_failing_backend_falls_back_to_the_function(
+    llm: FakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every call returns the right result; errors are counted and logged, rate-limited."""
+    backend = BrokenBackend()
+
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
+        results = [extract(f"P{i % 3} is {i % 3}") for i in range(30)]
+    assert results == [UserDetail(name=f"P{i % 3}", age=i % 3) for i in range(30)]
+    assert len(llm.calls) == 30
+    info = extract.cache_info()
+    assert (info.hits, info.misses, info.errors) == (0, 30, 60)  # a failed get and set per call
+    records = [r for r in caplog.records if r.name == "instructor_cache"]
+    assert len(records) == 1
+    assert "ConnectionError" in records[0].getMessage()
+    assert "extract" in records[0].getMessage()
+
+
+def test_failing_backend_falls_back_for_async_functions(llm: FakeLLM) -> None:
+    """The async path absorbs the same failures."""
+
+    @instructor_cache(BrokenBackend())
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    async def scenario() -> list[UserDetail]:
+        return [await extract("Q is 1") for _ in range(3)]
+
+    assert asyncio.run(scenario()) == [UserDetail(name="Q", age=1)] * 3
+    assert extract.cache_info().errors == 6
+
+
+def test_invalidate_and_clear_fail_open() -> None:
+    """invalidate() and cache_clear() on a dead backend count an error instead of raising."""
+
+    @instructor_cache(BrokenBackend())
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    assert extract.invalidate("x") is False
+    assert extract.cache_info().errors == 1
+    extract.cache_clear()  # logged and absorbed; it resets the statistics as functools' does
+    assert extract.cache_info().errors == 0
+
+
+def test_cache_clear_needs_clear_prefix_on_a_shared_backend() -> None:
+    """A backend without clear_prefix gets a clear error rather than losing others' entries."""
+
+    class NoPrefix(BrokenBackend):
+        clear_prefix = None  # type: ignore[assignment]
+
+    @instructor_cache(NoPrefix())
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    with pytest.raises(ConfigurationError, match="clear_prefix"):
+        extract.cache_clear()
+
+
+def test_object_without_backend_methods_is_rejected_at_decoration() -> None:
+    """Passing something that is not a backend fails when decorating, naming what is missing."""
+
+    class HalfBackend:
+        def get(self, key: str) -> str | None:
+            return None
+
+    with pytest.raises(ConfigurationError, match="lacks set, delete"):
+        instructor_cache(HalfBackend())  # type: ignore[call-overload]
+
+
+def test_disk_path_that_cannot_be_a_directory_falls_back(llm: FakeLLM, tmp_path: Path) -> None:
+    """A DiskCache whose directory cannot be created costs nothing but counted errors."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+
+    @instructor_cache(DiskCache(blocker / "cache"))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    assert [extract("R is 2") for _ in range(3)] == [UserDetail(name="R", age=2)] * 3
+    assert extract.cache_info().errors == 6
+
+
+LOCKER = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+con.execute("ROLLBACK")
+print("released", flush=True)
+"""
+
+
+@pytest.fixture
+def lock_holder(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """A DiskCache directory whose database another process holds under BEGIN EXCLUSIVE."""
+    directory = tmp_path / "locked"
+    setup = DiskCache(directory)
+    setup.set("warm", "up")  # create the database
+    setup.close()
+    process = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(directory / "cache.db")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "locked"
+        yield directory, process
+    finally:
+        process.kill()
+        process.communicate(timeout=10)  # reaps it and closes both pipes
+
+
+def test_locked_database_never_freezes_the_app(
+    llm: FakeLLM, lock_holder: tuple[Path, subprocess.Popen[str]]
+) -> None:
+    """While another process locks the database each call returns within about a second."""
+    directory, process = lock_holder
+    backend = DiskCache(directory)  # default timeout: sub-second, not diskcache's 60 s
+
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    for i in range(3):
+        started = time.monotonic()
+        assert extract(f"S is {i}") == UserDetail(name="S", age=i)
+        assert time.monotonic() - started < 1.5
+    assert extract.cache_info().errors >= 3  # at least every write failed
+    assert len(llm.calls) == 3
+
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write("\n")
+    process.stdin.flush()
+    assert process.stdout.readline().strip() == "released"
+
+    extract("S is 0")
+    calls = len(llm.calls)
+    assert extract("S is 0") == UserDetail(name="S", age=0)
+    assert len(llm.calls) == calls  # caching resumed once the lock was gone
+    assert extract.cache_info().hits >= 1
+    backend.close()
