@@ -5,6 +5,7 @@ in Redis, keyed by the arguments and the model's schema, and never returns a
 wrong or stale object.
 """
 
+from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._decorator import (
     AsyncCachedFunction,
     CachedFunction,
@@ -22,6 +23,7 @@ __all__ = [
     "CacheInfo",
     "CacheOptions",
     "CachedFunction",
+    "CircuitBreaker",
     "DiskCache",
     "MemoryCache",
     "disk_cache",

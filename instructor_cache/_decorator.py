@@ -172,7 +172,7 @@ _Wrappers = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
 
 
 def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
-    make_key, store, decode, encode = memo.key, memo.store, memo.decode, memo.encode
+    make_key, store, decode, encode = memo.key.build, memo.store, memo.decode, memo.encode
 
     def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         started = time.perf_counter()
@@ -202,7 +202,7 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
 
 
 def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
-    make_key, store, decode, encode = memo.key, memo.store, memo.decode, memo.encode
+    make_key, store, decode, encode = memo.key.build, memo.store, memo.decode, memo.encode
 
     async def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         started = time.perf_counter()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from types import TracebackType
 from typing import Any
 
+from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._stats import Stats
 from instructor_cache.backends._protocol import Backend, PrefixClearable
 from instructor_cache.errors import ConfigurationError, CorruptEntryError
@@ -53,18 +55,25 @@ class FailOpen:
     ``Exception`` is caught on purpose: a user-supplied backend may raise
     anything, and none of it may reach the caller. ``BaseException``
     (``KeyboardInterrupt``, ``asyncio.CancelledError``) still propagates.
+
+    A backend may carry a ``circuit_breaker`` (``DiskCache`` does): while it
+    is open, operations skip the backend at once, each counted as an error,
+    instead of paying the backend's timeout again.
     """
 
-    __slots__ = ("_log", "_name", "_stats", "backend")
+    __slots__ = ("_breaker", "_log", "_name", "_stats", "backend")
 
     def __init__(self, backend: Backend, stats: Stats, name: str) -> None:
         self.backend = backend
+        self._breaker: CircuitBreaker | None = getattr(backend, "circuit_breaker", None)
         self._stats = stats
         self._name = name
         self._log = RateLimitedLog()
 
-    def failed(self, operation: str, exc: BaseException) -> None:
-        """Count and log one failure of ``operation``."""
+    def failed(self, operation: str, exc: BaseException, *, unhealthy: bool = True) -> None:
+        """Count and log one failure; ``unhealthy`` ones also count towards the breaker."""
+        if unhealthy and self._breaker is not None:
+            self._breaker.failed()
         self._stats.error()
         self._log.warning(
             "instructor_cache: %s on %r failed for %s, calling the function instead: %s: %s",
@@ -75,51 +84,86 @@ class FailOpen:
             exc,
         )
 
+    def succeeded(self) -> None:
+        """Tell the breaker, if any, that the backend answered."""
+        if self._breaker is not None:
+            self._breaker.succeeded()
+
+    def _skipped(self, operation: str) -> bool:
+        """Whether the breaker is open; a skipped operation counts as an error."""
+        breaker = self._breaker
+        if breaker is None or breaker.allow():
+            return False
+        self._stats.error()
+        self._log.warning(
+            "instructor_cache: skipping %s on %r for %s: the backend keeps failing, so it is "
+            "left alone for %.1f s (%r)",
+            operation,
+            self.backend,
+            self._name,
+            breaker.cooldown,
+            breaker,
+        )
+        return True
+
+    def _guard(self, operation: str) -> _Guard:
+        return _Guard(self, operation)
+
     def get(self, key: str) -> str | None:
+        if self._breaker is not None and self._skipped("get"):
+            return None
         try:
-            return self.backend.get(key)
-        except CorruptEntryError as exc:
-            self.failed("get", exc)
+            text = self.backend.get(key)
+        except CorruptEntryError as exc:  # bad data, not a failing backend
+            self.failed("get", exc, unhealthy=False)
             self.delete(key)
+            return None
         except Exception as exc:  # noqa: BLE001  (see the class docstring)
             self.failed("get", exc)
-        return None
+            return None
+        if self._breaker is not None:
+            self._breaker.succeeded()
+        return text
 
     async def aget(self, key: str) -> str | None:
+        if self._breaker is not None and self._skipped("get"):
+            return None
         try:
-            return await self.backend.aget(key)
-        except CorruptEntryError as exc:
-            self.failed("get", exc)
+            text = await self.backend.aget(key)
+        except CorruptEntryError as exc:  # bad data, not a failing backend
+            self.failed("get", exc, unhealthy=False)
             await self.adelete(key)
+            return None
         except Exception as exc:  # noqa: BLE001
             self.failed("get", exc)
-        return None
+            return None
+        if self._breaker is not None:
+            self._breaker.succeeded()
+        return text
 
     def set(self, key: str, value: str, ttl: float | None) -> None:
-        try:
-            self.backend.set(key, value, ttl)
-        except Exception as exc:  # noqa: BLE001
-            self.failed("set", exc)
+        if not self._skipped("set"):
+            with self._guard("set"):
+                self.backend.set(key, value, ttl)
 
     async def aset(self, key: str, value: str, ttl: float | None) -> None:
-        try:
-            await self.backend.aset(key, value, ttl)
-        except Exception as exc:  # noqa: BLE001
-            self.failed("set", exc)
+        if not self._skipped("set"):
+            with self._guard("set"):
+                await self.backend.aset(key, value, ttl)
 
     def delete(self, key: str) -> bool:
-        try:
-            return bool(self.backend.delete(key))
-        except Exception as exc:  # noqa: BLE001
-            self.failed("delete", exc)
-            return False
+        deleted = False
+        if not self._skipped("delete"):
+            with self._guard("delete"):
+                deleted = bool(self.backend.delete(key))
+        return deleted
 
     async def adelete(self, key: str) -> bool:
-        try:
-            return bool(await self.backend.adelete(key))
-        except Exception as exc:  # noqa: BLE001
-            self.failed("delete", exc)
-            return False
+        deleted = False
+        if not self._skipped("delete"):
+            with self._guard("delete"):
+                deleted = bool(await self.backend.adelete(key))
+        return deleted
 
     def clear_prefix(self, prefix: str) -> None:
         backend = self.backend
@@ -128,10 +172,8 @@ class FailOpen:
                 f"cache_clear() cannot remove only {self._name}'s entries: {backend!r} has no "
                 "clear_prefix(prefix) method. Add one, or call the backend's clear() to empty it."
             )
-        try:
+        with self._guard("clear_prefix"):
             backend.clear_prefix(prefix)
-        except Exception as exc:  # noqa: BLE001
-            self.failed("clear_prefix", exc)
 
     def size(self) -> tuple[int | None, int | None]:
         """The backend's ``(maxsize, currsize)``, ``None`` where it cannot tell.
@@ -144,3 +186,31 @@ class FailOpen:
         except Exception:  # noqa: BLE001  (not sized, or unreachable)
             currsize = None
         return (maxsize if isinstance(maxsize, int) else None), currsize
+
+
+class _Guard:
+    """Absorbs an ``Exception`` raised in its block, recording it as a backend failure."""
+
+    __slots__ = ("_operation", "_owner")
+
+    def __init__(self, owner: FailOpen, operation: str) -> None:
+        self._owner = owner
+        self._operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        owner = self._owner
+        if exc is None:
+            owner.succeeded()
+            return False
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, CancelledError: not ours to swallow
+        owner.failed(self._operation, exc)
+        return True

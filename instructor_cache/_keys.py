@@ -23,7 +23,10 @@ __all__ = ["KeyBuilder", "KeyFunction", "function_name"]
 KeyFunction = Callable[[dict[str, Any]], Any]
 """Receives the call's arguments by parameter name, defaults applied; returns an encodable value."""
 
+KeyBuildFunction = Callable[[tuple[Any, ...], Mapping[str, Any]], str]
+
 _KEY_FORMAT = "instructor_cache/key/1"
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -43,14 +46,12 @@ class KeyBuilder:
 
     __slots__ = (
         "_base",
-        "_defaults",
-        "_first_default",
         "_head",
         "_key_function",
         "_keyed",
         "_name",
-        "_positional_count",
         "_signature",
+        "build",
         "prefix",
     )
 
@@ -85,29 +86,61 @@ class KeyBuilder:
         self._base = hashlib.sha256(_to_bytes(encode(identity) + ("k" if key else "a")))
 
         simple = key is None and not ignore and all(p.kind in _POSITIONAL for p in parameters)
-        self._positional_count = len(parameters) if simple else -1
-        defaults = [p.default for p in parameters if p.default is not inspect.Parameter.empty]
-        self._first_default = len(parameters) - len(defaults)
-        self._defaults = tuple(defaults)
+        self.build = self._fast_builder(parameters) if simple else self._slow_build
 
     def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         """Return the key for a call with these arguments."""
-        count = len(args)
-        if not kwargs and self._first_default <= count <= self._positional_count:
-            values = (
-                args
-                if count == self._positional_count
-                else (args + self._defaults[count - self._first_default :])
-            )
-            try:
-                text = encode(values)
-            except (Unencodable, RecursionError):
-                text = self._encode_arguments(self._bind(args, kwargs))
-        else:
-            text = self._encode_arguments(self._bind(args, kwargs))
+        return self.build(args, kwargs)
+
+    def _finish(self, text: str) -> str:
         digest = self._base.copy()
-        digest.update(_to_bytes(text))
+        digest.update(text.encode("utf-8", "surrogatepass"))
         return self._head + digest.hexdigest()
+
+    def _slow_build(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        return self._finish(self._encode_arguments(self._bind(args, kwargs)))
+
+    def _fast_builder(self, parameters: list[inspect.Parameter]) -> KeyBuildFunction:
+        """A builder for calls that pass positional arguments only, the common case.
+
+        It writes the same text as ``encode(values)`` for the bound values,
+        without binding: the given arguments' tokens (a ``str``, the usual
+        argument, inlined), then the tokens of the defaults they leave out,
+        encoded here once when the defaults are immutable.
+        """
+        count_all = len(parameters)
+        defaults = tuple(p.default for p in parameters if p.default is not inspect.Parameter.empty)
+        first_default = count_all - len(defaults)
+        if all(type(d) in _IMMUTABLE for d in defaults):
+            tails: list[str | None] = [
+                "".join(encode(d) for d in defaults[i:]) + "." for i in range(len(defaults) + 1)
+            ]
+        else:
+            tails = [None] * (len(defaults) + 1)
+        base, head, slow = self._base, self._head, self._slow_build
+
+        def build(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+            count = len(args)
+            if kwargs or not first_default <= count <= count_all:
+                return slow(args, kwargs)
+            try:
+                if count == 1 and type(args[0]) is str:
+                    first = args[0]
+                    text = f"s{len(first)}:{first}"
+                else:
+                    text = "".join(
+                        [f"s{len(a)}:{a}" if type(a) is str else encode(a) for a in args]
+                    )
+                tail = tails[count - first_default]
+                if tail is None:
+                    tail = "".join([encode(d) for d in defaults[count - first_default :]]) + "."
+            except (Unencodable, RecursionError):
+                return slow(args, kwargs)  # to raise the error that names the parameter
+            digest = base.copy()
+            digest.update(f"t{text}{tail}".encode("utf-8", "surrogatepass"))
+            return head + digest.hexdigest()
+
+        return build
 
     def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         bound = self._signature.bind(*args, **kwargs)

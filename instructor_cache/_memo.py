@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, Generic, Literal, TypeVar
 
+from pydantic import ValidationError
+
 from instructor_cache._codec import Codec, DecodeError, EncodeError
 from instructor_cache._failopen import FailOpen, RateLimitedLog
 from instructor_cache._keys import KeyBuilder, KeyFunction, function_name
@@ -82,12 +84,23 @@ class Options:
 class Memo(Generic[R]):
     """Key, codec, statistics and policy for one decorated function."""
 
-    __slots__ = ("_cache_if", "_codec", "_unstorable_log", "key", "name", "stats", "store", "ttl")
+    __slots__ = (
+        "_cache_if",
+        "_codec",
+        "_read_envelope",
+        "_unstorable_log",
+        "key",
+        "name",
+        "stats",
+        "store",
+        "ttl",
+    )
 
     def __init__(self, fn: Callable[..., Any], backend: Backend, options: Options) -> None:
         check_backend(backend)
         self.name = function_name(fn)
         self._codec: Codec[R] = Codec(return_type_of(fn), where=f"{self.name}()")
+        self._read_envelope = self._codec.read_envelope
         self.key = KeyBuilder(
             fn,
             namespace=options.namespace,
@@ -106,19 +119,21 @@ class Memo(Generic[R]):
         """Return the cached result in ``text``, or ``MISS``; count which it was.
 
         Text that does not decode (corrupt, an older format, a model that has
-        changed since) is a miss and an error; the caller deletes it.
+        changed since) is a miss and an error; the caller deletes it. This is
+        the hit path, so it validates through the codec's ``read_envelope``
+        directly rather than through ``Codec.decode``'s extra frame.
         """
         if text is None:
             self.stats.miss()
             return MISS
         try:
-            value, duration = self._codec.decode(text)
-        except DecodeError as exc:
-            self.store.failed("decode", exc)
+            envelope = self._read_envelope(text)
+        except ValidationError as exc:
+            self.store.failed("decode", DecodeError(str(exc).splitlines()[0]), unhealthy=False)
             self.stats.miss()
             return MISS
-        self.stats.hit(duration)
-        return value
+        self.stats.hit(envelope["duration"])
+        return envelope["value"]  # type: ignore[no-any-return]
 
     def encode(self, value: R, duration: float) -> str | None:
         """Return the text to store for a fresh result, or ``None`` to store nothing."""

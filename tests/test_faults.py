@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from instructor_cache import DiskCache, instructor_cache
+from instructor_cache import CircuitBreaker, DiskCache, instructor_cache
 from instructor_cache.errors import ConfigurationError
-from tests.conftest import FakeLLM, UserDetail
+from tests.conftest import Clock, FakeLLM, UserDetail
 
 
 class BrokenBackend:
@@ -181,30 +181,84 @@ def lock_holder(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
 def test_locked_database_never_freezes_the_app(
     llm: FakeLLM, lock_holder: tuple[Path, subprocess.Popen[str]]
 ) -> None:
-    """While another process locks the database each call returns within about a second."""
+    """While another process locks the database calls stay fast; caching resumes after."""
     directory, process = lock_holder
-    backend = DiskCache(directory)  # default timeout: sub-second, not diskcache's 60 s
+    breaker = CircuitBreaker(failures=2, cooldown=0.5)
+    backend = DiskCache(directory, circuit_breaker=breaker)  # timeout: sub-second, not 60 s
 
     @instructor_cache(backend)
     def extract(text: str) -> UserDetail:
         return llm(text)
 
-    for i in range(3):
+    durations = []
+    for i in range(6):
         started = time.monotonic()
         assert extract(f"S is {i}") == UserDetail(name="S", age=i)
-        assert time.monotonic() - started < 1.5
-    assert extract.cache_info().errors >= 3  # at least every write failed
-    assert len(llm.calls) == 3
+        durations.append(time.monotonic() - started)
+    assert max(durations) < 1.5  # diskcache's own default would wait 60 s, twice
+    assert breaker.is_open
+    assert durations[-1] < 0.05  # the open breaker costs no timeout at all
+    assert extract.cache_info().errors >= 6
+    assert len(llm.calls) == 6
 
     assert process.stdin is not None
     assert process.stdout is not None
     process.stdin.write("\n")
     process.stdin.flush()
     assert process.stdout.readline().strip() == "released"
+    time.sleep(breaker.cooldown)
 
     extract("S is 0")
     calls = len(llm.calls)
     assert extract("S is 0") == UserDetail(name="S", age=0)
     assert len(llm.calls) == calls  # caching resumed once the lock was gone
     assert extract.cache_info().hits >= 1
+    assert not breaker.is_open
     backend.close()
+
+
+class Toggle(BrokenBackend):
+    """A backend that fails while ``down`` is set, and otherwise stores in a dict."""
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        super().__init__()
+        self.circuit_breaker = breaker
+        self.down = True
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        if self.down:
+            self._fail()
+        return self.data.get(key)
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        if self.down:
+            self._fail()
+        self.data[key] = value
+
+
+def test_breaker_skips_a_failing_backend_then_probes_it(llm: FakeLLM, clock: Clock) -> None:
+    """After N failures the backend is not called until the cooldown passes; then it is again."""
+    backend = Toggle(CircuitBreaker(failures=3, cooldown=10, timer=clock))
+
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    for _ in range(5):
+        extract("T is 1")
+    assert backend.attempts == 3  # get, set, get: then the breaker opened
+    assert extract.cache_info().errors == 10  # failures and skips alike
+    clock.advance(10)
+    backend.down = False
+    extract("T is 1")  # probe succeeds: stored
+    assert extract("T is 1") == UserDetail(name="T", age=1)
+    assert extract.cache_info().hits == 1
+    assert len(llm.calls) == 6
+
+
+@pytest.mark.parametrize(("failures", "cooldown"), [(0, 1.0), (1, -1.0)])
+def test_breaker_rejects_nonsense_settings(failures: int, cooldown: float) -> None:
+    """A breaker that could never close or never open is a configuration error."""
+    with pytest.raises(ConfigurationError):
+        CircuitBreaker(failures=failures, cooldown=cooldown)

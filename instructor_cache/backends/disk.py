@@ -11,6 +11,7 @@ from typing import Any
 
 import diskcache
 
+from instructor_cache._breaker import CircuitBreaker
 from instructor_cache.backends._threaded import ThreadedAsyncMixin
 from instructor_cache.backends._ttl import TTL, to_seconds
 from instructor_cache.errors import CorruptEntryError
@@ -95,6 +96,10 @@ class DiskCache(ThreadedAsyncMixin):
       not a crash now;
     - rows are read through ``TextOnlyDisk``, which never unpickles.
 
+    After a few consecutive failures its ``circuit_breaker`` makes decorated
+    functions skip it for a few seconds, so a locked or broken database costs
+    one timeout per cooldown rather than one per call.
+
     Other keyword arguments are diskcache settings (``size_limit``,
     ``eviction_policy``, ``cull_limit``, ...).
     """
@@ -105,9 +110,11 @@ class DiskCache(ThreadedAsyncMixin):
         *,
         ttl: TTL = None,
         timeout: float = _DEFAULT_TIMEOUT,
+        circuit_breaker: CircuitBreaker | None = None,
         **settings: Any,
     ) -> None:
         self.directory = Path(directory)
+        self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
         self._ttl = to_seconds(ttl)
         self._timeout = timeout
         self._settings = settings

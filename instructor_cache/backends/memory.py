@@ -50,13 +50,14 @@ class MemoryCache:
 
     def get(self, key: str) -> str | None:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
+            try:
+                expires, value = self._entries[key]
+            except KeyError:
                 return None
-            if entry[0] <= self._timer():
+            if expires != _NEVER and expires <= self._timer():
                 del self._entries[key]
                 return None
-            return entry[1]
+            return value
 
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
         seconds = self._ttl if ttl is None else to_seconds(ttl)

@@ -1,0 +1,62 @@
+"""A circuit breaker: a backend that keeps failing is skipped for a while."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from instructor_cache.errors import ConfigurationError
+
+__all__ = ["CircuitBreaker"]
+
+
+class CircuitBreaker:
+    """Opens after ``failures`` consecutive failures; stays open ``cooldown`` seconds.
+
+    While open, ``allow()`` is false and callers skip the backend without
+    paying its timeout. Once the cooldown has passed, calls go through again
+    as probes: a success closes the breaker, a failure opens it for another
+    cooldown at once. Counters are updated without a lock on purpose: a race
+    can only shift the moment of opening by a call, and the hot path stays a
+    comparison.
+    """
+
+    __slots__ = ("_consecutive", "_open_until", "_timer", "cooldown", "failures")
+
+    def __init__(
+        self,
+        failures: int = 3,
+        cooldown: float = 5.0,
+        *,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failures < 1 or not cooldown >= 0:
+            raise ConfigurationError(
+                f"CircuitBreaker needs failures >= 1 and cooldown >= 0, got {failures}, {cooldown}"
+            )
+        self.failures = failures
+        self.cooldown = cooldown
+        self._timer = timer
+        self._consecutive = 0
+        self._open_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker(failures={self.failures}, cooldown={self.cooldown})"
+
+    @property
+    def is_open(self) -> bool:
+        return not self.allow()
+
+    def allow(self) -> bool:
+        """Whether the backend may be called now."""
+        return self._open_until == 0.0 or self._timer() >= self._open_until
+
+    def succeeded(self) -> None:
+        if self._consecutive:
+            self._consecutive = 0
+            self._open_until = 0.0
+
+    def failed(self) -> None:
+        self._consecutive += 1
+        if self._consecutive >= self.failures:
+            self._open_until = self._timer() + self.cooldown
