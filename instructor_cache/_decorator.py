@@ -154,8 +154,10 @@ def _decorate(fn: Any, backend: Backend | None, options: Options) -> Any:
     build = _async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper
     wrapper, invalidate, refresh = build(fn, memo)
 
+    build_key = memo.key.build
+
     def cache_key(*args: Any, **kwargs: Any) -> str:
-        return memo.key(args, kwargs)
+        return build_key(args, kwargs)
 
     # update_wrapper copies fn.__dict__, which holds an inner layer's
     # attributes when decorators are stacked: ours are set after it.
