@@ -1,0 +1,47 @@
+"""The README's Python examples run as written, and its quick start is what CI runs."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README, flags=re.DOTALL | re.MULTILINE)
+
+
+def test_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```python block runs, in order, in one namespace, and the calls behave as shown."""
+    monkeypatch.chdir(tmp_path)  # the examples create cache directories
+    blocks = python_blocks()
+    assert len(blocks) >= 3
+    namespace: dict[str, object] = {"__name__": "readme"}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102  (our own README)
+    extract = namespace["extract"]
+    info = extract.cache_info()  # type: ignore[attr-defined]
+    assert (info.hits, info.misses) == (1, 1)
+    extract_async = namespace["extract_async"]
+    first = asyncio.run(extract_async("Ann is 3"))  # type: ignore[operator]
+    assert asyncio.run(extract_async("Ann is 3")) == first  # type: ignore[operator]
+    assert extract_async.cache_info().hits == 1  # type: ignore[attr-defined]
+    layered = namespace["extract_layered"]
+    layered("Bo is 4")  # type: ignore[operator]
+    assert (tmp_path / "cache").is_dir()
+
+
+def test_quick_start_test_command_is_what_ci_runs() -> None:
+    """.ci/run runs the README's quick-start test command, word for word."""
+    quick_start = re.search(r"## Quick start\n+```bash\n(.*?)```", README, flags=re.DOTALL)
+    assert quick_start is not None
+    lines = [line for line in quick_start.group(1).splitlines() if line.strip()]
+    assert len(lines) == 2
+    demo, tests = lines
+    assert "python -m instructor_cache" in demo
+    assert tests in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

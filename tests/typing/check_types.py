@@ -1,0 +1,57 @@
+"""Static checks, run by mypy --strict (not by pytest): decorated functions keep their types."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from typing_extensions import assert_type
+
+from instructor_cache import (
+    CacheInfo,
+    DiskCache,
+    MemoryCache,
+    disk_cache,
+    instructor_cache,
+    memory_cache,
+)
+
+
+class UserDetail(BaseModel):
+    name: str
+
+
+@instructor_cache
+def bare(text: str, model: str = "m") -> UserDetail:
+    return UserDetail(name=text)
+
+
+@instructor_cache(DiskCache("./cache"), ttl=60, ignore=("client",))
+def with_options(text: str, client: object = None) -> list[UserDetail]:
+    return [UserDetail(name=text)]
+
+
+@instructor_cache(MemoryCache(maxsize=10))
+async def asynchronous(text: str) -> UserDetail | None:
+    return None
+
+
+@memory_cache(maxsize=100)
+@disk_cache("./cache", ttl=86400)
+def stacked(text: str) -> UserDetail:
+    return UserDetail(name=text)
+
+
+async def usage() -> None:
+    assert_type(bare("a"), UserDetail)
+    assert_type(bare("a", model="n"), UserDetail)
+    assert_type(with_options("a"), list[UserDetail])
+    assert_type(await asynchronous("a"), UserDetail | None)
+    assert_type(stacked("a"), UserDetail)
+    assert_type(bare.cache_info(), CacheInfo)
+    assert_type(bare.cache_key("a"), str)
+    assert_type(bare.invalidate("a"), bool)
+    assert_type(bare.refresh("a"), UserDetail)
+    assert_type(await asynchronous.invalidate("a"), bool)
+    assert_type(await asynchronous.refresh("a"), UserDetail | None)
+    bare.cache_clear()
+    bare(1)  # type: ignore[arg-type]
+    bare("a", wrong=1)  # type: ignore[call-arg]
