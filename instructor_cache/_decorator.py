@@ -11,12 +11,13 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Collection, Coroutine
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Protocol, TypeVar, overload
 
-from typing_extensions import ParamSpec, TypedDict, Unpack
+from typing_extensions import ParamSpec, Self, TypedDict, Unpack
 
 from instructor_cache._keys import KeyFunction
 from instructor_cache._memo import MISS, Memo, Options, check_backend
+from instructor_cache._methods import CachedMethod, takes_self
 from instructor_cache._stats import CacheInfo
 from instructor_cache.backends._protocol import Backend
 from instructor_cache.backends._ttl import TTL
@@ -31,14 +32,24 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+R2 = TypeVar("R2")
 R_co = TypeVar("R_co", covariant=True)
+T = TypeVar("T")
 
 DEFAULT_MAXSIZE = 1024
 
 
 class CachedFunction(Protocol[P, R_co]):
     """A decorated sync function: the original signature plus cache controls."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[T, P2], R2], instance: T, owner: type[Any] | None = None
+    ) -> CachedFunction[P2, R2]: ...
 
     @property
     def __wrapped__(self) -> Callable[P, R_co]: ...
@@ -62,6 +73,15 @@ class CachedFunction(Protocol[P, R_co]):
 
 class AsyncCachedFunction(Protocol[P, R_co]):
     """A decorated async function: the original signature plus cache controls."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(
+        self: AsyncCachedFunction[Concatenate[T, P2], R2],
+        instance: T,
+        owner: type[Any] | None = None,
+    ) -> AsyncCachedFunction[P2, R2]: ...
 
     @property
     def __wrapped__(self) -> Callable[P, Coroutine[Any, Any, R_co]]: ...
@@ -138,13 +158,13 @@ def instructor_cache(backend: Any = None, /, **options: Any) -> Any:
 
 
 def _is_decoratable(obj: object) -> bool:
-    if isinstance(obj, (classmethod, staticmethod)):
+    if isinstance(obj, (CachedMethod, classmethod, staticmethod)):
         return True
     return callable(obj) and not callable(getattr(obj, "get", None))
 
 
 def _decorate(fn: Any, backend: Backend | None, options: Options) -> Any:
-    if isinstance(fn, (classmethod, staticmethod)):
+    if isinstance(fn, (classmethod, staticmethod)) and not isinstance(fn, CachedMethod):
         # Decorate the function inside and wrap it back, so both decorator
         # orders work; attribute access on the bound method reaches ours.
         return type(fn)(_decorate(fn.__func__, backend, options))
@@ -167,7 +187,7 @@ def _decorate(fn: Any, backend: Backend | None, options: Options) -> Any:
     wrapper.cache_key = cache_key  # type: ignore[attr-defined]
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
-    return wrapper
+    return CachedMethod(wrapper) if takes_self(fn) else wrapper
 
 
 _Wrappers = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]

@@ -20,8 +20,8 @@ Grammar (one token per value)::
     d<key token><value token>...   dict, pairs sorted by the key's token, then .
     e<tokens>.  E<tokens>.         set, frozenset, sorted by token
     o<len>:<class path><token>     any other supported object: its class, then
-                                   a token for its data (enum name, ISO date,
-                                   model JSON, dataclass fields, ...)
+                                   tokens for its data (enum name, ISO date and
+                                   zone, model or dataclass field values, ...)
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import decimal
 import enum
 import pathlib
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +111,19 @@ _BUILTIN_BASES: tuple[type, ...] = (
 )
 
 
+def _zone(tzinfo: datetime.tzinfo | None, value: Any) -> str:
+    if tzinfo is None:
+        return ""
+    if isinstance(tzinfo, datetime.timezone):
+        return f"timezone:{tzinfo}"
+    if isinstance(tzinfo, zoneinfo.ZoneInfo) and tzinfo.key is not None:
+        return f"zoneinfo:{tzinfo.key}"
+    zone = getattr(tzinfo, "zone", None)  # pytz
+    if isinstance(zone, str):
+        return f"{type_path(type(tzinfo))}:{zone}"
+    raise Unencodable(value)  # a tzinfo with no stable name
+
+
 def encode(value: Any) -> str:
     """Return the canonical token for ``value`` or raise ``Unencodable``."""
     encoder = _EXACT.get(type(value))
@@ -123,11 +137,18 @@ def _encode_other(value: Any) -> str:  # noqa: PLR0911  (one branch per supporte
     if isinstance(value, enum.Enum):
         return _object(cls, _str(value.name))
     if isinstance(value, BaseModel):
-        return _object(cls, _str(value.model_dump_json()))
+        # By field values, not model_dump_json(): JSON writes inf and NaN as
+        # null and a tuple, a list and a set alike, and sets in hash order.
+        fields = {name: getattr(value, name) for name in cls.model_fields}
+        return _object(cls, _encode_dict(fields) + _encode_dict(value.__pydantic_extra__ or {}))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         return _object(cls, _encode_dict(fields))
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+    if isinstance(value, (datetime.datetime, datetime.time)):
+        # isoformat() keeps the UTC offset but not the zone, whose rules decide
+        # what adding a day does: the zone is part of the value.
+        return _object(cls, _str(value.isoformat()) + _str(_zone(value.tzinfo, value)))
+    if isinstance(value, datetime.date):
         return _object(cls, _str(value.isoformat()))
     if isinstance(value, datetime.timedelta):
         return _object(cls, encode((value.days, value.seconds, value.microseconds)))

@@ -7,7 +7,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel, Field
@@ -395,3 +395,86 @@ def test_stacked_layers_are_independent(
     assert (outer.cache_info().misses, inner.cache_info().hits) == (1, 1)
     assert len(llm.calls) == 1
     assert outer.__wrapped__ is inner
+
+
+class Extractor(BaseModel):
+    """A pydantic model with cached methods: self is encoded by its field values."""
+
+    prompt: str
+    calls: ClassVar[list[str]] = []
+
+    @instructor_cache
+    def extract(self, text: str) -> UserDetail:
+        Extractor.calls.append(f"{self.prompt}:{text}")
+        return UserDetail(name=f"{self.prompt} {text}", age=1)
+
+    @instructor_cache
+    async def aextract(self, text: str) -> UserDetail:
+        Extractor.calls.append(f"async {self.prompt}:{text}")
+        return UserDetail(name=text, age=2)
+
+    @classmethod
+    @instructor_cache
+    def from_class(cls, text: str) -> UserDetail:
+        Extractor.calls.append(f"class:{text}")
+        return UserDetail(name=text, age=3)
+
+    @instructor_cache  # the other order works too
+    @classmethod
+    def from_class_reversed(cls, text: str) -> UserDetail:
+        Extractor.calls.append(f"reversed:{text}")
+        return UserDetail(name=text, age=4)
+
+
+def test_methods_of_a_model_cache_per_instance_data() -> None:
+    """Instances with equal fields share entries; different fields do not."""
+    Extractor.calls.clear()
+    Extractor.extract.cache_clear()
+    a, a_again, b = Extractor(prompt="a"), Extractor(prompt="a"), Extractor(prompt="b")
+    assert a.extract("x") == a_again.extract("x") == UserDetail(name="a x", age=1)
+    assert b.extract("x") == UserDetail(name="b x", age=1)
+    assert Extractor.calls == ["a:x", "b:x"]
+    assert a.extract.cache_info().hits == 1
+
+
+def test_cache_controls_through_a_bound_method_bind_self() -> None:
+    """``obj.method.cache_key(x)`` is the key of ``obj.method(x)``; invalidate and refresh too."""
+    Extractor.calls.clear()
+    a = Extractor(prompt="a")
+    assert a.extract.cache_key("y") == Extractor.extract.cache_key(a, "y")
+    a.extract("y")
+    assert a.extract.invalidate("y") is True
+    assert a.extract.refresh("y") == UserDetail(name="a y", age=1)
+    assert a.extract("y") == UserDetail(name="a y", age=1)
+    assert Extractor.calls == ["a:y", "a:y"]
+    assert asyncio.run(a.aextract("z")) == asyncio.run(a.aextract("z"))
+    assert asyncio.run(a.aextract.invalidate("z")) is True
+    assert Extractor.calls[-1] == "async a:z"
+
+
+def test_classmethods_cache_in_both_decorator_orders() -> None:
+    """The class is encoded by its import path, whichever decorator is on top."""
+    Extractor.calls.clear()
+    for _ in range(2):
+        assert Extractor.from_class("c") == UserDetail(name="c", age=3)
+        assert Extractor.from_class_reversed("r") == UserDetail(name="r", age=4)
+    assert Extractor.calls == ["class:c", "reversed:r"]
+
+
+def test_a_plain_self_needs_ignore() -> None:
+    """An object without a stable encoding as self gets the error that suggests ignore."""
+    from instructor_cache.errors import UnencodableArgumentError
+
+    class Client:
+        @instructor_cache
+        def extract(self, text: str) -> UserDetail:
+            return UserDetail(name=text, age=0)
+
+        @instructor_cache(ignore=("self",))
+        def shared(self, text: str) -> UserDetail:
+            return UserDetail(name=text, age=0)
+
+    with pytest.raises(UnencodableArgumentError, match=r"ignore=\('self',\)"):
+        Client().extract("q")
+    assert Client().shared("q") == Client().shared("q")
+    assert Client.shared.cache_info().hits == 1

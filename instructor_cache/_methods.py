@@ -1,0 +1,88 @@
+"""Cached methods: bind ``self`` for the call and for the cache controls alike.
+
+A plain function's attributes are reached through a bound method without
+``self``: ``obj.method.cache_key(x)`` would key ``method(self=x)``. A
+function whose first parameter is ``self`` or ``cls`` is therefore wrapped
+in ``CachedMethod``, whose ``__get__`` binds the instance into ``__call__``,
+``cache_key``, ``invalidate`` and ``refresh``. Plain functions stay plain
+functions, so their hits pay for no extra frame.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CachedMethod", "takes_self"]
+
+
+def takes_self(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` looks like a method: its first parameter is ``self`` or ``cls``."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    return (
+        bool(parameters)
+        and parameters[0].name in ("self", "cls")
+        and (parameters[0].kind is not inspect.Parameter.VAR_POSITIONAL)
+    )
+
+
+class CachedMethod(staticmethod):  # type: ignore[type-arg]
+    """A cached function defined in a class body; binds like a method.
+
+    It subclasses ``staticmethod`` only so that class builders which refuse
+    unknown attributes in a class body (pydantic's ``BaseModel`` takes any
+    other object there for a field without annotation) leave it alone, as
+    they leave ``functools.lru_cache`` wrappers alone; its ``__get__`` binds
+    the instance as a method does.
+    """
+
+    def __init__(self, wrapper: Callable[..., Any]) -> None:
+        # staticmethod copies __name__, __doc__ and the like, and makes
+        # __wrapped__ the wrapper (read-only): inspect.unwrap goes on from
+        # there to the original. The cache controls come from its __dict__.
+        super().__init__(wrapper)
+        self.__dict__.update(
+            {name: value for name, value in vars(wrapper).items() if name != "__wrapped__"}
+        )
+        self._wrapper = wrapper
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper(*args, **kwargs)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return BoundCachedMethod(self._wrapper, instance)
+
+    def __repr__(self) -> str:
+        return f"<cached method {self._wrapper.__qualname__}>"
+
+
+class BoundCachedMethod:
+    """``instance.method``: the call and the cache controls with ``self`` supplied."""
+
+    __slots__ = ("__self__", "_wrapper")
+
+    def __init__(self, wrapper: Callable[..., Any], instance: object) -> None:
+        self._wrapper = wrapper
+        self.__self__ = instance
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper(self.__self__, *args, **kwargs)
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        key: str = self._wrapper.cache_key(self.__self__, *args, **kwargs)  # type: ignore[attr-defined]
+        return key
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper.invalidate(self.__self__, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper.refresh(self.__self__, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapper, name)  # cache_info, cache_clear, __wrapped__, __name__...
+
+    def __repr__(self) -> str:
+        return f"<bound cached method {self._wrapper.__qualname__} of {self.__self__!r}>"
