@@ -26,6 +26,7 @@ Grammar (one token per value)::
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import datetime
 import decimal
@@ -34,11 +35,11 @@ import pathlib
 import uuid
 import zoneinfo
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel
 
-__all__ = ["Unencodable", "encode", "type_path"]
+__all__ = ["Unencodable", "encode", "never_encodable", "type_path"]
 
 
 class Unencodable(TypeError):  # noqa: N818  (internal signal, re-raised with the parameter name)
@@ -160,3 +161,42 @@ def _encode_other(value: Any) -> str:  # noqa: PLR0911  (one branch per supporte
         if isinstance(value, base):
             return _object(cls, _EXACT[base](value))
     raise Unencodable(value)
+
+
+_ENCODABLE_BASES: tuple[type, ...] = (
+    *_BUILTIN_BASES,
+    type(None),
+    type,
+    enum.Enum,
+    BaseModel,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+    decimal.Decimal,
+    pathlib.PurePath,
+)
+
+
+def never_encodable(annotation: Any) -> TypeGuard[type]:
+    """Whether no value of the annotated class can have a token, so decorating can fail early.
+
+    Only a plain concrete class qualifies (``OpenAI``, ``threading.Lock``):
+    neither it nor any subclass defined so far is a kind ``encode`` handles.
+    Generics, unions, ``Any``, protocols and ABCs (which ``list`` or a model
+    may satisfy) never do; for them the call-time check is the one that speaks.
+    """
+    if not isinstance(annotation, type) or annotation in (object, Any):  # Any is a class on 3.11+
+        return False
+    if isinstance(annotation, abc.ABCMeta) or getattr(annotation, "_is_protocol", False):
+        return False
+    pending, seen = [annotation], set()
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        if issubclass(cls, _ENCODABLE_BASES) or dataclasses.is_dataclass(cls):
+            return False
+        pending.extend(type.__subclasses__(cls))
+    return True

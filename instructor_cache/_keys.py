@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from instructor_cache._encoding import Unencodable, encode, type_path
+from instructor_cache._encoding import Unencodable, encode, never_encodable, type_path
+from instructor_cache._options import Options
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
 
-__all__ = ["KeyBuilder", "KeyFunction", "function_name"]
-
-KeyFunction = Callable[[dict[str, Any]], Any]
-"""Receives the call's arguments by parameter name, defaults applied; returns an encodable value."""
+__all__ = ["KeyBuilder", "function_name"]
 
 KeyBuildFunction = Callable[[tuple[Any, ...], Mapping[str, Any]], str]
 
 _KEY_FORMAT = "instructor_cache/key/1"
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def function_name(fn: Callable[..., Any]) -> str:
@@ -58,13 +57,17 @@ class KeyBuilder:
     def __init__(
         self,
         fn: Callable[..., Any],
+        options: Options,
         *,
-        namespace: str,
         schema_fingerprint: str,
-        version: str | None = None,
-        ignore: Collection[str] = (),
-        key: KeyFunction | None = None,
+        hints: Mapping[str, Any],
     ) -> None:
+        namespace, version, ignore, key = (
+            options.namespace,
+            options.version,
+            options.ignore,
+            options.key,
+        )
         signature = inspect.signature(fn)
         parameters = list(signature.parameters.values())
         names = [p.name for p in parameters]
@@ -76,6 +79,8 @@ class KeyBuilder:
             )
         self._signature = signature
         self._name = function_name(fn)
+        if key is None:
+            self._reject_unencodable_annotations(parameters, ignore, hints)
         self._key_function = key
         self._keyed = tuple(n for n in names if n not in ignore)
         self.prefix = f"{namespace}:{self._name}:"
@@ -90,6 +95,27 @@ class KeyBuilder:
 
         simple = key is None and not ignore and all(p.kind in _POSITIONAL for p in parameters)
         self.build = self._fast_builder(parameters) if simple else self._slow_build
+
+    def _reject_unencodable_annotations(
+        self,
+        parameters: list[inspect.Parameter],
+        ignore: tuple[str, ...],
+        hints: Mapping[str, Any],
+    ) -> None:
+        """Fail at decoration for a parameter whose annotation no key could ever encode."""
+        for parameter in parameters:
+            if parameter.name in ignore or parameter.kind in _VARIADIC:
+                continue
+            annotation = hints.get(parameter.name)
+            if never_encodable(annotation):
+                name = parameter.name
+                raise UnencodableArgumentError(
+                    f"cannot cache {self._name}(): parameter {name!r} is annotated "
+                    f"{type_path(annotation)}, which has no stable encoding for a key. "
+                    f"Leave it out of the key with ignore=({name!r},), or build the key "
+                    "yourself with key=lambda args: ...",
+                    parameter=name,
+                )
 
     def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         """Return the key for a call with these arguments."""

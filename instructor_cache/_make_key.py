@@ -6,9 +6,9 @@ import functools
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from instructor_cache._codec import Codec
-from instructor_cache._keys import KeyBuilder, KeyFunction, function_name
-from instructor_cache._memo import Options, return_type_of
+from instructor_cache._keys import KeyBuilder
+from instructor_cache._memo import codec_and_keys
+from instructor_cache._options import KeyFunction, Options
 
 __all__ = ["make_cache_key"]
 
@@ -40,12 +40,4 @@ def make_cache_key(
 
 @functools.lru_cache(maxsize=256)
 def _builder(func: Callable[..., Any], options: Options) -> KeyBuilder:
-    codec: Codec[Any] = Codec(return_type_of(func), where=f"{function_name(func)}()")
-    return KeyBuilder(
-        func,
-        namespace=options.namespace,
-        schema_fingerprint=codec.fingerprint,
-        version=options.version,
-        ignore=options.ignore,
-        key=options.key,
-    )
+    return codec_and_keys(func, options)[1]

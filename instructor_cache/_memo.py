@@ -13,20 +13,19 @@ import inspect
 import time
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import ValidationError
 
 from instructor_cache._codec import Codec, DecodeError, EncodeError
 from instructor_cache._failopen import FailOpen, RateLimitedLog
-from instructor_cache._keys import KeyBuilder, KeyFunction, function_name
+from instructor_cache._keys import KeyBuilder, function_name
+from instructor_cache._options import Options
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._protocol import REQUIRED_METHODS, Backend
-from instructor_cache.backends._ttl import to_seconds
 from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
 
-__all__ = ["MISS", "Memo", "Miss", "Options", "return_type_of"]
+__all__ = ["MISS", "Memo", "Miss", "annotations_of", "check_backend", "codec_and_keys"]
 
 R = TypeVar("R")
 
@@ -38,47 +37,6 @@ class Miss(enum.Enum):
 
 
 MISS: Literal[Miss.MISS] = Miss.MISS
-
-
-@dataclass(frozen=True)
-class Options:
-    """The decorator's options, checked when the decorator is made, before any function."""
-
-    ttl: float | None = None
-    key: KeyFunction | None = None
-    ignore: tuple[str, ...] = ()
-    namespace: str = "instructor_cache"
-    version: str | None = None
-    cache_if: Callable[[Any], bool] | None = None
-
-    @classmethod
-    def parse(cls, options: dict[str, Any]) -> Options:
-        unknown = sorted(set(options) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigurationError(
-                f"unknown option(s) {unknown}; the options are ttl, key, ignore, namespace, "
-                "version and cache_if"
-            )
-        ignore = options.get("ignore", ())
-        if isinstance(ignore, str):
-            raise ConfigurationError(f"ignore takes a collection of names: ignore=({ignore!r},)")
-        for name in ("key", "cache_if"):
-            if options.get(name) is not None and not callable(options[name]):
-                raise ConfigurationError(f"{name} must be a callable, got {options[name]!r}")
-        namespace = options.get("namespace", cls.namespace)
-        if not isinstance(namespace, str) or not namespace:
-            raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
-        version = options.get("version")
-        if version is not None and not isinstance(version, str):
-            raise ConfigurationError(f"version must be a string, got {version!r}")
-        return cls(
-            ttl=to_seconds(options.get("ttl")),
-            key=options.get("key"),
-            ignore=tuple(ignore),
-            namespace=namespace,
-            version=version,
-            cache_if=options.get("cache_if"),
-        )
 
 
 class Memo(Generic[R]):
@@ -99,16 +57,8 @@ class Memo(Generic[R]):
     def __init__(self, fn: Callable[..., Any], backend: Backend, options: Options) -> None:
         check_backend(backend)
         self.name = function_name(fn)
-        self._codec: Codec[R] = Codec(return_type_of(fn), where=f"{self.name}()")
+        self._codec, self.key = codec_and_keys(fn, options)
         self._read_envelope = self._codec.read_envelope
-        self.key = KeyBuilder(
-            fn,
-            namespace=options.namespace,
-            schema_fingerprint=self._codec.fingerprint,
-            version=options.version,
-            ignore=options.ignore,
-            key=options.key,
-        )
         self.ttl = options.ttl
         self.stats = Stats()
         self.store = FailOpen(backend, self.stats, self.name)
@@ -158,6 +108,13 @@ class Memo(Generic[R]):
         self.stats.reset()
 
 
+def codec_and_keys(fn: Callable[..., Any], options: Options) -> tuple[Codec[Any], KeyBuilder]:
+    """What decorating ``fn`` decides once: how to store its results, how to key its calls."""
+    hints = annotations_of(fn)
+    codec: Codec[Any] = Codec(hints["return"], where=f"{function_name(fn)}()")
+    return codec, KeyBuilder(fn, options, schema_fingerprint=codec.fingerprint, hints=hints)
+
+
 def check_backend(backend: object) -> None:
     """Reject, at decoration time, an object that lacks a backend method."""
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(backend, m, None))]
@@ -168,15 +125,19 @@ def check_backend(backend: object) -> None:
         )
 
 
-def return_type_of(fn: Callable[..., Any]) -> Any:
-    """The return annotation of ``fn``, resolved, read through any ``__wrapped__`` layers."""
+def annotations_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotations of ``fn``, read through any ``__wrapped__`` layers.
+
+    Raises ``UncacheableFunctionError`` unless there is a return annotation:
+    the cache needs it to read stored results back.
+    """
     original = inspect.unwrap(fn)
     where = f"{function_name(fn)}()"
     try:
         hints = typing.get_type_hints(original, include_extras=True)
     except NameError as exc:
         raise UncacheableFunctionError(
-            f"cannot resolve the return annotation of {where}: {exc}. Define the model "
+            f"cannot resolve the annotations of {where}: {exc}. Define the model "
             "before the decorated function."
         ) from exc
     except TypeError:
@@ -186,4 +147,4 @@ def return_type_of(fn: Callable[..., Any]) -> Any:
             f"{where} has no return annotation. The cache needs it to read stored "
             "results back: annotate the model it returns, e.g. -> UserDetail."
         )
-    return hints["return"]
+    return hints

@@ -9,6 +9,7 @@ against the undecorated function.
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
 import datetime
@@ -1416,3 +1417,48 @@ def test_datetimes_in_different_zones_with_the_same_offset_get_distinct_keys() -
     fixed = datetime.datetime(2024, 1, 15, 12, tzinfo=_PLUS_ONE)
     assert str(paris + datetime.timedelta(days=180)) != str(fixed + datetime.timedelta(days=180))
     assert key_of(paris) != key_of(fixed)
+
+
+# --------------------------------------------------------------------------- decoration-time checks
+
+
+class OpaqueClient:
+    """Stands in for an SDK client: a plain class no key can encode."""
+
+
+class PlainBase:
+    """A plain class, but one with a dataclass subclass, whose instances are encodable."""
+
+
+@dataclasses.dataclass
+class EncodableChild(PlainBase):
+    value: int = 0
+
+
+def test_parameter_annotated_with_an_unencodable_class_fails_at_decoration() -> None:
+    """``client: OpenAI``-style parameters are reported when decorating, naming the parameter."""
+
+    def extract(text: str, client: OpaqueClient) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    with pytest.raises(UnencodableArgumentError, match=r"ignore=\('client',\)") as caught:
+        instructor_cache(extract)
+    assert caught.value.parameter == "client"
+    assert "OpaqueClient" in str(caught.value)
+    instructor_cache(ignore=("client",))(extract)  # the suggested fix works
+    instructor_cache(key=lambda args: args["text"])(extract)  # so does a key function
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [object, Any, PlainBase, collections.abc.Sequence, int | OpaqueClient, list[OpaqueClient]],
+    ids=["object", "any", "base-with-dataclass-child", "abc", "union", "generic"],
+)
+def test_annotations_that_may_hold_encodable_values_are_accepted(annotation: Any) -> None:
+    """Only a class that can never be encoded fails early; the rest are checked per call."""
+
+    def extract(text: str, extra: object = None) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    extract.__annotations__["extra"] = annotation
+    instructor_cache(extract)
