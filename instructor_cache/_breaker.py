@@ -21,7 +21,7 @@ class CircuitBreaker:
     comparison.
     """
 
-    __slots__ = ("_consecutive", "_open_until", "_timer", "cooldown", "failures")
+    __slots__ = ("_open_until", "_timer", "consecutive", "cooldown", "failures")
 
     def __init__(
         self,
@@ -37,7 +37,7 @@ class CircuitBreaker:
         self.failures = failures
         self.cooldown = cooldown
         self._timer = timer
-        self._consecutive = 0
+        self.consecutive = 0
         self._open_until = 0.0
 
     def __repr__(self) -> str:
@@ -52,11 +52,12 @@ class CircuitBreaker:
         return self._open_until == 0.0 or self._timer() >= self._open_until
 
     def succeeded(self) -> None:
-        if self._consecutive:
-            self._consecutive = 0
+        """Close the breaker. Callers on a hot path may skip it while ``consecutive`` is 0."""
+        if self.consecutive:
+            self.consecutive = 0
             self._open_until = 0.0
 
     def failed(self) -> None:
-        self._consecutive += 1
-        if self._consecutive >= self.failures:
+        self.consecutive += 1
+        if self.consecutive >= self.failures:
             self._open_until = self._timer() + self.cooldown

@@ -195,6 +195,7 @@ _Wrappers = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
 
 def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
     make_key, store, decode, encode = memo.key.build, memo.store, memo.decode, memo.encode
+    get = store.get
 
     def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         started = time.perf_counter()
@@ -206,7 +207,7 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = make_key(args, kwargs)
-        text = store.get(key)
+        text = get(key)
         value = decode(text)
         if value is not MISS:
             return value

@@ -121,8 +121,9 @@ class FailOpen:
         except Exception as exc:  # noqa: BLE001  (see the class docstring)
             self.failed("get", exc)
             return None
-        if self._breaker is not None:
-            self._breaker.succeeded()
+        breaker = self._breaker
+        if breaker is not None and breaker.consecutive:
+            breaker.succeeded()
         return text
 
     async def aget(self, key: str) -> str | None:
@@ -137,8 +138,9 @@ class FailOpen:
         except Exception as exc:  # noqa: BLE001
             self.failed("get", exc)
             return None
-        if self._breaker is not None:
-            self._breaker.succeeded()
+        breaker = self._breaker
+        if breaker is not None and breaker.consecutive:
+            breaker.succeeded()
         return text
 
     def set(self, key: str, value: str, ttl: float | None) -> None:

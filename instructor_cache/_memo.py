@@ -45,6 +45,7 @@ class Memo(Generic[R]):
     __slots__ = (
         "_cache_if",
         "_codec",
+        "_count_hit",
         "_read_envelope",
         "_unstorable_log",
         "key",
@@ -61,6 +62,7 @@ class Memo(Generic[R]):
         self._read_envelope = self._codec.read_envelope
         self.ttl = options.ttl
         self.stats = Stats()
+        self._count_hit = self.stats.hit  # bound once: decode() is the hit path
         self.store = FailOpen(backend, self.stats, self.name)
         self._cache_if = options.cache_if
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
@@ -82,7 +84,7 @@ class Memo(Generic[R]):
             self.store.failed("decode", DecodeError(str(exc).splitlines()[0]), unhealthy=False)
             self.stats.miss()
             return MISS
-        self.stats.hit(envelope["duration"])
+        self._count_hit(envelope["duration"])
         return envelope["value"]  # type: ignore[no-any-return]
 
     def encode(self, value: R, duration: float) -> str | None:

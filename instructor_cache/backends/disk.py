@@ -148,7 +148,10 @@ class DiskCache(ThreadedAsyncMixin):
         return len(self.cache)
 
     def get(self, key: str) -> str | None:
-        value: str | None = self.cache.get(key)
+        cache = self._cache  # the attribute, not the property: this is the hit path
+        if cache is None:  # (not ``or``: a Cache's truth is its length, a SQL query)
+            cache = self.cache
+        value: str | None = cache.get(key)
         return value
 
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
