@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import random
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import diskcache
@@ -209,3 +211,66 @@ def test_disk_persists_across_processes(tmp_path: Path) -> None:
     ]
     assert runs[0] == ['{"name":"Jason","age":5}', "1", "0"]
     assert runs[1] == ['{"name":"Jason","age":5}', "0", "1"]
+
+
+def test_memory_cache_under_concurrent_use() -> None:
+    """Many threads reading, writing, deleting and clearing never corrupt it or exceed maxsize."""
+    cache = MemoryCache(maxsize=50)
+    errors: list[BaseException] = []
+    wrong: list[tuple[str, str]] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(3000):
+                key = f"k{rng.randrange(120)}"
+                action = rng.random()
+                if action < 0.5:
+                    value = cache.get(key)
+                    if value is not None and value != key.upper():
+                        wrong.append((key, value))
+                elif action < 0.9:
+                    cache.set(key, key.upper(), ttl=None if rng.random() < 0.8 else 1e-9)
+                elif action < 0.98:
+                    cache.delete(key)
+                else:
+                    cache.clear_prefix("k1")
+                assert len(cache) <= 50
+        except BaseException as exc:  # noqa: BLE001  (reported to the main thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert wrong == []
+    assert len(cache) <= 50
+
+
+def test_decorated_function_statistics_add_up_under_threads(tmp_path: Path) -> None:
+    """Concurrent callers always get the right result and hits + misses equals the calls made."""
+
+    @instructor_cache(MemoryCache(maxsize=16))
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=len(text))
+
+    results: list[bool] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(500):
+            text = "x" * rng.randrange(1, 30)
+            results.append(extract(text) == UserDetail(name=text, age=len(text)))
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    info = extract.cache_info()
+    assert all(results)
+    assert len(results) == 3000
+    assert info.hits + info.misses == 3000
+    assert info.hits > 0
