@@ -106,6 +106,12 @@ class FailOpen:
         )
         return True
 
+    def _read_failed(self, exc: Exception) -> bool:
+        """Record a failed read; ``True`` when the entry itself is bad and should go."""
+        corrupt = isinstance(exc, CorruptEntryError)  # bad data, not a failing backend
+        self.failed("get", exc, unhealthy=not corrupt)
+        return corrupt
+
     def _guard(self, operation: str) -> _Guard:
         return _Guard(self, operation)
 
@@ -114,12 +120,9 @@ class FailOpen:
             return None
         try:
             text = self.backend.get(key)
-        except CorruptEntryError as exc:  # bad data, not a failing backend
-            self.failed("get", exc, unhealthy=False)
-            self.delete(key)
-            return None
         except Exception as exc:  # noqa: BLE001  (see the class docstring)
-            self.failed("get", exc)
+            if self._read_failed(exc):
+                self.delete(key)
             return None
         breaker = self._breaker
         if breaker is not None and breaker.consecutive:
@@ -131,12 +134,9 @@ class FailOpen:
             return None
         try:
             text = await self.backend.aget(key)
-        except CorruptEntryError as exc:  # bad data, not a failing backend
-            self.failed("get", exc, unhealthy=False)
-            await self.adelete(key)
-            return None
         except Exception as exc:  # noqa: BLE001
-            self.failed("get", exc)
+            if self._read_failed(exc):
+                await self.adelete(key)
             return None
         breaker = self._breaker
         if breaker is not None and breaker.consecutive:
