@@ -21,7 +21,13 @@ import typing
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import PydanticSchemaGenerationError, PydanticUserError, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    PydanticSchemaGenerationError,
+    PydanticUserError,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.errors import PydanticInvalidForJsonSchema
 from typing_extensions import TypedDict
 
@@ -117,7 +123,7 @@ class Codec(Generic[R]):
             reread, _ = self.decode(text)
         except (ValueError, TypeError, DecodeError) as exc:
             raise EncodeError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
-        if reread != value or type(reread) is not type(value):
+        if not same_data(value, reread):
             raise EncodeError(
                 f"it reads back as a different value ({_short(reread)} instead of {_short(value)})"
             )
@@ -134,6 +140,36 @@ class Codec(Generic[R]):
         except ValidationError as exc:
             raise DecodeError(str(exc).splitlines()[0]) from exc
         return envelope["value"], envelope["duration"]
+
+
+def same_data(original: Any, reread: Any) -> bool:
+    """Whether ``reread`` holds exactly the data of ``original``, as the same kinds of values.
+
+    Equality alone is too loose (``1 == 1.0 == True``) and pydantic's is too
+    strict for one real case: instructor returns an instance of a subclass it
+    made of the annotated model, with the same fields (plus private ones such
+    as ``_raw_response``). Such an instance reads back as the annotated class
+    with equal fields, which is what the annotation promised.
+    """
+    if isinstance(original, BaseModel) and isinstance(reread, BaseModel):
+        cls = type(reread)
+        if type(original) is cls:
+            return original == reread
+        return (
+            isinstance(original, cls)
+            and type(original).model_fields.keys() == cls.model_fields.keys()
+            and all(same_data(getattr(original, n), getattr(reread, n)) for n in cls.model_fields)
+            and original.__pydantic_extra__ == reread.__pydantic_extra__
+        )
+    if type(original) is not type(reread):
+        return False
+    if isinstance(original, (list, tuple)):
+        return len(original) == len(reread) and all(map(same_data, original, reread))
+    if isinstance(original, dict):
+        return original.keys() == reread.keys() and all(
+            same_data(value, reread[key]) for key, value in original.items()
+        )
+    return bool(original == reread)
 
 
 def _reject_unstorable(return_type: Any, where: str) -> None:
