@@ -95,7 +95,7 @@ def make_extract(client: Any, backend: Backend) -> Callable[..., UserDetail]:
 def test_instructor_results_are_cached(
     client: Any, fake_openai: FakeOpenAI, backend: Backend
 ) -> None:
-    """instructor's result (a subclass it makes of the model) is stored; the repeat sends nothing."""
+    """instructor's result (its own subclass of the model) is stored; a repeat sends nothing."""
     extract = make_extract(client, backend)
     first = extract("Jason is 25", client)
     assert type(first) is not UserDetail  # instructor's own subclass, with _raw_response
