@@ -26,7 +26,6 @@ from pydantic import (
     PydanticSchemaGenerationError,
     PydanticUserError,
     TypeAdapter,
-    ValidationError,
 )
 from pydantic.errors import PydanticInvalidForJsonSchema
 from typing_extensions import TypedDict
@@ -121,9 +120,10 @@ class Codec(Generic[R]):
                 dumped.decode(),
             )
             reread, _ = self.decode(text)
-        except (ValueError, TypeError, DecodeError) as exc:
-            raise EncodeError(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
-        if not same_data(value, reread):
+            same = same_data(value, reread)
+        except Exception as exc:
+            raise EncodeError(_describe(exc)) from exc
+        if not same:
             raise EncodeError(
                 f"it reads back as a different value ({_short(reread)} instead of {_short(value)})"
             )
@@ -137,8 +137,8 @@ class Codec(Generic[R]):
         """
         try:
             envelope = self.read_envelope(text)
-        except ValidationError as exc:
-            raise DecodeError(str(exc).splitlines()[0]) from exc
+        except Exception as exc:
+            raise DecodeError(_describe(exc)) from exc
         return envelope["value"], envelope["duration"]
 
 
@@ -189,6 +189,11 @@ def _reject_unstorable(return_type: Any, where: str) -> None:
             f"{where} returns {_type_name(return_type)}: a stream or iterator is consumed "
             "once and cannot be replayed from a cache. Return a list or a model instead."
         )
+
+
+def _describe(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _type_name(tp: Any) -> str:

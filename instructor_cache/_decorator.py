@@ -133,9 +133,9 @@ def instructor_cache(  # type: ignore[overload-overlap]  # async first: it is th
 def instructor_cache(fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
 def instructor_cache(
-    backend: Backend | None = None, /, **options: Unpack[CacheOptions]
+    backend: Backend | None = None, **options: Unpack[CacheOptions]
 ) -> CacheDecorator: ...
-def instructor_cache(backend: Any = None, /, **options: Any) -> Any:
+def instructor_cache(backend: Any = None, **options: Any) -> Any:
     """Memoize a function that returns a pydantic model (or list, Optional, JSON types).
 
     Bare (``@instructor_cache``) each function gets its own
@@ -145,9 +145,9 @@ def instructor_cache(backend: Any = None, /, **options: Any) -> Any:
     ``version`` (bump it to invalidate) and ``cache_if`` (a predicate on the
     result; ``False`` means return it without storing it).
     """
-    if _is_decoratable(backend):
-        return _decorate(backend, None, Options())
     parsed = Options.parse(options)
+    if _is_decoratable(backend):  # @instructor_cache, or instructor_cache(fn, **options)
+        return _decorate(backend, None, parsed)
     if backend is not None:
         check_backend(backend)
 
@@ -164,15 +164,19 @@ def _is_decoratable(obj: object) -> bool:
 
 
 def _decorate(fn: Any, backend: Backend | None, options: Options) -> Any:
-    if isinstance(fn, (classmethod, staticmethod)) and not isinstance(fn, CachedMethod):
-        # Decorate the function inside and wrap it back, so both decorator
-        # orders work; attribute access on the bound method reaches ours.
-        return type(fn)(_decorate(fn.__func__, backend, options))
+    if isinstance(fn, classmethod):
+        # @instructor_cache above @classmethod: bind the class ourselves, which
+        # also works where classmethod no longer chains descriptors (3.13+).
+        return CachedMethod(_decorate(fn.__func__, backend, options), binds_owner=True)
+    if isinstance(fn, staticmethod) and not isinstance(fn, CachedMethod):
+        return staticmethod(_decorate(fn.__func__, backend, options))
     if backend is None:
         backend = MemoryCache(DEFAULT_MAXSIZE)
     memo: Memo[Any] = Memo(fn, backend, options)
-    build = _async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper
-    wrapper, invalidate, refresh = build(fn, memo)
+    # A cached method of an inner layer is a descriptor object, which inspect
+    # does not see as a coroutine function: ask its wrapper instead.
+    is_async = inspect.iscoroutinefunction(fn.wrapper if isinstance(fn, CachedMethod) else fn)
+    wrapper, invalidate, refresh = (_async_wrapper if is_async else _sync_wrapper)(fn, memo)
 
     build_key = memo.key.build
 
@@ -196,13 +200,19 @@ _Wrappers = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
 def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
     make_key, store, decode, encode = memo.key.build, memo.store, memo.decode, memo.encode
     get = store.get
+    # Over another cached layer, a refresh must reach the function through it
+    # and an invalidation must clear it too, or the layer below answers again.
+    call_fresh = getattr(fn, "refresh", fn)
+    invalidate_below = getattr(fn, "invalidate", None)
 
-    def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def fill(key: str, call: Callable[..., Any], args: Any, kwargs: Any, replacing: bool) -> Any:
         started = time.perf_counter()
-        value = fn(*args, **kwargs)
+        value = call(*args, **kwargs)
         text = encode(value, time.perf_counter() - started)
         if text is not None:
             store.set(key, text, memo.ttl)
+        elif replacing:
+            store.delete(key)  # a refresh that stores nothing must not leave the old entry
         return value
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -213,42 +223,53 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
             return value
         if text is not None:
             store.delete(key)  # it did not decode
-        return fill(key, args, kwargs)
+        return fill(key, fn, args, kwargs, False)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
-        return store.delete(make_key(args, kwargs))
+        removed = store.delete(make_key(args, kwargs))
+        below = invalidate_below(*args, **kwargs) if invalidate_below is not None else False
+        return bool(removed or below)
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
-        return fill(make_key(args, kwargs), args, kwargs)
+        return fill(make_key(args, kwargs), call_fresh, args, kwargs, True)
 
     return wrapper, invalidate, refresh
 
 
 def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
     make_key, store, decode, encode = memo.key.build, memo.store, memo.decode, memo.encode
+    get = store.aget
+    call_fresh = getattr(fn, "refresh", fn)
+    invalidate_below = getattr(fn, "invalidate", None)
 
-    async def fill(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def fill(
+        key: str, call: Callable[..., Any], args: Any, kwargs: Any, replacing: bool
+    ) -> Any:
         started = time.perf_counter()
-        value = await fn(*args, **kwargs)
+        value = await call(*args, **kwargs)
         text = encode(value, time.perf_counter() - started)
         if text is not None:
             await store.aset(key, text, memo.ttl)
+        elif replacing:
+            await store.adelete(key)  # a refresh that stores nothing must not leave the old entry
         return value
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = make_key(args, kwargs)
-        text = await store.aget(key)
+        text = await get(key)
         value = decode(text)
         if value is not MISS:
             return value
         if text is not None:
             await store.adelete(key)  # it did not decode
-        return await fill(key, args, kwargs)
+        return await fill(key, fn, args, kwargs, False)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
-        return await store.adelete(make_key(args, kwargs))
+        removed = await store.adelete(make_key(args, kwargs))
+        below = await invalidate_below(*args, **kwargs) if invalidate_below is not None else False
+        return bool(removed or below)
 
     async def refresh(*args: Any, **kwargs: Any) -> Any:
-        return await fill(make_key(args, kwargs), args, kwargs)
+        return await fill(make_key(args, kwargs), call_fresh, args, kwargs, True)
 
     return wrapper, invalidate, refresh

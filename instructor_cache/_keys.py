@@ -19,7 +19,7 @@ from instructor_cache._encoding import Unencodable, encode, never_encodable, typ
 from instructor_cache._options import Options
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
 
-__all__ = ["KeyBuilder", "function_name"]
+__all__ = ["KeyBuilder", "cached_layers_below", "function_name"]
 
 KeyBuildFunction = Callable[[tuple[Any, ...], Mapping[str, Any]], str]
 
@@ -78,7 +78,10 @@ class KeyBuilder:
                 f"its parameters are {names}"
             )
         self._signature = signature
-        self._name = function_name(fn)
+        layers = cached_layers_below(fn)
+        # An outer layer stacked on a cached function keys its own entries, so
+        # that on a shared backend each layer keeps (and clears) its own.
+        self._name = function_name(fn) + (f"@{layers + 1}" if layers else "")
         if key is None:
             self._reject_unencodable_annotations(parameters, ignore, hints)
         self._key_function = key
@@ -87,7 +90,17 @@ class KeyBuilder:
         self._head = f"{self.prefix}{schema_fingerprint[:8]}:" + (
             f"{version}:" if version is not None else ""
         )
-        identity = (_KEY_FORMAT, namespace, self._name, schema_fingerprint, version, self._keyed)
+        identity: tuple[Any, ...] = (
+            _KEY_FORMAT,
+            namespace,
+            self._name,
+            schema_fingerprint,
+            version,
+            self._keyed,
+        )
+        context = _bound_context(fn, self._name)
+        if context:
+            identity += (context,)
         # BLAKE2b-256: as strong as SHA-256 and measurably cheaper per key.
         self._base = hashlib.blake2b(
             _to_bytes(encode(identity) + ("k" if key else "a")), digest_size=32
@@ -213,6 +226,52 @@ class KeyBuilder:
                     parameter=name,
                 ) from None
         return encode(tuple(arguments[name] for name in self._keyed))
+
+
+def cached_layers_below(fn: Callable[..., Any]) -> int:
+    """How many cached layers ``fn`` already is (0 for a plain function)."""
+    layers, seen = 0, set()
+    layer: Any = fn
+    while layer is not None and id(layer) not in seen:
+        seen.add(id(layer))
+        layers += callable(getattr(layer, "cache_info", None))
+        layer = getattr(layer, "__wrapped__", None)
+    return layers
+
+
+def _bound_context(fn: Callable[..., Any], name: str) -> dict[str, Any]:
+    """Values a function carries besides its arguments, which its results may depend on.
+
+    Two closures made by one factory (``make_extractor("French")`` and
+    ``make_extractor("German")``) share a module and a qualified name, and so
+    would share keys on a shared backend: their free variables that have a
+    stable encoding (a prompt, a model name) join the key; those that do not
+    (a client, a counter's list) cannot and are left out. A bound method's
+    instance is part of its identity the same way, and must be encodable.
+    """
+    context: dict[str, Any] = {}
+    if inspect.ismethod(fn):
+        try:
+            encode(fn.__self__)
+        except (Unencodable, RecursionError):
+            raise UnencodableArgumentError(
+                f"cannot cache the bound method {name}(): its instance, a "
+                f"{type_path(type(fn.__self__))}, has no stable encoding for a key. Decorate "
+                "the method in the class body instead, where self is an argument (with "
+                "ignore=('self',) if all instances may share results).",
+                parameter="self",
+            ) from None
+        context["__self__"] = fn.__self__
+        fn = fn.__func__
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
+    for variable, cell in zip(code.co_freevars if code else (), cells, strict=False):
+        try:
+            value = cell.cell_contents
+            encode(value)
+        except (ValueError, Unencodable, RecursionError):  # empty cell, or no stable encoding
+            continue
+        context[variable] = value
+    return context
 
 
 def _describe(value: Any, exc: BaseException) -> str:

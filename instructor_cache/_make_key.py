@@ -32,6 +32,8 @@ def make_cache_key(
     shorter spelling. The builder (schema fingerprint included, the costly
     part) is made once per function and options.
     """
+    if callable(getattr(func, "cache_info", None)):
+        func = func.__wrapped__  # type: ignore[attr-defined]  # its own layer's key
     options = Options.parse(
         {"namespace": namespace, "version": version, "ignore": ignore, "key": key}
     )

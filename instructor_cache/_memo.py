@@ -15,9 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import ValidationError
-
-from instructor_cache._codec import Codec, DecodeError, EncodeError
+from instructor_cache._codec import Codec, DecodeError
 from instructor_cache._failopen import FailOpen, RateLimitedLog
 from instructor_cache._keys import KeyBuilder, function_name
 from instructor_cache._options import Options
@@ -80,20 +78,25 @@ class Memo(Generic[R]):
             return MISS
         try:
             envelope = self._read_envelope(text)
-        except ValidationError as exc:
-            self.store.failed("decode", DecodeError(str(exc).splitlines()[0]), unhealthy=False)
+        except Exception as exc:  # noqa: BLE001  (a validator may raise anything)
+            self.store.failed(
+                "decode", DecodeError(f"{type(exc).__name__}: {exc}"), unhealthy=False
+            )
             self.stats.miss()
             return MISS
         self._count_hit(envelope["duration"])
         return envelope["value"]  # type: ignore[no-any-return]
 
     def encode(self, value: R, duration: float) -> str | None:
-        """Return the text to store for a fresh result, or ``None`` to store nothing."""
-        if self._cache_if is not None and not self._cache_if(value):
-            return None
+        """Return the text to store for a fresh result, or ``None`` to store nothing.
+
+        Nothing here may raise: the caller has paid for ``value`` and gets it.
+        """
         try:
+            if self._cache_if is not None and not self._cache_if(value):
+                return None
             return self._codec.encode(value, created=time.time(), duration=duration)
-        except EncodeError as exc:
+        except Exception as exc:  # noqa: BLE001  (EncodeError, or a cache_if that raised)
             self._unstorable_log.warning(
                 "instructor_cache: not caching a result of %s: %s. Results are still returned; "
                 "make the return type round-trip through JSON to cache them.",

@@ -37,20 +37,29 @@ class CachedMethod(staticmethod):  # type: ignore[type-arg]
     the instance as a method does.
     """
 
-    def __init__(self, wrapper: Callable[..., Any]) -> None:
-        # staticmethod copies __name__, __doc__ and the like, and makes
-        # __wrapped__ the wrapper (read-only): inspect.unwrap goes on from
-        # there to the original. The cache controls come from its __dict__.
-        super().__init__(wrapper)
+    def __init__(self, wrapper: Callable[..., Any], *, binds_owner: bool = False) -> None:
+        # staticmethod copies __name__, __doc__ and the like from what it is
+        # given and makes that its (read-only) __wrapped__: the decorated
+        # function, as for any other decorated function. The cache controls
+        # come from the wrapper's __dict__.
+        super().__init__(getattr(wrapper, "__wrapped__", wrapper))
         self.__dict__.update(
             {name: value for name, value in vars(wrapper).items() if name != "__wrapped__"}
         )
         self._wrapper = wrapper
+        self._binds_owner = binds_owner
+
+    @property
+    def wrapper(self) -> Callable[..., Any]:
+        """The cached function this descriptor binds (a plain, sync or async, function)."""
+        return self._wrapper
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._wrapper(*args, **kwargs)
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if self._binds_owner:  # a classmethod: bind the class, from the class or an instance
+            return BoundCachedMethod(self._wrapper, owner if owner is not None else type(instance))
         if instance is None:
             return self
         return BoundCachedMethod(self._wrapper, instance)
@@ -83,6 +92,12 @@ class BoundCachedMethod:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._wrapper, name)  # cache_info, cache_clear, __wrapped__, __name__...
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The signature without ``self``, as a bound method shows it."""
+        signature = inspect.signature(self._wrapper)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
 
     def __repr__(self) -> str:
         return f"<bound cached method {self._wrapper.__qualname__} of {self.__self__!r}>"
