@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -274,3 +275,31 @@ def test_decorated_function_statistics_add_up_under_threads(tmp_path: Path) -> N
     assert len(results) == 3000
     assert info.hits + info.misses == 3000
     assert info.hits > 0
+
+
+def test_planted_text_row_pointing_outside_the_directory_is_refused(tmp_path: Path) -> None:
+    """A text-mode row naming a file elsewhere is neither read nor, on cleanup, deleted."""
+    victim = tmp_path / "victim" / "important.txt"
+    victim.parent.mkdir()
+    victim.write_text("secret\n")
+    backend = DiskCache(tmp_path / "cache")
+
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=3)
+
+    key = extract.cache_key("Mal")
+    backend.set(key, "placeholder")
+    with sqlite3.connect(tmp_path / "cache" / "cache.db") as con:
+        con.execute(
+            "UPDATE Cache SET mode = ?, filename = ?, value = NULL WHERE key = ?",
+            (diskcache.core.MODE_TEXT, str(victim), key),
+        )
+    with pytest.raises(CorruptEntryError):
+        backend.get(key)
+    assert extract("Mal") == UserDetail(name="Mal", age=3)
+    assert extract.cache_info().errors == 1
+    assert victim.read_text() == "secret\n"
+    assert extract("Mal") == UserDetail(name="Mal", age=3)
+    assert extract.cache_info().hits == 1
+    backend.close()

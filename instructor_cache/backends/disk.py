@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -39,10 +40,21 @@ class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> str:
         if mode == diskcache.core.MODE_RAW and type(value) is str:
             return value
-        if mode == diskcache.core.MODE_TEXT:
-            text: str = super().fetch(mode, filename, value, read=False)
+        if mode == diskcache.core.MODE_TEXT and _is_own_file(filename):
+            try:
+                text: str = super().fetch(mode, filename, value, read=False)
+            except UnicodeDecodeError as exc:
+                raise CorruptEntryError(f"a text file that is not UTF-8: {exc}") from exc
             return text
-        raise CorruptEntryError(f"refusing a non-text row (diskcache mode {mode})")
+        raise CorruptEntryError(
+            f"refusing a row this library did not write (diskcache mode {mode}, file {filename!r})"
+        )
+
+    def remove(self, file_path: str) -> None:
+        # A planted row may name any path ("/etc/important"): only ever remove
+        # files of the shape diskcache itself creates, inside the directory.
+        if _is_own_file(file_path):
+            super().remove(file_path)
 
     def get(self, key: Any, raw: bool) -> Any:
         if raw and type(key) is str:
@@ -50,11 +62,20 @@ class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no 
         return None  # a key this library did not write: never decoded, never matched
 
 
+_OWN_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
+
+
+def _is_own_file(filename: str | None) -> bool:
+    """Whether ``filename`` has the shape of a value file diskcache writes (``ab/cd/<hex>.val``)."""
+    return filename is not None and _OWN_FILE.fullmatch(filename) is not None
+
+
 class _BoundedRetryCache(diskcache.Cache):  # type: ignore[misc]
     """A ``diskcache.Cache`` whose internal retry loops give up after ``timeout``, not 60 s.
 
-    diskcache opens a database by writing its settings, and retries a locked
-    write for 60 seconds (``_sql_retry``, also used by ``reset``). Another
+    diskcache opens a database, and each new thread's connection, by writing
+    its settings and pragmas, and retries a locked database for 60 seconds
+    (``_sql_retry``, and a loop of its own in ``reset`` for pragmas). Another
     process holding the database locked would then freeze the caller for a
     minute. This bounds those retries by the same ``timeout`` SQLite gets.
     """
@@ -79,6 +100,26 @@ class _BoundedRetryCache(diskcache.Cache):  # type: ignore[misc]
                     time.sleep(0.001)
 
         return execute_with_retry
+
+    def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
+        if value is diskcache.core.ENOVAL or not key.startswith("sqlite_"):
+            return super().reset(key, value, update)
+        # diskcache's own pragma loop, with the deadline instead of 60 s.
+        if update:
+            self._sql_retry("UPDATE Settings SET value = ? WHERE key = ?", (value, key))
+        pragma, deadline = key[7:], time.monotonic() + self._retry_budget
+        while True:
+            try:
+                current = self._sql(f"PRAGMA {pragma}").fetchall()
+                if not current or current[0][0] != value:
+                    self._sql(f"PRAGMA {pragma} = {value}").fetchall()
+                break
+            except sqlite3.OperationalError as exc:
+                if str(exc) != "database is locked" or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.001)
+        setattr(self, key, value)
+        return value
 
 
 class DiskCache(ThreadedAsyncMixin):
