@@ -148,23 +148,29 @@ def test_disk_path_that_cannot_be_a_directory_falls_back(llm: FakeLLM, tmp_path:
 LOCKER = """
 import sqlite3, sys
 con = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+if sys.argv[2] == "exclusive-mode":  # readers are locked out too, even in WAL mode
+    con.execute("PRAGMA locking_mode=EXCLUSIVE")
 con.execute("BEGIN EXCLUSIVE")
+con.execute("SELECT count(*) FROM Cache").fetchall()
 print("locked", flush=True)
 sys.stdin.readline()
 con.execute("ROLLBACK")
+con.close()
 print("released", flush=True)
 """
 
 
-@pytest.fixture
-def lock_holder(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    """A DiskCache directory whose database another process holds under BEGIN EXCLUSIVE."""
+@pytest.fixture(params=["begin-exclusive", "exclusive-mode"])
+def lock_holder(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """A DiskCache directory whose database another process holds locked."""
     directory = tmp_path / "locked"
     setup = DiskCache(directory)
     setup.set("warm", "up")  # create the database
     setup.close()
     process = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(directory / "cache.db")],
+        [sys.executable, "-c", LOCKER, str(directory / "cache.db"), request.param],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
