@@ -16,6 +16,7 @@ Grammar (one token per value)::
     f<float.hex()>;                float
     s<len>:<text>                  str
     b<len>:<hex>                   bytes (y for bytearray)
+    P<flavour token><text token>   a path: posix or windows, and its text
     l<tokens>.  t<tokens>.         list, tuple
     d<key token><value token>...   dict, pairs sorted by the key's token, then .
     e<tokens>.  E<tokens>.         set, frozenset, sorted by token
@@ -130,7 +131,10 @@ def encode(value: Any) -> str:
     encoder = _EXACT.get(type(value))
     if encoder is not None:
         return encoder(value)
-    return _encode_other(value)
+    try:
+        return _encode_other(value)
+    except AttributeError:  # a dataclass field never set, a model_construct() missing one
+        raise Unencodable(value) from None
 
 
 def _encode_other(value: Any) -> str:  # noqa: PLR0911  (one branch per supported kind)
@@ -153,7 +157,11 @@ def _encode_other(value: Any) -> str:  # noqa: PLR0911  (one branch per supporte
         return _object(cls, _str(value.isoformat()))
     if isinstance(value, datetime.timedelta):
         return _object(cls, encode((value.days, value.seconds, value.microseconds)))
-    if isinstance(value, (uuid.UUID, decimal.Decimal, pathlib.PurePath)):
+    if isinstance(value, pathlib.PurePath):
+        # By flavour, not class: pathlib.PosixPath lives in pathlib._local on 3.13+.
+        flavour = "windows" if isinstance(value, pathlib.PureWindowsPath) else "posix"
+        return f"P{_str(flavour)}{_str(str(value))}"
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
         return _object(cls, _str(str(value)))
     if isinstance(value, type):
         return _object(type, _str(type_path(value)))

@@ -170,10 +170,16 @@ class FailOpen:
     def clear_prefix(self, prefix: str) -> None:
         backend = self.backend
         if not isinstance(backend, PrefixClearable):
-            raise ConfigurationError(
-                f"cache_clear() cannot remove only {self._name}'s entries: {backend!r} has no "
-                "clear_prefix(prefix) method. Add one, or call the backend's clear() to empty it."
+            # Emptying the whole backend would drop other functions' entries.
+            self.failed(
+                "cache_clear",
+                ConfigurationError(
+                    f"{backend!r} has no clear_prefix(prefix) method, so only its own clear() "
+                    "could empty it, with every other function's entries; nothing was removed"
+                ),
+                unhealthy=False,
             )
+            return
         with self._guard("clear_prefix"):
             backend.clear_prefix(prefix)
 
@@ -182,7 +188,10 @@ class FailOpen:
 
         Asking is not using the cache, so a failure here is not counted.
         """
-        maxsize = getattr(self.backend, "maxsize", None)
+        try:
+            maxsize = getattr(self.backend, "maxsize", None)
+        except Exception:  # noqa: BLE001  (a property that asks an unreachable server)
+            maxsize = None
         try:
             currsize: int | None = len(self.backend)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001  (not sized, or unreachable)

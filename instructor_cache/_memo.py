@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import inspect
 import time
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
@@ -133,20 +134,35 @@ def check_backend(backend: object) -> None:
 def annotations_of(fn: Callable[..., Any]) -> dict[str, Any]:
     """The resolved annotations of ``fn``, read through any ``__wrapped__`` layers.
 
-    Raises ``UncacheableFunctionError`` unless there is a return annotation:
-    the cache needs it to read stored results back.
+    Only the return annotation is required (the cache needs it to read stored
+    results back), and only it must resolve now: a parameter annotated with
+    the class being defined (``def compare(self, other: Document)`` under
+    ``from __future__ import annotations``) does not, and costs only the
+    decoration-time check of that parameter.
     """
     original = inspect.unwrap(fn)
     where = f"{function_name(fn)}()"
     try:
-        hints = typing.get_type_hints(original, include_extras=True)
+        return _with_return(typing.get_type_hints(original, include_extras=True), where)
+    except NameError:
+        pass
+    except TypeError:
+        return _with_return({}, where)  # not a plain function (a functools.partial)
+    raw = getattr(original, "__annotations__", {})
+    shim = types.SimpleNamespace(
+        __annotations__={"return": raw.get("return")} if "return" in raw else {},
+        __globals__=getattr(original, "__globals__", {}),
+    )
+    try:
+        return _with_return(typing.get_type_hints(shim, include_extras=True), where)
     except NameError as exc:
         raise UncacheableFunctionError(
-            f"cannot resolve the annotations of {where}: {exc}. Define the model "
+            f"cannot resolve the return annotation of {where}: {exc}. Define the model "
             "before the decorated function."
         ) from exc
-    except TypeError:
-        hints = {}  # not a plain function (e.g. a functools.partial): no annotations
+
+
+def _with_return(hints: dict[str, Any], where: str) -> dict[str, Any]:
     if "return" not in hints:
         raise UncacheableFunctionError(
             f"{where} has no return annotation. The cache needs it to read stored "

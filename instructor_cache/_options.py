@@ -28,12 +28,10 @@ class Options:
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> Options:
-        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
         if unknown:
-            raise ConfigurationError(
-                f"unknown option(s) {unknown}; the options are ttl, key, ignore, namespace, "
-                "version and cache_if"
-            )
+            raise ConfigurationError(f"unknown option(s) {unknown}; the options are {names}")
         ignore = options.get("ignore", ())
         if isinstance(ignore, str):
             raise ConfigurationError(f"ignore takes a collection of names: ignore=({ignore!r},)")

@@ -236,7 +236,6 @@ def test_memory_cache_under_concurrent_use() -> None:
                     cache.delete(key)
                 else:
                     cache.clear_prefix("k1")
-                assert len(cache) <= 50
         except BaseException as exc:  # noqa: BLE001  (reported to the main thread)
             errors.append(exc)
 

@@ -107,18 +107,54 @@ def test_invalidate_and_clear_fail_open() -> None:
     assert extract.cache_info().errors == 0
 
 
-def test_cache_clear_needs_clear_prefix_on_a_shared_backend() -> None:
-    """A backend without clear_prefix gets a clear error rather than losing others' entries."""
+class DictBackend:
+    """A minimal user backend: exactly the Backend protocol, no clear_prefix."""
 
-    class NoPrefix(BrokenBackend):
-        clear_prefix = None  # type: ignore[assignment]
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
 
-    @instructor_cache(NoPrefix())
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> bool:
+        return self.data.pop(key, None) is not None
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    async def aget(self, key: str) -> str | None:
+        return self.get(key)
+
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.set(key, value, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        return self.delete(key)
+
+    async def aclear(self) -> None:
+        self.clear()
+
+
+def test_cache_clear_without_clear_prefix_removes_nothing_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A protocol-only backend cannot clear one function's entries: nothing goes; a log says why."""
+    backend = DictBackend()
+
+    @instructor_cache(backend)
     def extract(text: str) -> UserDetail:
         return UserDetail(name=text, age=0)
 
-    with pytest.raises(ConfigurationError, match="clear_prefix"):
+    extract("a")
+    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
         extract.cache_clear()
+    assert len(backend.data) == 1
+    assert any("clear_prefix" in r.getMessage() for r in caplog.records)
+    assert extract("a") == UserDetail(name="a", age=0)
+    assert extract.cache_info().hits == 1
 
 
 def test_object_without_backend_methods_is_rejected_at_decoration() -> None:

@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from instructor_cache.backends._ttl import TTL, to_seconds
+from instructor_cache.errors import ConfigurationError
 
 __all__ = ["MemoryCache"]
 
@@ -38,8 +39,8 @@ class MemoryCache:
         ttl: TTL = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ConfigurationError(f"maxsize must be a whole number >= 1, got {maxsize!r}")
         self._maxsize = maxsize
         self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
