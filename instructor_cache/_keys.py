@@ -263,14 +263,21 @@ def _bound_context(fn: Callable[..., Any], name: str) -> dict[str, Any]:
             ) from None
         context["__self__"] = fn.__self__
         fn = fn.__func__
-    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
-    for variable, cell in zip(code.co_freevars if code else (), cells, strict=False):
-        try:
-            value = cell.cell_contents
-            encode(value)
-        except (ValueError, Unencodable, RecursionError):  # empty cell, or no stable encoding
-            continue
-        context[variable] = value
+    # Free variables of the function and of every wrapper around it (a
+    # functools.wraps decorator closes over the function, not the prompt).
+    layer: Any = fn
+    depth, seen = 0, set()
+    while layer is not None and id(layer) not in seen:
+        seen.add(id(layer))
+        code, cells = getattr(layer, "__code__", None), getattr(layer, "__closure__", None) or ()
+        for variable, cell in zip(code.co_freevars if code else (), cells, strict=False):
+            try:
+                value = cell.cell_contents
+                encode(value)
+            except (ValueError, Unencodable, RecursionError):  # empty cell, or no stable encoding
+                continue
+            context[f"{variable}@{depth}" if depth else variable] = value
+        layer, depth = getattr(layer, "__wrapped__", None), depth + 1
     return context
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import inspect
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from instructor_cache import CacheInfo, DiskCache, MemoryCache, instructor_cache
 from instructor_cache.backends import Backend
@@ -478,3 +479,206 @@ def test_a_plain_self_needs_ignore() -> None:
         Client().extract("q")
     assert Client().shared("q") == Client().shared("q")
     assert Client.shared.cache_info().hits == 1
+
+
+def test_refresh_and_invalidate_reach_the_layers_below(
+    flavour: Flavour, make_backend: Callable[..., Backend]
+) -> None:
+    """On stacked layers refresh() calls the function itself and invalidate() clears every layer."""
+    ages = iter(range(100))
+
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=next(ages))
+
+    inner = instructor_cache(make_backend())(flavour.define(extract))
+    outer = instructor_cache(MemoryCache())(inner)
+    assert flavour.run(outer("a")).age == 0
+    assert flavour.run(outer.refresh("a")).age == 1
+    assert flavour.run(outer("a")).age == 1
+    assert flavour.run(inner("a")).age == 1
+    assert flavour.run(outer.invalidate("a")) is True
+    assert flavour.run(outer("a")).age == 2
+
+
+def test_stacked_layers_on_one_backend_keep_their_own_entries(
+    llm: FakeLLM, flavour: Flavour, backend: Backend
+) -> None:
+    """Two layers sharing a backend have distinct keys; clearing the outer keeps the inner."""
+
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    inner = instructor_cache(backend)(flavour.define(extract))
+    outer = instructor_cache(backend)(inner)
+    assert outer.cache_key("Lu is 2") != inner.cache_key("Lu is 2")
+    flavour.run(outer("Lu is 2"))
+    outer.cache_clear()
+    flavour.run(outer("Lu is 2"))
+    assert inner.cache_info().hits == 1
+    assert len(llm.calls) == 1
+
+
+def test_refresh_that_stores_nothing_removes_the_old_entry(
+    flavour: Flavour, backend: Backend
+) -> None:
+    """When cache_if rejects the refreshed result, the stale entry does not come back."""
+    answers = iter([["a"], [], []])
+
+    def users(text: str) -> list[str]:
+        return next(answers)
+
+    cached = instructor_cache(backend, cache_if=bool)(flavour.define(users))
+    assert flavour.run(cached("t")) == ["a"]
+    assert flavour.run(cached.refresh("t")) == []
+    assert flavour.run(cached("t")) == []
+
+
+def test_closures_from_one_factory_do_not_share_entries(flavour: Flavour, backend: Backend) -> None:
+    """Two closures with the same qualified name differ by their captured values."""
+
+    def make_extractor(language: str) -> Callable[..., Any]:
+        def extract(question: str) -> UserDetail:
+            return UserDetail(name=f"[{language}] {question}", age=0)
+
+        return instructor_cache(backend)(flavour.define(extract))
+
+    french, german = make_extractor("French"), make_extractor("German")
+    assert flavour.run(french("hi")).name == "[French] hi"
+    assert flavour.run(german("hi")).name == "[German] hi"
+    assert flavour.run(make_extractor("French")("hi")).name == "[French] hi"
+
+
+def test_a_bound_method_decorated_directly_is_keyed_by_its_instance(backend: Backend) -> None:
+    """instructor_cache(obj.method) keys by obj; an instance with no stable encoding is refused."""
+    from instructor_cache.errors import UnencodableArgumentError
+
+    class Extractor(BaseModel):
+        language: str
+
+        def extract(self, text: str) -> UserDetail:
+            return UserDetail(name=f"{self.language}:{text}", age=0)
+
+    french = instructor_cache(backend)(Extractor(language="fr").extract)
+    german = instructor_cache(backend)(Extractor(language="de").extract)
+    assert (french("x").name, german("x").name) == ("fr:x", "de:x")
+
+    class Client:
+        def extract(self, text: str) -> UserDetail:
+            return UserDetail(name=text, age=0)
+
+    with pytest.raises(UnencodableArgumentError, match="bound method"):
+        instructor_cache(backend)(Client().extract)
+
+
+class PythonOnly(BaseModel):
+    """A validator written for Python input: on JSON input it raises AttributeError."""
+
+    created: datetime.datetime
+
+    @field_validator("created", mode="before")
+    @classmethod
+    def to_utc(cls, raw: Any) -> Any:
+        return raw.astimezone(datetime.timezone.utc)
+
+
+def test_a_validator_raising_on_the_round_trip_never_loses_the_result(
+    flavour: Flavour, backend: Backend
+) -> None:
+    """Whatever the write-time check raises, the caller gets the paid result, uncached."""
+    calls: list[str] = []
+    now = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+    def extract(text: str) -> PythonOnly:
+        calls.append(text)
+        return PythonOnly(created=now)
+
+    cached = instructor_cache(backend)(flavour.define(extract))
+    assert flavour.run(cached("x")).created == now
+    assert flavour.run(cached("x")).created == now
+    assert calls == ["x", "x"]
+
+
+STRICT = {"on": False}
+
+
+class Reading(BaseModel):
+    """A model whose validator tightens between writing an entry and reading it back."""
+
+    value: int
+
+    @field_validator("value")
+    @classmethod
+    def check(cls, value: int) -> int:
+        if STRICT["on"] and value < 2:
+            raise LookupError("too small now")  # not a ValueError: pydantic lets it through
+        return value
+
+
+def test_an_entry_whose_validation_raises_anything_is_a_miss(
+    flavour: Flavour, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored entry that a changed validator rejects with any exception is recomputed."""
+    values = iter([1, 5])
+
+    def read(text: str) -> Reading:
+        return Reading(value=next(values))
+
+    cached = instructor_cache(backend)(flavour.define(read))
+    assert flavour.run(cached("x")).value == 1
+    monkeypatch.setitem(STRICT, "on", True)
+    assert flavour.run(cached("x")).value == 5
+    info = cached.cache_info()
+    assert (info.hits, info.misses, info.errors) == (0, 2, 1)
+
+
+def test_backend_by_keyword_and_options_in_the_direct_form(llm: FakeLLM) -> None:
+    """instructor_cache(backend=...) works; instructor_cache(fn, **options) keeps its options."""
+
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    by_keyword = instructor_cache(backend=MemoryCache(maxsize=7), version="3")(extract)
+    assert by_keyword.cache_info().maxsize == 7
+    direct = instructor_cache(extract, namespace="direct", version="2")
+    assert direct.cache_key("x").startswith("direct:")
+    assert ":2:" in direct.cache_key("x")
+
+
+def test_classmethod_controls_bind_the_class_when_decorated_above() -> None:
+    """With @instructor_cache above @classmethod, cache_key, invalidate and refresh bind cls."""
+    method = Extractor.from_class_reversed
+    method.cache_clear()
+    Extractor.calls.clear()
+    assert method.cache_key("r") == Extractor(prompt="p").from_class_reversed.cache_key("r")
+    assert method.cache_key("r").startswith(
+        "instructor_cache:tests.test_decorator.Extractor.from_class_reversed:"
+    )
+    method("r")
+    assert method.invalidate("r") is True
+    assert method.refresh("r") == UserDetail(name="r", age=4)
+    assert method("r") == UserDetail(name="r", age=4)
+    assert Extractor.calls == ["reversed:r", "reversed:r"]
+
+
+def test_async_cached_methods_stack() -> None:
+    """An async method with two cache layers caches in both."""
+
+    class Service(BaseModel):
+        name: str
+        calls: ClassVar[list[str]] = []
+
+        @instructor_cache(MemoryCache())
+        @instructor_cache(MemoryCache())
+        async def run(self, question: str) -> UserDetail:
+            Service.calls.append(question)
+            return UserDetail(name=question, age=0)
+
+    service = Service(name="s")
+
+    async def scenario() -> None:
+        for _ in range(3):
+            assert await service.run("q") == UserDetail(name="q", age=0)
+
+    asyncio.run(scenario())
+    assert Service.calls == ["q"]
+    assert Service.run.cache_info().hits == 2
