@@ -302,3 +302,28 @@ def test_planted_text_row_pointing_outside_the_directory_is_refused(tmp_path: Pa
     assert extract("Mal") == UserDetail(name="Mal", age=3)
     assert extract.cache_info().hits == 1
     backend.close()
+
+
+def test_disk_failures_raise_backend_error_from_the_explicit_api(tmp_path: Path) -> None:
+    """Used on its own, a failing DiskCache raises BackendError naming the cause."""
+    from instructor_cache.errors import BackendError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    backend = DiskCache(blocker / "cache")
+    for operation in (lambda: backend.get("k"), lambda: backend.set("k", "v"), backend.clear):
+        with pytest.raises(BackendError, match="NotADirectoryError|FileExistsError|OSError"):
+            operation()
+
+
+@pytest.mark.parametrize("policy", ["least-recently-used", "least-frequently-used", "none"])
+def test_disk_reads_honour_the_eviction_policy(tmp_path: Path, policy: str) -> None:
+    """Under a policy that tracks reads, a read still records itself, as diskcache's get does."""
+    backend = DiskCache(tmp_path, eviction_policy=policy)
+    backend.set("k", "v")
+    assert backend.get("k") == "v"
+    assert backend.get("missing") is None
+    with diskcache.Cache(str(tmp_path)) as raw:
+        (count,) = raw._sql("SELECT access_count FROM Cache WHERE key = 'k'").fetchone()
+    assert count == (1 if policy == "least-frequently-used" else 0)
+    backend.close()
