@@ -312,7 +312,7 @@ def test_disk_failures_raise_backend_error_from_the_explicit_api(tmp_path: Path)
     blocker.write_text("not a directory")
     backend = DiskCache(blocker / "cache")
     for operation in (lambda: backend.get("k"), lambda: backend.set("k", "v"), backend.clear):
-        with pytest.raises(BackendError, match="NotADirectoryError|FileExistsError|OSError"):
+        with pytest.raises(BackendError, match=r"NotADirectoryError|FileExistsError|OSError"):
             operation()
 
 
