@@ -15,7 +15,7 @@ from instructor_cache._decorator import (
 from instructor_cache._make_key import make_cache_key
 from instructor_cache._shortcuts import disk_cache, memory_cache
 from instructor_cache._stats import CacheInfo
-from instructor_cache.backends import Backend, DiskCache, MemoryCache
+from instructor_cache.backends import Backend, DiskCache, MemoryCache, RedisCache
 
 __all__ = [
     "AsyncCachedFunction",
@@ -26,6 +26,7 @@ __all__ = [
     "CircuitBreaker",
     "DiskCache",
     "MemoryCache",
+    "RedisCache",
     "disk_cache",
     "instructor_cache",
     "make_cache_key",

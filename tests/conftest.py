@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from instructor_cache import DiskCache, MemoryCache
+from instructor_cache import DiskCache, MemoryCache, RedisCache
 from instructor_cache.backends import Backend
+from tests._redis import running_server
 
 
 class UserDetail(BaseModel):
@@ -35,6 +38,7 @@ class Clock:
 class BackendKind(enum.Enum):
     MEMORY = "memory"
     DISK = "disk"
+    REDIS = "redis"
 
 
 @pytest.fixture
@@ -42,9 +46,26 @@ def clock() -> Clock:
     return Clock()
 
 
-def _make_backend(kind: BackendKind, tmp_path: Path, **options: Any) -> Backend:
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the session (REDIS_URL points elsewhere), stopped at the end."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with running_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
+def _make_backend(
+    kind: BackendKind, tmp_path: Path, request: pytest.FixtureRequest, **options: Any
+) -> Backend:
     if kind is BackendKind.MEMORY:
         return MemoryCache(maxsize=1024, **options)
+    if kind is BackendKind.REDIS:
+        # A prefix of the test's own keeps tests apart on one server, also on
+        # a REDIS_URL server that holds other data: nothing here flushes it.
+        url = request.getfixturevalue("redis_url")
+        return RedisCache(url, prefix=f"test:{uuid.uuid4().hex}:", **options)
     return DiskCache(tmp_path / "cache", **options)
 
 
@@ -55,18 +76,22 @@ def backend_kind(request: pytest.FixtureRequest) -> BackendKind:
 
 
 @pytest.fixture
-def make_backend(backend_kind: BackendKind, tmp_path: Path) -> Iterator[Callable[..., Backend]]:
+def make_backend(
+    backend_kind: BackendKind, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Backend]]:
     """Builds backends of the parametrized kind; each test may make several (to share or not)."""
     made: list[Backend] = []
 
     def make(**options: Any) -> Backend:
-        backend = _make_backend(backend_kind, tmp_path, **options)
+        backend = _make_backend(backend_kind, tmp_path, request, **options)
         made.append(backend)
         return backend
 
     yield make
     for backend in made:
-        if isinstance(backend, DiskCache):
+        if isinstance(backend, RedisCache):
+            backend.clear()
+        if isinstance(backend, (DiskCache, RedisCache)):
             backend.close()
 
 

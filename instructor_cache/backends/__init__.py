@@ -3,5 +3,6 @@
 from instructor_cache.backends._protocol import Backend
 from instructor_cache.backends.disk import DiskCache
 from instructor_cache.backends.memory import MemoryCache
+from instructor_cache.backends.redis import RedisCache
 
-__all__ = ["Backend", "DiskCache", "MemoryCache"]
+__all__ = ["Backend", "DiskCache", "MemoryCache", "RedisCache"]

