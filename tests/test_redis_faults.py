@@ -1,0 +1,225 @@
+"""A dead, slow, full or misconfigured Redis never breaks the app or holds it up."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
+from tests._redis import RedisServer, free_port, running_server
+from tests.conftest import FakeLLM, UserDetail
+
+# A call that falls back pays at most two timeouts (GET, then SET) of 0.25 s;
+# a naive client would wait 5 s per command and retry.
+BOUND = 1.5
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def make_extract(backend: RedisCache, llm: FakeLLM) -> Any:
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    return extract
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A throwaway server this test may stop, pause and restart."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redis_down_at_start(llm: FakeLLM) -> None:
+    """Nothing listening: every call is right, fast, counted; the open breaker costs nothing."""
+    backend = RedisCache(f"redis://127.0.0.1:{free_port()}/0")
+    extract = make_extract(backend, llm)
+    durations = []
+    for i in range(8):
+        result, took = timed(lambda i=i: extract(f"A is {i}"))
+        assert result == UserDetail(name="A", age=i)
+        durations.append(took)
+    assert max(durations) < BOUND
+    assert backend.circuit_breaker.is_open
+    assert durations[-1] < 0.05
+    assert extract.cache_info().errors >= 8
+    backend.close()
+
+
+def test_redis_down_at_start_async(llm: FakeLLM) -> None:
+    """The async path falls back the same way."""
+    backend = RedisCache(f"redis://127.0.0.1:{free_port()}/0")
+
+    @instructor_cache(backend)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    async def scenario() -> list[float]:
+        durations = []
+        for i in range(5):
+            started = time.monotonic()
+            assert await extract(f"B is {i}") == UserDetail(name="B", age=i)
+            durations.append(time.monotonic() - started)
+        return durations
+
+    durations = asyncio.run(scenario())
+    assert max(durations) < BOUND
+    assert extract.cache_info().errors >= 5
+
+
+def test_redis_killed_mid_run_then_restarted(llm: FakeLLM, server: RedisServer) -> None:
+    """Hits while up; right answers while down; caching resumes after a restart, no restart here."""
+    breaker = CircuitBreaker(failures=2, cooldown=0.3)
+    backend = RedisCache(server.url, circuit_breaker=breaker)
+    extract = make_extract(backend, llm)
+    extract("C is 1")
+    assert extract("C is 1") == UserDetail(name="C", age=1)
+    assert extract.cache_info().hits == 1
+
+    server.stop()
+    for _ in range(4):
+        result, took = timed(lambda: extract("C is 1"))
+        assert result == UserDetail(name="C", age=1)
+        assert took < BOUND
+    assert breaker.is_open
+
+    server.start()  # same port, empty: persistence is off
+    time.sleep(breaker.cooldown)
+    extract("C is 1")
+    calls = len(llm.calls)
+    assert extract("C is 1") == UserDetail(name="C", age=1)
+    assert len(llm.calls) == calls
+    assert not breaker.is_open
+    backend.close()
+
+
+def test_paused_redis_costs_a_timeout_not_a_hang(llm: FakeLLM, server: RedisServer) -> None:
+    """A server that accepts but never answers is cut off by the operation timeout."""
+    backend = RedisCache(server.url, circuit_breaker=CircuitBreaker(failures=2, cooldown=30))
+    extract = make_extract(backend, llm)
+    extract("D is 4")
+    server.pause()
+    try:
+        for i in range(4):
+            result, took = timed(lambda i=i: extract(f"D is {i}"))
+            assert result == UserDetail(name="D", age=i)
+            assert took < BOUND
+        _, took = timed(lambda: extract("D is 9"))
+        assert took < 0.05  # the breaker is open: no timeout paid at all
+    finally:
+        server.resume()
+    assert extract.cache_info().errors >= 4
+    backend.close()
+
+
+def test_redis_out_of_memory_still_serves_results(llm: FakeLLM, tmp_path: Path) -> None:
+    """With maxmemory and noeviction, writes fail (counted) and every result is still right."""
+    with running_server(
+        tmp_path / "full", "--maxmemory", "2mb", "--maxmemory-policy", "noeviction"
+    ) as server:
+        filler = server.client()
+        size, i = 20_000, 0
+        while size >= 16:  # fill the server until even a small write is refused
+            i += 1
+            try:
+                filler.set(f"filler:{i}", "x" * size)
+            except redis.exceptions.OutOfMemoryError:
+                size //= 4
+            assert i < 10_000, "the server never filled up"
+        filler.close()
+        backend = RedisCache(server.url, circuit_breaker=CircuitBreaker(failures=100))
+        extract = make_extract(backend, llm)
+        for _ in range(3):
+            assert extract("E is 5") == UserDetail(name="E", age=5)
+        assert len(llm.calls) == 3
+        assert extract.cache_info().errors == 3  # three refused SETs; the GETs worked
+        backend.close()
+
+
+def test_wrong_password_falls_back(
+    llm: FakeLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that refuses our credentials is a backend failure like any other."""
+    with running_server(tmp_path / "auth", "--requirepass", "right") as server:
+        url = server.url.replace("redis://", "redis://:wrong@")
+        backend = RedisCache(url)
+        extract = make_extract(backend, llm)
+        assert extract("F is 6") == UserDetail(name="F", age=6)
+        assert extract("F is 6") == UserDetail(name="F", age=6)
+        assert extract.cache_info().errors >= 2
+        assert "Authentication" in caplog.text or "WRONGPASS" in caplog.text
+        backend.close()
+        good = RedisCache(server.url.replace("redis://", "redis://:right@"))
+        extract_ok = make_extract(good, llm)
+        extract_ok("F is 6")
+        extract_ok("F is 6")
+        assert extract_ok.cache_info().hits == 1
+        good.close()
+
+
+def test_garbage_under_our_key_is_a_miss(llm: FakeLLM, redis_url: str) -> None:
+    """Text written by hand, or by another version of the model, never comes back as a result."""
+    backend = RedisCache(redis_url, prefix="garbage-test:")
+    extract = make_extract(backend, llm)
+    key = extract.cache_key("G is 7")
+    client = redis.Redis.from_url(redis_url)
+    for garbage in ["{not json", '{"v":1,"created":0,"duration":0,"value":{"name":1}}', "\x00\xff"]:
+        client.set("garbage-test:" + key, garbage)
+        assert extract("G is 7") == UserDetail(name="G", age=7)
+        extract.invalidate("G is 7")
+    assert extract.cache_info().errors == 3
+    client.close()
+    backend.clear()
+    backend.close()
+
+
+def test_two_processes_share_one_redis(redis_url: str, tmp_path: Path) -> None:
+    """One process writes an entry; another, started later, hits it."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            from pydantic import BaseModel
+            from instructor_cache import RedisCache, instructor_cache
+
+            calls = []
+
+            class UserDetail(BaseModel):
+                name: str
+                age: int
+
+            @instructor_cache(RedisCache({redis_url!r}, prefix="two-processes:"))
+            def extract(text: str) -> UserDetail:
+                calls.append(text)
+                return UserDetail(name=text, age=len(text))
+
+            print(extract("Jason").model_dump_json(), len(calls), extract.cache_info().hits)
+            """
+        )
+    )
+    outputs = [
+        subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert outputs[0] == ['{"name":"Jason","age":5}', "1", "0"]
+    assert outputs[1] == ['{"name":"Jason","age":5}', "0", "1"]
+    RedisCache(redis_url, prefix="two-processes:").clear()
