@@ -13,9 +13,9 @@ from instructor_cache._decorator import (
     instructor_cache,
 )
 from instructor_cache._make_key import make_cache_key
-from instructor_cache._shortcuts import disk_cache, memory_cache
+from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
 from instructor_cache._stats import CacheInfo
-from instructor_cache.backends import Backend, DiskCache, MemoryCache, RedisCache
+from instructor_cache.backends import Backend, DiskCache, MemoryCache, RedisCache, TieredCache
 
 __all__ = [
     "AsyncCachedFunction",
@@ -27,10 +27,13 @@ __all__ = [
     "DiskCache",
     "MemoryCache",
     "RedisCache",
+    "TieredCache",
     "disk_cache",
     "instructor_cache",
     "make_cache_key",
     "memory_cache",
+    "redis_cache",
+    "tiered_cache",
 ]
 
 __version__ = "0.1.0"

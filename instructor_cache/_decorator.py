@@ -15,11 +15,11 @@ from typing import Any, Concatenate, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self, TypedDict, Unpack
 
-from instructor_cache._memo import MISS, Memo, check_backend
+from instructor_cache._memo import MISS, Memo
 from instructor_cache._methods import CachedMethod, takes_self
 from instructor_cache._options import KeyFunction, Options
 from instructor_cache._stats import CacheInfo
-from instructor_cache.backends._protocol import Backend
+from instructor_cache.backends._protocol import Backend, check_backend
 from instructor_cache.backends._ttl import TTL
 from instructor_cache.backends.memory import MemoryCache
 

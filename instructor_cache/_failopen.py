@@ -14,11 +14,13 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._stats import Stats
-from instructor_cache.backends._protocol import Backend, PrefixClearable
+
+if TYPE_CHECKING:  # only for annotations: backends/ itself imports this module
+    from instructor_cache.backends._protocol import Backend
 from instructor_cache.errors import ConfigurationError, CorruptEntryError
 
 __all__ = ["FailOpen", "RateLimitedLog", "logger"]
@@ -167,21 +169,50 @@ class FailOpen:
                 deleted = bool(await self.backend.adelete(key))
         return deleted
 
-    def clear_prefix(self, prefix: str) -> None:
-        backend = self.backend
-        if not isinstance(backend, PrefixClearable):
+    def clear(self) -> None:
+        if not self._skipped("clear"):
+            with self._guard("clear"):
+                self.backend.clear()
+
+    async def aclear(self) -> None:
+        if not self._skipped("clear"):
+            with self._guard("clear"):
+                await self.backend.aclear()
+
+    def remaining_ttl(self, key: str) -> float | None:
+        """The entry's remaining TTL where the backend can tell (``RemainingTTL``), else None."""
+        ask = getattr(self.backend, "remaining_ttl", None)
+        if callable(ask) and not self._skipped("remaining_ttl"):
+            with self._guard("remaining_ttl"):
+                seconds: float | None = ask(key)
+                return seconds
+        return None
+
+    async def aremaining_ttl(self, key: str) -> float | None:
+        ask = getattr(self.backend, "aremaining_ttl", None)
+        if callable(ask) and not self._skipped("remaining_ttl"):
+            with self._guard("remaining_ttl"):
+                seconds: float | None = await ask(key)
+                return seconds
+        return None
+
+    def clear_prefix(self, prefix: str) -> int:
+        clear_prefix = getattr(self.backend, "clear_prefix", None)  # PrefixClearable
+        if not callable(clear_prefix):
             # Emptying the whole backend would drop other functions' entries.
             self.failed(
                 "cache_clear",
                 ConfigurationError(
-                    f"{backend!r} has no clear_prefix(prefix) method, so only its own clear() "
+                    f"{self.backend!r} has no clear_prefix(prefix) method, so only its own clear() "
                     "could empty it, with every other function's entries; nothing was removed"
                 ),
                 unhealthy=False,
             )
-            return
+            return 0
+        removed = 0
         with self._guard("clear_prefix"):
-            backend.clear_prefix(prefix)
+            removed = int(clear_prefix(prefix))
+        return removed  # noqa: RET504  (0 when the guard absorbed a failure)
 
     def size(self) -> tuple[int | None, int | None]:
         """The backend's ``(maxsize, currsize)``, ``None`` where it cannot tell.

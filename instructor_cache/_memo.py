@@ -21,10 +21,11 @@ from instructor_cache._failopen import FailOpen, RateLimitedLog
 from instructor_cache._keys import KeyBuilder, function_name
 from instructor_cache._options import Options
 from instructor_cache._stats import CacheInfo, Stats
-from instructor_cache.backends._protocol import REQUIRED_METHODS, Backend
-from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
+from instructor_cache.backends._protocol import Backend, check_backend
+from instructor_cache.backends.tiered import TieredCache
+from instructor_cache.errors import UncacheableFunctionError
 
-__all__ = ["MISS", "Memo", "Miss", "annotations_of", "check_backend", "codec_and_keys"]
+__all__ = ["MISS", "Memo", "Miss", "annotations_of", "codec_and_keys"]
 
 R = TypeVar("R")
 
@@ -46,6 +47,7 @@ class Memo(Generic[R]):
         "_codec",
         "_count_hit",
         "_read_envelope",
+        "_tiers",
         "_unstorable_log",
         "key",
         "name",
@@ -56,6 +58,9 @@ class Memo(Generic[R]):
 
     def __init__(self, fn: Callable[..., Any], backend: Backend, options: Options) -> None:
         check_backend(backend)
+        if isinstance(backend, TieredCache):  # its tiers counted for this function alone
+            backend = backend.for_function(function_name(fn))
+        self._tiers = backend if isinstance(backend, TieredCache) else None
         self.name = function_name(fn)
         self._codec, self.key = codec_and_keys(fn, options)
         self._read_envelope = self._codec.read_envelope
@@ -107,7 +112,8 @@ class Memo(Generic[R]):
             return None
 
     def cache_info(self) -> CacheInfo:
-        return self.stats.info(*self.store.size())
+        tiers = self._tiers.tier_infos() if self._tiers is not None else ()
+        return self.stats.info(*self.store.size(), tiers)
 
     def cache_clear(self) -> None:
         self.store.clear_prefix(self.key.prefix)
@@ -119,16 +125,6 @@ def codec_and_keys(fn: Callable[..., Any], options: Options) -> tuple[Codec[Any]
     hints = annotations_of(fn)
     codec: Codec[Any] = Codec(hints["return"], where=f"{function_name(fn)}()")
     return codec, KeyBuilder(fn, options, schema_fingerprint=codec.fingerprint, hints=hints)
-
-
-def check_backend(backend: object) -> None:
-    """Reject, at decoration time, an object that lacks a backend method."""
-    missing = [m for m in REQUIRED_METHODS if not callable(getattr(backend, m, None))]
-    if missing:
-        raise ConfigurationError(
-            f"{backend!r} is not a backend: it lacks {', '.join(missing)}. A backend has "
-            f"{', '.join(REQUIRED_METHODS)} (see instructor_cache.Backend)."
-        )
 
 
 def annotations_of(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -13,10 +13,13 @@ from instructor_cache._decorator import (
     CacheOptions,
     instructor_cache,
 )
+from instructor_cache.backends._protocol import Backend
 from instructor_cache.backends.disk import DiskCache
 from instructor_cache.backends.memory import MemoryCache
+from instructor_cache.backends.redis import AsyncClient, RedisCache, SyncClient
+from instructor_cache.backends.tiered import TieredCache
 
-__all__ = ["disk_cache", "memory_cache"]
+__all__ = ["disk_cache", "memory_cache", "redis_cache", "tiered_cache"]
 
 
 def memory_cache(maxsize: int = DEFAULT_MAXSIZE, **options: Unpack[CacheOptions]) -> CacheDecorator:
@@ -40,3 +43,25 @@ def disk_cache(
     if timeout is not None:
         settings["timeout"] = timeout
     return instructor_cache(DiskCache(directory, **settings), **options)
+
+
+def redis_cache(
+    url_or_client: str | SyncClient | AsyncClient = "redis://localhost:6379/0",
+    *,
+    prefix: str = "",
+    redis_options: dict[str, Any] | None = None,
+    **options: Unpack[CacheOptions],
+) -> CacheDecorator:
+    """``@instructor_cache(RedisCache(url_or_client, prefix=prefix), **options)``: a shared layer.
+
+    ``redis_options`` go to the ``RedisCache`` (``timeout``, ``cluster``,
+    ``circuit_breaker``, client options); the rest are decorator options.
+    """
+    return instructor_cache(
+        RedisCache(url_or_client, prefix=prefix, **(redis_options or {})), **options
+    )
+
+
+def tiered_cache(*tiers: Backend, **options: Unpack[CacheOptions]) -> CacheDecorator:
+    """``@instructor_cache(TieredCache(*tiers), **options)``: L1, L2, ... in one layer."""
+    return instructor_cache(TieredCache(*tiers), **options)

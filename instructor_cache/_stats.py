@@ -15,7 +15,8 @@ class CacheInfo(NamedTuple):
     ``maxsize`` and ``currsize`` come from the backend (``None`` where it cannot
     tell); ``errors`` counts backend failures and unreadable entries, each of
     which was served by calling the function; ``time_saved`` adds up, over all
-    hits, how long the original calls took.
+    hits, how long the original calls took. ``tiers`` holds one ``CacheInfo``
+    per tier of a ``TieredCache``, fastest first (empty otherwise).
     """
 
     hits: int
@@ -24,6 +25,7 @@ class CacheInfo(NamedTuple):
     currsize: int | None
     errors: int = 0
     time_saved: float = 0.0
+    tiers: tuple[CacheInfo, ...] = ()
 
 
 class Stats:
@@ -69,8 +71,11 @@ class Stats:
             self.misses = self.errors = 0
             self.time_saved = 0.0
 
-    def info(self, maxsize: int | None, currsize: int | None) -> CacheInfo:
+    def info(
+        self, maxsize: int | None, currsize: int | None, tiers: tuple[CacheInfo, ...] = ()
+    ) -> CacheInfo:
         with self._lock:
+            errors = self.errors + sum(tier.errors for tier in tiers)
             return CacheInfo(
-                self.hits, self.misses, maxsize, currsize, self.errors, self.time_saved
+                self.hits, self.misses, maxsize, currsize, errors, self.time_saved, tiers
             )

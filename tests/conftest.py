@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from instructor_cache import DiskCache, MemoryCache, RedisCache
+from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache
 from instructor_cache.backends import Backend
 from tests._redis import running_server
 
@@ -39,6 +39,7 @@ class BackendKind(enum.Enum):
     MEMORY = "memory"
     DISK = "disk"
     REDIS = "redis"
+    TIERED = "tiered"
 
 
 @pytest.fixture
@@ -66,6 +67,13 @@ def _make_backend(
         # a REDIS_URL server that holds other data: nothing here flushes it.
         url = request.getfixturevalue("redis_url")
         return RedisCache(url, prefix=f"test:{uuid.uuid4().hex}:", **options)
+    if kind is BackendKind.TIERED:
+        # Options (a ttl) go to the last tier, so that backfill carries them up.
+        return TieredCache(
+            MemoryCache(maxsize=1024),
+            DiskCache(tmp_path / "tier2"),
+            _make_backend(BackendKind.REDIS, tmp_path, request, **options),
+        )
     return DiskCache(tmp_path / "cache", **options)
 
 
@@ -89,9 +97,9 @@ def make_backend(
 
     yield make
     for backend in made:
-        if isinstance(backend, RedisCache):
+        if isinstance(backend, (RedisCache, TieredCache)):
             backend.clear()
-        if isinstance(backend, (DiskCache, RedisCache)):
+        if isinstance(backend, (DiskCache, RedisCache, TieredCache)):
             backend.close()
 
 

@@ -356,7 +356,7 @@ def test_cache_info_is_shaped_like_functools(llm: FakeLLM, backend: Backend) -> 
     info = extract.cache_info()
     assert isinstance(info, CacheInfo)
     assert info._fields[:4] == functools.lru_cache(lambda: None).cache_info()._fields
-    hits, misses, _maxsize, currsize, errors, time_saved = info
+    hits, misses, _maxsize, currsize, errors, time_saved, _tiers = info
     assert (hits, misses, currsize, errors) == (1, 1, 1, 0)
     assert time_saved >= 0
 

@@ -4,5 +4,6 @@ from instructor_cache.backends._protocol import Backend
 from instructor_cache.backends.disk import DiskCache
 from instructor_cache.backends.memory import MemoryCache
 from instructor_cache.backends.redis import RedisCache
+from instructor_cache.backends.tiered import TieredCache
 
-__all__ = ["Backend", "DiskCache", "MemoryCache", "RedisCache"]
+__all__ = ["Backend", "DiskCache", "MemoryCache", "RedisCache", "TieredCache"]

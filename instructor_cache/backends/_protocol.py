@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from instructor_cache.errors import ConfigurationError
+
 __all__ = ["REQUIRED_METHODS", "Backend", "PrefixClearable", "Sized"]
 
 REQUIRED_METHODS = ("get", "set", "delete", "clear", "aget", "aset", "adelete", "aclear")
@@ -44,3 +46,21 @@ class Sized(Protocol):
     @property
     def maxsize(self) -> int | None: ...
     def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class RemainingTTL(Protocol):
+    """Optional: how long an entry has left, so a tiered cache backfills it no longer."""
+
+    def remaining_ttl(self, key: str) -> float | None: ...
+    async def aremaining_ttl(self, key: str) -> float | None: ...
+
+
+def check_backend(backend: object) -> None:
+    """Reject, when decorating, an object that lacks a backend method."""
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(backend, m, None))]
+    if missing:
+        raise ConfigurationError(
+            f"{backend!r} is not a backend: it lacks {', '.join(missing)}. A backend has "
+            f"{', '.join(REQUIRED_METHODS)} (see instructor_cache.Backend)."
+        )

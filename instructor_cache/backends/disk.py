@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -244,6 +245,15 @@ class DiskCache(ThreadedAsyncMixin):
         except _FAILURES as exc:
             raise _backend_error(self, "get", exc) from exc
         return value
+
+    def remaining_ttl(self, key: str) -> float | None:
+        """Seconds the entry has left; ``None`` for no expiry or no entry."""
+        with self._failures("remaining_ttl"):
+            _, expires = self.cache.get(key, expire_time=True)
+        return None if expires is None else max(0.0, expires - time.time())
+
+    async def aremaining_ttl(self, key: str) -> float | None:
+        return await asyncio.to_thread(self.remaining_ttl, key)
 
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
         seconds = self._ttl if ttl is None else to_seconds(ttl)

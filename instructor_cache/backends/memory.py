@@ -75,6 +75,16 @@ class MemoryCache:
             return None
         return value
 
+    def remaining_ttl(self, key: str) -> float | None:
+        """Seconds the entry has left; ``None`` for no expiry or no entry."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] == _NEVER:
+            return None
+        return max(0.0, entry[0] - self._timer())
+
+    async def aremaining_ttl(self, key: str) -> float | None:
+        return self.remaining_ttl(key)
+
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
         seconds = self._ttl if ttl is None else to_seconds(ttl)
         expires = _NEVER if seconds is None else self._timer() + seconds

@@ -185,6 +185,23 @@ class RedisCache:
             raise _backend_error(self, "GET", exc) from exc
         return _text(value)
 
+    def remaining_ttl(self, key: str) -> float | None:
+        """Seconds the entry has left (PTTL); ``None`` for no expiry or no entry."""
+        try:
+            milliseconds = self.client.pttl(self.prefix + key)
+        except _FAILURES as exc:
+            raise _backend_error(self, "PTTL", exc) from exc
+        return _seconds(milliseconds)
+
+    async def aremaining_ttl(self, key: str) -> float | None:
+        if self._sync_only:
+            return await asyncio.to_thread(self.remaining_ttl, key)
+        try:
+            milliseconds = await (await self.aclient()).pttl(self.prefix + key)
+        except _FAILURES as exc:
+            raise _backend_error(self, "PTTL", exc) from exc
+        return _seconds(milliseconds)
+
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
         milliseconds = self._milliseconds(ttl)
         try:
@@ -278,6 +295,10 @@ async def _close_when_the_loop_shuts_down(client: AsyncClient) -> AsyncIterator[
         yield
     finally:
         await client.aclose()
+
+
+def _seconds(milliseconds: Any) -> float | None:
+    return None if milliseconds is None or milliseconds < 0 else milliseconds / 1000  # -1, -2
 
 
 def _text(value: Any) -> str | None:
