@@ -116,3 +116,65 @@ def running_server(directory: Path, *args: str) -> Iterator[RedisServer]:
         yield server.start()
     finally:
         server.stop()
+
+
+class RedisClusterNodes:
+    """Three masters with cluster mode on, slots spread by ``redis-cli --cluster create``."""
+
+    def __init__(self, directory: Path, size: int = 3) -> None:
+        # A node's cluster bus listens on its port + 10000: both must be free.
+        ports: list[int] = []
+        while len(ports) < size:
+            port = free_port(below=55535, bus_too=True)
+            if port not in ports:
+                ports.append(port)
+        self.servers = [
+            RedisServer(
+                directory / str(port), *self._cluster_args(directory / str(port)), port=port
+            )
+            for port in ports
+        ]
+
+    @staticmethod
+    def _cluster_args(directory: Path) -> list[str]:
+        config = str(directory / "nodes.conf")
+        return ["--cluster-enabled", "yes", "--cluster-config-file", config,
+                "--cluster-node-timeout", "2000"]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+    def start(self) -> RedisClusterNodes:
+        for server in self.servers:
+            server.start()
+        addresses = [f"127.0.0.1:{server.port}" for server in self.servers]
+        subprocess.run(
+            [redis_binary("redis-cli"), "--cluster", "create", *addresses,
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = []
+            for server in self.servers:
+                with server.client(decode_responses=True) as client:
+                    states.append(client.execute_command("CLUSTER INFO"))
+            # redis-py parses CLUSTER INFO into a dict
+            if all(isinstance(s, dict) and s.get("cluster_state") == "ok" for s in states):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not reach cluster_state:ok within 30 s")
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path) -> Iterator[RedisClusterNodes]:
+    nodes = RedisClusterNodes(directory)
+    try:
+        yield nodes.start()
+    finally:
+        nodes.stop()

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache
 from instructor_cache.backends import Backend
-from tests._redis import running_server
+from tests._redis import running_cluster, running_server
 
 
 class UserDetail(BaseModel):
@@ -39,6 +39,7 @@ class BackendKind(enum.Enum):
     MEMORY = "memory"
     DISK = "disk"
     REDIS = "redis"
+    CLUSTER = "cluster"
     TIERED = "tiered"
 
 
@@ -57,6 +58,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-master Redis Cluster for the session (or REDIS_CLUSTER_URL), stopped at the end."""
+    if os.environ.get("REDIS_CLUSTER_URL"):
+        yield os.environ["REDIS_CLUSTER_URL"]
+        return
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as nodes:
+        yield nodes.url
+
+
 def _make_backend(
     kind: BackendKind, tmp_path: Path, request: pytest.FixtureRequest, **options: Any
 ) -> Backend:
@@ -67,6 +78,9 @@ def _make_backend(
         # a REDIS_URL server that holds other data: nothing here flushes it.
         url = request.getfixturevalue("redis_url")
         return RedisCache(url, prefix=f"test:{uuid.uuid4().hex}:", **options)
+    if kind is BackendKind.CLUSTER:
+        url = request.getfixturevalue("redis_cluster_url")
+        return RedisCache(url, cluster=True, prefix=f"test:{uuid.uuid4().hex}:", **options)
     if kind is BackendKind.TIERED:
         # Options (a ttl) go to the last tier, so that backfill carries them up.
         return TieredCache(

@@ -1,0 +1,145 @@
+"""RedisCache specifics: clients given or made, timeouts, TTL in the SET, prefixes, cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.asyncio
+import redis.cluster
+
+from instructor_cache import RedisCache, instructor_cache
+from tests.conftest import FakeLLM, UserDetail
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def test_clients_made_from_a_url_have_short_timeouts_and_no_retries(redis_url: str) -> None:
+    """Sub-second connect and operation timeouts, and zero retries, unlike redis-py's defaults."""
+    backend = RedisCache(redis_url)
+    client = backend.client
+    assert isinstance(client, redis.Redis)
+    options = client.connection_pool.connection_kwargs
+    assert options["socket_timeout"] == 0.25
+    assert options["socket_connect_timeout"] == 0.25
+    assert client.get_retry() is not None
+    assert client.get_retry()._retries == 0
+    backend.close()
+
+
+def test_the_ttl_is_set_in_the_same_command(redis_url: str, raw: redis.Redis) -> None:
+    """An entry written with a ttl carries it in Redis (PX), and reads back its remaining TTL."""
+    backend = RedisCache(redis_url, prefix="ttl-test:")
+    backend.set("k", "v", ttl=30)
+    assert 29_000 < raw.pttl("ttl-test:k") <= 30_000
+    assert backend.remaining_ttl("k") == pytest.approx(30, abs=1)
+    backend.set("forever", "v")
+    assert raw.pttl("ttl-test:forever") == -1
+    assert backend.remaining_ttl("forever") is None
+    backend.clear()
+    backend.close()
+
+
+def test_stored_under_prefix_plus_cache_key(llm: FakeLLM, redis_url: str, raw: redis.Redis) -> None:
+    """The Redis key is the prefix followed by the decorated function's cache_key."""
+    backend = RedisCache(redis_url, prefix="app:")
+
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("Al is 1")
+    stored = raw.get("app:" + extract.cache_key("Al is 1"))
+    assert stored is not None
+    assert '"value":{"name":"Al","age":1}' in stored
+    backend.clear()
+    backend.close()
+
+
+def test_clear_prefix_treats_glob_characters_literally(redis_url: str, raw: redis.Redis) -> None:
+    """A prefix containing * ? [ ] never matches more keys than it names."""
+    backend = RedisCache(redis_url, prefix="glob[*]?:")
+    other = RedisCache(redis_url, prefix="globx:")
+    backend.set("a", "1")
+    other.set("a", "2")
+    backend.clear()
+    assert raw.get("globx:a") == "2"
+    assert raw.get("glob[*]?:a") is None
+    other.clear()
+
+
+def test_clear_never_touches_keys_outside_the_prefix(redis_url: str, raw: redis.Redis) -> None:
+    """clear() deletes this cache's keys only: the db may hold other data."""
+    raw.set("someone-elses-key", "keep")
+    backend = RedisCache(redis_url, prefix="mine:")
+    backend.set("a", "1")
+    backend.clear()
+    assert raw.get("someone-elses-key") == "keep"
+    raw.delete("someone-elses-key")
+
+
+def test_a_given_sync_client_also_serves_async_functions(llm: FakeLLM, redis_url: str) -> None:
+    """With only a sync client, async calls run it in a worker thread."""
+    client = redis.Redis.from_url(redis_url)
+    backend = RedisCache(client, prefix="given-sync:")
+
+    @instructor_cache(backend)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    async def scenario() -> None:
+        await extract("Bo is 2")
+        assert await extract("Bo is 2") == UserDetail(name="Bo", age=2)
+
+    asyncio.run(scenario())
+    assert extract.cache_info().hits == 1
+    backend.clear()
+    client.close()
+
+
+def test_a_given_async_client_is_used_as_it_is(llm: FakeLLM, redis_url: str) -> None:
+    """An asyncio client passed in serves the async functions (bytes replies decoded)."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        backend = RedisCache(client, prefix="given-async:")
+
+        @instructor_cache(backend)
+        async def extract(text: str) -> UserDetail:
+            return llm(text)
+
+        await extract("Cy is 3")
+        assert await extract("Cy is 3") == UserDetail(name="Cy", age=3)
+        assert extract.cache_info().hits == 1
+        await backend.aclear()
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_given_cluster_client_works(llm: FakeLLM, redis_cluster_url: str) -> None:
+    """A RedisCluster client passed in is detected as a cluster; keys span the slots."""
+    client = redis.cluster.RedisCluster.from_url(redis_cluster_url, decode_responses=True)
+    backend = RedisCache(client, prefix="given-cluster:")
+
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    texts = [f"N{i} is {i}" for i in range(20)]  # enough keys to land on every master
+    for text in texts:
+        extract(text)
+    for text in texts:
+        extract(text)
+    assert extract.cache_info().hits == 20
+    assert len(backend) == 20
+    extract.cache_clear()  # SCAN on every primary, UNLINK per slot
+    assert len(backend) == 0
+    client.close()
