@@ -223,3 +223,30 @@ def test_two_processes_share_one_redis(redis_url: str, tmp_path: Path) -> None:
     assert outputs[0] == ['{"name":"Jason","age":5}', "1", "0"]
     assert outputs[1] == ['{"name":"Jason","age":5}', "0", "1"]
     RedisCache(redis_url, prefix="two-processes:").clear()
+
+
+def test_paused_redis_costs_a_timeout_not_a_hang_async(llm: FakeLLM, server: RedisServer) -> None:
+    """The asyncio client is cut off by the same operation timeout."""
+    backend = RedisCache(server.url, circuit_breaker=CircuitBreaker(failures=2, cooldown=30))
+
+    @instructor_cache(backend)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    async def scenario() -> list[float]:
+        await extract("H is 1")
+        server.pause()
+        durations = []
+        try:
+            for i in range(4):
+                started = time.monotonic()
+                assert await extract(f"H is {i}") == UserDetail(name="H", age=i)
+                durations.append(time.monotonic() - started)
+        finally:
+            server.resume()
+        return durations
+
+    durations = asyncio.run(scenario())
+    assert max(durations) < BOUND
+    assert durations[-1] < 0.05  # breaker open
+    assert extract.cache_info().errors >= 4
