@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -14,14 +15,14 @@ class CircuitBreaker:
     """Opens after ``failures`` consecutive failures; stays open ``cooldown`` seconds.
 
     While open, ``allow()`` is false and callers skip the backend without
-    paying its timeout. Once the cooldown has passed, calls go through again
-    as probes: a success closes the breaker, a failure opens it for another
-    cooldown at once. Counters are updated without a lock on purpose: a race
-    can only shift the moment of opening by a call, and the hot path stays a
-    comparison.
+    paying its timeout. Once the cooldown has passed, one caller goes
+    through as a probe while the others keep skipping: a success closes the
+    breaker, a failure keeps it open for another cooldown. Failure counts
+    are updated without a lock on purpose: a race can only shift the moment
+    of opening by a call, and the hot path stays a comparison.
     """
 
-    __slots__ = ("_open_until", "_timer", "consecutive", "cooldown", "failures")
+    __slots__ = ("_lock", "_open_until", "_timer", "consecutive", "cooldown", "failures")
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class CircuitBreaker:
         self._timer = timer
         self.consecutive = 0
         self._open_until = 0.0
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(failures={self.failures}, cooldown={self.cooldown})"
@@ -48,8 +50,17 @@ class CircuitBreaker:
         return not self.allow()
 
     def allow(self) -> bool:
-        """Whether the backend may be called now."""
-        return self._open_until == 0.0 or self._timer() >= self._open_until
+        """Whether the backend may be called now (closed, or this caller is the probe)."""
+        if self._open_until == 0.0:
+            return True
+        now = self._timer()
+        if now < self._open_until:
+            return False
+        with self._lock:  # half-open: the first caller past the cooldown probes
+            if now < self._open_until:
+                return False
+            self._open_until = now + self.cooldown
+            return True
 
     def succeeded(self) -> None:
         """Close the breaker. Callers on a hot path may skip it while ``consecutive`` is 0."""

@@ -10,6 +10,7 @@ changed together.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -23,9 +24,18 @@ if TYPE_CHECKING:  # only for annotations: backends/ itself imports this module
     from instructor_cache.backends._protocol import Backend
 from instructor_cache.errors import ConfigurationError, CorruptEntryError
 
-__all__ = ["FailOpen", "RateLimitedLog", "logger"]
+__all__ = ["UNKNOWN", "FailOpen", "RateLimitedLog", "Unknown", "logger"]
 
 logger = logging.getLogger("instructor_cache")
+
+
+class Unknown(enum.Enum):
+    """The type of ``UNKNOWN``: a remaining TTL nobody could tell, unlike ``None`` (no expiry)."""
+
+    UNKNOWN = "UNKNOWN"
+
+
+UNKNOWN = Unknown.UNKNOWN
 
 
 class RateLimitedLog:
@@ -179,22 +189,22 @@ class FailOpen:
             with self._guard("clear"):
                 await self.backend.aclear()
 
-    def remaining_ttl(self, key: str) -> float | None:
-        """The entry's remaining TTL where the backend can tell (``RemainingTTL``), else None."""
+    def remaining_ttl(self, key: str) -> float | Unknown | None:
+        """The entry's remaining TTL (``None``: no expiry), or ``UNKNOWN`` where nobody can tell."""
         ask = getattr(self.backend, "remaining_ttl", None)
         if callable(ask) and not self._skipped("remaining_ttl"):
             with self._guard("remaining_ttl"):
                 seconds: float | None = ask(key)
                 return seconds
-        return None
+        return UNKNOWN
 
-    async def aremaining_ttl(self, key: str) -> float | None:
+    async def aremaining_ttl(self, key: str) -> float | Unknown | None:
         ask = getattr(self.backend, "aremaining_ttl", None)
         if callable(ask) and not self._skipped("remaining_ttl"):
             with self._guard("remaining_ttl"):
                 seconds: float | None = await ask(key)
                 return seconds
-        return None
+        return UNKNOWN
 
     def clear_prefix(self, prefix: str) -> int:
         clear_prefix = getattr(self.backend, "clear_prefix", None)  # PrefixClearable
@@ -254,5 +264,6 @@ class _Guard:
             return False
         if not isinstance(exc, Exception):
             return False  # KeyboardInterrupt, CancelledError: not ours to swallow
-        owner.failed(self._operation, exc)
+        # A misconfiguration says nothing about the backend's health: no breaker.
+        owner.failed(self._operation, exc, unhealthy=not isinstance(exc, ConfigurationError))
         return True

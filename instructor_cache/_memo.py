@@ -22,7 +22,6 @@ from instructor_cache._keys import KeyBuilder, function_name
 from instructor_cache._options import Options
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._protocol import Backend, check_backend
-from instructor_cache.backends.tiered import TieredCache
 from instructor_cache.errors import UncacheableFunctionError
 
 __all__ = ["MISS", "Memo", "Miss", "annotations_of", "codec_and_keys"]
@@ -58,9 +57,10 @@ class Memo(Generic[R]):
 
     def __init__(self, fn: Callable[..., Any], backend: Backend, options: Options) -> None:
         check_backend(backend)
-        if isinstance(backend, TieredCache):  # its tiers counted for this function alone
-            backend = backend.for_function(function_name(fn))
-        self._tiers = backend if isinstance(backend, TieredCache) else None
+        for_function = getattr(backend, "for_function", None)
+        if callable(for_function):  # a TieredCache: its tiers counted for this function alone
+            backend = for_function(function_name(fn))
+        self._tiers = getattr(backend, "tier_infos", None)
         self.name = function_name(fn)
         self._codec, self.key = codec_and_keys(fn, options)
         self._read_envelope = self._codec.read_envelope
@@ -112,7 +112,7 @@ class Memo(Generic[R]):
             return None
 
     def cache_info(self) -> CacheInfo:
-        tiers = self._tiers.tier_infos() if self._tiers is not None else ()
+        tiers = self._tiers() if callable(self._tiers) else ()
         return self.stats.info(*self.store.size(), tiers)
 
     def cache_clear(self) -> None:

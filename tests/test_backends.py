@@ -18,7 +18,7 @@ import pytest
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
 from instructor_cache.backends import Backend
-from instructor_cache.backends._protocol import PrefixClearable
+from instructor_cache.backends._protocol import PrefixClearable, Sized
 from instructor_cache.errors import ConfigurationError, CorruptEntryError
 from tests.conftest import Clock, UserDetail
 
@@ -56,7 +56,8 @@ def test_clear_and_clear_prefix(backend: Backend) -> None:
     assert [backend.get(k) for k in ["ns:f:1", "ns:fg:1", "ns:g:1"]] == [None, "ns:fg:1", "ns:g:1"]
     backend.clear()
     assert backend.get("ns:g:1") is None
-    assert len(backend) == 0  # type: ignore[arg-type]
+    if isinstance(backend, Sized):  # Redis does not count: a SCAN of the db is too dear
+        assert len(backend) == 0
 
 
 def test_large_value_roundtrips(backend: Backend) -> None:

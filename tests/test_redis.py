@@ -139,7 +139,60 @@ def test_a_given_cluster_client_works(llm: FakeLLM, redis_cluster_url: str) -> N
     for text in texts:
         extract(text)
     assert extract.cache_info().hits == 20
-    assert len(backend) == 20
-    extract.cache_clear()  # SCAN on every primary, UNLINK per slot
-    assert len(backend) == 0
+
+    def stored() -> int:
+        return sum(1 for _ in client.scan_iter(match="given-cluster:*"))
+
+    assert stored() == 20
+    extract.cache_clear()  # SCAN on every primary, UNLINK split by slot
+    assert stored() == 0
     client.close()
+
+
+def test_clear_without_a_prefix_refuses_to_empty_the_database(redis_url: str) -> None:
+    """A RedisCache with no prefix cannot tell its keys from others': clear() refuses."""
+    from instructor_cache.errors import ConfigurationError
+
+    backend = RedisCache(redis_url)
+    with pytest.raises(ConfigurationError, match="prefix"):
+        backend.clear()
+    backend.close()
+
+
+def test_a_prefix_ends_at_a_separator(redis_url: str, raw: redis.Redis) -> None:
+    """prefix="instructor" stores under "instructor:" and never clears "instructor-staging:"."""
+    backend = RedisCache(redis_url, prefix="instructor")
+    assert backend.prefix == "instructor:"
+    raw.set("instructor-staging:k", "keep")
+    backend.set("k", "v")
+    assert raw.get("instructor:k") == "v"
+    backend.clear()
+    assert raw.get("instructor-staging:k") == "keep"
+    raw.delete("instructor-staging:k")
+    backend.close()
+
+
+def test_cache_clear_with_only_an_asyncio_client_does_not_trip_the_breaker(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sync operation the backend cannot do is a logged misconfiguration, not a dead server."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        backend = RedisCache(client, prefix="async-only:")
+
+        @instructor_cache(backend)
+        async def extract(text: str) -> UserDetail:
+            return UserDetail(name=text, age=0)
+
+        await extract("a")
+        for _ in range(5):
+            extract.cache_clear()
+        assert not backend.circuit_breaker.is_open
+        await extract("a")
+        assert extract.cache_info().hits == 1
+        await backend.aclear()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert "asyncio client only" in caplog.text

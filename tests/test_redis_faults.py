@@ -40,9 +40,9 @@ def make_extract(backend: RedisCache, llm: FakeLLM) -> Any:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
     """A throwaway server this test may stop, pause and restart."""
-    server = RedisServer(tmp_path / "redis").start()
+    server = RedisServer(tmp_path / "redis")
     try:
-        yield server
+        yield server.start()
     finally:
         server.stop()
 
@@ -86,7 +86,7 @@ def test_redis_down_at_start_async(llm: FakeLLM) -> None:
 
 def test_redis_killed_mid_run_then_restarted(llm: FakeLLM, server: RedisServer) -> None:
     """Hits while up; right answers while down; caching resumes after a restart, no restart here."""
-    breaker = CircuitBreaker(failures=2, cooldown=0.3)
+    breaker = CircuitBreaker(failures=2, cooldown=1.0)
     backend = RedisCache(server.url, circuit_breaker=breaker)
     extract = make_extract(backend, llm)
     extract("C is 1")
@@ -144,7 +144,7 @@ def test_redis_out_of_memory_still_serves_results(llm: FakeLLM, tmp_path: Path) 
                 size //= 4
             assert i < 10_000, "the server never filled up"
         filler.close()
-        backend = RedisCache(server.url, circuit_breaker=CircuitBreaker(failures=100))
+        backend = RedisCache(server.url)
         extract = make_extract(backend, llm)
         for _ in range(3):
             assert extract("E is 5") == UserDetail(name="E", age=5)
@@ -222,7 +222,9 @@ def test_two_processes_share_one_redis(redis_url: str, tmp_path: Path) -> None:
     ]
     assert outputs[0] == ['{"name":"Jason","age":5}', "1", "0"]
     assert outputs[1] == ['{"name":"Jason","age":5}', "0", "1"]
-    RedisCache(redis_url, prefix="two-processes:").clear()
+    cleanup = RedisCache(redis_url, prefix="two-processes:")
+    cleanup.clear()
+    cleanup.close()
 
 
 def test_paused_redis_costs_a_timeout_not_a_hang_async(llm: FakeLLM, server: RedisServer) -> None:
@@ -250,3 +252,28 @@ def test_paused_redis_costs_a_timeout_not_a_hang_async(llm: FakeLLM, server: Red
     assert max(durations) < BOUND
     assert durations[-1] < 0.05  # breaker open
     assert extract.cache_info().errors >= 4
+
+
+def test_many_callers_after_the_cooldown_send_one_probe(server: RedisServer) -> None:
+    """When the cooldown ends only one caller probes a still-dead Redis; the rest skip."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    breaker = CircuitBreaker(failures=1, cooldown=0.5)
+    backend = RedisCache(server.url, circuit_breaker=breaker)
+
+    @instructor_cache(backend)
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    server.pause()
+    try:
+        extract("x")  # fails, opens the breaker
+        assert breaker.is_open
+        time.sleep(breaker.cooldown)
+        with ThreadPoolExecutor(16) as pool:
+            durations = list(pool.map(lambda i: timed(lambda: extract(f"y{i}"))[1], range(16)))
+    finally:
+        server.resume()
+    slow = [d for d in durations if d > 0.2]
+    assert len(slow) == 1  # the probe paid the timeout; the other fifteen did not
+    backend.close()

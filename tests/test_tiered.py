@@ -90,6 +90,7 @@ def test_a_dead_redis_below_l1_is_not_asked_on_l1_hits(llm: FakeLLM, tmp_path: P
     info = extract.cache_info()
     assert info.tiers[0].hits == 4
     assert info.tiers[1].errors == 2  # the first miss's GET and SET; hits never reached it
+    redis_tier.close()
 
 
 def test_async_tiered_reads_and_backfills(llm: FakeLLM, redis_url: str, tmp_path: Path) -> None:
@@ -112,6 +113,7 @@ def test_async_tiered_reads_and_backfills(llm: FakeLLM, redis_url: str, tmp_path
     assert [t.hits for t in info.tiers] == [1, 1, 0]
     assert len(llm.calls) == 1
     l2.clear()
+    l2.close()
 
 
 def test_shortcut_factories_stack_by_hand(llm: FakeLLM, redis_url: str, tmp_path: Path) -> None:
@@ -134,7 +136,9 @@ def test_shortcut_factories_stack_by_hand(llm: FakeLLM, redis_url: str, tmp_path
     extract("Ed is 7")
     assert middle.cache_info().hits == 1  # type: ignore[attr-defined]
     assert len(llm.calls) == 1
-    RedisCache(redis_url, prefix="stacked:").clear()
+    cleanup = RedisCache(redis_url, prefix="stacked:")
+    cleanup.clear()
+    cleanup.close()
 
 
 def test_tiered_cache_needs_backends() -> None:
@@ -143,3 +147,33 @@ def test_tiered_cache_needs_backends() -> None:
         TieredCache()
     with pytest.raises(ConfigurationError, match="is not a backend"):
         TieredCache(MemoryCache(), object())  # type: ignore[arg-type]
+
+
+def test_an_entry_whose_ttl_is_unknown_is_not_copied_up(llm: FakeLLM, clock: Clock) -> None:
+    """A lower tier that cannot tell an entry's TTL serves it, but it is not backfilled above."""
+    from tests.test_faults import DictBackend
+
+    l1 = MemoryCache(timer=clock)
+
+    @instructor_cache(TieredCache(l1, DictBackend()), ttl=1)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("Fi is 8")
+    l1.clear()
+    assert extract("Fi is 8") == UserDetail(name="Fi", age=8)  # from L2
+    assert len(l1) == 0  # not copied up: it could outlive the original
+
+
+def test_an_entry_gone_between_read_and_ttl_is_not_copied_up(clock: Clock) -> None:
+    """A remaining TTL of zero (expired meanwhile) backfills nothing."""
+    l1 = MemoryCache(timer=clock)
+
+    class Vanishing(MemoryCache):
+        def remaining_ttl(self, key: str) -> float | None:
+            return 0.0
+
+    tiered = TieredCache(l1, Vanishing(timer=clock))
+    tiered.tiers[1].set("k", "v")
+    assert tiered.get("k") == "v"
+    assert l1.get("k") is None

@@ -247,9 +247,11 @@ class DiskCache(ThreadedAsyncMixin):
         return value
 
     def remaining_ttl(self, key: str) -> float | None:
-        """Seconds the entry has left; ``None`` for no expiry or no entry."""
+        """Seconds the entry has left: ``None`` for no expiry, 0 for no entry."""
         with self._failures("remaining_ttl"):
-            _, expires = self.cache.get(key, expire_time=True)
+            value, expires = self.cache.get(key, expire_time=True)
+        if value is None:
+            return 0.0
         return None if expires is None else max(0.0, expires - time.time())
 
     async def aremaining_ttl(self, key: str) -> float | None:

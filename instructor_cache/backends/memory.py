@@ -76,9 +76,11 @@ class MemoryCache:
         return value
 
     def remaining_ttl(self, key: str) -> float | None:
-        """Seconds the entry has left; ``None`` for no expiry or no entry."""
+        """Seconds the entry has left: ``None`` for no expiry, 0 for no entry."""
         entry = self._entries.get(key)
-        if entry is None or entry[0] == _NEVER:
+        if entry is None:
+            return 0.0
+        if entry[0] == _NEVER:
             return None
         return max(0.0, entry[0] - self._timer())
 

@@ -24,7 +24,7 @@ _DEFAULT_TIMEOUT = 0.25
 _SCAN_COUNT = 1000
 # What a Redis call can raise: the server's and the client's errors (redis.RedisError
 # covers connection, timeout, authentication and out-of-memory), and the socket's.
-_FAILURES = (redis.RedisError, OSError)
+_FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -60,7 +60,9 @@ class RedisCache:
         circuit_breaker: CircuitBreaker | None = None,
         **client_options: Any,
     ) -> None:
-        self.prefix = prefix
+        # A prefix ends at a separator, so that "instructor" never matches the
+        # keys of "instructor-staging" when clearing by pattern.
+        self.prefix = prefix if not prefix or prefix.endswith(":") else prefix + ":"
         self._ttl = to_seconds(ttl)
         self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
         self._lock = threading.Lock()
@@ -97,18 +99,25 @@ class RedisCache:
 
     @property
     def client(self) -> SyncClient:
-        """The sync client, made on first use."""
+        """The sync client, made on first use.
+
+        Made outside the lock: a cluster client connects in its constructor,
+        and callers must not queue behind one another's connect timeouts.
+        """
         client = self._sync
         if client is None:
+            if self._url is None:
+                raise ConfigurationError(
+                    "this RedisCache was given an asyncio client only: sync calls (and "
+                    "cache_clear) need a URL or a sync client (redis.Redis)"
+                )
+            made = self._make_sync(self._url)
             with self._lock:
                 if self._sync is None:
-                    if self._url is None:
-                        raise ConfigurationError(
-                            "this RedisCache was given an asyncio client only: sync calls need "
-                            "a URL or a sync client (redis.Redis)"
-                        )
-                    self._sync = self._make_sync(self._url)
+                    self._sync = made
                 client = self._sync
+            if client is not made:  # another thread won the race
+                made.close()
         return client
 
     @property
@@ -133,7 +142,7 @@ class RedisCache:
         if self._url is None:
             raise ConfigurationError("no URL to make an asyncio client from")
         client = self._make_async(self._url)
-        closer = _close_when_the_loop_shuts_down(client)
+        closer = _close_when_the_loop_shuts_down(client, self._async_by_loop, loop)
         await closer.__anext__()
         self._async_by_loop[loop] = (client, closer)
         return client
@@ -160,12 +169,8 @@ class RedisCache:
     def maxsize(self) -> int | None:
         return None  # bounded by the server's maxmemory, not by a count
 
-    def __len__(self) -> int:
-        """Keys under this cache's prefix, counted by SCAN: O(keys in the db), for cache_info()."""
-        try:
-            return sum(1 for _ in self.client.scan_iter(match=self._pattern(""), count=_SCAN_COUNT))
-        except _FAILURES as exc:
-            raise _backend_error(self, "SCAN", exc) from exc
+    # No __len__: counting keys under a prefix is a SCAN of the whole db, too
+    # dear for cache_info(), which reports currsize=None for Redis.
 
     # -- the backend protocol --------------------------------------------------
 
@@ -186,7 +191,7 @@ class RedisCache:
         return _text(value)
 
     def remaining_ttl(self, key: str) -> float | None:
-        """Seconds the entry has left (PTTL); ``None`` for no expiry or no entry."""
+        """Seconds the entry has left (PTTL): ``None`` for no expiry, 0 for no entry."""
         try:
             milliseconds = self.client.pttl(self.prefix + key)
         except _FAILURES as exc:
@@ -233,21 +238,30 @@ class RedisCache:
             raise _backend_error(self, "DEL", exc) from exc
 
     def clear(self) -> None:
-        """Delete every key under this cache's prefix (all keys of the db without one).
+        """Delete every key under this cache's prefix; never FLUSHDB.
 
-        Never FLUSHDB: the db may hold more than this cache.
+        Without a prefix the cache cannot tell its keys from the db's others,
+        so it refuses rather than empty the database.
         """
-        self.clear_prefix("")
+        self.clear_prefix(self._whole_cache())
 
     async def aclear(self) -> None:
-        await self.aclear_prefix("")
+        await self.aclear_prefix(self._whole_cache())
+
+    def _whole_cache(self) -> str:
+        if not self.prefix:
+            raise ConfigurationError(
+                f"{self!r} has no prefix, so clear() would delete every key in the database; "
+                "give it a prefix, or clear one function's entries with cache_clear()"
+            )
+        return ""
 
     def clear_prefix(self, prefix: str) -> int:
         """Delete the keys under ``prefix`` by SCAN (on every primary of a cluster), never KEYS."""
         client, deleted = self.client, 0
         try:
             for batch in _batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
-                deleted += self._unlink(client, batch)
+                deleted += int(client.unlink(*batch))  # a cluster client splits it by slot
         except _FAILURES as exc:
             raise _backend_error(self, "SCAN/UNLINK", exc) from exc
         return deleted
@@ -259,11 +273,7 @@ class RedisCache:
         try:
             keys = client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)
             async for batch in _abatches(keys):
-                if self._cluster:  # one slot per command on a cluster
-                    for key in batch:
-                        deleted += await client.unlink(key)
-                else:
-                    deleted += await client.unlink(*batch)
+                deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
         except _FAILURES as exc:
             raise _backend_error(self, "SCAN/UNLINK", exc) from exc
         return deleted
@@ -284,21 +294,21 @@ class RedisCache:
     def _pattern(self, prefix: str) -> str:
         return _escape_glob(self.prefix + prefix) + "*"
 
-    def _unlink(self, client: SyncClient, keys: list[str]) -> int:
-        if self._cluster:  # keys of a batch span slots; a multi-key UNLINK would be refused
-            return sum(int(client.unlink(key)) for key in keys)
-        return int(client.unlink(*keys))
 
-
-async def _close_when_the_loop_shuts_down(client: AsyncClient) -> AsyncIterator[None]:
+async def _close_when_the_loop_shuts_down(
+    client: AsyncClient, clients: weakref.WeakKeyDictionary[Any, Any], loop: Any
+) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        clients.pop(loop, None)  # the entry refers to the loop: let both go
         await client.aclose()
 
 
 def _seconds(milliseconds: Any) -> float | None:
-    return None if milliseconds is None or milliseconds < 0 else milliseconds / 1000  # -1, -2
+    if milliseconds == -1:  # no expiry
+        return None
+    return max(0.0, float(milliseconds) / 1000)  # -2, no such key: nothing left
 
 
 def _text(value: Any) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from instructor_cache._failopen import FailOpen
+from instructor_cache._failopen import FailOpen, Unknown
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._protocol import Backend, check_backend
 from instructor_cache.backends._ttl import TTL
@@ -18,8 +18,9 @@ class TieredCache:
     """Tiers from fastest to slowest: ``TieredCache(MemoryCache(), DiskCache(d), RedisCache(u))``.
 
     A read asks each tier in turn; a hit in a lower tier is written back into
-    the faster tiers above it, with the entry's remaining TTL where the lower
-    tier can tell. A write goes to every tier. Each tier is guarded on its
+    the faster tiers above it with the entry's remaining TTL, where the lower
+    tier can tell it (a tier that cannot is never copied up: the copy could
+    outlive the original). A write goes to every tier. Each tier is guarded on its
     own, as a decorated function guards its backend: a failing tier is
     skipped, counted and logged, its circuit breaker applies, and the other
     tiers still serve. So a TieredCache never raises for a tier's failure.
@@ -74,9 +75,7 @@ class TieredCache:
             if text is not None:
                 self._stats[level].hit(0.0)
                 if level:
-                    ttl = guard.remaining_ttl(key)
-                    for upper in self._guards[:level]:
-                        upper.set(key, text, ttl)
+                    self._backfill(level, key, text, guard.remaining_ttl(key))
                 return text
             self._stats[level].miss()
         return None
@@ -88,11 +87,17 @@ class TieredCache:
                 self._stats[level].hit(0.0)
                 if level:
                     ttl = await guard.aremaining_ttl(key)
-                    for upper in self._guards[:level]:
-                        await upper.aset(key, text, ttl)
+                    if _worth_backfilling(ttl):
+                        for upper in self._guards[:level]:
+                            await upper.aset(key, text, ttl)  # type: ignore[arg-type]
                 return text
             self._stats[level].miss()
         return None
+
+    def _backfill(self, level: int, key: str, text: str, ttl: float | Unknown | None) -> None:
+        if _worth_backfilling(ttl):
+            for upper in self._guards[:level]:
+                upper.set(key, text, ttl)  # type: ignore[arg-type]
 
     # -- writes ----------------------------------------------------------------
 
@@ -125,3 +130,13 @@ class TieredCache:
             close: Any = getattr(tier, "close", None)
             if callable(close):
                 close()
+
+
+def _worth_backfilling(ttl: float | Unknown | None) -> bool:
+    """Copy an entry up only with a TTL no longer than its own: never when that is unknown.
+
+    ``None`` is no expiry below, so none above either; an unknown TTL (the
+    tier cannot tell, or failed to) could make a stale copy outlive the
+    original, and an entry with nothing left has expired in between.
+    """
+    return ttl is None or (not isinstance(ttl, Unknown) and ttl > 0)
