@@ -47,7 +47,8 @@ class CircuitBreaker:
 
     @property
     def is_open(self) -> bool:
-        return not self.allow()
+        """Whether callers are being turned away now (asking claims no probe)."""
+        return self._open_until != 0.0 and self._timer() < self._open_until
 
     def allow(self) -> bool:
         """Whether the backend may be called now (closed, or this caller is the probe)."""

@@ -199,7 +199,7 @@ _Wrappers = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
 
 def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
     make_key, store, decode, encode = memo.key.build, memo.store, memo.decode, memo.encode
-    get = store.get
+    get, breaker = memo.read, store.breaker
     # Over another cached layer, a refresh must reach the function through it
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh = getattr(fn, "refresh", fn)
@@ -216,6 +216,9 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
         return value
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if breaker is not None and breaker.is_open:  # a dead backend: not even a key
+            memo.bypass()
+            return fn(*args, **kwargs)
         key = make_key(args, kwargs)
         text = get(key)
         value = decode(text)
@@ -238,7 +241,7 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
 
 def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
     make_key, store, decode, encode = memo.key.build, memo.store, memo.decode, memo.encode
-    get = store.aget
+    get, breaker = memo.aread, store.breaker
     call_fresh = getattr(fn, "refresh", fn)
     invalidate_below = getattr(fn, "invalidate", None)
 
@@ -255,6 +258,9 @@ def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
         return value
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if breaker is not None and breaker.is_open:  # a dead backend: not even a key
+            memo.bypass()
+            return await fn(*args, **kwargs)
         key = make_key(args, kwargs)
         text = await get(key)
         value = decode(text)

@@ -49,6 +49,9 @@ class RateLimitedLog:
 
     def warning(self, message: str, *args: Any, exc_info: BaseException | None = None) -> None:
         now = time.monotonic()
+        if now < self._next:  # the common case while a backend is down: no lock
+            self._suppressed += 1  # a lost increment only undercounts the note
+            return
         with self._lock:
             if now < self._next:
                 self._suppressed += 1
@@ -78,9 +81,9 @@ class FailOpen:
     def __init__(self, backend: Backend, stats: Stats, name: str) -> None:
         self.backend = backend
         self._breaker: CircuitBreaker | None = getattr(backend, "circuit_breaker", None)
+        self._log = RateLimitedLog()
         self._stats = stats
         self._name = name
-        self._log = RateLimitedLog()
 
     def failed(self, operation: str, exc: BaseException, *, unhealthy: bool = True) -> None:
         """Count and log one failure; ``unhealthy`` ones also count towards the breaker."""
@@ -96,6 +99,15 @@ class FailOpen:
             exc,
         )
 
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self._breaker
+
+    def bypassed(self) -> None:
+        """Count a call that left the backend alone because its breaker is open."""
+        if self._breaker is not None:
+            self._skipped_while_open("call", self._breaker)
+
     def succeeded(self) -> None:
         """Tell the breaker, if any, that the backend answered."""
         if self._breaker is not None:
@@ -106,6 +118,10 @@ class FailOpen:
         breaker = self._breaker
         if breaker is None or breaker.allow():
             return False
+        self._skipped_while_open(operation, breaker)
+        return True
+
+    def _skipped_while_open(self, operation: str, breaker: CircuitBreaker) -> None:
         self._stats.error()
         self._log.warning(
             "instructor_cache: skipping %s on %r for %s: the backend keeps failing, so it is "
@@ -116,7 +132,6 @@ class FailOpen:
             breaker.cooldown,
             breaker,
         )
-        return True
 
     def _read_failed(self, exc: Exception) -> bool:
         """Record a failed read; ``True`` when the entry itself is bad and should go."""

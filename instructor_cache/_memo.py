@@ -48,8 +48,10 @@ class Memo(Generic[R]):
         "_read_envelope",
         "_tiers",
         "_unstorable_log",
+        "aread",
         "key",
         "name",
+        "read",
         "stats",
         "store",
         "ttl",
@@ -68,6 +70,11 @@ class Memo(Generic[R]):
         self.stats = Stats()
         self._count_hit = self.stats.hit  # bound once: decode() is the hit path
         self.store = FailOpen(backend, self.stats, self.name)
+        # A backend that guards itself (a TieredCache guards each tier) is read
+        # directly: a second guard would only add a frame to every hit.
+        fails_open = getattr(backend, "fails_open", False) is True
+        self.read = backend.get if fails_open else self.store.get
+        self.aread = backend.aget if fails_open else self.store.aget
         self._cache_if = options.cache_if
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
 
@@ -110,6 +117,11 @@ class Memo(Generic[R]):
                 exc,
             )
             return None
+
+    def bypass(self) -> None:
+        """Count a call made straight through while the backend's breaker is open."""
+        self.stats.miss()
+        self.store.bypassed()
 
     def cache_info(self) -> CacheInfo:
         tiers = self._tiers() if callable(self._tiers) else ()

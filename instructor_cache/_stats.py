@@ -32,43 +32,46 @@ class Stats:
     """Counters for one decorated function, safe to update from many threads.
 
     ``+=`` on an attribute is a read, an add and a write, which two threads can
-    interleave and lose a count. Hits, the hot path, are counted by
-    ``next()`` on an ``itertools.count``, a single C call and so atomic under
-    the GIL, with no lock to take; ``time_saved`` is added without a lock and
-    may, under heavy contention, miss a few durations: it is an estimate. The
-    rest take the lock.
+    interleave and lose a count. The counts are ``itertools.count`` objects
+    instead: ``next()`` is a single C call, atomic under the GIL, with no lock
+    to take on the hit path. ``time_saved`` is added without a lock and may,
+    under heavy contention, miss a few durations: it is an estimate.
     """
 
-    __slots__ = ("_hits", "_lock", "errors", "misses", "time_saved")
+    __slots__ = ("_errors", "_hits", "_lock", "_misses", "time_saved")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for reset() and info(): a consistent snapshot
         self._hits = itertools.count()
-        self.misses = 0
-        self.errors = 0
+        self._misses = itertools.count()
+        self._errors = itertools.count()
         self.time_saved = 0.0
 
     @property
     def hits(self) -> int:
-        # count's repr is "count(N)": reading it does not advance it.
-        return int(repr(self._hits)[6:-1])
+        return _value(self._hits)
+
+    @property
+    def misses(self) -> int:
+        return _value(self._misses)
+
+    @property
+    def errors(self) -> int:
+        return _value(self._errors)
 
     def hit(self, duration: float) -> None:
         next(self._hits)
         self.time_saved += duration
 
     def miss(self) -> None:
-        with self._lock:
-            self.misses += 1
+        next(self._misses)
 
     def error(self) -> None:
-        with self._lock:
-            self.errors += 1
+        next(self._errors)
 
     def reset(self) -> None:
         with self._lock:
-            self._hits = itertools.count()
-            self.misses = self.errors = 0
+            self._hits, self._misses, self._errors = (itertools.count() for _ in range(3))
             self.time_saved = 0.0
 
     def info(
@@ -79,3 +82,8 @@ class Stats:
             return CacheInfo(
                 self.hits, self.misses, maxsize, currsize, errors, self.time_saved, tiers
             )
+
+
+def _value(counter: itertools.count[int]) -> int:
+    # count's repr is "count(N)": reading it does not advance it.
+    return int(repr(counter)[6:-1])
