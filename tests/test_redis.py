@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -11,6 +12,7 @@ import redis.asyncio
 import redis.cluster
 
 from instructor_cache import RedisCache, instructor_cache
+from tests._redis import running_server
 from tests.conftest import FakeLLM, UserDetail
 
 
@@ -196,3 +198,26 @@ def test_cache_clear_with_only_an_asyncio_client_does_not_trip_the_breaker(
 
     asyncio.run(scenario())
     assert "asyncio client only" in caplog.text
+
+
+def test_unix_socket_and_db_number_urls(llm: FakeLLM, tmp_path: Path) -> None:
+    """unix:// URLs reach a server by its socket; the db number in a URL is honoured."""
+    socket_path = tmp_path / "redis.sock"
+    with running_server(tmp_path / "unix", "--unixsocket", str(socket_path)) as server:
+        over_socket = RedisCache(f"unix://{socket_path}?db=2", prefix="u:")
+
+        @instructor_cache(over_socket)
+        def extract(text: str) -> UserDetail:
+            return llm(text)
+
+        extract("Un is 1")
+        assert extract("Un is 1") == UserDetail(name="Un", age=1)
+        assert extract.cache_info().hits == 1
+        over_socket.set("k", "v")
+        db2 = redis.Redis.from_url(server.url.replace("/0", "/2"), decode_responses=True)
+        db0 = server.client(decode_responses=True)
+        assert db2.get("u:k") == "v"
+        assert db0.get("u:k") is None
+        db2.close()
+        db0.close()
+        over_socket.close()

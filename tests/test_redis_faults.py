@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
-from tests._redis import RedisServer, free_port, running_server
+from tests._redis import RedisServer, free_port, running_cluster, running_server
 from tests.conftest import FakeLLM, UserDetail
 
 # A call that falls back pays at most two timeouts (GET, then SET) of 0.25 s;
@@ -277,3 +277,29 @@ def test_many_callers_after_the_cooldown_send_one_probe(server: RedisServer) -> 
     slow = [d for d in durations if d > 0.2]
     assert len(slow) == 1  # the probe paid the timeout; the other fifteen did not
     backend.close()
+
+
+def test_a_paused_cluster_master_costs_bounded_time(llm: FakeLLM, tmp_path: Path) -> None:
+    """With one of three masters stalled, calls stay right and bounded; caching resumes after."""
+    with running_cluster(tmp_path / "cluster") as nodes:
+        breaker = CircuitBreaker(failures=3, cooldown=0.5)
+        backend = RedisCache(nodes.url, cluster=True, circuit_breaker=breaker)
+        extract = make_extract(backend, llm)
+        texts = [f"K{i} is {i}" for i in range(9)]  # keys on every master
+        for text in texts:
+            extract(text)
+        nodes.servers[1].pause()
+        try:
+            for i, text in enumerate(texts):
+                result, took = timed(lambda text=text: extract(text))
+                assert result == UserDetail(name=f"K{i}", age=i)
+                assert took < BOUND
+        finally:
+            nodes.servers[1].resume()
+        time.sleep(breaker.cooldown)
+        hits = extract.cache_info().hits
+        for i, text in enumerate(texts):
+            assert extract(text) == UserDetail(name=f"K{i}", age=i)
+        # The entries written before the stall are still there: served from the cache again.
+        assert extract.cache_info().hits - hits >= len(texts) - 1
+        backend.close()
