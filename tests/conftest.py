@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,3 +139,37 @@ class FakeLLM:
 @pytest.fixture
 def llm() -> FakeLLM:
     return FakeLLM()
+
+
+SHARING_SCRIPT = """
+from pydantic import BaseModel
+from instructor_cache import DiskCache, RedisCache, instructor_cache
+
+calls = []
+
+class UserDetail(BaseModel):
+    name: str
+    age: int
+
+@instructor_cache({backend})
+def extract(text: str) -> UserDetail:
+    calls.append(text)
+    return UserDetail(name=text, age=len(text))
+
+print(extract("Jason").model_dump_json(), len(calls), extract.cache_info().hits)
+"""
+
+
+def run_in_two_processes(tmp_path: Path, backend: str) -> list[list[str]]:
+    """Run one extraction in a process, then in another, both on ``backend`` (an expression).
+
+    Each prints its result, how often it called the function, and its hits.
+    """
+    script = tmp_path / "sharing.py"
+    script.write_text(SHARING_SCRIPT.format(backend=backend))
+    return [
+        subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()
+        for _ in range(2)
+    ]

@@ -7,9 +7,6 @@ import datetime
 import os
 import random
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from instructor_cache import DiskCache, MemoryCache, instructor_cache
 from instructor_cache.backends import Backend
 from instructor_cache.backends._protocol import PrefixClearable, Sized
 from instructor_cache.errors import ConfigurationError, CorruptEntryError
-from tests.conftest import Clock, UserDetail
+from tests.conftest import Clock, UserDetail, run_in_two_processes
 
 
 def test_backend_satisfies_the_protocol(backend: Backend) -> None:
@@ -183,34 +180,7 @@ def test_binary_row_is_refused(tmp_path: Path) -> None:
 
 def test_disk_persists_across_processes(tmp_path: Path) -> None:
     """An entry written by one process is a hit in the next one."""
-    script = tmp_path / "persisting.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            from pydantic import BaseModel
-            from instructor_cache import DiskCache, instructor_cache
-
-            calls = []
-
-            class UserDetail(BaseModel):
-                name: str
-                age: int
-
-            @instructor_cache(DiskCache({str(tmp_path / "cache")!r}))
-            def extract(text: str) -> UserDetail:
-                calls.append(text)
-                return UserDetail(name=text, age=len(text))
-
-            print(extract("Jason").model_dump_json(), len(calls), extract.cache_info().hits)
-            """
-        )
-    )
-    runs = [
-        subprocess.run(
-            [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60
-        ).stdout.split()
-        for _ in range(2)
-    ]
+    runs = run_in_two_processes(tmp_path, f"DiskCache({str(tmp_path / 'cache')!r})")
     assert runs[0] == ['{"name":"Jason","age":5}', "1", "0"]
     assert runs[1] == ['{"name":"Jason","age":5}', "0", "1"]
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +13,7 @@ import redis
 
 from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
 from tests._redis import RedisServer, free_port, running_cluster, running_server
-from tests.conftest import FakeLLM, UserDetail
+from tests.conftest import FakeLLM, UserDetail, run_in_two_processes
 
 # A call that falls back pays at most two timeouts (GET, then SET) of 0.25 s;
 # a naive client would wait 5 s per command and retry.
@@ -192,34 +189,7 @@ def test_garbage_under_our_key_is_a_miss(llm: FakeLLM, redis_url: str) -> None:
 
 def test_two_processes_share_one_redis(redis_url: str, tmp_path: Path) -> None:
     """One process writes an entry; another, started later, hits it."""
-    script = tmp_path / "worker.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            from pydantic import BaseModel
-            from instructor_cache import RedisCache, instructor_cache
-
-            calls = []
-
-            class UserDetail(BaseModel):
-                name: str
-                age: int
-
-            @instructor_cache(RedisCache({redis_url!r}, prefix="two-processes:"))
-            def extract(text: str) -> UserDetail:
-                calls.append(text)
-                return UserDetail(name=text, age=len(text))
-
-            print(extract("Jason").model_dump_json(), len(calls), extract.cache_info().hits)
-            """
-        )
-    )
-    outputs = [
-        subprocess.run(
-            [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=60
-        ).stdout.split()
-        for _ in range(2)
-    ]
+    outputs = run_in_two_processes(tmp_path, f"RedisCache({redis_url!r}, prefix='two-processes:')")
     assert outputs[0] == ['{"name":"Jason","age":5}', "1", "0"]
     assert outputs[1] == ['{"name":"Jason","age":5}', "0", "1"]
     cleanup = RedisCache(redis_url, prefix="two-processes:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -175,67 +176,52 @@ class RedisCache:
     # -- the backend protocol --------------------------------------------------
 
     def get(self, key: str) -> str | None:
-        try:
+        with self._failures("GET"):
             value = self.client.get(self.prefix + key)
-        except _FAILURES as exc:
-            raise _backend_error(self, "GET", exc) from exc
         return _text(value)
 
     async def aget(self, key: str) -> str | None:
         if self._sync_only:
             return await asyncio.to_thread(self.get, key)
-        try:
+        with self._failures("GET"):
             value = await (await self.aclient()).get(self.prefix + key)
-        except _FAILURES as exc:
-            raise _backend_error(self, "GET", exc) from exc
         return _text(value)
 
     def remaining_ttl(self, key: str) -> float | None:
         """Seconds the entry has left (PTTL): ``None`` for no expiry, 0 for no entry."""
-        try:
+        with self._failures("PTTL"):
             milliseconds = self.client.pttl(self.prefix + key)
-        except _FAILURES as exc:
-            raise _backend_error(self, "PTTL", exc) from exc
         return _seconds(milliseconds)
 
     async def aremaining_ttl(self, key: str) -> float | None:
         if self._sync_only:
             return await asyncio.to_thread(self.remaining_ttl, key)
-        try:
+        with self._failures("PTTL"):
             milliseconds = await (await self.aclient()).pttl(self.prefix + key)
-        except _FAILURES as exc:
-            raise _backend_error(self, "PTTL", exc) from exc
         return _seconds(milliseconds)
 
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
         milliseconds = self._milliseconds(ttl)
-        try:
+        with self._failures("SET"):
             self.client.set(self.prefix + key, value, px=milliseconds)
-        except _FAILURES as exc:
-            raise _backend_error(self, "SET", exc) from exc
 
     async def aset(self, key: str, value: str, ttl: TTL = None) -> None:
         if self._sync_only:
-            return await asyncio.to_thread(self.set, key, value, ttl)
+            await asyncio.to_thread(self.set, key, value, ttl)
+            return
         milliseconds = self._milliseconds(ttl)
-        try:
+        with self._failures("SET"):
             await (await self.aclient()).set(self.prefix + key, value, px=milliseconds)
-        except _FAILURES as exc:
-            raise _backend_error(self, "SET", exc) from exc
 
     def delete(self, key: str) -> bool:
-        try:
+        with self._failures("DEL"):
             return bool(self.client.delete(self.prefix + key))
-        except _FAILURES as exc:
-            raise _backend_error(self, "DEL", exc) from exc
 
     async def adelete(self, key: str) -> bool:
         if self._sync_only:
             return await asyncio.to_thread(self.delete, key)
-        try:
+        with self._failures("DEL"):
             return bool(await (await self.aclient()).delete(self.prefix + key))
-        except _FAILURES as exc:
-            raise _backend_error(self, "DEL", exc) from exc
 
     def clear(self) -> None:
         """Delete every key under this cache's prefix; never FLUSHDB.
@@ -259,23 +245,19 @@ class RedisCache:
     def clear_prefix(self, prefix: str) -> int:
         """Delete the keys under ``prefix`` by SCAN (on every primary of a cluster), never KEYS."""
         client, deleted = self.client, 0
-        try:
+        with self._failures("SCAN/UNLINK"):
             for batch in _batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
                 deleted += int(client.unlink(*batch))  # a cluster client splits it by slot
-        except _FAILURES as exc:
-            raise _backend_error(self, "SCAN/UNLINK", exc) from exc
         return deleted
 
     async def aclear_prefix(self, prefix: str) -> int:
         if self._sync_only:
             return await asyncio.to_thread(self.clear_prefix, prefix)
         client, deleted = await self.aclient(), 0
-        try:
+        with self._failures("SCAN/UNLINK"):
             keys = client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)
             async for batch in _abatches(keys):
                 deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
-        except _FAILURES as exc:
-            raise _backend_error(self, "SCAN/UNLINK", exc) from exc
         return deleted
 
     def close(self) -> None:
@@ -286,6 +268,14 @@ class RedisCache:
                 self._sync = None
 
     # -- helpers ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _failures(self, command: str) -> Iterator[None]:
+        """Raise the client's and the socket's errors as ``BackendError`` naming the command."""
+        try:
+            yield
+        except _FAILURES as exc:
+            raise _backend_error(self, command, exc) from exc
 
     def _milliseconds(self, ttl: TTL) -> int | None:
         seconds = self._ttl if ttl is None else to_seconds(ttl)
