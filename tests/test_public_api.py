@@ -12,6 +12,10 @@ PROMISED = {
     "DiskCache",
     "CacheInfo",
     "make_cache_key",
+    "RedisCache",
+    "TieredCache",
+    "redis_cache",
+    "tiered_cache",
 }
 
 

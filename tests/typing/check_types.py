@@ -9,9 +9,13 @@ from instructor_cache import (
     CacheInfo,
     DiskCache,
     MemoryCache,
+    RedisCache,
+    TieredCache,
     disk_cache,
     instructor_cache,
     memory_cache,
+    redis_cache,
+    tiered_cache,
 )
 
 
@@ -40,7 +44,29 @@ def stacked(text: str) -> UserDetail:
     return UserDetail(name=text)
 
 
+@redis_cache("redis://localhost:6379/0", prefix="app", ttl=3600)
+@tiered_cache(MemoryCache(maxsize=100), RedisCache("redis://localhost:6379/0"))
+def shared(text: str, *, model: str = "m") -> list[UserDetail]:
+    return [UserDetail(name=text)]
+
+
+@instructor_cache(TieredCache(MemoryCache(), DiskCache("./cache"), RedisCache("redis://h/0")))
+async def tiered(text: str) -> UserDetail:
+    return UserDetail(name=text)
+
+
+class Service:
+    @instructor_cache(ignore=("self",))
+    def run(self, text: str) -> UserDetail:
+        return UserDetail(name=text)
+
+
 async def usage() -> None:
+    assert_type(shared("a", model="x"), list[UserDetail])
+    assert_type(await tiered("a"), UserDetail)
+    assert_type(shared.cache_info().tiers, tuple[CacheInfo, ...])
+    assert_type(Service().run("a"), UserDetail)
+    assert_type(Service().run.cache_key("a"), str)
     assert_type(bare("a"), UserDetail)
     assert_type(bare("a", model="n"), UserDetail)
     assert_type(with_options("a"), list[UserDetail])
