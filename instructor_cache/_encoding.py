@@ -33,6 +33,7 @@ import datetime
 import decimal
 import enum
 import pathlib
+import typing
 import uuid
 import zoneinfo
 from collections.abc import Callable
@@ -195,6 +196,8 @@ def never_encodable(annotation: Any) -> TypeGuard[type]:
     may satisfy) never do; for them the call-time check is the one that speaks.
     """
     if not isinstance(annotation, type) or annotation in (object, Any):  # Any is a class on 3.11+
+        return False
+    if typing.get_origin(annotation) is not None:  # list[int] passes isinstance(type) on 3.10
         return False
     if isinstance(annotation, abc.ABCMeta) or getattr(annotation, "_is_protocol", False):
         return False

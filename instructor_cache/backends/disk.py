@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -255,7 +254,7 @@ class DiskCache(ThreadedAsyncMixin):
         return None if expires is None else max(0.0, expires - time.time())
 
     async def aremaining_ttl(self, key: str) -> float | None:
-        return await asyncio.to_thread(self.remaining_ttl, key)
+        return await self.in_worker(self.remaining_ttl, key)
 
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
         seconds = self._ttl if ttl is None else to_seconds(ttl)
@@ -285,8 +284,14 @@ class DiskCache(ThreadedAsyncMixin):
             raise _backend_error(self, operation, exc) from exc
 
     def close(self) -> None:
-        """Close the database connections; the next use reopens them."""
+        """Close this thread's and the async worker's connections; the next use reopens them.
+
+        diskcache keeps a connection per thread and closes only the calling
+        thread's: connections of other threads that used this cache close
+        when those threads end.
+        """
         with self._open_lock:
-            if self._cache is not None:
-                self._cache.close()
-                self._cache = None
+            cache, self._cache = self._cache, None
+        if cache is not None:
+            self.close_worker(cache.close)
+            cache.close()
