@@ -120,6 +120,21 @@ def make_backend(
 
 
 @pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Callable[..., DiskCache]]:
+    """Makes DiskCaches (in tmp_path unless told where) and closes them after the test."""
+    made: list[DiskCache] = []
+
+    def make(directory: Path | None = None, **options: Any) -> DiskCache:
+        backend = DiskCache(directory or tmp_path / f"disk{len(made)}", **options)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
 def backend(make_backend: Callable[..., Backend]) -> Backend:
     return make_backend()
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import BaseModel, Field, field_validator
 
-from instructor_cache import CacheInfo, DiskCache, MemoryCache, instructor_cache
+from instructor_cache import CacheInfo, MemoryCache, instructor_cache
 from instructor_cache.backends import Backend
 from instructor_cache.backends._protocol import Sized
 from tests.conftest import Clock, FakeLLM, UserDetail
@@ -202,14 +202,14 @@ def test_namespace_separates_entries(llm: FakeLLM, flavour: Flavour, backend: Ba
 
 
 def test_decorator_ttl_expires_entries(
-    llm: FakeLLM, flavour: Flavour, backend_kind: Any, clock: Clock, tmp_path: Any
+    llm: FakeLLM, flavour: Flavour, backend_kind: Any, clock: Clock, disk: Any
 ) -> None:
     """An entry older than the decorator's ttl is a miss; a younger one is a hit."""
     if backend_kind.value == "memory":
         backend: Backend = MemoryCache(timer=clock)
         ttl, wait = 60.0, clock.advance
     else:
-        backend = DiskCache(tmp_path / "ttl")  # diskcache reads the wall clock: sleep briefly
+        backend = disk()  # diskcache reads the wall clock: sleep briefly
         ttl, wait = 0.5, time.sleep
     extract = make_extract(llm, flavour, backend, ttl=ttl)
     flavour.run(extract("Cy is 7"))

@@ -11,7 +11,7 @@ import openai
 import pytest
 from pydantic import BaseModel, Field
 
-from instructor_cache import DiskCache, instructor_cache
+from instructor_cache import instructor_cache
 from instructor_cache.backends import Backend
 
 try:  # openai 3 moved to the httpx2 fork; older releases use httpx
@@ -109,10 +109,10 @@ def test_instructor_results_are_cached(
 
 
 def test_entries_survive_a_new_process_view_of_the_directory(
-    client: Any, fake_openai: FakeOpenAI, tmp_path: Any
+    client: Any, fake_openai: FakeOpenAI, tmp_path: Any, disk: Any
 ) -> None:
     """A second DiskCache on the same directory, as a restarted app would open, hits."""
-    make_extract(client, DiskCache(tmp_path))("Ann is 31", client)
-    again = make_extract(client, DiskCache(tmp_path))
+    make_extract(client, disk(tmp_path))("Ann is 31", client)
+    again = make_extract(client, disk(tmp_path))
     assert again("Ann is 31", client) == UserDetail(userName="Ann", age=31)
     assert len(fake_openai.requests) == 1

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from instructor_cache import (
-    DiskCache,
     MemoryCache,
     RedisCache,
     TieredCache,
@@ -23,9 +23,9 @@ from tests.conftest import Clock, FakeLLM, UserDetail
 from tests.test_faults import BrokenBackend
 
 
-def test_a_lower_tier_hit_is_written_back_above(llm: FakeLLM, tmp_path: Path) -> None:
+def test_a_lower_tier_hit_is_written_back_above(llm: FakeLLM, disk: Any) -> None:
     """An entry found in L2 is copied into L1; the next read is an L1 hit."""
-    l1, l2 = MemoryCache(), DiskCache(tmp_path)
+    l1, l2 = MemoryCache(), disk()
 
     def extract(text: str) -> UserDetail:
         return llm(text)
@@ -56,9 +56,9 @@ def test_backfill_keeps_the_remaining_ttl(tmp_path: Path, clock: Clock) -> None:
     assert l1.get("k") is None
 
 
-def test_a_failing_tier_is_skipped_and_counted(llm: FakeLLM, tmp_path: Path) -> None:
+def test_a_failing_tier_is_skipped_and_counted(llm: FakeLLM, disk: Any) -> None:
     """With L2 down the other tiers still serve, and L2's errors are counted in its own info."""
-    l1, l3 = MemoryCache(), DiskCache(tmp_path)
+    l1, l3 = MemoryCache(), disk()
 
     @instructor_cache(TieredCache(l1, BrokenBackend(), l3))
     def extract(text: str) -> UserDetail:
@@ -93,12 +93,12 @@ def test_a_dead_redis_below_l1_is_not_asked_on_l1_hits(llm: FakeLLM, tmp_path: P
     redis_tier.close()
 
 
-def test_async_tiered_reads_and_backfills(llm: FakeLLM, redis_url: str, tmp_path: Path) -> None:
+def test_async_tiered_reads_and_backfills(llm: FakeLLM, redis_url: str, disk: Any) -> None:
     """The async path reads through the same tiers and backfills the same way."""
     l1 = MemoryCache()
     l2 = RedisCache(redis_url, prefix="tiered-async:")
 
-    @instructor_cache(TieredCache(l1, DiskCache(tmp_path), l2))
+    @instructor_cache(TieredCache(l1, disk(), l2))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -116,12 +116,12 @@ def test_async_tiered_reads_and_backfills(llm: FakeLLM, redis_url: str, tmp_path
     l2.close()
 
 
-def test_shortcut_factories_stack_by_hand(llm: FakeLLM, redis_url: str, tmp_path: Path) -> None:
+def test_shortcut_factories_stack_by_hand(llm: FakeLLM, redis_url: str, disk: Any) -> None:
     """memory over redis over tiered, each layer with its own cache_info()."""
 
     @memory_cache(maxsize=10)
     @redis_cache(redis_url, prefix="stacked:", ttl=60)
-    @tiered_cache(MemoryCache(), DiskCache(tmp_path))
+    @tiered_cache(MemoryCache(), disk())
     def extract(text: str) -> UserDetail:
         return llm(text)
 
