@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,12 +224,12 @@ def lock_holder(
 
 
 def test_locked_database_never_freezes_the_app(
-    llm: FakeLLM, lock_holder: tuple[Path, subprocess.Popen[str]]
+    llm: FakeLLM, lock_holder: tuple[Path, subprocess.Popen[str]], disk: Any
 ) -> None:
     """While another process locks the database calls stay fast; caching resumes after."""
     directory, process = lock_holder
     breaker = CircuitBreaker(failures=2, cooldown=0.5)
-    backend = DiskCache(directory, circuit_breaker=breaker)  # timeout: sub-second, not 60 s
+    backend = disk(directory, circuit_breaker=breaker)  # timeout: sub-second, not 60 s
 
     @instructor_cache(backend)
     def extract(text: str) -> UserDetail:

@@ -103,7 +103,11 @@ class _TextCache(diskcache.Cache):  # type: ignore[misc]
 
     def __init__(self, directory: str, *, timeout: float, **options: Any) -> None:
         self._retry_budget = timeout
-        super().__init__(directory, timeout=timeout, **options)
+        try:
+            super().__init__(directory, timeout=timeout, **options)
+        except BaseException:
+            self.close()  # a failed open (a locked database) must not leak its connection
+            raise
 
     @property
     def _sql_retry(self) -> Any:
