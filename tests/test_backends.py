@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import random
@@ -260,7 +261,7 @@ def test_planted_text_row_pointing_outside_the_directory_is_refused(tmp_path: Pa
 
     key = extract.cache_key("Mal")
     backend.set(key, "placeholder")
-    with sqlite3.connect(tmp_path / "cache" / "cache.db") as con:
+    with contextlib.closing(sqlite3.connect(tmp_path / "cache" / "cache.db")) as con, con:
         con.execute(
             "UPDATE Cache SET mode = ?, filename = ?, value = NULL WHERE key = ?",
             (diskcache.core.MODE_TEXT, str(victim), key),
