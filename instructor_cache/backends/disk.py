@@ -8,16 +8,16 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache.backends._failures import as_backend_error, backend_error
 from instructor_cache.backends._threaded import ThreadedAsyncMixin
 from instructor_cache.backends._ttl import TTL, to_seconds
-from instructor_cache.errors import BackendError, CorruptEntryError
+from instructor_cache.errors import CorruptEntryError
 
 __all__ = ["DiskCache", "TextOnlyDisk"]
 
@@ -25,10 +25,6 @@ _DEFAULT_TIMEOUT = 0.25
 # What a database on a disk can raise: locked or corrupt (sqlite3.Error), a
 # timeout (diskcache.Timeout), a full disk or a missing permission (OSError).
 _FAILURES = (sqlite3.Error, diskcache.Timeout, OSError)
-
-
-def _backend_error(backend: object, operation: str, exc: BaseException) -> BackendError:
-    return BackendError(f"{operation} on {backend!r} failed: {type(exc).__name__}: {exc}")
 
 
 class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type hints
@@ -246,7 +242,7 @@ class DiskCache(ThreadedAsyncMixin):
                 cache = self.cache
             value = cache.get_text(key)
         except _FAILURES as exc:
-            raise _backend_error(self, "get", exc) from exc
+            raise backend_error(self, "get", exc) from exc
         return value
 
     def remaining_ttl(self, key: str) -> float | None:
@@ -279,13 +275,8 @@ class DiskCache(ThreadedAsyncMixin):
             doomed = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
             return sum(bool(cache.delete(key)) for key in doomed)
 
-    @contextlib.contextmanager
-    def _failures(self, operation: str) -> Iterator[None]:
-        """Raise SQLite's, diskcache's and the file system's errors as ``BackendError``."""
-        try:
-            yield
-        except _FAILURES as exc:
-            raise _backend_error(self, operation, exc) from exc
+    def _failures(self, operation: str) -> contextlib.AbstractContextManager[None]:
+        return as_backend_error(self, operation, _FAILURES)
 
     def close(self) -> None:
         """Close this thread's and the async worker's connections; the next use reopens them.

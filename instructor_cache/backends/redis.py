@@ -16,8 +16,9 @@ import redis.cluster
 from redis.backoff import NoBackoff
 
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache.backends._failures import as_backend_error
 from instructor_cache.backends._ttl import TTL, to_seconds
-from instructor_cache.errors import BackendError, ConfigurationError
+from instructor_cache.errors import ConfigurationError
 
 __all__ = ["RedisCache"]
 
@@ -269,13 +270,8 @@ class RedisCache:
 
     # -- helpers ---------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _failures(self, command: str) -> Iterator[None]:
-        """Raise the client's and the socket's errors as ``BackendError`` naming the command."""
-        try:
-            yield
-        except _FAILURES as exc:
-            raise _backend_error(self, command, exc) from exc
+    def _failures(self, command: str) -> contextlib.AbstractContextManager[None]:
+        return as_backend_error(self, command, _FAILURES)
 
     def _milliseconds(self, ttl: TTL) -> int | None:
         seconds = self._ttl if ttl is None else to_seconds(ttl)
@@ -332,7 +328,3 @@ async def _abatches(keys: AsyncIterator[Any], size: int = 500) -> AsyncIterator[
             batch = []
     if batch:
         yield batch
-
-
-def _backend_error(backend: RedisCache, command: str, exc: BaseException) -> BackendError:
-    return BackendError(f"{command} on {backend!r} failed: {type(exc).__name__}: {exc}")
