@@ -18,10 +18,42 @@ from instructor_cache.errors import ConfigurationError
 from tests.conftest import Clock, FakeLLM, UserDetail
 
 
-class BrokenBackend:
+class DictBackend:
+    """A minimal user backend: the Backend protocol exactly (no clear_prefix)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> bool:
+        return self.data.pop(key, None) is not None
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    async def aget(self, key: str) -> str | None:
+        return self.get(key)
+
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
+        self.set(key, value, ttl)
+
+    async def adelete(self, key: str) -> bool:
+        return self.delete(key)
+
+    async def aclear(self) -> None:
+        self.clear()
+
+
+class BrokenBackend(DictBackend):
     """A user-supplied backend whose every call raises, as a dead server's client would."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.attempts = 0
 
     def _fail(self) -> None:
@@ -45,18 +77,6 @@ class BrokenBackend:
     def clear_prefix(self, prefix: str) -> int:
         self._fail()
         return 0
-
-    async def aget(self, key: str) -> str | None:
-        return self.get(key)
-
-    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
-        self.set(key, value, ttl)
-
-    async def adelete(self, key: str) -> bool:
-        return self.delete(key)
-
-    async def aclear(self) -> None:
-        self.clear()
 
 
 def test_failing_backend_falls_back_to_the_function(
@@ -106,37 +126,6 @@ def test_invalidate_and_clear_fail_open() -> None:
     assert extract.cache_info().errors == 1
     extract.cache_clear()  # logged and absorbed; it resets the statistics as functools' does
     assert extract.cache_info().errors == 0
-
-
-class DictBackend:
-    """A minimal user backend: exactly the Backend protocol, no clear_prefix."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> bool:
-        return self.data.pop(key, None) is not None
-
-    def clear(self) -> None:
-        self.data.clear()
-
-    async def aget(self, key: str) -> str | None:
-        return self.get(key)
-
-    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
-        self.set(key, value, ttl)
-
-    async def adelete(self, key: str) -> bool:
-        return self.delete(key)
-
-    async def aclear(self) -> None:
-        self.clear()
 
 
 def test_cache_clear_without_clear_prefix_removes_nothing_and_says_why(
