@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import collections.abc
 import functools
-import hashlib
-import json
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
@@ -30,6 +28,7 @@ from pydantic import (
 from pydantic.errors import PydanticInvalidForJsonSchema
 from typing_extensions import TypedDict
 
+from instructor_cache._schema import adapter_fingerprint
 from instructor_cache.errors import UncacheableFunctionError
 
 __all__ = ["FORMAT_VERSION", "Codec", "DecodeError", "EncodeError"]
@@ -69,10 +68,7 @@ class Codec(Generic[R]):
         self.return_type = return_type
         try:
             self._adapter: TypeAdapter[R] = TypeAdapter(return_type)
-            schemas = {
-                "validation": self._adapter.json_schema(mode="validation"),
-                "serialization": self._adapter.json_schema(mode="serialization"),
-            }
+            self.fingerprint = adapter_fingerprint(self._adapter)
             envelope: Any = TypedDict(  # type: ignore[name-match]  # built per return type
                 "Envelope",
                 {"v": Literal[1], "created": float, "duration": float, "value": return_type},
@@ -88,8 +84,6 @@ class Codec(Generic[R]):
                 f"JSON ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). Return a pydantic "
                 "model, a list or Optional of one, or plain JSON types."
             ) from exc
-        canonical = json.dumps(schemas, sort_keys=True, separators=(",", ":"), default=str)
-        self.fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         # Reading by alias and by name is only needed where the schema has
         # aliases or alias settings; passing the flags elsewhere would cost a
         # measurable share of a hit.

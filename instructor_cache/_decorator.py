@@ -112,6 +112,8 @@ class CacheOptions(TypedDict, total=False):
     namespace: str
     version: str | None
     cache_if: Callable[[Any], bool] | None
+    name: str | None
+    code_fingerprint: bool
 
 
 class CacheDecorator(Protocol):
@@ -142,8 +144,11 @@ def instructor_cache(backend: Any = None, **options: Any) -> Any:
     ``MemoryCache(maxsize=1024)``; otherwise pass a backend and options:
     ``ttl`` (seconds or ``timedelta``), ``key`` (a function of the arguments
     by name), ``ignore`` (parameter names left out of the key), ``namespace``,
-    ``version`` (bump it to invalidate) and ``cache_if`` (a predicate on the
-    result; ``False`` means return it without storing it).
+    ``version`` (bump it to invalidate), ``cache_if`` (a predicate on the
+    result; ``False`` means return it without storing it), ``name`` (the
+    identity in keys, instead of ``module.qualname``, so a renamed or moved
+    function keeps its entries) and ``code_fingerprint`` (``True``: editing
+    the function's code, or a constant it reads, makes new keys).
     """
     parsed = Options.parse(options)
     if _is_decoratable(backend):  # @instructor_cache, or instructor_cache(fn, **options)

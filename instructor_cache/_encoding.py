@@ -1,55 +1,73 @@
 """Canonical, injective text encoding of argument values.
 
 A cache key must separate every pair of arguments a function could tell apart,
-including those Python calls equal (``1``, ``1.0``, ``True``) and those a naive
-join would merge (``("a:b", "c")`` and ``("a", "b:c")``). So every token
-starts with a one-letter type tag, strings carry their length, containers end
-with ``.``, which no tag uses, and the grammar is prefix-free: two different
-values can never produce the same text. The text depends only on the values,
-never on ``hash()``, ``id()`` or ``repr()`` of arbitrary objects, so it is the
-same in every process, under every ``PYTHONHASHSEED`` and on every Python.
+including those Python calls equal (``1``, ``1.0``, ``True``; ``nan`` and
+``-nan``; two naive datetimes that differ only in ``fold``; two
+``OrderedDict`` s in another order) and those a naive join would merge
+(``("a:b", "c")`` and ``("a", "b:c")``). So every token starts with a one-letter
+type tag, strings carry their length, containers end with ``.``, which no tag
+uses, and the grammar is prefix-free: two different values can never produce
+the same text. The text depends only on the values, never on ``hash()``,
+``id()`` or ``repr()`` of arbitrary objects, so it is the same in every process,
+under every ``PYTHONHASHSEED`` and on every Python.
 
 Grammar (one token per value)::
 
     N | T | F                      None, True, False
     i<hex>;                        int
-    f<float.hex()>;                float
+    f<float.hex()>;                float; n<IEEE bytes hex>; for a NaN (sign and payload kept)
+    j<float token><float token>    complex
     s<len>:<text>                  str
     b<len>:<hex>                   bytes (y for bytearray)
     P<flavour token><text token>   a path: posix or windows, and its text
     l<tokens>.  t<tokens>.         list, tuple
-    d<key token><value token>...   dict, pairs sorted by the key's token, then .
-    e<tokens>.  E<tokens>.         set, frozenset, sorted by token
-    o<len>:<class path><token>     any other supported object: its class, then
-                                   tokens for its data (enum name, ISO date and
-                                   zone, model or dataclass field values, ...)
+    d<key token><value token>... . dict, in insertion order (a function sees that order)
+    e<tokens>.  E<tokens>.         set, frozenset, sorted by token (their order means nothing)
+    c<len>:<class path>[<schema>]  a class: importable by that path, or a model with its
+                                   schema fingerprint
+    g<origin token><args token>    a parametrised type (list[User], Optional[User])
+    o<len>:<class path><tokens>.   any other supported object: its class (a model's with
+                                   its schema fingerprint), then tokens for its data (enum
+                                   value, ISO date, zone and fold, model fields, private
+                                   attributes and which fields were set, dataclass fields)
+
+Values are encoded by an explicit stack, not by recursion, so nesting depth is
+bounded by memory only; a container met again on its own path is a cycle, told
+by identity, and raises ``Unencodable`` with ``cycle=True``.
 """
 
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
 import datetime
 import decimal
 import enum
+import itertools
 import pathlib
+import struct
+import sys
 import typing
 import uuid
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeGuard
 
 from pydantic import BaseModel
 
-__all__ = ["Unencodable", "encode", "never_encodable", "type_path"]
+from instructor_cache._schema import model_class_fingerprint
+
+__all__ = ["Unencodable", "class_token", "encode", "never_encodable", "type_path"]
 
 
 class Unencodable(TypeError):  # noqa: N818  (internal signal, re-raised with the parameter name)
     """Raised for a value with no stable encoding; carries the offending value."""
 
-    def __init__(self, value: Any) -> None:
-        super().__init__(type_path(type(value)))
+    def __init__(self, value: Any, *, cycle: bool = False) -> None:
+        super().__init__(type_path(value if isinstance(value, type) else type(value)))
         self.value = value
+        self.cycle = cycle
 
 
 def type_path(cls: type) -> str:
@@ -61,57 +79,239 @@ def _str(value: str) -> str:
     return f"s{len(value)}:{value}"
 
 
-def _object(cls: type, payload: str) -> str:
+def _float(value: float) -> str:
+    if value != value:  # noqa: PLR0124  (NaN: float.hex() drops its sign and payload)
+        return f"n{struct.pack('>d', value).hex()};"
+    return f"f{value.hex()};"
+
+
+def _object(cls: type, tag: str = "") -> str:
     path = type_path(cls)
-    return f"o{len(path)}:{path}{payload}"
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        tag = _model_schema(cls) + tag
+    return f"o{len(path)}:{path}{tag}"
 
 
-def _encode_sequence(tag: str, values: Any) -> str:
-    return tag + "".join([encode(item) for item in values]) + "."
+def _model_schema(cls: type[BaseModel]) -> str:
+    try:
+        return model_class_fingerprint(cls)[:32]
+    except Exception:  # noqa: BLE001  (a schema pydantic cannot write has no stable token)
+        raise Unencodable(cls) from None
 
 
-def _encode_unordered(tag: str, values: Any) -> str:
-    return tag + "".join(sorted([encode(item) for item in values])) + "."
-
-
-def _encode_dict(value: dict[Any, Any]) -> str:
-    pairs = sorted([(encode(k), encode(v)) for k, v in value.items()])
-    return "d" + "".join([k + v for k, v in pairs]) + "."
-
-
-# Exact-type dispatch first: it is one dict lookup on the hot path. Subclasses
-# (bool is an int, IntEnum is an int, a NamedTuple is a tuple) never match it,
-# so they fall through to ``_encode_other``, which records their class.
-_EXACT: dict[type, Callable[[Any], str]] = {
+# Values with no parts: one exact-type lookup and one call, the hot path.
+# Subclasses (bool is an int, IntEnum is an int, a NamedTuple is a tuple)
+# never match it, so they reach ``_node``, which records their class.
+_LEAVES: dict[type, Callable[[Any], str]] = {
     str: _str,
     int: lambda v: f"i{v:x};",
-    float: lambda v: f"f{v.hex()};",
+    float: _float,
     bool: lambda v: "T" if v else "F",
     type(None): lambda _v: "N",
     bytes: lambda v: f"b{len(v)}:{v.hex()}",
     bytearray: lambda v: f"y{len(v)}:{v.hex()}",
-    list: lambda v: _encode_sequence("l", v),
-    tuple: lambda v: _encode_sequence("t", v),
-    dict: _encode_dict,
-    set: lambda v: _encode_unordered("e", v),
-    frozenset: lambda v: _encode_unordered("E", v),
+    complex: lambda v: f"j{_float(v.real)}{_float(v.imag)}",
 }
 
-# Base classes whose exact encoder also fits a subclass, once the subclass's
-# own name is recorded in front of it.
-_BUILTIN_BASES: tuple[type, ...] = (
-    bool,
-    int,
-    float,
-    str,
-    bytes,
-    bytearray,
-    list,
-    tuple,
-    dict,
-    set,
-    frozenset,
-)
+# The containers: tag, and whether their order is meaningful to a function.
+_CONTAINERS: dict[type, tuple[str, bool]] = {
+    list: ("l", True),
+    tuple: ("t", True),
+    dict: ("d", True),
+    set: ("e", False),
+    frozenset: ("E", False),
+}
+
+_BUILTIN_BASES: tuple[type, ...] = (*_LEAVES, *_CONTAINERS)
+
+
+class _Node(typing.NamedTuple):
+    """A value with parts: its opening text, the values inside, and how to close it."""
+
+    opening: str
+    parts: Iterable[Any]
+    ordered: bool = True
+
+
+def encode(value: Any) -> str:
+    """Return the canonical token for ``value`` or raise ``Unencodable``."""
+    leaf = _LEAVES.get(type(value))
+    if leaf is not None:
+        return leaf(value)
+    return _encode_tree(value)
+
+
+def _encode_tree(root: Any) -> str:
+    """Encode a value with parts, depth-first on an explicit stack.
+
+    A frame is ``[node's id, iterator over its parts, tokens so far, ordered,
+    where its token goes, opening text]``. Parts are encoded in order; when a
+    frame's iterator is spent, its tokens (sorted where the order means
+    nothing) close into one token in the parent's list.
+    """
+    out: list[str] = []
+    stack: list[list[Any]] = []
+    on_path: set[int] = set()
+    value, into = root, out
+    while True:
+        leaf = _LEAVES.get(type(value))
+        if leaf is not None:
+            into.append(leaf(value))
+        else:
+            _open(value, into, stack, on_path)
+        while stack:
+            frame = stack[-1]
+            value = next(frame[1], _DONE)
+            if value is not _DONE:
+                into = frame[2]
+                break
+            stack.pop()
+            on_path.discard(frame[0])
+            tokens = frame[2] if frame[3] else sorted(frame[2])
+            frame[4].append(frame[5] + "".join(tokens) + ".")
+        else:
+            return out[0]
+
+
+def _open(value: Any, into: list[str], stack: list[list[Any]], on_path: set[int]) -> None:
+    """Append the token of a value without parts, or push a frame for one with parts."""
+    if type(value) is _Node:  # a part made by _node itself (a subclass's base value)
+        node: _Node | str = value
+        identity = -1  # never an id() of a live object in CPython, and always on the path
+    else:
+        node, identity = _node(value), id(value)
+        if isinstance(node, _Node):
+            if identity in on_path:
+                raise Unencodable(value, cycle=True)
+            on_path.add(identity)
+    if isinstance(node, str):
+        into.append(node)
+    else:
+        stack.append([identity, iter(node.parts), [], node.ordered, into, node.opening])
+
+
+_DONE = object()
+
+
+def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per kind)
+    """The token of a value without parts, or the ``_Node`` of one with parts."""
+    cls = type(value)
+    container = _CONTAINERS.get(cls)
+    if container is not None:
+        tag, ordered = container
+        parts = itertools.chain.from_iterable(value.items()) if cls is dict else value
+        return _Node(tag, parts, ordered)
+    if isinstance(value, enum.Enum):
+        # By value, which every member has (a Flag's 0 or combination has no
+        # name on some Pythons); a plain enum's name joins it for aliases' sake.
+        parts = [value._value_] if isinstance(value, enum.Flag) else [value._value_, value._name_]
+        return _Node(_object(cls), parts)
+    if isinstance(value, BaseModel):
+        try:
+            fields = {name: getattr(value, name) for name in cls.model_fields}
+        except AttributeError:  # a model_construct() missing a field
+            raise Unencodable(value) from None
+        # Private attributes and which fields were set (model_dump's
+        # exclude_unset sees it) are part of what the function is given.
+        state = (
+            fields,
+            value.__pydantic_extra__ or {},
+            value.__pydantic_private__ or {},
+            frozenset(value.__pydantic_fields_set__),
+        )
+        return _Node(_object(cls), state)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        try:
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        except AttributeError:  # a field never set
+            raise Unencodable(value) from None
+        return _Node(_object(cls), [fields, _instance_state(value, fields)])
+    if isinstance(value, (datetime.datetime, datetime.time)):
+        # isoformat() keeps the UTC offset but neither the zone, whose rules
+        # decide what adding a day does, nor fold, which picks the repeated hour.
+        zone = _zone(value.tzinfo, value)
+        return _object(cls, _str(value.isoformat()) + _str(zone) + f"i{value.fold};")
+    if isinstance(value, datetime.date):
+        return _object(cls, _str(value.isoformat()))
+    if isinstance(value, datetime.timedelta):
+        return _Node(_object(cls), (value.days, value.seconds, value.microseconds))
+    if isinstance(value, pathlib.PurePath):
+        # By flavour, not class: pathlib.PosixPath lives in pathlib._local on 3.13+.
+        flavour = "windows" if isinstance(value, pathlib.PureWindowsPath) else "posix"
+        return f"P{_str(flavour)}{_str(str(value))}"
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return _object(cls, _str(str(value)))
+    if typing.get_origin(value) is not None:  # list[User], Optional[User], Literal["a"]
+        return _Node("g", (_origin(value), typing.get_args(value)))
+    if isinstance(value, type):
+        return class_token(value)
+    for base in _BUILTIN_BASES:
+        if isinstance(value, base):
+            return _subclass_node(value, base)
+    raise Unencodable(value)
+
+
+def _subclass_node(value: Any, base: type) -> _Node:
+    """A builtin subclass (``OrderedDict``, a ``NamedTuple``): its class, then its base token."""
+    cls = type(value)
+    extra: list[Any] = []
+    if isinstance(value, collections.defaultdict):
+        extra.append(value.default_factory)  # what a missing key turns into
+    state = _instance_state(value, {})
+    if state:
+        extra.append(state)
+    if base in _LEAVES:
+        base_part: Any = base(value)
+    else:
+        tag, ordered = _CONTAINERS[base]
+        items = dict.items(value) if base is dict else value
+        parts = itertools.chain.from_iterable(items) if base is dict else iter(items)
+        base_part = _Node(tag, parts, ordered)
+    return _Node(_object(cls), [base_part, *extra])
+
+
+def _instance_state(value: Any, known: dict[str, Any]) -> dict[str, Any]:
+    """Attributes an instance carries besides ``known`` fields (a subclass's own ``__dict__``)."""
+    attributes = getattr(value, "__dict__", None)
+    if not attributes:
+        return {}
+    return {name: item for name, item in attributes.items() if name not in known}
+
+
+def _origin(alias: Any) -> Any:
+    origin = typing.get_origin(alias)
+    if isinstance(origin, type):
+        return origin
+    return repr(origin)  # typing.Union, typing.Literal: special forms named by the typing module
+
+
+def class_token(cls: type) -> str:
+    """The token of a class: its import path, which must lead back to it, or a model's schema.
+
+    Two classes made by ``create_model("Result", ...)`` share a path; their
+    schemas tell them apart. Any other class is encodable only where its path
+    resolves to that very object, so two local classes of one name never share
+    a key.
+    """
+    path = type_path(cls)
+    if issubclass(cls, BaseModel):
+        return f"c{len(path)}:{path}{_model_schema(cls)}"
+    if _resolves_to(cls) or cls in _UNNAMED_BUILTINS:
+        return f"c{len(path)}:{path}"
+    raise Unencodable(cls)
+
+
+# Builtin classes that no module exports by their name.
+_UNNAMED_BUILTINS = frozenset({type(None), type(Ellipsis), type(NotImplemented)})
+
+
+def _resolves_to(cls: type) -> bool:
+    found: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return False
+    return found is cls
 
 
 def _zone(tzinfo: datetime.tzinfo | None, value: Any) -> str:
@@ -125,51 +325,6 @@ def _zone(tzinfo: datetime.tzinfo | None, value: Any) -> str:
     if isinstance(zone, str):
         return f"{type_path(type(tzinfo))}:{zone}"
     raise Unencodable(value)  # a tzinfo with no stable name
-
-
-def encode(value: Any) -> str:
-    """Return the canonical token for ``value`` or raise ``Unencodable``."""
-    encoder = _EXACT.get(type(value))
-    if encoder is not None:
-        return encoder(value)
-    try:
-        return _encode_other(value)
-    except AttributeError:  # a dataclass field never set, a model_construct() missing one
-        raise Unencodable(value) from None
-
-
-def _encode_other(value: Any) -> str:  # noqa: PLR0911  (one branch per supported kind)
-    cls = type(value)
-    if isinstance(value, enum.Enum):
-        return _object(cls, _str(value.name))
-    if isinstance(value, BaseModel):
-        # By field values, not model_dump_json(): JSON writes inf and NaN as
-        # null and a tuple, a list and a set alike, and sets in hash order.
-        fields = {name: getattr(value, name) for name in cls.model_fields}
-        return _object(cls, _encode_dict(fields) + _encode_dict(value.__pydantic_extra__ or {}))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return _object(cls, _encode_dict(fields))
-    if isinstance(value, (datetime.datetime, datetime.time)):
-        # isoformat() keeps the UTC offset but not the zone, whose rules decide
-        # what adding a day does: the zone is part of the value.
-        return _object(cls, _str(value.isoformat()) + _str(_zone(value.tzinfo, value)))
-    if isinstance(value, datetime.date):
-        return _object(cls, _str(value.isoformat()))
-    if isinstance(value, datetime.timedelta):
-        return _object(cls, encode((value.days, value.seconds, value.microseconds)))
-    if isinstance(value, pathlib.PurePath):
-        # By flavour, not class: pathlib.PosixPath lives in pathlib._local on 3.13+.
-        flavour = "windows" if isinstance(value, pathlib.PureWindowsPath) else "posix"
-        return f"P{_str(flavour)}{_str(str(value))}"
-    if isinstance(value, (uuid.UUID, decimal.Decimal)):
-        return _object(cls, _str(str(value)))
-    if isinstance(value, type):
-        return _object(type, _str(type_path(value)))
-    for base in _BUILTIN_BASES:
-        if isinstance(value, base):
-            return _object(cls, _EXACT[base](value))
-    raise Unencodable(value)
 
 
 _ENCODABLE_BASES: tuple[type, ...] = (

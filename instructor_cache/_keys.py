@@ -1,11 +1,13 @@
 """One key builder for every call path: sync, async, ``cache_key`` and ``make_cache_key``.
 
-A key reads ``<namespace>:<module.qualname>:<schema8>:[<version>:]<digest>``.
+A key reads ``<namespace>:<name>[~<context8>]:<schema8>:[<version>:]<digest>``.
 The readable head lets a user find a function's entries on disk or in Redis
-and lets ``cache_clear`` delete them by prefix. The digest is a BLAKE2b-256 over
-everything that identifies the entry (namespace, function, full schema
-fingerprint, version, parameter names, arguments), so two keys are equal only
-when all of those are: the head is a label, never the source of uniqueness.
+and lets ``cache_clear`` delete them by prefix (a closure's, or a bound
+method's, by the hash of what it carries, so one closure clears its own). The
+digest is a BLAKE2b-256 over everything that identifies the entry (namespace,
+function identity, code fingerprint, full schema fingerprint, version,
+parameter names, context, arguments), so two keys are equal only when all of
+those are: the head is a label, never the source of uniqueness.
 """
 
 from __future__ import annotations
@@ -16,42 +18,51 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from instructor_cache._encoding import Unencodable, encode, never_encodable, type_path
+from instructor_cache._fingerprint import code_fingerprint
+from instructor_cache._identity import (
+    CallContext,
+    cached_layers_below,
+    free_variables,
+    function_name,
+)
 from instructor_cache._options import Options
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
 
-__all__ = ["KeyBuilder", "cached_layers_below", "function_name"]
+__all__ = ["KeyBuilder"]
 
 KeyBuildFunction = Callable[[tuple[Any, ...], Mapping[str, Any]], str]
 
-_KEY_FORMAT = "instructor_cache/key/1"
+_KEY_FORMAT = "instructor_cache/key/2"
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def function_name(fn: Callable[..., Any]) -> str:
-    """The module and qualified name that identify ``fn`` across processes."""
-    return f"{fn.__module__}.{fn.__qualname__}"
-
-
 class KeyBuilder:
     """Builds the backend key for one decorated function's calls.
 
-    Everything that does not depend on the arguments (the head, the hash state
-    fed with the function's identity) is computed here once. A call whose
-    positional arguments fill the signature skips ``Signature.bind``, which
-    costs several times the rest of the key.
+    Everything that does not depend on the arguments is computed once: the
+    head, and the hash state fed with the function's identity, which waits
+    for the first key because the code fingerprint reads module constants
+    that may be defined after the function. A call whose positional
+    arguments fill the signature skips ``Signature.bind``, which costs
+    several times the rest of the key.
     """
 
     __slots__ = (
         "_base",
+        "_context",
+        "_fingerprinted",
         "_head",
+        "_identity",
         "_key_function",
         "_keyed",
         "_name",
+        "_root",
         "_signature",
+        "_tail",
         "build",
-        "prefix",
+        "name",
     )
 
     def __init__(
@@ -71,43 +82,66 @@ class KeyBuilder:
         signature = inspect.signature(fn)
         parameters = list(signature.parameters.values())
         names = [p.name for p in parameters]
-        unknown = sorted(set(ignore) - set(names))
+        self.name = options.name or function_name(fn)
+        unknown = sorted(set(ignore) - set(names) - free_variables(fn))
         if unknown:
             raise ConfigurationError(
-                f"ignore names {unknown} that {function_name(fn)}() does not have; "
-                f"its parameters are {names}"
+                f"ignore names {unknown} that {self.name}() does not have; its parameters "
+                f"are {names} and the variables it captures {sorted(free_variables(fn))}"
             )
+        ignored_parameters = [name for name in ignore if name in names]
         self._signature = signature
         layers = cached_layers_below(fn)
         # An outer layer stacked on a cached function keys its own entries, so
         # that on a shared backend each layer keeps (and clears) its own.
-        self._name = function_name(fn) + (f"@{layers + 1}" if layers else "")
+        self._name = self.name + (f"@{layers + 1}" if layers else "")
         if key is None:
             self._reject_unencodable_annotations(parameters, ignore, hints)
         self._key_function = key
         self._keyed = tuple(n for n in names if n not in ignore)
-        self.prefix = f"{namespace}:{self._name}:"
-        self._head = f"{self.prefix}{schema_fingerprint[:8]}:" + (
-            f"{version}:" if version is not None else ""
-        )
-        identity: tuple[Any, ...] = (
+        context = CallContext(fn, self._name, ignore)
+        self._context = context if context else None
+        self._root = f"{namespace}:{self._name}"
+        self._tail = f"{schema_fingerprint[:8]}:" + (f"{version}:" if version is not None else "")
+        self._head = f"{self._root}:{self._tail}"
+        self._identity: tuple[Any, ...] = (
             _KEY_FORMAT,
             namespace,
             self._name,
             schema_fingerprint,
             version,
             self._keyed,
+            "k" if key else "a",
+            self._context is not None,
         )
-        context = _bound_context(fn, self._name)
-        if context:
-            identity += (context,)
-        # BLAKE2b-256: as strong as SHA-256 and measurably cheaper per key.
-        self._base = hashlib.blake2b(
-            _to_bytes(encode(identity) + ("k" if key else "a")), digest_size=32
-        )
+        self._fingerprinted = fn if options.code_fingerprint else None
+        self._base: hashlib.blake2b | None = None
 
-        simple = key is None and not ignore and all(p.kind in _POSITIONAL for p in parameters)
+        simple = (
+            key is None
+            and not ignored_parameters
+            and self._context is None
+            and all(p.kind in _POSITIONAL for p in parameters)
+        )
         self.build = self._fast_builder(parameters) if simple else self._slow_build
+
+    @property
+    def prefix(self) -> str:
+        """What every key of this function (of this closure, as it is now) starts with."""
+        if self._context is None:
+            return f"{self._root}:"
+        return f"{self._root}~{_short_hash(self._context.read())}:"
+
+    def _hash_state(self) -> hashlib.blake2b:
+        """The BLAKE2b state fed with the function's identity (and code), made on first use."""
+        base = self._base
+        if base is None:
+            identity = self._identity
+            if self._fingerprinted is not None:
+                identity += (code_fingerprint(self._fingerprinted),)
+            # BLAKE2b-256: as strong as SHA-256 and measurably cheaper per key.
+            base = self._base = hashlib.blake2b(_to_bytes(encode(identity)), digest_size=32)
+        return base
 
     def _reject_unencodable_annotations(
         self,
@@ -134,13 +168,16 @@ class KeyBuilder:
         """Return the key for a call with these arguments."""
         return self.build(args, kwargs)
 
-    def _finish(self, text: str) -> str:
-        digest = self._base.copy()
-        digest.update(text.encode("utf-8", "surrogatepass"))
-        return self._head + digest.hexdigest()
-
     def _slow_build(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-        return self._finish(self._encode_arguments(self._bind(args, kwargs)))
+        text = self._encode_arguments(self._bind(args, kwargs))
+        head = self._head
+        if self._context is not None:
+            context = self._context.read()
+            head = f"{self._root}~{_short_hash(context)}:{self._tail}"
+            text = context + text
+        digest = self._hash_state().copy()
+        digest.update(_to_bytes(text))
+        return head + digest.hexdigest()
 
     def _fast_builder(self, parameters: list[inspect.Parameter]) -> KeyBuildFunction:
         """A builder for calls that pass positional arguments only, the common case.
@@ -159,7 +196,14 @@ class KeyBuilder:
             ]
         else:
             tails = [None] * (len(defaults) + 1)
-        base, head, slow = self._base, self._head, self._slow_build
+        head, slow, hash_state = self._head, self._slow_build, self._hash_state
+        base: hashlib.blake2b | None = None
+
+        def start() -> hashlib.blake2b:
+            nonlocal base
+            base = hash_state()
+            return base
+
         # The tail after a single positional argument, when one may stand alone.
         single_tail = tails[1 - first_default] if first_default <= 1 <= count_all else None
 
@@ -167,7 +211,7 @@ class KeyBuilder:
             # extract(text): one str argument, the commonest call, in the fewest steps.
             if len(args) == 1 and not kwargs and type(args[0]) is str and single_tail is not None:
                 first = args[0]
-                digest = base.copy()
+                digest = (base or start()).copy()
                 digest.update(
                     f"ts{len(first)}:{first}{single_tail}".encode("utf-8", "surrogatepass")
                 )
@@ -189,9 +233,9 @@ class KeyBuilder:
                 tail = tails[count - first_default]
                 if tail is None:
                     tail = "".join([encode(d) for d in defaults[count - first_default :]]) + "."
-            except (Unencodable, RecursionError):
+            except Unencodable:
                 return slow(args, kwargs)  # to raise the error that names the parameter
-            digest = base.copy()
+            digest = (base or start()).copy()
             digest.update(f"t{text}{tail}".encode("utf-8", "surrogatepass"))
             return head + digest.hexdigest()
 
@@ -208,7 +252,7 @@ class KeyBuilder:
             result = self._key_function(chosen)
             try:
                 return encode(result)
-            except (Unencodable, RecursionError) as exc:
+            except Unencodable as exc:
                 raise UnencodableArgumentError(
                     f"the key function of {self._name}() returned {_describe(result, exc)}, "
                     "which has no stable encoding; return str, numbers, tuples, lists, dicts "
@@ -217,7 +261,7 @@ class KeyBuilder:
         for name in self._keyed:  # only reached to name the culprit, so the loop's cost is moot
             try:
                 encode(arguments[name])
-            except (Unencodable, RecursionError) as exc:  # noqa: PERF203
+            except Unencodable as exc:  # noqa: PERF203
                 raise UnencodableArgumentError(
                     f"cannot build a cache key for {self._name}(): argument {name!r} is "
                     f"{_describe(arguments[name], exc)}, which has no stable encoding. "
@@ -228,65 +272,19 @@ class KeyBuilder:
         return encode(tuple(arguments[name] for name in self._keyed))
 
 
-def cached_layers_below(fn: Callable[..., Any]) -> int:
-    """How many cached layers ``fn`` already is (0 for a plain function)."""
-    layers, seen = 0, set()
-    layer: Any = fn
-    while layer is not None and id(layer) not in seen:
-        seen.add(id(layer))
-        layers += callable(getattr(layer, "cache_info", None))
-        layer = getattr(layer, "__wrapped__", None)
-    return layers
-
-
-def _bound_context(fn: Callable[..., Any], name: str) -> dict[str, Any]:
-    """Values a function carries besides its arguments, which its results may depend on.
-
-    Two closures made by one factory (``make_extractor("French")`` and
-    ``make_extractor("German")``) share a module and a qualified name, and so
-    would share keys on a shared backend: their free variables that have a
-    stable encoding (a prompt, a model name) join the key; those that do not
-    (a client, a counter's list) cannot and are left out. A bound method's
-    instance is part of its identity the same way, and must be encodable.
-    """
-    context: dict[str, Any] = {}
-    if inspect.ismethod(fn):
-        try:
-            encode(fn.__self__)
-        except (Unencodable, RecursionError):
-            raise UnencodableArgumentError(
-                f"cannot cache the bound method {name}(): its instance, a "
-                f"{type_path(type(fn.__self__))}, has no stable encoding for a key. Decorate "
-                "the method in the class body instead, where self is an argument (with "
-                "ignore=('self',) if all instances may share results).",
-                parameter="self",
-            ) from None
-        context["__self__"] = fn.__self__
-        fn = fn.__func__
-    # Free variables of the function and of every wrapper around it (a
-    # functools.wraps decorator closes over the function, not the prompt).
-    layer: Any = fn
-    depth, seen = 0, set()
-    while layer is not None and id(layer) not in seen:
-        seen.add(id(layer))
-        code, cells = getattr(layer, "__code__", None), getattr(layer, "__closure__", None) or ()
-        for variable, cell in zip(code.co_freevars if code else (), cells, strict=False):
-            try:
-                value = cell.cell_contents
-                encode(value)
-            except (ValueError, Unencodable, RecursionError):  # empty cell, or no stable encoding
-                continue
-            context[f"{variable}@{depth}" if depth else variable] = value
-        layer, depth = getattr(layer, "__wrapped__", None), depth + 1
-    return context
-
-
-def _describe(value: Any, exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):
+def _describe(value: Any, exc: Unencodable) -> str:
+    if exc.cycle:
         return "a structure that contains itself"
-    inner = exc.value if isinstance(exc, Unencodable) else value
+    inner = exc.value
+    if isinstance(inner, type):
+        held = f"the class {type_path(inner)}, which is neither importable by that name nor a model"
+        return held if inner is value else f"a {type_path(type(value))} holding {held}"
     where = "" if inner is value else f" holding a {type_path(type(inner))}"
     return f"a {type_path(type(value))}{where}"
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(_to_bytes(text), digest_size=4).hexdigest()
 
 
 def _to_bytes(text: str) -> bytes:

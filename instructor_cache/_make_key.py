@@ -23,6 +23,8 @@ def make_cache_key(
     version: str | None = None,
     ignore: Collection[str] = (),
     key: KeyFunction | None = None,
+    name: str | None = None,
+    code_fingerprint: bool = True,
 ) -> str:
     """Return the key under which ``@instructor_cache`` stores ``func(*args, **kwargs)``.
 
@@ -35,7 +37,14 @@ def make_cache_key(
     if callable(getattr(func, "cache_info", None)):
         func = func.__wrapped__  # type: ignore[attr-defined]  # its own layer's key
     options = Options.parse(
-        {"namespace": namespace, "version": version, "ignore": ignore, "key": key}
+        {
+            "namespace": namespace,
+            "version": version,
+            "ignore": ignore,
+            "key": key,
+            "name": name,
+            "code_fingerprint": code_fingerprint,
+        }
     )
     return _builder(func, options)(tuple(args), kwargs or {})
 

@@ -18,7 +18,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from instructor_cache._codec import Codec, DecodeError
 from instructor_cache._failopen import FailOpen, RateLimitedLog
-from instructor_cache._keys import KeyBuilder, function_name
+from instructor_cache._identity import function_name
+from instructor_cache._keys import KeyBuilder
 from instructor_cache._options import Options
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._protocol import Backend, check_backend
@@ -59,12 +60,12 @@ class Memo(Generic[R]):
 
     def __init__(self, fn: Callable[..., Any], backend: Backend, options: Options) -> None:
         check_backend(backend)
+        self._codec, self.key = codec_and_keys(fn, options)
+        self.name = self.key.name
         for_function = getattr(backend, "for_function", None)
         if callable(for_function):  # a TieredCache: its tiers counted for this function alone
-            backend = for_function(function_name(fn))
+            backend = for_function(self.name)
         self._tiers = getattr(backend, "tier_infos", None)
-        self.name = function_name(fn)
-        self._codec, self.key = codec_and_keys(fn, options)
         self._read_envelope = self._codec.read_envelope
         self.ttl = options.ttl
         self.stats = Stats()

@@ -25,6 +25,8 @@ class Options:
     namespace: str = "instructor_cache"
     version: str | None = None
     cache_if: Callable[[Any], bool] | None = None
+    name: str | None = None
+    code_fingerprint: bool = True
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> Options:
@@ -35,15 +37,28 @@ class Options:
         ignore = options.get("ignore", ())
         if isinstance(ignore, str):
             raise ConfigurationError(f"ignore takes a collection of names: ignore=({ignore!r},)")
-        for name in ("key", "cache_if"):
-            if options.get(name) is not None and not callable(options[name]):
-                raise ConfigurationError(f"{name} must be a callable, got {options[name]!r}")
+        for option in ("key", "cache_if"):
+            if options.get(option) is not None and not callable(options[option]):
+                raise ConfigurationError(f"{option} must be a callable, got {options[option]!r}")
         namespace = options.get("namespace", cls.namespace)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
         version = options.get("version")
         if version is not None and not isinstance(version, str):
             raise ConfigurationError(f"version must be a string, got {version!r}")
+        name: str | None = options.get("name")
+        if name is not None and (
+            not isinstance(name, str) or not name or any(c in name for c in ":~@ \t\n")
+        ):
+            raise ConfigurationError(
+                f"name must be a non-empty string without ':', '~', '@' or spaces, got {name!r}; "
+                "e.g. name='extract_user' or name='myapp.extract_user'"
+            )
+        code_fingerprint = options.get("code_fingerprint", True)
+        if not isinstance(code_fingerprint, bool):
+            raise ConfigurationError(
+                f"code_fingerprint must be True or False, got {code_fingerprint!r}"
+            )
         return cls(
             ttl=to_seconds(options.get("ttl")),
             key=options.get("key"),
@@ -51,4 +66,6 @@ class Options:
             namespace=namespace,
             version=version,
             cache_if=options.get("cache_if"),
+            name=name,
+            code_fingerprint=code_fingerprint,
         )

@@ -10,15 +10,19 @@ prints every key as JSON, to regenerate the literals in ``test_keys.py``.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import decimal
 import enum
 import json
+import math
+import sys
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from instructor_cache import make_cache_key
 from instructor_cache._codec import Codec
@@ -26,6 +30,8 @@ from instructor_cache._codec import Codec
 T = TypeVar("T")
 
 GOLDEN_MODULE = "instructor_cache_golden"
+# Classes passed as arguments must be importable by their path: this module is.
+sys.modules.setdefault(GOLDEN_MODULE, sys.modules[__name__])
 
 
 def _pinned(obj: T) -> T:
@@ -46,6 +52,27 @@ class Color(enum.Enum):
 
 
 @_pinned
+class Shade(enum.Flag):
+    LIGHT = 1
+    DARK = 2
+
+
+@_pinned
+class Secretive(BaseModel):
+    name: str
+    _token: str = PrivateAttr("")
+
+
+@_pinned
+class Tagged(BaseModel):
+    """A schema whose defaults hold sets, nested: pydantic writes them in hash order."""
+
+    tags: set[str] = {"alpha", "beta", "gamma", "delta"}
+    nested: dict[str, frozenset[str]] = {"k": frozenset({"x", "y", "z", "w"})}
+    inner: list[set[str]] = [{"p", "q", "r", "s"}]
+
+
+@_pinned
 def extract(text: str, model: str = "gpt-4o-mini") -> GoldenUser:
     return GoldenUser(name=text, age=len(model))
 
@@ -56,8 +83,24 @@ def describe(value: object, *, note: str | None = None) -> GoldenUser:
 
 
 @_pinned
+def with_options(text: str, **options: object) -> GoldenUser:
+    return GoldenUser(name=text, age=len(options))
+
+
+@_pinned
+def tag(text: str) -> Tagged:
+    return Tagged(tags={text})
+
+
+@_pinned
 def lowercase_text(arguments: dict[str, Any]) -> str:
     return str(arguments["text"]).lower()
+
+
+def _secretive(token: str) -> Secretive:
+    value = Secretive(name="s")
+    value._token = token
+    return value
 
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], dict[str, Any]]
@@ -94,6 +137,24 @@ GOLDEN_CALLS: dict[str, Call] = {
     "enum": (describe, (Color.RED,), {}, {}),
     "model": (describe, (GoldenUser(name="Ada", age=36),), {}, {}),
     "non-ascii-and-surrogate-str": (describe, ("héllo 日本 \ud800",), {}, {}),
+    "ordered-dict": (describe, (collections.OrderedDict([("b", 1), ("a", 2)]),), {}, {}),
+    "kwargs-in-call-order": (with_options, ("t",), {"b": 1, "a": 2}, {}),
+    "naive-datetime-fold-1": (describe, (datetime.datetime(2024, 11, 3, 1, 30, fold=1),), {}, {}),
+    "zoneinfo-datetime": (
+        describe,
+        (datetime.datetime(2024, 3, 9, 12, tzinfo=zoneinfo.ZoneInfo("America/New_York")),),
+        {},
+        {},
+    ),
+    "model-class": (describe, (GoldenUser,), {}, {}),
+    "list-of-model-type": (describe, (list[GoldenUser],), {}, {}),
+    "flag-zero": (describe, (Shade(0),), {}, {}),
+    "flag-combination": (describe, (Shade.LIGHT | Shade.DARK,), {}, {}),
+    "negative-nan": (describe, (-math.nan,), {}, {}),
+    "model-with-private-attribute": (describe, (_secretive("s3cret"),), {}, {}),
+    "complex": (describe, (complex(1.5, -2),), {}, {}),
+    "name-option": (extract, ("Jason is 25",), {}, {"name": "pinned.extract"}),
+    "no-code-fingerprint": (extract, ("Jason is 25",), {}, {"code_fingerprint": False}),
 }
 
 STABILITY_CALLS: dict[str, Call] = {
@@ -109,6 +170,9 @@ STABILITY_CALLS: dict[str, Call] = {
     "dict-of-sets": (describe, ({"x": {"p", "q", "r"}, "y": frozenset({"s", "t"})},), {}, {}),
     "strings": (describe, (["", "a", "héllo", "日本語", "\ud800", "a:b"],), {}, {}),
     "keywords-in-other-order": (extract, (), {"model": "m", "text": "t"}, {}),
+    "return-schema-with-set-defaults": (tag, ("t",), {}, {}),
+    "model-class-with-set-defaults": (describe, (Tagged,), {}, {}),
+    "model-with-set-defaults": (describe, (Tagged(),), {}, {}),
 }
 
 

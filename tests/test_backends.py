@@ -143,7 +143,7 @@ def test_pickled_row_is_a_miss_and_runs_no_code(tmp_path: Path) -> None:
     calls: list[str] = []
     backend = DiskCache(tmp_path / "cache")
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("calls",))
     def extract(text: str) -> UserDetail:
         calls.append(text)
         return UserDetail(name=text, age=2)

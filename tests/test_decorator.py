@@ -129,7 +129,7 @@ def test_exceptions_are_not_cached(flavour: Flavour, backend: Backend) -> None:
             raise ValueError("rate limited")
         return UserDetail(name=text, age=1)
 
-    cached = instructor_cache(backend)(flavour.define(flaky))
+    cached = instructor_cache(backend, ignore=("attempts",))(flavour.define(flaky))
     with pytest.raises(ValueError, match="rate limited"):
         flavour.run(cached("x"))
     assert flavour.run(cached("x")) == UserDetail(name="x", age=1)
@@ -145,7 +145,7 @@ def test_none_is_cached_as_a_value(flavour: Flavour, backend: Backend) -> None:
         calls.append(text)
         return None
 
-    cached = instructor_cache(backend)(flavour.define(find))
+    cached = instructor_cache(backend, ignore=("calls",))(flavour.define(find))
     assert flavour.run(cached("nobody")) is None
     assert flavour.run(cached("nobody")) is None
     assert calls == ["nobody"]
@@ -330,17 +330,27 @@ def test_cache_if_false_returns_without_storing(flavour: Flavour, backend: Backe
         calls.append(text)
         return [] if text == "empty" else [UserDetail(name=text, age=0)]
 
-    cached = instructor_cache(backend, cache_if=bool)(flavour.define(extract))
+    cached = instructor_cache(backend, cache_if=bool, ignore=("calls",))(flavour.define(extract))
     for _ in range(2):
         assert flavour.run(cached("empty")) == []
         assert flavour.run(cached("full")) == [UserDetail(name="full", age=0)]
     assert calls == ["empty", "full", "empty"]
 
 
-def test_sync_and_async_share_keys(llm: FakeLLM, backend: Backend) -> None:
-    """An entry written by the sync function is read by its async twin, and vice versa."""
-    sync_extract = make_extract(llm, Flavour("sync"), backend)
-    async_extract = make_extract(llm, Flavour("async"), backend)
+def test_sync_and_async_twins_without_code_fingerprint_share_keys(
+    llm: FakeLLM, backend: Backend
+) -> None:
+    """Given one ``name=`` and no code fingerprint, sync and async twins share entries."""
+    options: dict[str, Any] = {"name": "shared.extract", "code_fingerprint": False}
+
+    @instructor_cache(backend, **options)
+    def sync_extract(text: str) -> UserDetail:
+        return llm(text)
+
+    @instructor_cache(backend, **options)
+    async def async_extract(text: str) -> UserDetail:
+        return llm(text)
+
     assert sync_extract.cache_key("Hal is 8") == async_extract.cache_key("Hal is 8")
     sync_extract("Hal is 8")
     assert asyncio.run(async_extract("Hal is 8")) == UserDetail(name="Hal", age=8)

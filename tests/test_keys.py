@@ -105,8 +105,9 @@ class Plain:
 def canon(value: Any) -> Hashable:
     """Reference model of argument identity: tagged tuples, equal only for indistinguishable values.
 
-    Floats go by their hex (so ``-0.0`` is not ``0.0``), dicts and sets are
-    sorted, and anything else is its exact type plus its repr.
+    Floats go by their hex (so ``-0.0`` is not ``0.0``), dicts keep their
+    insertion order (a function iterating one sees it), sets are sorted (their
+    order means nothing), and anything else is its exact type plus its repr.
     """
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     if type(value) is float:
@@ -114,8 +115,7 @@ def canon(value: Any) -> Hashable:
     if type(value) in (list, tuple):
         return (kind, tuple(canon(item) for item in value))
     if type(value) is dict:
-        pairs = [(canon(k), canon(v)) for k, v in value.items()]
-        return (kind, tuple(sorted(pairs, key=repr)))
+        return (kind, tuple((canon(k), canon(v)) for k, v in value.items()))
     if type(value) in (set, frozenset):
         return (kind, tuple(sorted((canon(item) for item in value), key=repr)))
     return (kind, repr(value))
@@ -236,14 +236,18 @@ def test_positional_only_parameters_are_bound_like_the_call() -> None:
         extract_po.cache_key(text="a")
 
 
-def test_var_positional_and_var_keyword_arguments_are_keyed_by_value_not_order() -> None:
-    """``*args`` keep their order, ``**kwargs`` do not, and ``*args`` never match ``**kwargs``."""
+def test_var_positional_and_var_keyword_arguments_are_keyed_in_the_order_the_function_sees() -> (
+    None
+):
+    """``*args`` and ``**kwargs`` keep their order (the function sees it); they never match."""
 
     @instructor_cache
     def variadic(*parts: object, **options: object) -> Echo:
         return Echo(text=repr((parts, options)))
 
-    assert variadic.cache_key(x=1, y=2) == variadic.cache_key(y=2, x=1)
+    assert variadic.cache_key(x=1, y=2) != variadic.cache_key(y=2, x=1)
+    assert variadic(x=1, y=2) != variadic(y=2, x=1)
+    assert variadic.cache_key(x=1, y=2) == variadic.cache_key(**{"x": 1, "y": 2})
     assert variadic.cache_key("a", "b") != variadic.cache_key("b", "a")
     assert variadic.cache_key("a", "b") != variadic.cache_key(("a", "b"))
     assert variadic.cache_key("a") != variadic.cache_key(parts="a")
@@ -304,7 +308,10 @@ ENCODING_CASES = [
     ),
     pytest.param((1, (2, 3)), tuple(iter([1, (2, 3)])), (1, (3, 2)), id="tuple"),
     pytest.param(
-        {"a": 1, "b": [2]}, {"b": [2], "a": 1}, {"a": 1, "b": [3]}, id="dict-key-order-irrelevant"
+        {"a": 1, "b": [2]},
+        dict.fromkeys("ab") | {"a": 1, "b": [2]},
+        {"b": [2], "a": 1},
+        id="dict-in-order",
     ),
     pytest.param({"x", "y", "z"}, {"z", "y", "x"}, {"x", "y"}, id="set-order-irrelevant"),
     # 1 and 9 collide in a small set's table, so these two iterate in different orders.
@@ -719,7 +726,7 @@ def test_a_method_with_self_ignored_shares_results_across_instances() -> None:
     calls: list[str] = []
 
     class Service:
-        @instructor_cache(ignore=("self",))
+        @instructor_cache(ignore=("self", "calls"))
         def extract(self, text: str) -> UserDetail:
             calls.append(text)
             return UserDetail(name=text, age=0)
@@ -781,7 +788,7 @@ def test_calls_differing_only_in_an_ignored_argument_share_a_key_and_a_result() 
     """An ignored argument, even an unencodable one, does not reach the key."""
     calls: list[str] = []
 
-    @instructor_cache(ignore=("client",))
+    @instructor_cache(ignore=("client", "calls"))
     def extract_with(text: str, client: object) -> UserDetail:
         calls.append(text)
         return UserDetail(name=text, age=0)
@@ -868,7 +875,7 @@ def test_calls_whose_key_function_returns_equal_values_share_a_key_and_a_result(
     """The key function's value replaces the arguments: equal values, one entry."""
     calls: list[str] = []
 
-    @instructor_cache(key=lambda arguments: arguments["text"].lower())
+    @instructor_cache(key=lambda arguments: arguments["text"].lower(), ignore=("calls",))
     def extract_ci(text: str, model: str = "gpt-4o-mini") -> UserDetail:
         calls.append(text)
         return UserDetail(name=text.lower(), age=0)
@@ -1065,50 +1072,76 @@ def test_make_cache_key_takes_positional_arguments_alone() -> None:
 # literals: python -c "from tests import _golden_keys as g; g.print_keys()".
 # If GOLDEN_FINGERPRINT fails too, pydantic's JSON schema changed, not the key
 # format, and every user's entries are invalidated by that upgrade.
-GOLDEN_KEY_FORMAT = "instructor_cache/key/1"
+GOLDEN_KEY_FORMAT = "instructor_cache/key/2"
 GOLDEN_FINGERPRINT = "44c4abb428f291d700ca7a4f042bb7fd7010f715ed20ded2481a4021ed004e4c"
 _HEAD = "instructor_cache:instructor_cache_golden"
 GOLDEN_KEYS = {
     "str-default-model": f"{_HEAD}.extract:44c4abb4:"
-    "d80976cb896c57a89c50e09ad41fe9cc4db54d76d7e9862c4e7b8013eab2891d",
+    "85248ce8ea2950bafb017ca83d3753b3aea063fc386873b324369b233dc7ccfb",
     "str-explicit-model": f"{_HEAD}.extract:44c4abb4:"
-    "36b9a90f0cda46ca4f3669c433f3d0cce154d584c44be07bc8f6bac5a490cbda",
+    "40671b6772ca2907f06abc1dbfe4a718c23c9cf5e888dfd21db6dc9dcd211df7",
     "namespace-and-version": "team:instructor_cache_golden.extract:44c4abb4:v2:"
-    "d51bedd45c8ceb579da9603df96e078a17b5563da6f542a749fa7b74ffa96e7b",
+    "d3120064117960785182a3de2438564246efd1d4f1c1b987281c62e83d7731e4",
     "ignore-model": f"{_HEAD}.extract:44c4abb4:"
-    "71a3de0b9867823244a3f4088de670824af374a0aca3d2ea8206b24502225d37",
+    "ec76b8f56bbb17106dc922cf5e1b49061ac101106da9f430146972e393e57f60",
     "key-function": f"{_HEAD}.extract:44c4abb4:"
-    "349f11c26ebc68d5b2056eeb6caf8f77a5a2d8a538523dbcc71d949aa1fca3be",
+    "2b3cbd3eead661f2c092298419dfd5a9c9dc7a74b88974a52b280f9f87153678",
     "int": f"{_HEAD}.describe:44c4abb4:"
-    "78e05b390db868c6c7d16884d23137a54c6af4e8e68b35d6fb0f6bc3e1e0b7a0",
+    "43ddac1fb8f5bb73635a8a512bf26163cf716a73b0ad7547cd15732b12196495",
     "negative-big-int": f"{_HEAD}.describe:44c4abb4:"
-    "8ffcee050fd068af1eaf6e2df7a6f21759a65a793d1bb15833f3e8166d12d98a",
+    "1acbba728fb9a64645553393fe00a43ff25f5cdbe002e0a1d017e10c45c49fd5",
     "float": f"{_HEAD}.describe:44c4abb4:"
-    "f19ad335000e6d493247593122033dfadf620bcc1f9bb2c99824c62bc1d0c44b",
+    "02afad34712ff30a0b8b8d0f23f0dead5878a8b86b0f117bc33ce9aa981d6803",
     "negative-zero": f"{_HEAD}.describe:44c4abb4:"
-    "93223f352a409b871d30c9e0b67117d13e0ecdbc637cb9f7f3e957df461f14bc",
+    "ff8f50de9cf186082cbb6a1f6e4d6b5ff6ede07cda2c62d435618b75071a8541",
     "none": f"{_HEAD}.describe:44c4abb4:"
-    "03ba28c9d6aea30f7bfe6b2eb02a0a35c9c43a67f0c60de4351ed2ac26849092",
+    "19ce297d37c4a8f6a2c267af5c0ebbad1f26f11c56c00ef0354ea3498b5476ee",
     "bool-with-keyword-only": f"{_HEAD}.describe:44c4abb4:"
-    "bfa602d868fb6c0597717da145f0724d5790e50eb1f0738ed01bd3af3cf178f8",
+    "7246b16ee15294f252f86d991a8566865b4bbd31af827a6def00733cd3561dd4",
     "bytes": f"{_HEAD}.describe:44c4abb4:"
-    "1e82f1f8dea8fbb10004f8bbe7dc3774944d7bfd66b0dae77240bc5edac2c297",
+    "d71e80561d79f7fb7b46cd410d0a91044fd4e6be8a8c4e0f3c41cddd8f3e6609",
     "nested-dict-list": f"{_HEAD}.describe:44c4abb4:"
-    "0095a4af425c49aa8631b63b9729099d70b9d8e030e6015ea520893ecf62ecd8",
+    "b00b3d0f7947add4c63079855e69d93c34fa74ecd8863f85d26e8d8d47ef886e",
     "set": f"{_HEAD}.describe:44c4abb4:"
-    "5984d63b186810f67f4b2c199fa3baa30b1b6c456c9c6dca092c84bc2daa3fb6",
+    "52721e9d9321119caa7da6ae9e28c3d24ad81087bada4eb2fc3af2e20d12d49f",
     "aware-datetime": f"{_HEAD}.describe:44c4abb4:"
-    "54f52a93e0ed1a00f9ee9b34c4fd60f5f48d3df73428c5a64b8a4c3c21c3103b",
+    "99014b7bc639582d6c9eed7eb6af87ed43139ef16a2022f268ceb326aa51d2e6",
     "uuid": f"{_HEAD}.describe:44c4abb4:"
-    "0ac8dd227d937d51eef6740d3db207d619b59947a81885c5f6f0831db5157d45",
+    "af600c13a013c2e7e5f4ff4515bc23c47f7efce5f8812f4dd079a2ef44e5f171",
     "decimal": f"{_HEAD}.describe:44c4abb4:"
-    "ee1cb6701196b9957958c45f92b012c10841e5fb29b6d836c831e56aa1659b37",
+    "d8c0d9fabb6db97faacd235eeb4dc92df08bc9f8cc6832ca32eff676d5493788",
     "enum": f"{_HEAD}.describe:44c4abb4:"
-    "65193c02c38e6b2d3abd743b319e1b09346390ba93e3f5005765063543ab2d16",
+    "569f3b9aa46feede717f1c3a4091912d787902e0dbb84397ca6e315f2df601db",
     "model": f"{_HEAD}.describe:44c4abb4:"
-    "11c797673850c630b533fc8a0421c0d2d4239c71166f5adff3a3e86b712ea051",
+    "33b2bed0ba821c8208c50d8362e4ace5266e0bd31124f13cadce4038387061ff",
     "non-ascii-and-surrogate-str": f"{_HEAD}.describe:44c4abb4:"
-    "8e963105a23f26f1cf45df3513bd4610b23148fdf0799201742c523e16b99584",
+    "684c035b72769bbecd12ad15cab415946742b0926bfe7b833b5eca08236927c6",
+    "ordered-dict": f"{_HEAD}.describe:44c4abb4:"
+    "7da17d59e68684ba23eaabc82af3d39a3aa2d9e4826e231fd03e7423b88f4f5f",
+    "kwargs-in-call-order": f"{_HEAD}.with_options:44c4abb4:"
+    "10e629e87c4f3449c995a3d9acea42d1891fa47f2dd53225c9c091a37b6d7e14",
+    "naive-datetime-fold-1": f"{_HEAD}.describe:44c4abb4:"
+    "c647bb2f4e390dec28bd4a578a2fecd57f029d1883e6644712f247950fc3bfa5",
+    "zoneinfo-datetime": f"{_HEAD}.describe:44c4abb4:"
+    "a65a63b263dabca842d75ec8b69e2fdef1bfc7d4911911129279f81bf1c0c8ed",
+    "model-class": f"{_HEAD}.describe:44c4abb4:"
+    "94620f54f5e7108893ff102f4a8dec61340bf54feda03c58f9f108fb59591a62",
+    "list-of-model-type": f"{_HEAD}.describe:44c4abb4:"
+    "b009cc84a54e0ddf40875c227514679ceb0a7763872721861369180929c2eb4c",
+    "flag-zero": f"{_HEAD}.describe:44c4abb4:"
+    "ef1e3fac13426915c9ef7c67b6e52b6172e4d32aad7e29c33ee18ee2560c87bb",
+    "flag-combination": f"{_HEAD}.describe:44c4abb4:"
+    "09b2ab101cb0020298915b87615324df417953bb2f1ca6b1ab78076551f8f637",
+    "negative-nan": f"{_HEAD}.describe:44c4abb4:"
+    "e99bcae655ad984e19291656e8d41e4f0b59f6ee45c7af6c6c207e3b345b80d6",
+    "model-with-private-attribute": f"{_HEAD}.describe:44c4abb4:"
+    "696e5e68b1b0aaed248e7f6151b78ffffaf56da0ecfade126d16d6645d5bb088",
+    "complex": f"{_HEAD}.describe:44c4abb4:"
+    "7decd310f6781b1ec2d35f2bf9dbffaf9c8a89d848d12c14ec82283c29cc58db",
+    "name-option": "instructor_cache:pinned.extract:44c4abb4:"
+    "c0b24c3f137682246a41651e44ec6b4eaa27d3afe63680a77103dbb7f73282b1",
+    "no-code-fingerprint": f"{_HEAD}.extract:44c4abb4:"
+    "cff75be1cdafd34295f8422d09a96204760363046b004b8b9418a410e3af85ac",
 }
 
 
