@@ -1,0 +1,337 @@
+"""Regressions: two calls share a key only if the function would see indistinguishable inputs.
+
+Each test here is a case that once shared a key (and so returned another
+call's result), or crashed, on an earlier main.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import enum
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, PrivateAttr, create_model
+
+from instructor_cache import DiskCache, MemoryCache, instructor_cache
+from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
+from tests.conftest import UserDetail
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Echo(BaseModel):
+    text: str
+
+
+@instructor_cache
+def show(value: object) -> Echo:
+    """Returns what the function sees of its argument: its repr and its iteration order."""
+    order = list(value) if isinstance(value, dict) else None
+    return Echo(text=repr((value, order)))
+
+
+def test_ordered_dicts_in_another_order_get_distinct_keys_and_results() -> None:
+    """The function sees an OrderedDict's order (and it compares by it): no shared key."""
+    first = collections.OrderedDict([("a", 1), ("b", 2)])
+    second = collections.OrderedDict([("b", 2), ("a", 1)])
+    assert show.cache_key(first) != show.cache_key(second)
+    assert show(first) != show(second)
+
+
+def test_plain_dicts_in_another_order_get_distinct_keys() -> None:
+    """A dict's iteration order is visible to the function too, so it is part of the key."""
+    assert show({"a": 1, "b": 2}) != show({"b": 2, "a": 1})
+    assert show.cache_key({"a": 1, "b": 2}) == show.cache_key(dict([("a", 1), ("b", 2)]))  # noqa: C406
+
+
+def test_keyword_arguments_gathered_by_kwargs_keep_their_order() -> None:
+    """``f(a=1, b=2)`` and ``f(b=2, a=1)`` pass ``**kwargs`` in another order; named ones do not."""
+
+    @instructor_cache
+    def build(text: str, **options: int) -> Echo:
+        return Echo(text=f"{text}:{list(options)}")
+
+    assert build("t", a=1, b=2) == Echo(text="t:['a', 'b']")
+    assert build("t", b=2, a=1) == Echo(text="t:['b', 'a']")
+
+    @instructor_cache
+    def named(a: int, b: int) -> Echo:
+        return Echo(text=f"{a}{b}")
+
+    assert named.cache_key(a=1, b=2) == named.cache_key(b=2, a=1)
+
+
+def test_naive_datetimes_differing_only_in_fold_get_distinct_keys() -> None:
+    """The repeated hour at a DST change: fold=0 and fold=1 compare equal but are not the same."""
+    first = datetime.datetime(2024, 11, 3, 1, 30)
+    second = first.replace(fold=1)
+    assert first == second
+    assert show.cache_key(first) != show.cache_key(second)
+    assert show.cache_key(first.time()) != show.cache_key(second.time())
+
+
+def test_model_classes_made_by_create_model_with_one_name_get_distinct_results() -> None:
+    """``response_model=`` classes of one name but other fields never share a key."""
+    first = create_model("Result", answer=(int, ...))
+    second = create_model("Result", answer=(str, ...), note=(str, ""))
+
+    @instructor_cache
+    def extract(text: str, response_model: type[BaseModel]) -> Echo:
+        return Echo(text=f"{text}:{sorted(response_model.model_fields)}")
+
+    assert extract.cache_key("t", first) != extract.cache_key("t", second)
+    assert extract("t", first) == Echo(text="t:['answer']")
+    assert extract("t", second) == Echo(text="t:['answer', 'note']")
+    assert extract.cache_key("t", list[first]) != extract.cache_key("t", list[second])  # type: ignore[valid-type]
+
+
+def test_a_class_that_its_import_path_does_not_lead_to_is_refused_naming_the_parameter() -> None:
+    """Two local classes share a qualified name: without a schema, nothing tells them apart."""
+
+    def make() -> type:
+        class Local:
+            pass
+
+        return Local
+
+    @instructor_cache
+    def use(kind: type) -> Echo:
+        return Echo(text=kind.__qualname__)
+
+    with pytest.raises(UnencodableArgumentError, match="'kind'") as caught:
+        use(make())
+    assert caught.value.parameter == "kind"
+    assert use(collections.OrderedDict) == Echo(text="OrderedDict")  # importable: keyed by path
+
+
+def test_models_differing_only_in_a_private_attribute_get_distinct_keys() -> None:
+    """A PrivateAttr is state the function can read: it joins the key, as argument and as self."""
+
+    class Prompt(BaseModel):
+        text: str
+        _style: str = PrivateAttr("plain")
+
+        @instructor_cache
+        def render(self) -> Echo:
+            return Echo(text=f"{self._style}:{self.text}")
+
+    plain, fancy = Prompt(text="hi"), Prompt(text="hi")
+    fancy._style = "fancy"
+    assert show.cache_key(plain) != show.cache_key(fancy)
+    assert plain.render() == Echo(text="plain:hi")
+    assert fancy.render() == Echo(text="fancy:hi")
+
+
+def test_flag_members_without_a_name_are_encoded_by_value() -> None:
+    """``Flag(0)`` has no name on some Pythons: it is keyed by its value, not a bare TypeError."""
+
+    class Shade(enum.Flag):
+        LIGHT = 1
+        DARK = 2
+
+    keys = {show.cache_key(member) for member in (Shade(0), Shade.LIGHT, Shade.LIGHT | Shade.DARK)}
+    assert len(keys) == 3
+
+
+def test_nan_and_negative_nan_get_distinct_keys() -> None:
+    """``math.copysign`` tells them apart, so the key does too."""
+    assert math.copysign(1, -math.nan) != math.copysign(1, math.nan)
+    assert show.cache_key(math.nan) != show.cache_key(-math.nan)
+    assert show.cache_key(math.nan) == show.cache_key(float("nan"))
+
+
+def test_deeply_nested_acyclic_arguments_are_keyed_and_cycles_are_named() -> None:
+    """Nesting depth is no limit (10,000 levels); a structure containing itself is refused."""
+    deep: list[Any] = []
+    for _ in range(10_000):
+        deep = [deep]
+    other: list[Any] = []
+    for _ in range(9_999):
+        other = [other]
+    assert show.cache_key(deep) != show.cache_key(other)
+    shared = [1]
+    assert show.cache_key([shared, shared]) == show.cache_key([[1], [1]])  # not a cycle
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(UnencodableArgumentError, match="contains itself"):
+        show.cache_key(cyclic)
+
+
+def test_a_closure_reads_its_captured_values_at_call_time() -> None:
+    """A captured list filled after decorating changes the key: no stale result."""
+    examples: list[str] = []
+
+    @instructor_cache
+    def extract(text: str) -> Echo:
+        return Echo(text=f"{text}:{examples}")
+
+    assert extract("t") == Echo(text="t:[]")
+    examples.append("one example")
+    assert extract("t") == Echo(text="t:['one example']")
+
+
+def test_one_closures_cache_clear_leaves_its_siblings_entries() -> None:
+    """Two closures from one factory on a shared backend: clearing one keeps the other's."""
+    backend = MemoryCache()
+    calls: list[str] = []
+
+    def make_extractor(language: str) -> Any:
+        @instructor_cache(backend, ignore=("calls",))
+        def extract(text: str) -> Echo:
+            calls.append(language)
+            return Echo(text=f"[{language}] {text}")
+
+        return extract
+
+    french, german = make_extractor("French"), make_extractor("German")
+    french("hi"), german("hi")
+    french.cache_clear()
+    assert german("hi") == Echo(text="[German] hi")
+    assert french("hi") == Echo(text="[French] hi")
+    assert calls == ["French", "German", "French"]
+
+
+def test_a_bound_method_decorated_directly_is_keyed_by_its_instance_at_call_time() -> None:
+    """``instructor_cache(obj.method)`` sees the instance as it is at each call."""
+
+    class Extractor(BaseModel):
+        prompt: str
+
+        def extract(self, text: str) -> Echo:
+            return Echo(text=f"{self.prompt}:{text}")
+
+    extractor = Extractor(prompt="v1")
+    extract = instructor_cache(extractor.extract)
+    assert extract("t") == Echo(text="v1:t")
+    extractor.prompt = "v2"
+    assert extract("t") == Echo(text="v2:t")
+
+
+def test_ignore_may_name_a_captured_variable() -> None:
+    """A counter the function appends to would change the key at every call unless ignored."""
+    calls: list[str] = []
+
+    @instructor_cache(ignore=("calls",))
+    def extract(text: str) -> Echo:
+        calls.append(text)
+        return Echo(text=text)
+
+    extract("a"), extract("a")
+    assert calls == ["a"]
+    with pytest.raises(ConfigurationError, match="captures"):
+        instructor_cache(ignore=("nothing",))(extract.__wrapped__)
+
+
+def test_name_pins_the_identity_in_the_key() -> None:
+    """Functions of other names given one ``name=`` (and the same code) share entries."""
+    backend = MemoryCache()
+
+    def first(text: str) -> Echo:
+        return Echo(text=text)
+
+    def second(text: str) -> Echo:
+        return Echo(text=text)
+
+    old = instructor_cache(backend, name="app.extract")(first)
+    new = instructor_cache(backend, name="app.extract")(second)
+    assert old.cache_key("t") == new.cache_key("t")
+    assert old.cache_key("t").startswith("instructor_cache:app.extract:")
+    assert instructor_cache(backend)(first).cache_key("t") != old.cache_key("t")
+
+
+@pytest.mark.parametrize("name", ["", "a:b", "a b", "a~b", "x@2", 3])
+def test_a_name_that_would_break_the_key_layout_is_refused(name: object) -> None:
+    """A name is one readable segment of the key: no separators, no spaces, not empty."""
+    with pytest.raises(ConfigurationError, match="name"):
+        instructor_cache(name=name)  # type: ignore[call-overload]
+
+
+SCRIPT = """
+import json, sys
+from pydantic import BaseModel
+from instructor_cache import DiskCache, instructor_cache
+
+class Out(BaseModel):
+    text: str
+
+@instructor_cache(DiskCache(sys.argv[1]))
+def run(text: str) -> Out:
+    return Out(text=text + " from " + {origin!r})
+
+if __name__ == "__main__":
+    print(json.dumps([run("x").text, run.cache_key("x")]))
+"""
+
+
+def _run(*args: str, cwd: Path) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_two_scripts_defining_run_never_read_each_others_results(tmp_path: Path) -> None:
+    """``python a.py`` and ``python b.py`` are not both ``__main__.run`` on one disk cache."""
+    cache = str(tmp_path / "cache")
+    for origin in ("a", "b"):
+        (tmp_path / f"{origin}.py").write_text(SCRIPT.format(origin=origin))
+    first_text, first_key = _run("a.py", cache, cwd=tmp_path)
+    second_text, second_key = _run("b.py", cache, cwd=tmp_path)
+    assert (first_text, second_text) == ("x from a", "x from b")
+    assert first_key.startswith("instructor_cache:a.run:")
+    assert second_key.startswith("instructor_cache:b.run:")
+
+
+def test_a_script_and_an_import_of_it_share_keys(tmp_path: Path) -> None:
+    """A cache warmed by ``python tool.py`` is read when the tests import ``tool``."""
+    cache = str(tmp_path / "cache")
+    (tmp_path / "tool.py").write_text(SCRIPT.format(origin="tool"))
+    _, script_key = _run("tool.py", cache, cwd=tmp_path)
+    importer = textwrap.dedent(
+        """
+        import json, sys
+        import tool
+        print(json.dumps([tool.run("x").text, tool.run.cache_key("x"),
+                          tool.run.cache_info().hits]))
+        """
+    )
+    text, imported_key, hits = _run("-c", importer, cache, cwd=tmp_path)
+    assert imported_key == script_key
+    assert (text, hits) == ("x from 'tool'".replace("'", ""), 1)
+
+
+def test_a_package_module_run_as_a_script_is_named_by_its_package(tmp_path: Path) -> None:
+    """``python pkg/tool.py`` and ``python -m pkg.tool`` name the function ``pkg.tool.run``."""
+    cache = str(tmp_path / "cache")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tool.py").write_text(SCRIPT.format(origin="tool"))
+    _, by_path = _run(str(package / "tool.py"), cache, cwd=tmp_path)
+    _, by_module = _run("-m", "pkg.tool", cache, cwd=tmp_path)
+    assert by_path == by_module
+    assert by_path.startswith("instructor_cache:pkg.tool.run:")
+
+
+def test_disk_entries_of_a_function_survive_only_under_the_same_identity(tmp_path: Path) -> None:
+    """The same function through two DiskCaches on one directory shares its entries."""
+    calls: list[str] = []
+
+    def extract(text: str) -> UserDetail:
+        calls.append(text)
+        return UserDetail(name=text, age=1)
+
+    one = instructor_cache(DiskCache(tmp_path), ignore=("calls",))(extract)
+    two = instructor_cache(DiskCache(tmp_path), ignore=("calls",))(extract)
+    one("a"), two("a")
+    assert calls == ["a"]
