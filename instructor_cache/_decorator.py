@@ -215,9 +215,9 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
         value = call(*args, **kwargs)
         text = encode(value, time.perf_counter() - started)
         if text is not None:
-            store.set(key, text, memo.ttl)
-        elif replacing:
-            store.delete(key)  # a refresh that stores nothing must not leave the old entry
+            store.set(key, text, memo.ttl, explicit=replacing)
+        elif replacing:  # a refresh that stores nothing must not leave the old entry
+            store.delete(key, explicit=True)
         return value
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -234,7 +234,7 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
         return fill(key, fn, args, kwargs, False)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
-        removed = store.delete(make_key(args, kwargs))
+        removed = store.invalidate(make_key(args, kwargs))
         below = invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
 
@@ -257,9 +257,9 @@ def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
         value = await call(*args, **kwargs)
         text = encode(value, time.perf_counter() - started)
         if text is not None:
-            await store.aset(key, text, memo.ttl)
-        elif replacing:
-            await store.adelete(key)  # a refresh that stores nothing must not leave the old entry
+            await store.aset(key, text, memo.ttl, explicit=replacing)
+        elif replacing:  # a refresh that stores nothing must not leave the old entry
+            await store.adelete(key, explicit=True)
         return value
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -276,7 +276,7 @@ def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
         return await fill(key, fn, args, kwargs, False)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
-        removed = await store.adelete(make_key(args, kwargs))
+        removed = await store.ainvalidate(make_key(args, kwargs))
         below = await invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
 

@@ -22,7 +22,7 @@ from instructor_cache._stats import Stats
 
 if TYPE_CHECKING:  # only for annotations: backends/ itself imports this module
     from instructor_cache.backends._protocol import Backend
-from instructor_cache.errors import ConfigurationError, CorruptEntryError
+from instructor_cache.errors import BackendError, ConfigurationError, CorruptEntryError
 
 __all__ = ["UNKNOWN", "FailOpen", "RateLimitedLog", "Unknown", "logger"]
 
@@ -170,29 +170,63 @@ class FailOpen:
             breaker.succeeded()
         return text
 
-    def set(self, key: str, value: str, ttl: float | None) -> None:
-        if not self._skipped("set"):
+    # ``explicit``: a write the user asked for (refresh), which goes to the
+    # backend even while the breaker is open, paying its timeout at most.
+    def set(self, key: str, value: str, ttl: float | None, *, explicit: bool = False) -> None:
+        if explicit or not self._skipped("set"):
             with self._guard("set"):
                 self.backend.set(key, value, ttl)
 
-    async def aset(self, key: str, value: str, ttl: float | None) -> None:
-        if not self._skipped("set"):
+    async def aset(
+        self, key: str, value: str, ttl: float | None, *, explicit: bool = False
+    ) -> None:
+        if explicit or not self._skipped("set"):
             with self._guard("set"):
                 await self.backend.aset(key, value, ttl)
 
-    def delete(self, key: str) -> bool:
+    def delete(self, key: str, *, explicit: bool = False) -> bool:
         deleted = False
-        if not self._skipped("delete"):
+        if explicit or not self._skipped("delete"):
             with self._guard("delete"):
                 deleted = bool(self.backend.delete(key))
         return deleted
 
-    async def adelete(self, key: str) -> bool:
+    async def adelete(self, key: str, *, explicit: bool = False) -> bool:
         deleted = False
-        if not self._skipped("delete"):
+        if explicit or not self._skipped("delete"):
             with self._guard("delete"):
                 deleted = bool(await self.backend.adelete(key))
         return deleted
+
+    def invalidate(self, key: str) -> bool:
+        """Delete ``key`` whatever the breaker says; raise ``BackendError`` if that failed.
+
+        A caller who invalidates an entry relies on it being gone: a silent
+        ``False`` would leave a bad answer in place.
+        """
+        try:
+            deleted = bool(self.backend.delete(key))
+        except Exception as exc:  # any backend failure is reported the same way
+            raise self._unreachable("invalidate", exc) from exc
+        self.succeeded()
+        return deleted
+
+    async def ainvalidate(self, key: str) -> bool:
+        try:
+            deleted = bool(await self.backend.adelete(key))
+        except Exception as exc:
+            raise self._unreachable("invalidate", exc) from exc
+        self.succeeded()
+        return deleted
+
+    def _unreachable(self, operation: str, exc: Exception) -> BackendError:
+        if self._breaker is not None:
+            self._breaker.failed()
+        self._stats.error()
+        return BackendError(
+            f"{operation} on {self.backend!r} failed for {self._name}, so the entry may "
+            f"still be there: {type(exc).__name__}: {exc}"
+        )
 
     def clear(self) -> None:
         if not self._skipped("clear"):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from instructor_cache import CircuitBreaker, DiskCache, instructor_cache
-from instructor_cache.errors import ConfigurationError
+from instructor_cache.errors import BackendError, ConfigurationError
 from tests.conftest import Clock, FakeLLM, UserDetail
 
 
@@ -115,14 +115,15 @@ def test_failing_backend_falls_back_for_async_functions(llm: FakeLLM) -> None:
     assert extract.cache_info().errors == 6
 
 
-def test_invalidate_and_clear_fail_open() -> None:
-    """invalidate() and cache_clear() on a dead backend count an error instead of raising."""
+def test_invalidate_on_a_dead_backend_says_so_and_clear_fails_open() -> None:
+    """invalidate() raises BackendError (the entry may remain); cache_clear() counts an error."""
 
     @instructor_cache(BrokenBackend())
     def extract(text: str) -> UserDetail:
         return UserDetail(name=text, age=0)
 
-    assert extract.invalidate("x") is False
+    with pytest.raises(BackendError, match=r"invalidate.*may still be there"):
+        extract.invalidate("x")
     assert extract.cache_info().errors == 1
     extract.cache_clear()  # logged and absorbed; it resets the statistics as functools' does
     assert extract.cache_info().errors == 0
@@ -297,3 +298,50 @@ def test_breaker_rejects_nonsense_settings(failures: int, cooldown: float) -> No
     """A breaker that could never close or never open is a configuration error."""
     with pytest.raises(ConfigurationError):
         CircuitBreaker(failures=failures, cooldown=cooldown)
+
+
+class SwitchableBackend(DictBackend):
+    """A backend that fails while ``down`` is set, so its breaker can be opened at will."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.deletes = 0
+
+    def get(self, key: str) -> str | None:
+        if self.down:
+            raise ConnectionError("down")
+        return super().get(key)
+
+    def delete(self, key: str) -> bool:
+        self.deletes += 1
+        return super().delete(key)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_refresh_and_invalidate_reach_the_backend_while_its_breaker_is_open(flavour: str) -> None:
+    """Explicit calls are not skipped by an open breaker: the entry is replaced, then removed."""
+    backend = SwitchableBackend()
+    backend.circuit_breaker = CircuitBreaker(failures=1, cooldown=60)  # type: ignore[attr-defined]
+    answers = iter(["old", "other", "new"])
+
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=next(answers), age=0)
+
+    async def extract_async(text: str) -> UserDetail:
+        return extract(text)
+
+    cached = instructor_cache(backend)(extract if flavour == "sync" else extract_async)
+
+    def run(result: Any) -> Any:
+        return asyncio.run(result) if asyncio.iscoroutine(result) else result
+
+    run(cached("x"))
+    key = cached.cache_key("x")
+    backend.down = True
+    run(cached("y"))  # the failed read opens the breaker
+    assert backend.circuit_breaker.is_open  # type: ignore[attr-defined]
+    assert run(cached.refresh("x")) == UserDetail(name="new", age=0)
+    assert "new" in backend.data[key]
+    assert run(cached.invalidate("x")) is True
+    assert key not in backend.data
