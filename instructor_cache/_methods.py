@@ -117,7 +117,9 @@ class BoundCachedMethod:
         owner = self.__self__ if isinstance(self.__self__, type) else type(self.__self__)
         for klass in owner.__mro__:
             for name, attribute in vars(klass).items():
-                if isinstance(attribute, CachedMethod) and attribute.wrapper is self._wrapper:
+                # @classmethod above @instructor_cache: the class holds the classmethod.
+                found = attribute.__func__ if isinstance(attribute, classmethod) else attribute
+                if isinstance(found, CachedMethod) and found.wrapper is self._wrapper:
                     return (getattr, (self.__self__, name))
         raise TypeError(f"cannot pickle {self!r}: its method is not an attribute of {owner!r}")
 

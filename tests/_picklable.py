@@ -29,3 +29,8 @@ class Extractor(BaseModel):
     @classmethod
     def describe(cls, text: str) -> Shout:
         return Shout(text=f"{cls.__name__}:{text}")
+
+    @classmethod
+    @instructor_cache
+    def describe_below(cls, text: str) -> Shout:
+        return Shout(text=f"{cls.__name__}/{text}")
