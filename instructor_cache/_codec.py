@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import (
-    BaseModel,
     PydanticSchemaGenerationError,
     PydanticUserError,
     TypeAdapter,
@@ -28,6 +27,7 @@ from pydantic import (
 from pydantic.errors import PydanticInvalidForJsonSchema
 from typing_extensions import TypedDict
 
+from instructor_cache._sameness import one_shot_inside, same_data
 from instructor_cache._schema import adapter_fingerprint
 from instructor_cache.errors import UncacheableFunctionError
 
@@ -102,9 +102,20 @@ class Codec(Generic[R]):
         and computed fields (left out) readable by ``decode``. Whatever still
         cannot round-trip (a field excluded from dumps, a subclass instance
         where the annotation names its base, a NaN) is caught here by reading
-        the text back and comparing, on the write, where the cost is
-        negligible next to the call that produced the value.
+        the text back and comparing strictly (``same_data``), on the write,
+        where the cost is negligible next to the call that produced the value.
+        An iterator or stream is refused before anything is dumped, since
+        dumping it would consume it and hand the caller an empty one.
         """
+        try:
+            one_shot = one_shot_inside(value)
+        except Exception as exc:
+            raise EncodeError(_describe(exc)) from exc
+        if one_shot is not None:
+            raise EncodeError(
+                f"it is or holds a one-shot {type(one_shot).__name__} (an iterator, stream or "
+                "awaitable), which storing would consume. Return a list or a model instead"
+            )
         try:
             dumped = self._adapter.dump_json(value, by_alias=True, round_trip=True, warnings=False)
             text = '{"v":%d,"created":%r,"duration":%r,"value":%s}' % (  # noqa: UP031  (fastest exact float text)
@@ -134,36 +145,6 @@ class Codec(Generic[R]):
         except Exception as exc:
             raise DecodeError(_describe(exc)) from exc
         return envelope["value"], envelope["duration"]
-
-
-def same_data(original: Any, reread: Any) -> bool:
-    """Whether ``reread`` holds exactly the data of ``original``, as the same kinds of values.
-
-    Equality alone is too loose (``1 == 1.0 == True``) and pydantic's is too
-    strict for one real case: instructor returns an instance of a subclass it
-    made of the annotated model, with the same fields (plus private ones such
-    as ``_raw_response``). Such an instance reads back as the annotated class
-    with equal fields, which is what the annotation promised.
-    """
-    if isinstance(original, BaseModel) and isinstance(reread, BaseModel):
-        cls = type(reread)
-        if type(original) is cls:
-            return original == reread
-        return (
-            isinstance(original, cls)
-            and type(original).model_fields.keys() == cls.model_fields.keys()
-            and all(same_data(getattr(original, n), getattr(reread, n)) for n in cls.model_fields)
-            and original.__pydantic_extra__ == reread.__pydantic_extra__
-        )
-    if type(original) is not type(reread):
-        return False
-    if isinstance(original, (list, tuple)):
-        return len(original) == len(reread) and all(map(same_data, original, reread))
-    if isinstance(original, dict):
-        return original.keys() == reread.keys() and all(
-            same_data(value, reread[key]) for key, value in original.items()
-        )
-    return bool(original == reread)
 
 
 def _reject_unstorable(return_type: Any, where: str) -> None:

@@ -22,6 +22,7 @@ from instructor_cache._stats import CacheInfo
 from instructor_cache.backends._protocol import Backend, check_backend
 from instructor_cache.backends._ttl import TTL
 from instructor_cache.backends.memory import MemoryCache
+from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
 
 __all__ = [
     "AsyncCachedFunction",
@@ -151,6 +152,7 @@ def instructor_cache(backend: Any = None, **options: Any) -> Any:
     the function's code, or a constant it reads, makes new keys).
     """
     parsed = Options.parse(options)
+    _reject_backend_class(backend)
     if _is_decoratable(backend):  # @instructor_cache, or instructor_cache(fn, **options)
         return _decorate(backend, None, parsed)
     if backend is not None:
@@ -168,7 +170,33 @@ def _is_decoratable(obj: object) -> bool:
     return callable(obj) and not callable(getattr(obj, "get", None))
 
 
+def _reject_backend_class(obj: object) -> None:
+    """A backend class passed for an instance would be used as one and never store a thing."""
+    if isinstance(obj, type) and callable(getattr(obj, "get", None)):
+        name = obj.__qualname__
+        raise ConfigurationError(
+            f"instructor_cache() was given the class {name}, not a backend: pass an instance, "
+            f"e.g. @instructor_cache({name}(...))"
+        )
+
+
+def _reject_nameless(fn: object) -> None:
+    """A callable with no qualified name (a partial, a callable object) has nothing to key by."""
+    if isinstance(fn, functools.partial):
+        raise UncacheableFunctionError(
+            f"cannot cache the functools.partial {fn!r}: it has no name to key its entries by. "
+            "Decorate the underlying function and pass the bound arguments at each call, or "
+            "define a named function that calls it"
+        )
+    if not isinstance(getattr(fn, "__qualname__", None), str):
+        raise UncacheableFunctionError(
+            f"cannot cache {fn!r}: it has no __qualname__ to key its entries by. Decorate a "
+            "function or method defined with def"
+        )
+
+
 def _decorate(fn: Any, backend: Backend | None, options: Options) -> Any:
+    _reject_nameless(fn)
     if isinstance(fn, classmethod):
         # @instructor_cache above @classmethod: bind the class ourselves, which
         # also works where classmethod no longer chains descriptors (3.13+).

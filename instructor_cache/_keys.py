@@ -249,7 +249,15 @@ class KeyBuilder:
     def _encode_arguments(self, arguments: dict[str, Any]) -> str:
         if self._key_function is not None:
             chosen = {name: arguments[name] for name in self._keyed}
-            result = self._key_function(chosen)
+            try:
+                result = self._key_function(chosen)
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise UnencodableArgumentError(
+                    f"the key function of {self._name}() raised {type(exc).__name__}: {exc}. "
+                    f"key= receives one dict of the arguments by parameter name, defaults "
+                    f"applied (here with keys {list(chosen)}), e.g. key=lambda args: "
+                    'args["text"]'
+                ) from exc
             try:
                 return encode(result)
             except Unencodable as exc:

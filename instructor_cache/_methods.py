@@ -6,6 +6,11 @@ function whose first parameter is ``self`` or ``cls`` is therefore wrapped
 in ``CachedMethod``, whose ``__get__`` binds the instance into ``__call__``,
 ``cache_key``, ``invalidate`` and ``refresh``. Plain functions stay plain
 functions, so their hits pay for no extra frame.
+
+Both pickle and copy by reference, as methods and ``functools.lru_cache``
+wrappers do: a ``CachedMethod`` as the attribute of its class, a bound one as
+``getattr(instance, name)``, so ``ProcessPoolExecutor().map(obj.extract,
+texts)`` sends the instance by value and the cached method by name.
 """
 
 from __future__ import annotations
@@ -48,6 +53,18 @@ class CachedMethod(staticmethod):  # type: ignore[type-arg]
         )
         self._wrapper = wrapper
         self._binds_owner = binds_owner
+        self._owner: tuple[type, str] | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._owner = (owner, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._owner is None:
+            raise TypeError(
+                f"cannot pickle {self!r}: it was not defined in a class body, so it has no "
+                "name to be found by"
+            )
+        return (_class_attribute, self._owner)
 
     @property
     def wrapper(self) -> Callable[..., Any]:
@@ -91,7 +108,20 @@ class BoundCachedMethod:
         return self._wrapper.refresh(self.__self__, *args, **kwargs)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_wrapper":  # not set yet (an object being unpickled): no endless lookup
+            raise AttributeError(name)
         return getattr(self._wrapper, name)  # cache_info, cache_clear, __wrapped__, __name__...
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Bound to a class (a cached classmethod), or to an instance of one.
+        owner = self.__self__ if isinstance(self.__self__, type) else type(self.__self__)
+        for klass in owner.__mro__:
+            for name, attribute in vars(klass).items():
+                # @classmethod above @instructor_cache: the class holds the classmethod.
+                found = attribute.__func__ if isinstance(attribute, classmethod) else attribute
+                if isinstance(found, CachedMethod) and found.wrapper is self._wrapper:
+                    return (getattr, (self.__self__, name))
+        raise TypeError(f"cannot pickle {self!r}: its method is not an attribute of {owner!r}")
 
     @property
     def __signature__(self) -> inspect.Signature:
@@ -101,3 +131,8 @@ class BoundCachedMethod:
 
     def __repr__(self) -> str:
         return f"<bound cached method {self._wrapper.__qualname__} of {self.__self__!r}>"
+
+
+def _class_attribute(owner: type, name: str) -> Any:
+    """A class's own attribute, without ``__get__``: how a ``CachedMethod`` is unpickled."""
+    return vars(owner)[name]

@@ -6,7 +6,10 @@ import itertools
 import threading
 from typing import NamedTuple
 
-__all__ = ["CacheInfo", "Stats"]
+__all__ = ["MAX_DURATION", "CacheInfo", "Stats"]
+
+MAX_DURATION = 86400.0
+"""The most one hit counts as saved (a day): no real call takes longer."""
 
 
 class CacheInfo(NamedTuple):
@@ -61,6 +64,10 @@ class Stats:
 
     def hit(self, duration: float) -> None:
         next(self._hits)
+        # A stored duration is only as trustworthy as the store: one planted
+        # entry saying NaN, inf or -1e308 must not make the total meaningless.
+        if not 0.0 <= duration <= MAX_DURATION:  # also true for NaN
+            duration = min(duration, MAX_DURATION) if duration > 0.0 else 0.0
         self.time_saved += duration
 
     def miss(self) -> None:

@@ -7,14 +7,17 @@ import datetime
 import enum
 import logging
 import uuid
+import zoneinfo
 from decimal import Decimal
 from typing import Any, Literal, Optional, Union
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, Json, computed_field
+from pydantic_core import TzInfo
 
 from instructor_cache import instructor_cache
 from instructor_cache._codec import Codec, DecodeError, EncodeError
+from instructor_cache._sameness import same_data
 from instructor_cache.errors import UncacheableFunctionError
 
 
@@ -258,3 +261,115 @@ def test_wrong_return_type_is_not_cached() -> None:
     assert extract("x") == {"street": "s", "cityName": "c"}
     assert extract("x") == {"street": "s", "cityName": "c"}
     assert len(calls) == 2
+
+
+class Level(str, enum.Enum):
+    HIGH = "high"
+
+
+class Point(BaseModel):
+    x: float
+    _note: str = "private"
+
+
+def point(x: Any, note: str = "private") -> Point:
+    made = Point(x=0.5)
+    made.x, made._note = x, note  # no validate_assignment: kept as given
+    return made
+
+
+UTC, NEW_YORK = datetime.timezone.utc, zoneinfo.ZoneInfo("America/New_York")
+NOON = datetime.datetime(2024, 3, 9, 12)  # a naive wall time, zoned by each case
+CEST = datetime.timezone(datetime.timedelta(hours=2), "CEST")
+
+
+@pytest.mark.parametrize(
+    ("original", "reread", "same"),
+    [
+        (1, 1.0, False),
+        (True, 1, False),
+        (-0.0, 0.0, False),
+        (float("nan"), float("nan"), True),
+        (Decimal("1.0"), Decimal("1.00"), False),
+        (Decimal("1.0"), Decimal("1.0"), True),
+        (b"a", "a", False),
+        ((1, 2), [1, 2], False),
+        ({1: "x"}, {"1": "x"}, False),
+        ({1.0: "x"}, {1: "x"}, False),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, False),
+        ({1}, {1.0}, False),
+        ({1.5, "a"}, {"a", 1.5}, True),
+        (frozenset({"a"}), {"a"}, False),
+        (Level.HIGH, "high", False),
+        ([Level.HIGH], [Level.HIGH], True),
+        (NOON.replace(tzinfo=NEW_YORK), NOON.replace(tzinfo=TzInfo(-5 * 3600)), False),
+        (NOON.replace(tzinfo=NEW_YORK), NOON.replace(tzinfo=NEW_YORK), True),
+        (NOON.replace(tzinfo=UTC), NOON.replace(tzinfo=TzInfo(0)), True),
+        (NOON.replace(tzinfo=CEST), NOON.replace(tzinfo=TzInfo(7200)), False),
+        (NOON.replace(fold=1), NOON, False),
+        (NOON.replace(tzinfo=UTC), NOON, False),
+        (datetime.time(9, tzinfo=UTC), datetime.time(9, tzinfo=TzInfo(0)), True),
+        (point(3), point(3.0), False),
+        (point(3.0, note="set by the function"), point(3.0), True),
+        ({"p": [point(-0.0)]}, {"p": [point(0.0)]}, False),
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_same_data_tells_equal_values_of_different_kinds_apart(
+    original: Any, reread: Any, same: bool
+) -> None:
+    """Types, zones, folds, signs of zero, exponents and orders count; private attributes do not."""
+    assert same_data(original, reread) is same
+
+
+def test_same_data_of_deeply_nested_values_answers_without_recursing() -> None:
+    """A value nested far past the recursion limit is compared, never a RecursionError."""
+
+    def nested() -> list[Any]:
+        value: list[Any] = [1.5]
+        for _ in range(50_000):
+            value = [value]
+        return value
+
+    assert same_data(nested(), nested()) is True
+    codec: Codec[Any] = Codec(list[Any], where="test()")
+    with pytest.raises(EncodeError):
+        codec.encode(nested(), created=0, duration=0)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [
+        (set[float], {1, 2}),
+        (dict[float, str], {1: "a"}),
+        (datetime.datetime, NOON.replace(fold=1)),
+        (datetime.datetime, NOON.replace(tzinfo=CEST)),
+        (datetime.time, datetime.time(9, tzinfo=NEW_YORK)),
+        (Point, point(3)),
+    ],
+    ids=["int-in-set-of-float", "int-key", "fold", "named-offset", "zoned-time", "int-field"],
+)
+def test_values_that_read_back_equal_but_not_the_same_are_not_stored(
+    annotation: Any, value: Any
+) -> None:
+    """What JSON would turn into an equal value of another kind is refused, not changed."""
+    codec: Codec[Any] = Codec(annotation, where="test()")
+    with pytest.raises(EncodeError, match="reads back as a different value"):
+        codec.encode(value, created=0, duration=0)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [
+        (float, -0.0),
+        (datetime.datetime, NOON.replace(tzinfo=UTC)),
+        (Decimal, Decimal("1.00")),
+        (Point, point(2.0, note="dropped")),
+    ],
+    ids=["negative-zero", "utc", "decimal-exponent", "private-attribute"],
+)
+def test_values_that_round_trip_exactly_are_stored(annotation: Any, value: Any) -> None:
+    """A negative zero, a UTC time, a decimal's exponent read back as they were: stored."""
+    reread = roundtrip(annotation, value)
+    assert same_data(value, reread)
+    assert repr(reread) == repr(value) or isinstance(value, (BaseModel, datetime.datetime))
