@@ -230,10 +230,10 @@ def _locked(database: Path, release_after: float) -> Iterator[None]:
         text=True,
     )
     timer = threading.Timer(release_after, process.kill)  # a wait of an hour fails, not hangs
-    timer.start()
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "locked"
+        timer.start()
         yield
     finally:
         timer.cancel()
