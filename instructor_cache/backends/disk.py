@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import re
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache.backends import _valuefiles
 from instructor_cache.backends._failures import as_backend_error, backend_error
 from instructor_cache.backends._threaded import ThreadedAsyncMixin
 from instructor_cache.backends._ttl import TTL, to_seconds
@@ -22,6 +24,10 @@ from instructor_cache.errors import CorruptEntryError
 __all__ = ["DiskCache", "TextOnlyDisk"]
 
 _DEFAULT_TIMEOUT = 0.25
+# How old a value file no row names must be before clear() removes it: far
+# longer than any writer (even plain diskcache, waiting up to 60 s for the
+# lock) takes between writing the file and committing its row.
+_ORPHAN_AGE = 600.0
 # What a database on a disk can raise: locked or corrupt (sqlite3.Error), a
 # timeout (diskcache.Timeout), a full disk or a missing permission (OSError).
 _FAILURES = (sqlite3.Error, diskcache.Timeout, OSError)
@@ -35,44 +41,55 @@ class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no 
     whatever this library wrote there. Here any row that is not text is
     refused with ``CorruptEntryError`` before it is decoded, and keys that
     are not plain strings are never unpickled either.
+
+    Text too large for the row goes to a value file, written and read as
+    UTF-8 bytes (so it comes back exactly, newlines included) through
+    ``_valuefiles``: only a regular file inside the directory, of at most
+    ``max_file_size`` bytes, is ever read or removed.
     """
+
+    max_file_size = _valuefiles.MAX_SIZE
 
     def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
         if type(value) is not str:
             raise TypeError(f"DiskCache stores text only, got {type(value).__name__}")
-        return super().store(value, read, key)
+        if len(value) < self.min_file_size:
+            return 0, diskcache.core.MODE_RAW, None, value
+        data = value.encode("utf-8")
+        if len(data) > self.max_file_size:
+            # It could not be read back, so it is not stored.
+            raise OSError(
+                errno.EFBIG,
+                f"a value of {len(data)} bytes is over the bound of "
+                f"{self.max_file_size} (TextOnlyDisk.max_file_size)",
+            )
+        filename = _valuefiles.write(self._directory, data)
+        return len(data), diskcache.core.MODE_TEXT, filename, None
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> str:
         if mode == diskcache.core.MODE_RAW and type(value) is str:
             return value
-        if mode == diskcache.core.MODE_TEXT and _is_own_file(filename):
-            try:
-                text: str = super().fetch(mode, filename, value, read=False)
-            except UnicodeDecodeError as exc:
-                raise CorruptEntryError(f"a text file that is not UTF-8: {exc}") from exc
-            return text
-        raise CorruptEntryError(
-            f"refusing a row this library did not write (diskcache mode {mode}, file {filename!r})"
-        )
+        parts = _valuefiles.parse(filename) if mode == diskcache.core.MODE_TEXT else None
+        if parts is None:
+            raise CorruptEntryError(
+                f"refusing a row this library did not write (diskcache mode {mode}, "
+                f"file {filename!r})"
+            )
+        data = _valuefiles.read(self._directory, parts, self.max_file_size)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptEntryError(f"a text file that is not UTF-8: {exc}") from exc
 
     def remove(self, file_path: str) -> None:
-        # A planted row may name any path ("/etc/important"): only ever remove
-        # files of the shape diskcache itself creates, inside the directory.
-        if _is_own_file(file_path):
-            super().remove(file_path)
+        # A planted row may name any path ("/etc/important") or a path through
+        # a link: only value files inside the directory are ever removed.
+        _valuefiles.remove(self._directory, file_path)
 
     def get(self, key: Any, raw: bool) -> Any:
         if raw and type(key) is str:
             return key
         return None  # a key this library did not write: never decoded, never matched
-
-
-_OWN_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
-
-
-def _is_own_file(filename: str | None) -> bool:
-    """Whether ``filename`` has the shape of a value file diskcache writes (``ab/cd/<hex>.val``)."""
-    return filename is not None and _OWN_FILE.fullmatch(filename) is not None
 
 
 _SELECT_TEXT = (
@@ -99,10 +116,53 @@ class _TextCache(diskcache.Cache):  # type: ignore[misc]
 
     def __init__(self, directory: str, *, timeout: float, **options: Any) -> None:
         self._retry_budget = timeout
+        # diskcache stores its settings in the database and applies the
+        # directory's copy of every ``sqlite_`` one as a PRAGMA on each new
+        # connection: a planted ``sqlite_busy_timeout`` of an hour would
+        # replace ``timeout``. Only the pragmas chosen here are ever applied.
+        self._pragmas = {
+            key: value
+            for key, value in {**diskcache.core.DEFAULT_SETTINGS, **options}.items()
+            if key.startswith("sqlite_")
+        }
         try:
-            super().__init__(directory, timeout=timeout, **options)
+            super().__init__(directory, timeout=timeout, **{**options, **self._pragmas})
+            info = os.stat(os.path.join(self.directory, diskcache.core.DBNAME))
         except BaseException:
             self.close()  # a failed open (a locked database) must not leak its connection
+            raise
+        self._identity = (info.st_dev, info.st_ino)
+
+    def moved(self) -> bool:
+        """Whether the database file was deleted or replaced since this cache opened it.
+
+        SQLite keeps writing to a deleted database through its open
+        connections, so a cache directory removed while the app runs would
+        turn every write into a silent no-op.
+        """
+        try:
+            info = os.stat(os.path.join(self.directory, diskcache.core.DBNAME))
+        except FileNotFoundError:
+            return True
+        return (info.st_dev, info.st_ino) != self._identity
+
+    def sweep_orphans(self, older_than: float) -> int:
+        """Remove value files no row names (a crash mid-write leaves them), older than a bound."""
+        referenced = [
+            name for (name,) in self._sql("SELECT filename FROM Cache WHERE filename IS NOT NULL")
+        ]
+        return _valuefiles.sweep(self.directory, referenced, older_than)
+
+    @contextlib.contextmanager
+    def _transact(self, retry: bool = False, filename: str | None = None) -> Iterator[Any]:
+        # diskcache removes a new value file when the transaction cannot
+        # begin, but not when a statement in it fails (a full disk): no row
+        # would ever name the file.
+        try:
+            with super()._transact(retry, filename) as transaction:
+                yield transaction
+        except BaseException:
+            self._disk.remove(filename)
             raise
 
     @property
@@ -147,6 +207,12 @@ class _TextCache(diskcache.Cache):  # type: ignore[misc]
     def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
         if value is diskcache.core.ENOVAL or not key.startswith("sqlite_"):
             return super().reset(key, value, update)
+        if key not in self._pragmas:
+            return value  # a pragma only the directory asks for: never applied
+        if update:
+            self._pragmas[key] = value  # ours: written by __init__ or an explicit reset
+        else:
+            value = self._pragmas[key]  # read back from the directory: ours wins
         # diskcache's own pragma loop, with the deadline instead of 60 s.
         if update:
             self._sql_retry("UPDATE Settings SET value = ? WHERE key = ?", (value, key))
@@ -178,7 +244,16 @@ class DiskCache(ThreadedAsyncMixin):
     - the database is opened on first use, not in ``__init__``, so a missing
       or locked directory at import time is a counted backend failure later,
       not a crash now;
-    - rows are read through ``TextOnlyDisk``, which never unpickles.
+    - rows are read through ``TextOnlyDisk``, which never unpickles and
+      reads a value file only if it is a regular file inside the directory;
+    - no timeout or other SQLite pragma is taken from the directory's
+      Settings table, where diskcache would read it back on every open.
+
+    A write that finds the database deleted or replaced since it was opened
+    (the directory removed while the app runs) fails, counted like any other
+    failure, and the next call opens a fresh database. ``clear()`` also
+    removes value files that no row names and that are older than
+    ten minutes: what a process killed mid-write leaves behind.
 
     After a few consecutive failures its ``circuit_breaker`` makes decorated
     functions skip it for a few seconds, so a locked or broken database costs
@@ -203,6 +278,7 @@ class DiskCache(ThreadedAsyncMixin):
         self._timeout = timeout
         self._settings = settings
         self._cache: _TextCache | None = None
+        self._retired: list[_TextCache] = []  # moved away: connections left to close
         self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -259,24 +335,48 @@ class DiskCache(ThreadedAsyncMixin):
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
         seconds = self._ttl if ttl is None else to_seconds(ttl)
         with self._failures("set"):
-            self.cache.set(key, value, expire=seconds)
+            self._writable().set(key, value, expire=seconds)
 
     def delete(self, key: str) -> bool:
         with self._failures("delete"):
-            return bool(self.cache.delete(key))
+            return bool(self._writable().delete(key))
 
     def clear(self) -> None:
         with self._failures("clear"):
-            self.cache.clear()
+            cache = self._writable()
+            cache.clear()
+            cache.sweep_orphans(older_than=time.time() - _ORPHAN_AGE)
 
     def clear_prefix(self, prefix: str) -> int:
         with self._failures("clear_prefix"):
-            cache = self.cache
+            cache = self._writable()
             doomed = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
             return sum(bool(cache.delete(key)) for key in doomed)
 
     def _failures(self, operation: str) -> contextlib.AbstractContextManager[None]:
         return as_backend_error(self, operation, _FAILURES)
+
+    def _writable(self) -> _TextCache:
+        """The open cache, unless its database was deleted or replaced: then it is retired.
+
+        A stat per write (not per read: a hit from a deleted database is
+        still the value written) catches a directory removed while the app
+        runs. That write fails; the next operation opens a fresh database.
+        """
+        cache = self.cache
+        if cache.moved():
+            with self._open_lock:
+                if self._cache is cache:
+                    self._cache = None
+                if cache not in self._retired:  # two threads may both find it moved
+                    self._retired.append(cache)
+            cache.close()  # this thread's connection; close() reaches the worker's
+            raise FileNotFoundError(
+                errno.ENOENT,
+                "the database was deleted or replaced while open; the next call opens a fresh one",
+                os.path.join(cache.directory, diskcache.core.DBNAME),
+            )
+        return cache
 
     def close(self) -> None:
         """Close this thread's and the async worker's connections; the next use reopens them.
@@ -286,7 +386,13 @@ class DiskCache(ThreadedAsyncMixin):
         when those threads end.
         """
         with self._open_lock:
-            cache, self._cache = self._cache, None
-        if cache is not None:
-            self.close_worker(cache.close)
-            cache.close()
+            caches = [*self._retired, *([self._cache] if self._cache is not None else [])]
+            self._cache, self._retired = None, []
+
+        def close_all() -> None:
+            for cache in caches:
+                cache.close()
+
+        if caches:
+            self.close_worker(close_all)
+            close_all()

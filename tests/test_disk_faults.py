@@ -1,0 +1,386 @@
+"""A DiskCache directory someone tampered with, or that fails under it: right results, no hang.
+
+Rows and files are planted with sqlite3 and os directly, as anyone with write
+access to the directory could; failures are real (a FIFO, a file size limit,
+a directory removed while open), never mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import pytest
+
+from instructor_cache import DiskCache, instructor_cache
+from instructor_cache.backends.disk import TextOnlyDisk
+from instructor_cache.errors import BackendError, CorruptEntryError
+from tests.conftest import FakeLLM, UserDetail
+
+FLAVOURS = ["sync", "async"]
+VALUE_FILE = ("ab", "cd", "0123456789abcdef0123456789ab.val")  # the shape diskcache writes
+
+
+def _decorated(backend: DiskCache, llm: FakeLLM, flavour: str) -> tuple[Any, Callable[[str], Any]]:
+    """``extract`` on ``backend``, and a plain function that calls it in ``flavour``."""
+    if flavour == "sync":
+
+        @instructor_cache(backend)
+        def extract(text: str) -> UserDetail:
+            return llm(text)
+
+        return extract, extract
+
+    @instructor_cache(backend)
+    async def aextract(text: str) -> UserDetail:
+        return llm(text)
+
+    def call(text: str) -> UserDetail:
+        return asyncio.run(aextract(text))
+
+    return aextract, call
+
+
+def _plant_text_row(directory: Path, key: str, filename: str = "/".join(VALUE_FILE)) -> Path:
+    """Insert a text-mode row naming ``filename`` under ``key``; return where that file is."""
+    with contextlib.closing(sqlite3.connect(directory / "cache.db")) as con, con:
+        con.execute(
+            "INSERT OR REPLACE INTO Cache (key, raw, store_time, expire_time, access_time,"
+            " access_count, tag, size, mode, filename, value)"
+            " VALUES (?, 1, 0, NULL, 0, 0, NULL, 0, ?, ?, NULL)",
+            (key, diskcache.core.MODE_TEXT, filename),
+        )
+    return directory / filename
+
+
+def _plant_file(path: Path, planted: str) -> None:
+    """Put at ``path`` a FIFO or a link to ``/dev/zero``: opening or reading it never ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if planted == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+
+
+@contextlib.contextmanager
+def _fifo_released_after(seconds: float, path: Path) -> Iterator[None]:
+    """Open ``path`` for writing after ``seconds``: a stuck reader fails a bound, not hangs."""
+
+    def release() -> None:
+        if path.is_fifo():
+            with contextlib.suppress(OSError):  # no reader waiting: nothing to release
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(seconds, release)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        release()
+
+
+def _value_files(directory: Path) -> set[str]:
+    """The ``.val`` files inside ``directory``, not following links (as glob would)."""
+    return {
+        os.path.relpath(os.path.join(parent, name), directory)
+        for parent, _, names in os.walk(directory)
+        for name in names
+        if name.endswith(".val")
+    }
+
+
+def _referenced_files(directory: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(directory / "cache.db")) as con:
+        rows = con.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
+    return {name for (name,) in rows}
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("planted", ["fifo", "link-to-dev-zero"])
+def test_value_file_that_never_ends_is_a_fast_miss(
+    planted: str, flavour: str, disk: Any, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """A planted row whose file is a FIFO or a link to /dev/zero is refused at once and replaced."""
+    backend = disk(tmp_path / "cache")
+    extract, call = _decorated(backend, llm, flavour)
+    assert call("A is 1") == UserDetail(name="A", age=1)  # creates the database
+    path = _plant_text_row(tmp_path / "cache", extract.cache_key("M is 2"))
+    _plant_file(path, planted)
+
+    with _fifo_released_after(5.0, path):
+        started = time.monotonic()
+        assert call("M is 2") == UserDetail(name="M", age=2)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0  # opening the FIFO would block, reading /dev/zero would never end
+    assert extract.cache_info().errors == 1
+    assert not path.exists()  # the refused row was deleted, and with it the planted file only
+    assert call("M is 2") == UserDetail(name="M", age=2)
+    assert extract.cache_info().hits == 1
+    assert [text for text, *_ in llm.calls] == ["A is 1", "M is 2"]
+
+
+async def test_value_file_that_blocks_leaves_other_async_calls_free(
+    disk: Any, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """While a planted FIFO row is looked up, other async calls on the same cache still finish."""
+    backend = disk(tmp_path / "cache")
+
+    @instructor_cache(backend)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    await extract("A is 1")
+    path = _plant_text_row(tmp_path / "cache", extract.cache_key("M is 2"))
+    _plant_file(path, "fifo")
+
+    with _fifo_released_after(5.0, path):
+        started = time.monotonic()
+        results = await asyncio.gather(extract("M is 2"), extract("A is 1"), extract("B is 3"))
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0  # one worker thread serves the cache: a blocked read stalls them all
+    assert results == [UserDetail(name=n, age=a) for n, a in [("M", 2), ("A", 1), ("B", 3)]]
+    assert extract.cache_info().hits == 1
+
+
+@pytest.mark.parametrize("link", ["file-is-a-link", "subdirectory-is-a-link"])
+def test_link_out_of_the_directory_is_neither_read_nor_deleted(
+    link: str, disk: Any, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """A value file reached through a link is refused, and cleaning up removes nothing outside."""
+    directory, outside = tmp_path / "cache", tmp_path / "outside"
+    backend = disk(directory)
+    extract, call = _decorated(backend, llm, "sync")
+    call("A is 1")
+    victim = outside.joinpath(*VALUE_FILE[1:])  # another cache's value file, say
+    victim.parent.mkdir(parents=True)
+    victim.write_text("secret\n")
+    path = _plant_text_row(directory, extract.cache_key("M is 2"))
+    if link == "file-is-a-link":
+        path.parent.mkdir(parents=True)
+        path.symlink_to(victim)
+    else:
+        (directory / VALUE_FILE[0]).symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(CorruptEntryError):
+        backend.get(extract.cache_key("M is 2"))  # not "secret\n"
+    assert call("M is 2") == UserDetail(name="M", age=2)
+    assert extract.cache_info().errors == 1
+    assert victim.read_text() == "secret\n"
+    assert call("M is 2") == UserDetail(name="M", age=2)
+    assert extract.cache_info().hits == 1
+
+
+def test_oversized_value_file_is_refused(
+    disk: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value file over the bound is refused unread, and a value over it is not stored."""
+    monkeypatch.setattr(TextOnlyDisk, "max_file_size", 100_000)
+    backend = disk(tmp_path / "cache")
+    backend.set("warm", "up")
+    path = _plant_text_row(tmp_path / "cache", "planted")
+    path.parent.mkdir(parents=True)
+    path.write_text("x" * 100_001)
+    with pytest.raises(CorruptEntryError, match="100000 bytes"):
+        backend.get("planted")
+    with pytest.raises(BackendError, match=r"File too large|over the bound"):
+        backend.set("big", "y" * 100_001)
+    backend.set("fits", "z" * 100_000)
+    assert backend.get("fits") == "z" * 100_000
+
+
+def test_large_value_comes_back_exactly(disk: Any, tmp_path: Path) -> None:
+    """A value stored in a file keeps its line endings: it is written and read as UTF-8 bytes."""
+    backend = disk(tmp_path / "cache")
+    value = "line\r\nother\rlast\n" * 4000 + "é€𝄞"
+    backend.set("k", value)
+    assert _value_files(tmp_path / "cache")  # it did go to a file
+    assert backend.get("k") == value
+
+
+LOCKER = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+con.execute("SELECT count(*) FROM Cache").fetchall()
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+@contextlib.contextmanager
+def _locked(database: Path, release_after: float) -> Iterator[None]:
+    """Another process holds ``database`` locked, at most ``release_after`` seconds."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    timer = threading.Timer(release_after, process.kill)  # a wait of an hour fails, not hangs
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "locked"
+        timer.start()
+        yield
+    finally:
+        timer.cancel()
+        process.kill()
+        process.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_busy_timeout_planted_in_settings_does_not_replace_ours(
+    flavour: str, disk: Any, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """A Settings row asking SQLite to wait an hour for a lock is ignored: calls fall back fast."""
+    directory = tmp_path / "cache"
+    backend = disk(directory)
+    backend.set("warm", "up")  # opened on this thread: the async calls open a new connection
+    if flavour == "sync":
+        backend.close()  # so the sync calls open the database afresh
+    with contextlib.closing(sqlite3.connect(directory / "cache.db")) as con, con:
+        con.execute("INSERT OR REPLACE INTO Settings VALUES ('sqlite_busy_timeout', 3600000)")
+    extract, call = _decorated(backend, llm, flavour)
+
+    with _locked(directory / "cache.db", release_after=5.0):
+        started = time.monotonic()
+        assert call("T is 1") == UserDetail(name="T", age=1)
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.0  # 0.25 s per operation, not 3600 s
+    assert extract.cache_info().errors >= 1
+    assert call("T is 1") == UserDetail(name="T", age=1)  # the lock is gone: cached now
+    assert call("T is 1") == UserDetail(name="T", age=1)
+    assert extract.cache_info().hits == 1
+
+
+WRITE_FAILS = """
+import os, resource, signal, sys
+from pydantic import BaseModel
+from instructor_cache import DiskCache, instructor_cache
+
+class Doc(BaseModel):
+    text: str
+
+directory, where = sys.argv[1], sys.argv[2]
+backend = DiskCache(directory)
+for i in range(20):
+    backend.set(f"warm{i}", "x" * 100)  # grows the write-ahead log
+wal = os.path.getsize(os.path.join(directory, "cache.db-wal"))
+# "value-file": the value file outgrows the limit. "database": the value
+# file fits, but appending its row to the write-ahead log does not.
+size, limit = (2 * wal, wal + 1) if where == "value-file" else (64 * 1024, wal)
+assert size >= 32 * 1024 and (where == "value-file" or size < wal)
+
+@instructor_cache(backend)
+def extract(n: int) -> Doc:
+    return Doc(text="y" * n)
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # as Python sets it: a write past the limit fails
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+assert extract(size) == Doc(text="y" * size)
+errors = extract.cache_info().errors
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+assert extract(size) == Doc(text="y" * size)  # stored now
+assert extract(size) == Doc(text="y" * size)
+print(errors, extract.cache_info().hits)
+backend.close()
+"""
+
+
+@pytest.mark.parametrize("where", ["value-file", "database"])
+def test_write_that_fails_part_way_leaves_no_file_behind(where: str, tmp_path: Path) -> None:
+    """Under a real file size limit a failed write is counted and leaves no orphaned value file."""
+    directory = tmp_path / "cache"
+    run = subprocess.run(
+        [sys.executable, "-c", WRITE_FAILS, str(directory), where],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    errors, hits = map(int, run.stdout.split())
+    assert errors >= 1
+    assert hits == 1
+    assert len(_value_files(directory)) == 1
+    assert _value_files(directory) == _referenced_files(directory)
+
+
+CRASHES = """
+import resource, signal, sys
+from instructor_cache import DiskCache
+backend = DiskCache(sys.argv[1])
+backend.set("warm", "up")
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the kernel's default kills
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))
+backend.set("big", "z" * 1_000_000)  # SIGXFSZ kills the process part-way through the file
+"""
+
+
+def test_clear_removes_value_files_a_crash_left_behind(disk: Any, tmp_path: Path) -> None:
+    """clear() removes an old value file no row names, and nothing newer, elsewhere or unshaped."""
+    directory, outside = tmp_path / "cache", tmp_path / "outside"
+    run = subprocess.run(
+        [sys.executable, "-c", CRASHES, str(directory)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == -signal.SIGXFSZ
+    (orphan,) = _value_files(directory)
+    stranger = outside.joinpath(*VALUE_FILE[1:])
+    stranger.parent.mkdir(parents=True)
+    stranger.write_text("another cache's value")
+    (directory / "ee").symlink_to(outside, target_is_directory=True)
+    (directory / "notes.txt").write_text("mine")
+    an_hour_ago = time.time() - 3600
+    for path in (directory / orphan, stranger, directory / "notes.txt"):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    fresh = directory.joinpath("12", "34", "f" * 28 + ".val")  # a writer's, not yet committed
+    fresh.parent.mkdir(parents=True)
+    fresh.write_text("in flight")
+    backend = disk(directory)
+    backend.set("kept", "v" * 100_000)
+
+    backend.clear()
+    assert not (directory / orphan).exists()
+    assert fresh.exists()
+    assert stranger.read_text() == "another cache's value"
+    assert (directory / "notes.txt").read_text() == "mine"
+    assert _value_files(directory) == {str(fresh.relative_to(directory))}
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_directory_deleted_while_open_is_recreated(
+    flavour: str, disk: Any, llm: FakeLLM, tmp_path: Path
+) -> None:
+    """After the directory is removed, a write fails once (counted), then caching resumes there."""
+    directory = tmp_path / "cache"
+    backend = disk(directory)
+    extract, call = _decorated(backend, llm, flavour)
+    assert call("A is 1") == UserDetail(name="A", age=1)
+    shutil.rmtree(directory)
+
+    assert call("B is 2") == UserDetail(name="B", age=2)
+    assert extract.cache_info().errors == 1  # the write to the deleted database
+    assert call("B is 2") == UserDetail(name="B", age=2)  # stored in a fresh database
+    assert call("B is 2") == UserDetail(name="B", age=2)
+    assert extract.cache_info().hits == 1
+    assert [text for text, *_ in llm.calls] == ["A is 1", "B is 2", "B is 2"]
+    with diskcache.Cache(str(directory)) as raw:
+        assert '"name":"B"' in raw.get(extract.cache_key("B is 2"))
