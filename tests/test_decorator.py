@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import functools
 import inspect
+import random
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 from instructor_cache import CacheInfo, MemoryCache, instructor_cache
 from instructor_cache.backends import Backend
 from instructor_cache.backends._protocol import Sized
+from tests import _value_space as space
 from tests.conftest import Clock, FakeLLM, UserDetail
 
 
@@ -694,3 +696,32 @@ def test_async_cached_methods_stack() -> None:
     asyncio.run(scenario())
     assert Service.calls == ["q"]
     assert Service.run.cache_info().hits == 2
+
+
+def test_cached_results_always_match_a_fresh_computation(
+    flavour: Flavour, backend: Backend
+) -> None:
+    """Random calls with repeats over the value space and reordered ``**kwargs``: never wrong."""
+    rng = random.Random(20261130)
+    pool = [space.random_value(rng) for _ in range(40)]
+    pool += [space.rebuild(value) for value in pool[:10]]
+
+    def echo(value: object, **options: object) -> UserDetail:
+        return UserDetail(name=repr(space.observe((value, options))), age=len(options))
+
+    seen: dict[str, UserDetail] = {}
+
+    def check(value: object, options: dict[str, object], result: UserDetail) -> None:
+        expected = echo(value, **options)
+        assert result == expected
+        assert seen.setdefault(cached.cache_key(value, **options), expected) == expected
+
+    cached = instructor_cache(backend)(flavour.define(echo))
+    for _ in range(150):
+        value = pool[rng.randrange(len(pool))]
+        names = rng.sample("ab", rng.randrange(3))
+        options = {name: pool[rng.randrange(5)] for name in names}
+        check(value, options, flavour.run(cached(value, **options)))
+    info = cached.cache_info()
+    assert info.hits > 0
+    assert info.misses == len(seen)

@@ -39,6 +39,7 @@ from instructor_cache import _keys as keys_module
 from instructor_cache._codec import Codec
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
 from tests import _golden_keys as golden
+from tests import _value_space as space
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 PROJECT_ROOT = TESTS_DIR.parent
@@ -1538,3 +1539,74 @@ def test_a_parameter_annotated_with_the_class_being_defined_can_be_decorated() -
     first = document(body="a").compare(document(body="b"))
     assert document(body="a").compare(document(body="b")) == first
     assert document.compare.cache_info().hits == 1
+
+
+# --------------------------------------------------------------------------- the whole value space
+# tests/_value_space.py draws from every supported kind of argument, with the
+# cases that once shared keys over-represented; observe() is the reference.
+
+
+@settings(max_examples=400, deadline=None)
+@given(rng=st.randoms(use_true_random=False), rebuilt=st.booleans())
+def test_values_share_a_key_exactly_when_a_function_could_not_tell_them_apart(
+    rng: random.Random, rebuilt: bool
+) -> None:
+    """Over the whole value space: ``key(a) == key(b)`` iff ``observe(a) == observe(b)``."""
+    a = space.random_value(rng)
+    b = space.rebuild(a) if rebuilt else space.random_value(rng)
+    assert (key_of(a) == key_of(b)) == (space.observe(a) == space.observe(b))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rng=st.randoms(use_true_random=False))
+def test_keyword_arguments_gathered_by_kwargs_share_a_key_only_in_the_same_order(
+    rng: random.Random,
+) -> None:
+    """``**kwargs`` reach the function as an ordered dict: order and values both count."""
+
+    @instructor_cache
+    def gather(**options: object) -> Echo:
+        return Echo(text=repr(space.observe(options)))
+
+    first = {name: space.random_value(rng) for name in rng.sample("abcd", rng.randrange(4))}
+    second = dict(reversed(first.items())) if rng.randrange(2) else dict(first)
+    same = space.observe(first) == space.observe(second)
+    assert (gather.cache_key(**first) == gather.cache_key(**second)) == same
+
+
+@settings(max_examples=200, deadline=None)
+@given(rng=st.randoms(use_true_random=False))
+def test_closures_share_a_key_exactly_when_their_captured_values_do(rng: random.Random) -> None:
+    """Two closures of one factory share keys only if what they captured is indistinguishable."""
+
+    def make(captured: object) -> Any:
+        @instructor_cache
+        def extract(text: str) -> Echo:
+            return Echo(text=f"{text}{space.observe(captured)!r}")
+
+        return extract
+
+    a = space.random_value(rng)
+    b = space.rebuild(a) if rng.randrange(2) else space.random_value(rng)
+    same = space.observe(a) == space.observe(b)
+    assert (make(a).cache_key("t") == make(b).cache_key("t")) == same
+
+
+def test_the_value_space_gives_the_same_keys_under_other_hash_seeds() -> None:
+    """Rebuilt in subprocesses with other PYTHONHASHSEEDs, 300 values get the same keys."""
+    expected = space.keys_for_seed(7, 300)
+    script = (
+        "import json; from tests._value_space import keys_for_seed; "
+        "print(json.dumps(keys_for_seed(7, 300)))"
+    )
+    for seed in ("0", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(PROJECT_ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(done.stdout) == expected
