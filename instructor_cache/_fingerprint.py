@@ -19,9 +19,10 @@ what a function's answer depends on in its code:
   answer. A decorator that does is seen anyway, as a layer: a
   ``functools.wraps`` wrapper written in the user's code is fingerprinted
   with the function it wraps.
-* The values of module-level constants it reads by name, or as ``module.NAME``
-  of a user module or ``Enum.MEMBER``: str, bytes, numbers, bools, None, enum
-  members and tuples or frozensets of them. Lists and dicts are left out: one
+* The values of module-level constants it reads by name, or through a user
+  module or class or an enum (``prompts.SYSTEM``, ``Prompts.SYSTEM``,
+  ``Mode.FAST``): str, bytes, numbers, bools, None, enum members and tuples or
+  frozensets of them. Lists and dicts are left out: one
   filled at run time would give every process its own key.
 * Recursively, the fingerprints of the user's own functions it reaches by name
   or through its closure, never those of the standard library, site-packages
@@ -175,11 +176,7 @@ class _Walker:
     def _dependency(self, namespace: dict[str, Any], chain: tuple[str, ...]) -> str | None:
         value = namespace.get(chain[0], _MISSING)
         for attribute in chain[1:]:
-            passable = isinstance(value, enum.EnumMeta) or (
-                isinstance(value, types.ModuleType)
-                and _is_user_file(getattr(value, "__file__", None) or "<>", value.__name__)
-            )
-            if not passable:
+            if not _is_namespace(value):
                 return None
             value = getattr(value, attribute, _MISSING)
         if value is _MISSING:
@@ -203,9 +200,28 @@ class _Canon:
         self._keep_docstrings = keep_docstrings
 
     def root(self, node: ast.AST) -> None:
+        """Add a fingerprinted function, whose decorators do not count (see the module doc)."""
         self.node(node, skip=("decorator_list",))
 
     def node(self, node: ast.AST, skip: tuple[str, ...] = ()) -> None:
+        # An explicit stack, as a long ``"..." + "..." + ...`` prompt nests
+        # deeper than Python's recursion limit allows.
+        pending: list[tuple[bool, Any]] = [(False, node)]  # (is text to emit, item)
+        while pending:
+            is_text, item = pending.pop()
+            if is_text:
+                self.out.append(item)
+            elif isinstance(item, ast.AST):
+                pending += self._open(item, skip if item is node else ())
+            elif isinstance(item, list):
+                self.out.append("[")
+                pending.append((True, "]"))
+                pending += [(False, value) for value in reversed(item)]
+            else:
+                self.out.append(_literal(item))
+
+    def _open(self, node: ast.AST, skip: tuple[str, ...]) -> list[tuple[bool, Any]]:
+        """Emit node's head; return its fields, last first, for the stack."""
         if isinstance(node, ast.JoinedStr):
             node = _joined(node)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
@@ -215,7 +231,8 @@ class _Canon:
             if chain is not None:
                 self.chains.add(chain)
         self.out.append("(" + type(node).__name__)
-        for field in sorted(node._fields):
+        fields: list[tuple[bool, Any]] = [(True, ")")]
+        for field in sorted(node._fields, reverse=True):
             if field in _UNCANONICAL or field in skip:
                 continue
             value: Any = getattr(node, field, None)
@@ -227,20 +244,8 @@ class _Canon:
                     value = None  # f"{x:}" formats like f"{x}"
             if value is None or (isinstance(value, list) and not value):
                 continue  # a field an older Python lacks reads as empty
-            self.out.append(f" {field}=")
-            self.value(value)
-        self.out.append(")")
-
-    def value(self, value: Any) -> None:
-        if isinstance(value, ast.AST):
-            self.node(value)
-        elif isinstance(value, list):
-            self.out.append("[")
-            for item in value:
-                self.value(item)
-            self.out.append("]")
-        else:
-            self.out.append(_literal(value))
+            fields += [(False, value), (True, f" {field}=")]
+        return fields
 
 
 def _joined(node: ast.JoinedStr) -> ast.expr:
@@ -414,6 +419,17 @@ def _function_of(layer: Any) -> types.FunctionType | None:
     return call if isinstance(call, types.FunctionType) else None
 
 
+def _is_namespace(value: Any) -> bool:
+    """Whether ``value.NAME`` is read through: a user module or class, or any enum."""
+    if isinstance(value, enum.EnumMeta):
+        return True
+    if isinstance(value, type):
+        value = sys.modules.get(value.__module__)
+    return isinstance(value, types.ModuleType) and _is_user_file(
+        getattr(value, "__file__", None) or "<>", value.__name__
+    )
+
+
 def _module_of(function: types.FunctionType) -> str:
     """The module that defined function: ``functools.wraps`` copies ``__module__``, not this."""
     return str(function.__globals__.get("__name__") or "")
@@ -451,7 +467,8 @@ def _constant(value: Any, depth: int = 0) -> str | None:
     if isinstance(value, enum.Enum):
         inner = _constant(value.value, depth + 1) or "?"
         kind = type(value).__qualname__  # not its module, which is __main__ when run as a script
-        return f"m{len(kind)}:{kind}{len(value.name)}:{value.name}{inner}"
+        name = str(value.name)  # None for a combination of flags on 3.10
+        return f"m{len(kind)}:{kind}{len(name)}:{name}{inner}"
     if isinstance(value, (tuple, frozenset)):
         items: list[str] = []
         for item in value:

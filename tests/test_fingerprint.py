@@ -283,6 +283,30 @@ def test_a_constant_of_an_imported_user_module_is_part_of_the_fingerprint(
     )
 
 
+def test_a_class_or_flag_constant_is_part_of_the_fingerprint(
+    load: Callable[[str], ModuleType],
+) -> None:
+    """A prompt kept on a class, or a combination of flags, is read like a module constant."""
+    source = (
+        "import enum\n\nclass Prompts:\n    SYSTEM = 'Find the user.'\n\n"
+        "class Seen(enum.Flag):\n    NAME = 1\n    AGE = 2\n\nWANTED = Seen.NAME | Seen.AGE\n\n"
+        "def extract(text):\n    return Prompts.SYSTEM + text + str(WANTED)\n"
+    )
+    base = fingerprint_of(load, source)
+    assert fingerprint_of(load, source.replace("Find", "Locate")) != base
+    assert fingerprint_of(load, source.replace("Seen.NAME | Seen.AGE", "Seen.NAME")) != base
+
+
+def test_a_prompt_of_hundreds_of_parts_is_fingerprinted_from_its_source(
+    load: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long chain of ``+`` nests deeper than the recursion limit, yet needs no fallback."""
+    module = load("def extract(text):\n    return text" + ' + "part"' * 900 + "\n")
+    fingerprint = code_fingerprint(module.extract)
+    monkeypatch.setattr(_fingerprint, "_INTERPRETER", "another Python")
+    assert code_fingerprint(module.extract) == fingerprint
+
+
 def test_an_unchanged_module_gets_the_same_fingerprint_under_another_name(
     load: Callable[[str], ModuleType], prompts: ModuleType
 ) -> None:
