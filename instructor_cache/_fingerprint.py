@@ -20,15 +20,17 @@ what a function's answer depends on in its code:
   ``functools.wraps`` wrapper written in the user's code is fingerprinted
   with the function it wraps.
 * The values of module-level constants it reads by name, or through a user
-  module or class or an enum (``prompts.SYSTEM``, ``Prompts.SYSTEM``,
-  ``Mode.FAST``): str, bytes, numbers, bools, None, enum members and tuples or
-  frozensets of them. Lists and dicts are left out: one
-  filled at run time would give every process its own key.
-* Recursively, the fingerprints of the user's own functions it reaches by name
-  or through its closure, never those of the standard library, site-packages
-  or this package. A function already being fingerprinted adds only its name,
-  so recursion ends. Classes (a pydantic model) are skipped: the schema
-  fingerprint covers the return model.
+  module, class or instance's class, an enum, or a method's ``self``
+  (``prompts.SYSTEM``, ``Prompts.SYSTEM``, ``Mode.FAST``, ``self.PROMPT``):
+  str, bytes, numbers, bools, None, enum members and tuples or frozensets of
+  them. Lists and dicts are left out, and so is instance state: a value set
+  at run time would give every process its own key.
+* Recursively, the fingerprints of the user's own functions it reaches the
+  same ways, or holds in its closure or defaults, never those of the standard
+  library, site-packages or this package (but those of the function's own
+  top-level package, even when installed). A function already being
+  fingerprinted adds only its name, so recursion ends. Classes (a pydantic
+  model) are skipped: the schema fingerprint covers the return model.
 
 Where the source cannot be had (a builtin, ``exec`` without ``linecache``, a
 ``.pyc`` without its ``.py``) or does not compile to the running code (the file
@@ -42,6 +44,7 @@ failure escapes: the worst outcome is a coarser fingerprint.
 from __future__ import annotations
 
 import ast
+import collections
 import enum
 import functools
 import hashlib
@@ -52,7 +55,7 @@ import site
 import sys
 import sysconfig
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 __all__ = ["code_fingerprint", "is_user_code"]
@@ -149,6 +152,11 @@ class _Walker:
         code = function.__code__
         names = _code_names(code)
         nodes = _source_nodes(function)
+        scope: MutableMapping[str, Any] = function.__globals__
+        owner = _owner(function)
+        if owner is not None and code.co_argcount:
+            # self.PROMPT and self.helper() are read from the class defining the method.
+            scope = collections.ChainMap({code.co_varnames[0]: owner}, scope)
         chains: set[tuple[str, ...]] = set()
         if nodes is None:
             own = ["code", _INTERPRETER, _code_digest(code)]
@@ -158,27 +166,29 @@ class _Walker:
                 canon.root(node)
             own = ["source", "".join(canon.out)]
             names &= canon.loaded
-            chains = {chain for chain in canon.chains if chain[0] in names}
+            chains = {c for c in canon.chains if c[0] in names or (c[0] in scope and owner)}
         dependencies = [
-            self._dependency(function.__globals__, chain)
-            for chain in sorted({(name,) for name in names} | chains)
+            self._dependency(scope, chain) for chain in sorted({(name,) for name in names} | chains)
         ]
+        # User functions it holds rather than names: in closure cells and as defaults.
         cells = zip(code.co_freevars, function.__closure__ or (), strict=False)
-        for name, cell in cells:
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell: the variable is not yet bound
-                continue
+        held = [(f"cell {name}", cell) for name, cell in cells]
+        held += [(f"default {i}", v) for i, v in enumerate(function.__defaults__ or ())]
+        held += [(f"default {k}", v) for k, v in sorted((function.__kwdefaults__ or {}).items())]
+        for name, value in held:
+            if isinstance(value, types.CellType):
+                try:
+                    value = value.cell_contents  # noqa: PLW2901
+                except ValueError:  # an empty cell: the variable is not yet bound
+                    continue
             if _is_function_like(value) and self._is_user(value):
-                dependencies.append(_digest("cell", name, self.callable_digest(value)))
+                dependencies.append(_digest(name, self.callable_digest(value)))
         return _digest(*own, *(d for d in dependencies if d is not None))
 
-    def _dependency(self, namespace: dict[str, Any], chain: tuple[str, ...]) -> str | None:
-        value = namespace.get(chain[0], _MISSING)
+    def _dependency(self, scope: Mapping[str, Any], chain: tuple[str, ...]) -> str | None:
+        value = scope.get(chain[0], _MISSING)
         for attribute in chain[1:]:
-            if not _is_namespace(value):
-                return None
-            value = getattr(value, attribute, _MISSING)
+            value = getattr(_namespace_of(value), attribute, _MISSING)
         if value is _MISSING:
             return None
         name = ".".join(chain)
@@ -419,15 +429,35 @@ def _function_of(layer: Any) -> types.FunctionType | None:
     return call if isinstance(call, types.FunctionType) else None
 
 
-def _is_namespace(value: Any) -> bool:
-    """Whether ``value.NAME`` is read through: a user module or class, or any enum."""
+def _namespace_of(value: Any) -> Any:
+    """What ``value.NAME`` is read from: a user module or class, any enum, an instance's class.
+
+    An instance is read through its class only, so a class constant or a method
+    counts but instance state, which may change at run time, does not.
+    """
     if isinstance(value, enum.EnumMeta):
-        return True
-    if isinstance(value, type):
-        value = sys.modules.get(value.__module__)
-    return isinstance(value, types.ModuleType) and _is_user_file(
-        getattr(value, "__file__", None) or "<>", value.__name__
-    )
+        return value
+    found: Any = value
+    module: Any = value
+    if not isinstance(value, types.ModuleType):
+        found = value if isinstance(value, type) else type(value)
+        module = sys.modules.get(found.__module__)
+    if isinstance(module, types.ModuleType) and _is_user_file(
+        getattr(module, "__file__", None) or "<>", module.__name__
+    ):
+        return found
+    return None
+
+
+def _owner(function: types.FunctionType) -> type | None:
+    """The class a method is defined in, found by its qualified name."""
+    path = function.__qualname__.split(".")[:-1]
+    if not path or "<locals>" in path:
+        return None
+    value = function.__globals__.get(path[0])
+    for part in path[1:]:
+        value = getattr(value, part, None)
+    return value if isinstance(value, type) else None
 
 
 def _module_of(function: types.FunctionType) -> str:

@@ -36,14 +36,14 @@ PYTHONS = [
 
 # The sample's fingerprints: a change here means every user's keys change.
 GOLDEN = {
-    "extract": "2119a61d15dd857a73cd252fb2bae80a656bc6470b951fe0fc4967ec2252431e",
+    "extract": "96f4037e0091a556bf4425047fd67a457d7a296c31323e1501b083813954d01e",
     "render": "b87f3b21faf2013d740a01ea1eeff418d6c8cb421a667a8604e48ab5a8f700ac",
     "normalize": "4c7c875efcee4128986238dc615c83cadc7424d375416ce81109e04947ac5935",
     "gather": "c82aee55400c22718d4bfacf565ae0f823d2ec591d1439522cb6847e26de5e5d",
     "countdown": "15c890f34458ce64af3869b5f5ebb391b57eba3c4eee712702ef605a8c8862cf",
     "is_even": "b9242cb768756868b251bdf455a2439a0d3693aa49932ab0e89ebb44f1efb425",
     "greet": "0e070624f9c8d37f01f55ae0317e8015f424503d15dd87efc27a2233ad40869d",
-    "extractor": "0b7e3ac81bdab761da535500524376dd00a5ba83f5443d18316694648cc0fd09",
+    "extractor": "002f022223abb64de502d2cf34a30b3d9640475a31ec664189220852bce83882",
     "partial": "07a8cc9b3bde95fba80f81b7fbdce1a0be3760a03f2fe0c97c131243d194fbba",
 }
 
@@ -295,6 +295,49 @@ def test_a_class_or_flag_constant_is_part_of_the_fingerprint(
     base = fingerprint_of(load, source)
     assert fingerprint_of(load, source.replace("Find", "Locate")) != base
     assert fingerprint_of(load, source.replace("Seen.NAME | Seen.AGE", "Seen.NAME")) != base
+
+
+METHODS = """
+class Extractor:
+    PROMPT = "Find the user."
+
+    def clean(self, text):
+        return text.strip()
+
+    def extract(self, text):
+        return self.PROMPT + self.clean(text)
+
+
+def shout(text):
+    return text.upper()
+
+
+def extract(text, style=shout):
+    return style(text) + EXTRACTOR.clean(text)
+
+
+EXTRACTOR = Extractor()
+"""
+
+
+@pytest.mark.parametrize(
+    ("edit", "function"),
+    [
+        pytest.param(("Find", "Locate"), "Extractor.extract", id="a class constant read by self"),
+        pytest.param(("strip", "lower"), "Extractor.extract", id="a method called on self"),
+        pytest.param(("upper", "lower"), "extract", id="a user function as a default"),
+        pytest.param(("strip", "lower"), "extract", id="a method of a module-level instance"),
+    ],
+)
+def test_code_reached_through_self_defaults_and_instances_counts(
+    load: Callable[[str], ModuleType], edit: tuple[str, str], function: str
+) -> None:
+    """Class constants and methods a function reaches, and user functions it holds, count."""
+
+    def fingerprint(source: str) -> str:
+        return code_fingerprint(functools.reduce(getattr, function.split("."), load(source)))
+
+    assert fingerprint(METHODS.replace(*edit)) != fingerprint(METHODS)
 
 
 def test_a_prompt_of_hundreds_of_parts_is_fingerprinted_from_its_source(
