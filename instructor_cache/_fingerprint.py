@@ -153,8 +153,9 @@ class _Walker:
         names = _code_names(code)
         nodes = _source_nodes(function)
         scope: MutableMapping[str, Any] = function.__globals__
-        owner = _owner(function)
-        if owner is not None and code.co_argcount:
+        owner = _owner(function) if code.co_argcount else None
+        self_name = code.co_varnames[0] if owner is not None else None
+        if owner is not None:
             # self.PROMPT and self.helper() are read from the class defining the method.
             scope = collections.ChainMap({code.co_varnames[0]: owner}, scope)
         chains: set[tuple[str, ...]] = set()
@@ -166,7 +167,7 @@ class _Walker:
                 canon.root(node)
             own = ["source", "".join(canon.out)]
             names &= canon.loaded
-            chains = {c for c in canon.chains if c[0] in names or (c[0] in scope and owner)}
+            chains = {c for c in canon.chains if c[0] in names or c[0] == self_name}
         dependencies = [
             self._dependency(scope, chain) for chain in sorted({(name,) for name in names} | chains)
         ]
@@ -186,17 +187,22 @@ class _Walker:
         return _digest(*own, *(d for d in dependencies if d is not None))
 
     def _dependency(self, scope: Mapping[str, Any], chain: tuple[str, ...]) -> str | None:
-        value = scope.get(chain[0], _MISSING)
-        for attribute in chain[1:]:
-            value = getattr(_namespace_of(value), attribute, _MISSING)
-        if value is _MISSING:
-            return None
         name = ".".join(chain)
-        constant = _constant(value)
-        if constant is not None:
-            return _digest("constant", name, constant)
-        if _is_function_like(value) and self._is_user(value):
-            return _digest("function", name, self.callable_digest(value))
+        try:
+            value = scope.get(chain[0], _MISSING)
+            for attribute in chain[1:]:
+                value = getattr(_namespace_of(value), attribute, _MISSING)
+            if value is _MISSING:
+                return None
+            constant = _constant(value)
+            if constant is not None:
+                return _digest("constant", name, constant)
+            if _is_function_like(value) and self._is_user(value):
+                return _digest("function", name, self.callable_digest(value))
+        except RecursionError:
+            raise  # depends on the caller's stack depth: the whole walk falls back
+        except Exception:  # noqa: BLE001  (a descriptor or proxy that fails to read)
+            return _digest("unreadable", name)
         return None
 
 
@@ -456,7 +462,7 @@ def _owner(function: types.FunctionType) -> type | None:
         return None
     value = function.__globals__.get(path[0])
     for part in path[1:]:
-        value = getattr(value, part, None)
+        value = inspect.getattr_static(value, part, None)
     return value if isinstance(value, type) else None
 
 

@@ -350,6 +350,20 @@ def test_a_prompt_of_hundreds_of_parts_is_fingerprinted_from_its_source(
     assert code_fingerprint(module.extract) == fingerprint
 
 
+def test_an_attribute_that_fails_to_read_does_not_spoil_the_fingerprint(
+    load: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class attribute that raises when read is marked unreadable; the source still counts."""
+    module = load(
+        "class Meta(type):\n    def __getattr__(cls, name):\n        raise RuntimeError(name)\n\n"
+        "class Config(metaclass=Meta):\n    pass\n\n"
+        "def extract(text):\n    return Config.PROMPT + text\n"
+    )
+    fingerprint = code_fingerprint(module.extract)
+    monkeypatch.setattr(_fingerprint, "_INTERPRETER", "another Python")
+    assert code_fingerprint(module.extract) == fingerprint
+
+
 def test_an_unchanged_module_gets_the_same_fingerprint_under_another_name(
     load: Callable[[str], ModuleType], prompts: ModuleType
 ) -> None:
