@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import contextlib
 import enum
 import functools
 import hashlib
@@ -172,21 +173,19 @@ class _Walker:
             self._dependency(scope, chain) for chain in sorted({(name,) for name in names} | chains)
         ]
         # User functions it holds rather than names: in closure cells and as defaults.
-        cells = zip(code.co_freevars, function.__closure__ or (), strict=False)
-        held = [(f"cell {name}", cell) for name, cell in cells]
-        held += [(f"default {i}", v) for i, v in enumerate(function.__defaults__ or ())]
-        held += [(f"default {k}", v) for k, v in sorted((function.__kwdefaults__ or {}).items())]
-        for name, value in held:
-            if isinstance(value, types.CellType):
-                try:
-                    value = value.cell_contents  # noqa: PLW2901
-                except ValueError:  # an empty cell: the variable is not yet bound
-                    continue
-            if _is_function_like(value) and self._is_user(value):
-                dependencies.append(_digest(name, self.callable_digest(value)))
+        held: dict[str, Any] = {}
+        for name, cell in zip(code.co_freevars, function.__closure__ or (), strict=False):
+            with contextlib.suppress(ValueError):  # an empty cell: not yet bound
+                held[f"cell {name}"] = cell.cell_contents
+        held.update((f"default {i}", v) for i, v in enumerate(function.__defaults__ or ()))
+        held.update((f"default {k}", v) for k, v in (function.__kwdefaults__ or {}).items())
+        dependencies += [self._dependency(held, (name,), constants=False) for name in sorted(held)]
         return _digest(*own, *(d for d in dependencies if d is not None))
 
-    def _dependency(self, scope: Mapping[str, Any], chain: tuple[str, ...]) -> str | None:
+    def _dependency(
+        self, scope: Mapping[str, Any], chain: tuple[str, ...], *, constants: bool = True
+    ) -> str | None:
+        """What the value a name or chain reads adds: a constant, a user function, or nothing."""
         name = ".".join(chain)
         try:
             value = scope.get(chain[0], _MISSING)
@@ -194,7 +193,7 @@ class _Walker:
                 value = getattr(_namespace_of(value), attribute, _MISSING)
             if value is _MISSING:
                 return None
-            constant = _constant(value)
+            constant = _constant(value) if constants else None
             if constant is not None:
                 return _digest("constant", name, constant)
             if _is_function_like(value) and self._is_user(value):

@@ -36,14 +36,14 @@ PYTHONS = [
 
 # The sample's fingerprints: a change here means every user's keys change.
 GOLDEN = {
-    "extract": "96f4037e0091a556bf4425047fd67a457d7a296c31323e1501b083813954d01e",
+    "extract": "f4d41561635d6867658a62799676974f459511cf6a20ece0f6a5c2e882335823",
     "render": "b87f3b21faf2013d740a01ea1eeff418d6c8cb421a667a8604e48ab5a8f700ac",
     "normalize": "4c7c875efcee4128986238dc615c83cadc7424d375416ce81109e04947ac5935",
     "gather": "c82aee55400c22718d4bfacf565ae0f823d2ec591d1439522cb6847e26de5e5d",
     "countdown": "15c890f34458ce64af3869b5f5ebb391b57eba3c4eee712702ef605a8c8862cf",
     "is_even": "b9242cb768756868b251bdf455a2439a0d3693aa49932ab0e89ebb44f1efb425",
     "greet": "0e070624f9c8d37f01f55ae0317e8015f424503d15dd87efc27a2233ad40869d",
-    "extractor": "002f022223abb64de502d2cf34a30b3d9640475a31ec664189220852bce83882",
+    "extractor": "a60c0e68dcbdf43ac5542462d8570caed5b130cddf66c951994f82ec0d11270e",
     "partial": "07a8cc9b3bde95fba80f81b7fbdce1a0be3760a03f2fe0c97c131243d194fbba",
 }
 
@@ -350,15 +350,28 @@ def test_a_prompt_of_hundreds_of_parts_is_fingerprinted_from_its_source(
     assert code_fingerprint(module.extract) == fingerprint
 
 
-def test_an_attribute_that_fails_to_read_does_not_spoil_the_fingerprint(
-    load: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A class attribute that raises when read is marked unreadable; the source still counts."""
-    module = load(
+UNREADABLE = {
+    "a class attribute": (
         "class Meta(type):\n    def __getattr__(cls, name):\n        raise RuntimeError(name)\n\n"
         "class Config(metaclass=Meta):\n    pass\n\n"
         "def extract(text):\n    return Config.PROMPT + text\n"
-    )
+    ),
+    "a callable in a closure cell": (
+        "class Odd:\n    __wrapped__ = property(lambda self: 1 / 0)\n\n"
+        "    def __call__(self, text):\n        return text\n\n"
+        "def make(style):\n    def extract(text):\n        return style(text)\n\n"
+        "    return extract\n\n"
+        "extract = make(Odd())\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("source", list(UNREADABLE))
+def test_a_value_that_fails_to_read_does_not_spoil_the_fingerprint(
+    load: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """A value that raises when examined is marked unreadable; the source still counts."""
+    module = load(UNREADABLE[source])
     fingerprint = code_fingerprint(module.extract)
     monkeypatch.setattr(_fingerprint, "_INTERPRETER", "another Python")
     assert code_fingerprint(module.extract) == fingerprint
