@@ -14,11 +14,14 @@ what a function's answer depends on in its code:
   format spec (``f"{x!r:>{w}}"``), so adjacent string parts are merged, empty
   ones dropped, an empty spec counts as none and a part-less f-string as its
   plain string. A docstring stays in when the function reads ``__doc__``.
-* Not the decorator list of the function fingerprinted: the
-  ``@instructor_cache(ttl=...)`` line and its arguments do not change an
-  answer. A decorator that does is seen anyway, as a layer: a
-  ``functools.wraps`` wrapper written in the user's code is fingerprinted
-  with the function it wraps.
+* Its decorators, with the names they read, except this package's, the
+  builtins' and the standard library's: ``@instructor_cache(ttl=...)``,
+  ``@staticmethod`` or ``@lru_cache(maxsize)`` do not change an answer, but
+  another decorator may carry the prompt or the model in its arguments
+  (``@ell.simple(model="gpt-4o")``). A wrapper written in the user's code is
+  fingerprinted too, as a layer (``__wrapped__``); under a library's wrapper
+  the docstring counts, as it may be sent as the prompt, and a library object
+  without ``__wrapped__`` is searched for the user functions it holds.
 * The values of module-level constants it reads by name, or through a user
   module, class or instance's class, an enum, or a method's ``self``
   (``prompts.SYSTEM``, ``Prompts.SYSTEM``, ``Mode.FAST``, ``self.PROMPT``):
@@ -44,6 +47,7 @@ failure escapes: the worst outcome is a coarser fingerprint.
 from __future__ import annotations
 
 import ast
+import builtins
 import collections
 import contextlib
 import enum
@@ -97,28 +101,36 @@ class _Walker:
 
     def __init__(self, root: Any) -> None:
         self._stack: set[int] = set()
-        self._done: dict[int, str] = {}
+        self._done: dict[tuple[int, bool], str] = {}
         self._cycles = 0
-        # The root's own package is the user's even when installed in site-packages.
-        root_function = _function_of(_layers(root)[-1])
-        module = _module_of(root_function) if root_function is not None else ""
+        # The package of the function the user decorated is the user's, even when
+        # installed in site-packages; not so a library's object's class.
+        innermost = _layers(root)[-1]
+        function = _function_of(innermost)
+        plain = isinstance(innermost, (types.FunctionType, types.MethodType))
+        module = _module_of(function) if function is not None and plain else ""
         self._home = (module or "__main__").partition(".")[0]
 
     def callable_digest(self, obj: Any) -> str:
         parts, seen = [_FORMAT], set()
         layers = _layers(obj)
+        # A library's wrapper may send the docstring as the prompt (ell does).
+        keep_docstring = any(self._may_send_docstring(layer) for layer in layers[:-1])
         for depth, layer in enumerate(layers):
             innermost = depth == len(layers) - 1
             if isinstance(layer, functools.partial):
                 parts.append("p" + _partial_text(layer))
                 continue
             function = _function_of(layer)
+            users = function is not None and self._is_user_function(function)
+            if innermost and not users:  # a library's object may hold the user's function
+                parts += self._held_by(layer)
             if function is None:
                 if innermost:
                     parts.append("n" + _name_of(layer))
-            elif id(function) not in seen and (innermost or self._is_user_function(function)):
+            elif id(function) not in seen and (innermost or users):
                 seen.add(id(function))
-                parts.append("f" + self._function_digest(function))
+                parts.append("f" + self._function_digest(function, innermost and keep_docstring))
         return _digest(*parts)
 
     def _is_user(self, obj: Any) -> bool:
@@ -132,24 +144,39 @@ class _Walker:
             self._home != "__main__" and module.partition(".")[0] == self._home
         )
 
-    def _function_digest(self, function: types.FunctionType) -> str:
-        key = id(function)
-        if key in self._stack:
+    def _may_send_docstring(self, layer: Any) -> bool:
+        function = _function_of(layer)
+        if function is not None and self._is_user_function(function):
+            return False
+        module = _module_of(function) if function is not None else type(layer).__module__
+        return not _is_inert_module(module)
+
+    def _held_by(self, obj: Any) -> list[str]:
+        state = getattr(obj, "__dict__", None)
+        if not isinstance(state, dict):
+            return []
+        held = {key: value for key, value in state.items() if isinstance(key, str)}
+        found = [self._dependency(held, (key,), constants=False) for key in sorted(held)]
+        return ["h" + text for text in found if text is not None]
+
+    def _function_digest(self, function: types.FunctionType, keep_docstring: bool) -> str:
+        key = (id(function), keep_docstring)
+        if id(function) in self._stack:
             self._cycles += 1
             return _digest("cycle", function.__qualname__)
         if key in self._done:
             return self._done[key]
         cycles = self._cycles
-        self._stack.add(key)
+        self._stack.add(id(function))
         try:
-            digest = self._function_text(function)
+            digest = self._function_text(function, keep_docstring)
         finally:
-            self._stack.discard(key)
+            self._stack.discard(id(function))
         if self._cycles == cycles:  # a digest cut short by a cycle depends on the stack
             self._done[key] = digest
         return digest
 
-    def _function_text(self, function: types.FunctionType) -> str:
+    def _function_text(self, function: types.FunctionType, keep_docstring: bool) -> str:
         code = function.__code__
         names = _code_names(code)
         nodes = _source_nodes(function)
@@ -163,12 +190,19 @@ class _Walker:
         if nodes is None:
             own = ["code", _INTERPRETER, _code_digest(code)]
         else:
-            canon = _Canon(keep_docstrings=any(_reads_docs(node) for node in nodes))
+            keep = keep_docstring or any(_reads_docs(node) for node in nodes)
+            canon, decorators = _Canon(keep_docstrings=keep), _Canon(keep_docstrings=keep)
             for node in nodes:
+                for decorator in getattr(node, "decorator_list", ()):
+                    if not _is_inert_decorator(decorator, function.__globals__):
+                        decorators.node(decorator)
                 canon.root(node)
-            own = ["source", "".join(canon.out)]
-            names &= canon.loaded
-            chains = {c for c in canon.chains if c[0] in names or c[0] == self_name}
+            own = ["source", "".join(canon.out), "".join(decorators.out)]
+            # A decorator runs in the enclosing scope: its names are not in co_names.
+            names = (names & canon.loaded) | decorators.loaded
+            chains = {
+                c for c in canon.chains | decorators.chains if c[0] in names or c[0] == self_name
+            }
         dependencies = [
             self._dependency(scope, chain) for chain in sorted({(name,) for name in names} | chains)
         ]
@@ -215,7 +249,7 @@ class _Canon:
         self._keep_docstrings = keep_docstrings
 
     def root(self, node: ast.AST) -> None:
-        """Add a fingerprinted function, whose decorators do not count (see the module doc)."""
+        """Add a fingerprinted function but not its decorators, which run in another scope."""
         self.node(node, skip=("decorator_list",))
 
     def node(self, node: ast.AST, skip: tuple[str, ...] = ()) -> None:
@@ -452,6 +486,40 @@ def _namespace_of(value: Any) -> Any:
     ):
         return found
     return None
+
+
+def _is_inert_decorator(expression: ast.expr, scope: Mapping[str, Any]) -> bool:
+    """Whether a decorator is this package's, a builtin or the standard library's.
+
+    Those set caching, binding or memoizing, never the answer, so their
+    arguments (``@instructor_cache(ttl=60)``) stay out of the fingerprint.
+    Any other decorator may carry a prompt or a model name in its arguments
+    (``@ell.simple(model="gpt-4o")``), so it counts, with the names it reads.
+    """
+    target = expression.func if isinstance(expression, ast.Call) else expression
+    chain = _chain(target) if isinstance(target, ast.Attribute) else None
+    if isinstance(target, ast.Name):
+        chain = (target.id,)
+    if chain is None:
+        return False
+    try:
+        value = scope.get(chain[0], _MISSING)
+        if value is _MISSING:
+            value = getattr(builtins, chain[0], _MISSING)
+        for attribute in chain[1:]:
+            value = getattr(value, attribute, _MISSING)
+        if value is _MISSING:
+            return False
+        module = value.__name__ if isinstance(value, types.ModuleType) else value.__module__
+    except Exception:  # noqa: BLE001  (an unreadable decorator counts, to be safe)
+        return False
+    return isinstance(module, str) and _is_inert_module(module)
+
+
+def _is_inert_module(module: str) -> bool:
+    """This package, builtins and the standard library: code that sends no prompts."""
+    top = module.partition(".")[0]
+    return top == "instructor_cache" or top in sys.stdlib_module_names
 
 
 def _owner(function: types.FunctionType) -> type | None:

@@ -36,28 +36,22 @@ PYTHONS = [
 
 # The sample's fingerprints: a change here means every user's keys change.
 GOLDEN = {
-    "extract": "f4d41561635d6867658a62799676974f459511cf6a20ece0f6a5c2e882335823",
-    "render": "b87f3b21faf2013d740a01ea1eeff418d6c8cb421a667a8604e48ab5a8f700ac",
-    "normalize": "4c7c875efcee4128986238dc615c83cadc7424d375416ce81109e04947ac5935",
-    "gather": "c82aee55400c22718d4bfacf565ae0f823d2ec591d1439522cb6847e26de5e5d",
-    "countdown": "15c890f34458ce64af3869b5f5ebb391b57eba3c4eee712702ef605a8c8862cf",
-    "is_even": "b9242cb768756868b251bdf455a2439a0d3693aa49932ab0e89ebb44f1efb425",
-    "greet": "0e070624f9c8d37f01f55ae0317e8015f424503d15dd87efc27a2233ad40869d",
-    "extractor": "a60c0e68dcbdf43ac5542462d8570caed5b130cddf66c951994f82ec0d11270e",
-    "partial": "07a8cc9b3bde95fba80f81b7fbdce1a0be3760a03f2fe0c97c131243d194fbba",
+    "extract": "b7ecf26a8244bf8fc26c13eac8a8ffad3c0db315468cc6c4e0e6922c62cb0eab",
+    "render": "1bb109c00003f8b7afeec90e06c9df619709b8de9837064e85ac0192c2c51702",
+    "normalize": "5c5f1e928ac7c2128016d1f78ff68117d58599f47c1537b3317f2eb48a7740f6",
+    "gather": "bd946ec7812d1fd3de2607d918eef10334bfec690a3ff0dc7521e4e5e82045cb",
+    "countdown": "040bcf8703562b4fc8c34c8eaff12c366313a58d52a6c50301e1057fdf2d4dc0",
+    "is_even": "6c024eaba4a6dc33abff05e0cd8d98505ba2a161b679a964cef909fac88060da",
+    "greet": "bd7e125272e69fe3c51a2330b306de7ac7b55a0120158185f569897b2b961494",
+    "extractor": "8ea79cd11320646f535f945cb3131550d14f87f93247a56bd1e0d580e6d1d886",
+    "partial": "3bcdfeadff5a4e8b6824a3f60804ee8bb9647d85e065504fd0dfccf58ac3a64f",
 }
 
 MODULE = """
 import enum
 
 import PROMPTS
-
-
-def cached(**options):
-    def decorate(fn):
-        return fn
-
-    return decorate
+from instructor_cache import instructor_cache
 
 
 FUNCTION
@@ -78,7 +72,7 @@ MODE = Mode.FAST
 """
 
 FUNCTION = """
-@cached(ttl=60)
+@instructor_cache(ttl=60)
 def extract(text: str, *, style: str = "formal") -> str:
     if len(text) > 200:
         text = text[:200]
@@ -88,7 +82,7 @@ def extract(text: str, *, style: str = "formal") -> str:
 
 REFORMATTED = {
     "single quotes": """
-@cached(ttl=60)
+@instructor_cache(ttl=60)
 def extract(text: str, *, style: str = 'formal') -> str:
     if len(text) > 200:
         text = text[:200]
@@ -96,7 +90,7 @@ def extract(text: str, *, style: str = 'formal') -> str:
     return helper(prompt, text) + str(LIMITS) + MODE.value
 """,
     "line breaks and trailing commas": """
-@cached(ttl=60)
+@instructor_cache(ttl=60)
 def extract(
     text: str,
     *,
@@ -125,7 +119,7 @@ def extract(
 """,
     "comments": """
 # The extractor.
-@cached(ttl=60)  # an hour would do
+@instructor_cache(ttl=60)  # an hour would do
 def extract(text: str, *, style: str = "formal") -> str:  # noqa: D103
     # Long texts cost more.
     if len(text) > 200:
@@ -134,7 +128,7 @@ def extract(text: str, *, style: str = "formal") -> str:  # noqa: D103
     return helper(prompt, text) + str(LIMITS) + MODE.value  # done
 """,
     "a docstring": '''
-@cached(ttl=60)
+@instructor_cache(ttl=60)
 def extract(text: str, *, style: str = "formal") -> str:
     """Extract a user from text.
 
@@ -146,7 +140,7 @@ def extract(text: str, *, style: str = "formal") -> str:
     return helper(prompt, text) + str(LIMITS) + MODE.value
 ''',
     "other decorator arguments": """
-@cached(ttl=3600, namespace="users")
+@instructor_cache(ttl=3600, namespace="users")
 def extract(text: str, *, style: str = "formal") -> str:
     if len(text) > 200:
         text = text[:200]
@@ -156,7 +150,7 @@ def extract(text: str, *, style: str = "formal") -> str:
     "nested in a block": """
 if True:
 
-    @cached(ttl=60)
+    @instructor_cache(ttl=60)
     def extract(text: str, *, style: str = "formal") -> str:
         if len(text) > 200:
             text = text[:200]
@@ -164,7 +158,7 @@ if True:
         return helper(prompt, text) + str(LIMITS) + MODE.value
 """,
     "a u-prefixed string": """
-@cached(ttl=60)
+@instructor_cache(ttl=60)
 def extract(text: str, *, style: str = u"formal") -> str:
     if len(text) > 200:
         text = text[:200]
@@ -202,6 +196,22 @@ def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
     yield load
     for name in names:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
+    """Install source text as a module in a site-packages folder; return its name."""
+    site_packages = tmp_path / "site-packages"
+    site_packages.mkdir()
+    monkeypatch.syspath_prepend(str(site_packages))
+
+    def install(source: str) -> str:
+        name = f"fp_library_{uuid.uuid4().hex}"
+        (site_packages / f"{name}.py").write_text(source)
+        importlib.invalidate_caches()
+        return name
+
+    return install
 
 
 @pytest.fixture
@@ -244,7 +254,7 @@ def test_ruff_format_keeps_the_fingerprint(
 ) -> None:
     """Code run through the real ruff formatter fingerprints like the code before it."""
     messy = module_source(
-        "@cached( ttl = 60, )\ndef extract(text:str,*,style:str='formal')->str:\n"
+        "@instructor_cache( ttl = 60, )\ndef extract(text:str,*,style:str='formal')->str:\n"
         "  if len( text )>200 : text=text[ :200 ]\n"
         "  prompt=(f'{SYSTEM_PROMPT} Style: {style}. '\n"
         "     f'{PROMPTS.PREFIX}')\n"
@@ -538,6 +548,55 @@ def test_helpers_of_the_root_package_count_even_in_site_packages(
         fingerprints.append(code_fingerprint(app.extract))
         monkeypatch.delitem(sys.modules, f"{package}.app")
     assert fingerprints[0] != fingerprints[1]
+
+
+def test_the_arguments_of_a_decorator_that_is_not_this_packages_count(
+    load: Callable[[str], ModuleType],
+) -> None:
+    """A decorator may carry the prompt or the model (``@ell.simple(model=...)``), so it counts."""
+    source = (
+        "def system(prompt):\n    def decorate(fn):\n        fn.prompt = prompt\n"
+        "        return fn\n\n    return decorate\n\n"
+        "MODEL = 'small'\n\n"
+        "@staticmethod\n@system(MODEL + ': be brief.')\ndef extract(text):\n    return text\n"
+    )
+    base = fingerprint_of(load, source)
+    assert fingerprint_of(load, source.replace("be brief", "be thorough")) != base
+    assert fingerprint_of(load, source.replace("'small'", "'large'")) != base
+    assert fingerprint_of(load, source.replace("@staticmethod\n", "")) == base
+
+
+def test_a_docstring_a_library_wrapper_may_send_is_part_of_the_fingerprint(
+    load: Callable[[str], ModuleType], library: Callable[[str], str]
+) -> None:
+    """Under a library's wrapper the docstring may be the prompt (ell sends it); not under ours."""
+    sends_docs = library(
+        "import functools\n\ndef simple(fn):\n    @functools.wraps(fn)\n"
+        "    def wrapper(text):\n        return fn.__doc__ + fn(text)\n\n    return wrapper\n"
+    )
+    source = (
+        f"import {sends_docs}\n\n@{sends_docs}.simple\n"
+        'def extract(text):\n    """You find users."""\n    return text\n'
+    )
+    base = fingerprint_of(load, source)
+    assert fingerprint_of(load, source.replace("find", "locate")) != base
+    plain = source.replace(f"@{sends_docs}.simple\n", "")
+    assert fingerprint_of(load, plain.replace("find", "locate")) == fingerprint_of(load, plain)
+
+
+def test_a_library_object_holding_the_user_function_is_walked(
+    load: Callable[[str], ModuleType], library: Callable[[str], str]
+) -> None:
+    """A library decorator that returns an object without __wrapped__ still shows the code."""
+    holds = library(
+        "class PromptFunction:\n    def __init__(self, fn):\n        self.fn = fn\n\n"
+        "    def __call__(self, text):\n        return self.fn(text)\n"
+    )
+    source = (
+        f"import {holds}\n\n"
+        f"@{holds}.PromptFunction\ndef extract(text):\n    return 'Find: ' + text\n"
+    )
+    assert fingerprint_of(load, source.replace("Find", "Locate")) != fingerprint_of(load, source)
 
 
 def test_a_docstring_read_as_a_prompt_is_part_of_the_fingerprint(
