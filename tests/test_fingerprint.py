@@ -25,7 +25,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from instructor_cache import _fingerprint, make_cache_key
+from instructor_cache import _fingerprint, _source, make_cache_key
 from instructor_cache._fingerprint import code_fingerprint, is_user_code
 from tests._fingerprint_samples import sample
 
@@ -428,7 +428,7 @@ def test_the_nested_format_spec_of_python_3_12_fingerprints_like_the_others() ->
     spec.values.append(ast.Constant(""))
     texts = []
     for expression in (tree, quirk):
-        canon = _fingerprint._Canon(keep_docstrings=False)
+        canon = _source.Canon(keep_docstrings=False)
         canon.node(expression.body)
         texts.append("".join(canon.out))
     assert texts[0] == texts[1]
@@ -459,7 +459,7 @@ def test_closures_and_nested_functions_are_fingerprinted_by_their_code(
     first, second = load(source), load(source.replace("upper", "lower"))
     assert code_fingerprint(first.make("Hi ")) == code_fingerprint(first.make("Hello "))
     assert code_fingerprint(first.make("Hi ")) != code_fingerprint(second.make("Hi "))
-    assert _fingerprint._source_nodes(first.make("Hi ")) is not None
+    assert _source.source_nodes(first.make("Hi ")) is not None
 
 
 def test_recursive_and_mutually_recursive_functions_terminate() -> None:
@@ -486,7 +486,7 @@ def test_a_function_without_source_falls_back_to_its_code_object() -> None:
         exec(f"def f(x):\n    return x + {literal!r}\n", namespace)  # noqa: S102
         return namespace["f"]
 
-    assert _fingerprint._source_nodes(make("a")) is None
+    assert _source.source_nodes(make("a")) is None
     assert code_fingerprint(make("a")) == code_fingerprint(make("a"))
     assert code_fingerprint(make("a")) != code_fingerprint(make("b"))
 
@@ -500,7 +500,7 @@ def test_a_file_edited_after_import_is_fingerprinted_by_the_code_that_runs(
     Path(old.__file__ or "").write_text(new_source)
     new = load(new_source)
     assert code_fingerprint(old.extract) != code_fingerprint(new.extract)
-    assert _fingerprint._source_nodes(old.extract) is None
+    assert _source.source_nodes(old.extract) is None
 
 
 def test_a_user_wrapper_layer_is_part_of_the_fingerprint(
@@ -653,8 +653,8 @@ def test_a_module_is_parsed_once_for_all_its_functions(
 ) -> None:
     """Fingerprinting many functions of one module reuses its parse."""
     module = load("".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(20)))
-    before = _fingerprint._parse.cache_info()
+    before = _source._parse.cache_info()
     fingerprints = {code_fingerprint(getattr(module, f"f{i}")) for i in range(20)}
-    after = _fingerprint._parse.cache_info()
+    after = _source._parse.cache_info()
     assert len(fingerprints) == 20
     assert after.misses - before.misses == 1

@@ -1,22 +1,20 @@
 """Print the sample's fingerprints as JSON; test_fingerprint runs it under each Python.
 
-The fingerprint module is loaded from its file, not through the package,
-whose ``__init__`` imports pydantic, which the other interpreters lack.
+The package's ``__init__`` imports pydantic, which the other interpreters
+lack, so the package is registered here without running it: the fingerprint
+modules themselves import only the standard library.
 """
 
-import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
-_PATH = Path(__file__).resolve().parents[2] / "instructor_cache" / "_fingerprint.py"
-_spec = importlib.util.spec_from_file_location("_fingerprint", _PATH)
-assert _spec is not None
-assert _spec.loader is not None
-_module = importlib.util.module_from_spec(_spec)
-sys.modules["_fingerprint"] = _module
-_spec.loader.exec_module(_module)
+_package = types.ModuleType("instructor_cache")
+_package.__path__ = [str(Path(__file__).resolve().parents[2] / "instructor_cache")]
+sys.modules["instructor_cache"] = _package
 
+from instructor_cache._fingerprint import code_fingerprint  # noqa: E402
 from tests._fingerprint_samples import sample  # noqa: E402
 
-print(json.dumps({name: _module.code_fingerprint(fn) for name, fn in sample.SAMPLES.items()}))
+print(json.dumps({name: code_fingerprint(fn) for name, fn in sample.SAMPLES.items()}))
