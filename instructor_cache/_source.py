@@ -228,7 +228,7 @@ def code_digest(code: types.CodeType) -> str:
     consts = [
         code_digest(c)
         if isinstance(c, types.CodeType)
-        else constant_text(c) or f"?{type(c).__qualname__}"
+        else constant_text(c) or f"?{c!r}"  # a slice (3.14 folds them): repr shows it all
         for c in code.co_consts
     ]
     counts = (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags)

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib
 import json
+import linecache
 import os
 import subprocess
 import sys
@@ -489,6 +490,22 @@ def test_a_function_without_source_falls_back_to_its_code_object() -> None:
     assert _source.source_nodes(make("a")) is None
     assert code_fingerprint(make("a")) == code_fingerprint(make("a"))
     assert code_fingerprint(make("a")) != code_fingerprint(make("b"))
+
+
+def test_a_notebook_cell_function_is_fingerprinted_from_its_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Code exec()-ed with its text in linecache, as IPython runs cells, has source."""
+    filename = f"<cell-{uuid.uuid4().hex}>"
+    source = "def extract(text):\n    return 'Find: ' + text\n"
+    entry = (len(source), None, source.splitlines(keepends=True), filename)
+    monkeypatch.setitem(linecache.cache, filename, entry)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+    fingerprint = code_fingerprint(namespace["extract"])
+    monkeypatch.setattr(_fingerprint, "_INTERPRETER", "another Python")
+    assert code_fingerprint(namespace["extract"]) == fingerprint
+    assert is_user_code(namespace["extract"])
 
 
 def test_a_file_edited_after_import_is_fingerprinted_by_the_code_that_runs(
