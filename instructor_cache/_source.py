@@ -17,6 +17,7 @@ every Python, with or without the package's dependencies.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import enum
@@ -24,6 +25,7 @@ import functools
 import hashlib
 import inspect
 import linecache
+import operator
 import types
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +47,9 @@ _UNCANONICAL = frozenset(
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _MAX_NESTING = 32
+_FUTURE_FLAGS = functools.reduce(
+    operator.or_, (getattr(__future__, name).compiler_flag for name in __future__.all_feature_names)
+)
 
 
 class Canon:
@@ -161,7 +166,10 @@ def source_nodes(function: types.FunctionType) -> list[ast.AST] | None:
     code = function.__code__
     linecache.checkcache(code.co_filename)
     lines = linecache.getlines(code.co_filename, function.__globals__)
-    parsed = _parse(code.co_filename, "".join(lines)) if lines else None
+    # Compiled with the function's future flags: a notebook carries a cell's
+    # ``from __future__ import annotations`` over to the cells after it.
+    flags = code.co_flags & _FUTURE_FLAGS
+    parsed = _parse(code.co_filename, "".join(lines), flags) if lines else None
     if parsed is None:
         return None
     definitions, compiled = parsed
@@ -193,7 +201,7 @@ Parsed = tuple[dict[tuple[str, int], list[ast.AST]], dict[tuple[str, int], set[s
 
 
 @functools.lru_cache(maxsize=32)
-def _parse(filename: str, text: str) -> Parsed | None:
+def _parse(filename: str, text: str, flags: int) -> Parsed | None:
     """A module's definitions and compiled code objects, by name and first line.
 
     Cached on the text itself rather than the file's mtime, which can miss an
@@ -202,7 +210,7 @@ def _parse(filename: str, text: str) -> Parsed | None:
     """
     try:
         tree = ast.parse(text, filename)
-        module = compile(tree, filename, "exec", dont_inherit=True)
+        module = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
     except (SyntaxError, ValueError, TypeError):
         return None
     definitions: dict[tuple[str, int], list[ast.AST]] = {}

@@ -7,6 +7,7 @@ whose syntax trees differ, and pinned to golden digests.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import contextlib
@@ -501,7 +502,9 @@ def test_a_notebook_cell_function_is_fingerprinted_from_its_source(
     entry = (len(source), None, source.splitlines(keepends=True), filename)
     monkeypatch.setitem(linecache.cache, filename, entry)
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+    # As after a cell that ran ``from __future__ import annotations``.
+    flags = __future__.annotations.compiler_flag
+    exec(compile(source, filename, "exec", flags=flags, dont_inherit=True), namespace)  # noqa: S102
     fingerprint = code_fingerprint(namespace["extract"])
     monkeypatch.setattr(_fingerprint, "_INTERPRETER", "another Python")
     assert code_fingerprint(namespace["extract"]) == fingerprint
