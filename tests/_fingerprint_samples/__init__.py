@@ -1,0 +1,1 @@
+"""Fixed modules whose code fingerprints tests/test_fingerprint.py pins across Pythons."""

@@ -1,0 +1,3 @@
+"""Prompt text another sample module reads as ``prompts.PREFIX``."""
+
+PREFIX = "You are a careful extractor. "
