@@ -62,8 +62,13 @@ class Canon:
         self._keep_docstrings = keep_docstrings
 
     def root(self, node: ast.AST) -> None:
-        """Add a fingerprinted function but not its decorators, which run in another scope."""
-        self.node(node, skip=("decorator_list",))
+        """Add a fingerprinted function but not its decorators, which run in another scope.
+
+        Nor its own name: ``name=`` lets a renamed function keep its entries,
+        and a name changes nothing the function computes (a recursive call
+        by name is in its body, and counts there).
+        """
+        self.node(node, skip=("decorator_list", "name"))
 
     def node(self, node: ast.AST, skip: tuple[str, ...] = ()) -> None:
         # An explicit stack, as a long ``"..." + "..." + ...`` prompt nests

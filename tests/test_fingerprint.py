@@ -38,15 +38,15 @@ PYTHONS = [
 
 # The sample's fingerprints: a change here means every user's keys change.
 GOLDEN = {
-    "extract": "b7ecf26a8244bf8fc26c13eac8a8ffad3c0db315468cc6c4e0e6922c62cb0eab",
-    "render": "1bb109c00003f8b7afeec90e06c9df619709b8de9837064e85ac0192c2c51702",
+    "extract": "e5dc1089fc5584ca4963196798d72ce1a040e71d1fc58a784ecd53a92c299b9b",
+    "render": "223354a39c02f853c702ae0d954abaf29f84b92dcd552ab446b42aead2741cbc",
     "normalize": "5c5f1e928ac7c2128016d1f78ff68117d58599f47c1537b3317f2eb48a7740f6",
-    "gather": "bd946ec7812d1fd3de2607d918eef10334bfec690a3ff0dc7521e4e5e82045cb",
-    "countdown": "040bcf8703562b4fc8c34c8eaff12c366313a58d52a6c50301e1057fdf2d4dc0",
-    "is_even": "6c024eaba4a6dc33abff05e0cd8d98505ba2a161b679a964cef909fac88060da",
-    "greet": "bd7e125272e69fe3c51a2330b306de7ac7b55a0120158185f569897b2b961494",
-    "extractor": "8ea79cd11320646f535f945cb3131550d14f87f93247a56bd1e0d580e6d1d886",
-    "partial": "3bcdfeadff5a4e8b6824a3f60804ee8bb9647d85e065504fd0dfccf58ac3a64f",
+    "gather": "1e1d1b4d3971c578716be8010fc49f2a04be5954fe55eef7c10aa1fbb9096863",
+    "countdown": "b935258f7da4413b6fbbb1c8f01ce9b8c64c74189e1bfba6f6b0a6b9e0dad9e4",
+    "is_even": "f7a5eaffd5629aec60a5735400761757a45434adf6e2196ac40728a00f6101cf",
+    "greet": "e14fc31b4d2193f16acf3aa146fd946d22a9a8cb320a9fc085ec2beae90d2c5a",
+    "extractor": "f7dd8b655215d3a1f0425c3660f98add4df3f8492b75d038ecd9487a193b9365",
+    "partial": "1763239aabac3c772128a95fef34b517e75976869b25704bfcf6a0e83c71e37b",
 }
 
 MODULE = """
