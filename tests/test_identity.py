@@ -335,3 +335,75 @@ def test_disk_entries_of_a_function_survive_only_under_the_same_identity(tmp_pat
     two = instructor_cache(DiskCache(tmp_path), ignore=("calls",))(extract)
     one("a"), two("a")
     assert calls == ["a"]
+
+
+PROMPT_MODULE = """
+from pydantic import BaseModel
+from instructor_cache import instructor_cache
+
+
+class Out(BaseModel):
+    text: str
+
+
+@instructor_cache
+def extract(text: str) -> Out:
+    return Out(text=SYSTEM_PROMPT + text)
+
+
+SYSTEM_PROMPT = {prompt!r}  # defined after the function: read at the first call
+"""
+
+
+def _import_prompt_module(tmp_path: Path, name: str, prompt: str) -> Any:
+    import importlib.util
+
+    tmp_path.mkdir()
+    path = tmp_path / f"{name}.py"
+    path.write_text(PROMPT_MODULE.format(prompt=prompt))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_edited_prompt_constant_defined_after_the_function_changes_the_key(
+    tmp_path: Path,
+) -> None:
+    """The code fingerprint is taken at the first call, so a later constant is part of it."""
+    first = _import_prompt_module(tmp_path / "one", "prompts_v", "Answer briefly: ")
+    keys = [first.extract.cache_key("x")]
+    del sys.modules["prompts_v"]
+    second = _import_prompt_module(tmp_path / "two", "prompts_v", "Answer at length: ")
+    keys.append(second.extract.cache_key("x"))
+    del sys.modules["prompts_v"]
+    assert keys[0] != keys[1]
+    assert keys[0].split(":")[:3] == keys[1].split(":")[:3]  # same function, schema: other code
+
+
+def test_the_code_fingerprint_is_computed_once_and_never_on_the_hit_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of calls, hits and misses, fingerprint the function exactly once."""
+    from instructor_cache import _fingerprint, _keys
+
+    taken: list[object] = []
+
+    def counting(fn: Any) -> str:
+        taken.append(fn)
+        return _fingerprint.code_fingerprint(fn)
+
+    monkeypatch.setattr(_keys, "code_fingerprint", counting)
+
+    @instructor_cache
+    def extract(text: str, model: str = "m") -> Echo:
+        return Echo(text=text + model)
+
+    assert taken == []  # not at decoration
+    for i in range(2000):
+        extract(str(i % 50))
+        extract(text=str(i % 50), model="n")
+    assert len(taken) == 1
