@@ -331,9 +331,11 @@ def test_disk_entries_of_a_function_survive_only_under_the_same_identity(tmp_pat
         calls.append(text)
         return UserDetail(name=text, age=1)
 
-    one = instructor_cache(DiskCache(tmp_path), ignore=("calls",))(extract)
-    two = instructor_cache(DiskCache(tmp_path), ignore=("calls",))(extract)
+    first, second = DiskCache(tmp_path), DiskCache(tmp_path)
+    one = instructor_cache(first, ignore=("calls",))(extract)
+    two = instructor_cache(second, ignore=("calls",))(extract)
     one("a"), two("a")
+    first.close(), second.close()
     assert calls == ["a"]
 
 
