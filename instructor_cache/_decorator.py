@@ -241,6 +241,7 @@ def _sync_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
     def fill(key: str, call: Callable[..., Any], args: Any, kwargs: Any, replacing: bool) -> Any:
         started = time.perf_counter()
         value = call(*args, **kwargs)
+        memo.check_context(key)
         text = encode(value, time.perf_counter() - started)
         if text is not None:
             store.set(key, text, memo.ttl, explicit=replacing)
@@ -283,6 +284,7 @@ def _async_wrapper(fn: Callable[..., Any], memo: Memo[Any]) -> _Wrappers:
     ) -> Any:
         started = time.perf_counter()
         value = await call(*args, **kwargs)
+        memo.check_context(key)
         text = encode(value, time.perf_counter() - started)
         if text is not None:
             await store.aset(key, text, memo.ttl, explicit=replacing)

@@ -14,14 +14,18 @@ captured list filled after decorating, or an instance changed after
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import os
 import sys
+import types
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 from instructor_cache._encoding import Unencodable, encode, type_path
+from instructor_cache._source import code_digest
 from instructor_cache.errors import UnencodableArgumentError
 
 __all__ = [
@@ -68,15 +72,21 @@ def main_module_name() -> str:
 
 
 def free_variables(fn: Callable[..., Any]) -> set[str]:
-    """The names of the free variables of ``fn`` and of the wrappers around it."""
+    """The names ``fn`` captures, with its wrappers and the functions it captures, at any depth."""
     names: set[str] = set()
-    layer: Any = getattr(fn, "__func__", fn)
+    pending: list[Any] = [getattr(fn, "__func__", fn)]
     seen: set[int] = set()
-    while layer is not None and id(layer) not in seen:
+    while pending:
+        layer = pending.pop()
+        if layer is None or id(layer) in seen:
+            continue
         seen.add(id(layer))
-        code = getattr(layer, "__code__", None)
-        names.update(code.co_freevars if code else ())
-        layer = getattr(layer, "__wrapped__", None)
+        for variable, cell in _cells_of(layer):
+            names.add(variable)
+            with contextlib.suppress(ValueError):  # an empty cell
+                if isinstance(cell.cell_contents, (types.FunctionType, types.MethodType)):
+                    pending.append(getattr(cell.cell_contents, "__func__", cell.cell_contents))
+        pending.append(getattr(layer, "__wrapped__", None))
     return names
 
 
@@ -95,20 +105,24 @@ class CallContext:
     """Reads, at call time, the values ``fn`` sees besides its arguments.
 
     Two closures made by one factory (``make_extractor("French")`` and
-    ``make_extractor("German")``) share a module and a qualified name: their
-    free variables join the key. Those with a stable encoding (a prompt, a
-    model name, a list of examples) join by value; those without (a client)
-    by their class only, so two closures that differ only in a client share
-    entries, as two calls with an ignored argument do. A free variable named
-    in ``ignore`` (a call counter the function appends to, which would
-    otherwise change the key at every call) is left out. A bound method's
-    instance is part of its identity and must be encodable.
+    ``make_extractor("German")``) share a module and a qualified name: what
+    they captured joins the key, read at each call (a list of examples filled
+    after decorating is seen). A captured function joins by its code and, in
+    turn, what it captured (a ``build_prompt`` closure over the language); a
+    bound method by its function and instance. A captured object with no
+    stable encoding (a client, whose base URL may change the answer) cannot
+    be proved not to matter, so it is refused, naming the variable: list it
+    in ``ignore=`` if it does not matter. So is a variable the function
+    changes itself (a call counter), which would change the key at every
+    call. A bound method's instance is part of its identity and must be
+    encodable.
     """
 
-    __slots__ = ("_cells", "_instance", "_name")
+    __slots__ = ("_cells", "_ignore", "_instance", "_name")
 
     def __init__(self, fn: Callable[..., Any], name: str, ignore: Collection[str] = ()) -> None:
         self._name = name
+        self._ignore = frozenset(ignore)
         self._instance: list[Any] = []
         if inspect.ismethod(fn):
             self._instance.append(fn.__self__)
@@ -122,19 +136,17 @@ class CallContext:
         while layer is not None and id(layer) not in seen:
             seen.add(id(layer))
             if not callable(getattr(layer, "cache_info", None)):
-                code = getattr(layer, "__code__", None)
-                cells = getattr(layer, "__closure__", None) or ()
-                for variable, cell in zip(code.co_freevars if code else (), cells, strict=False):
+                for variable, cell in _cells_of(layer):
                     if variable not in ignore:
                         self._cells.append((f"{variable}@{depth}" if depth else variable, cell))
             layer, depth = getattr(layer, "__wrapped__", None), depth + 1
-        self.read()  # an instance with no stable encoding fails at decoration
+        self.read()  # what cannot be encoded fails at decoration
 
     def __bool__(self) -> bool:
         return bool(self._instance or self._cells)
 
     def read(self) -> str:
-        """The encoded context now: the instance, then each free variable's value or class."""
+        """The encoded context now: the instance, then each captured value."""
         values: dict[str, Any] = {}
         if self._instance:
             instance = self._instance[0]
@@ -149,10 +161,79 @@ class CallContext:
                 values[variable] = ("empty",)
                 continue
             try:
-                values[variable] = encode(value)
-            except Unencodable:
-                values[variable] = ("class", type_path(type(value)))
+                values[variable] = _captured(value, set(), self._ignore)
+            except Unencodable as exc:
+                raise _unencodable_capture(self._name, variable.split("@")[0], value, exc) from None
         return encode(values)
+
+
+def _cells_of(function: Any) -> list[tuple[str, Any]]:
+    """A function's free variables and their cells; ``__class__`` (for super()) is its own."""
+    code = getattr(function, "__code__", None)
+    cells = getattr(function, "__closure__", None) or ()
+    names = code.co_freevars if code is not None else ()
+    return [(n, c) for n, c in zip(names, cells, strict=False) if n != "__class__"]
+
+
+def _captured(value: Any, seen: set[int], ignore: frozenset[str]) -> Any:
+    """The encoded form of one captured value, following functions into what they capture.
+
+    A variable named in ``ignore`` is left out at any depth: ``ignore=("client",)``
+    also covers a helper closure over the same client.
+    """
+    try:
+        return encode(value)
+    except Unencodable:
+        if not isinstance(value, (types.FunctionType, types.MethodType)):
+            raise
+    if id(value) in seen:  # a recursive helper: its code and captures are already in
+        return ("again", value.__qualname__)
+    seen.add(id(value))
+    if isinstance(value, types.MethodType):
+        return ("method", encode(value.__self__), _captured(value.__func__, seen, ignore))
+    captures = {}
+    for variable, cell in _cells_of(value):
+        if variable in ignore:
+            continue
+        try:
+            contents = cell.cell_contents
+        except ValueError:
+            captures[variable] = ("empty",)
+            continue
+        captures[variable] = _captured(contents, seen, ignore)
+    defaults = [_captured(d, seen, ignore) for d in value.__defaults__ or ()]
+    keyword_defaults = {
+        k: _captured(d, seen, ignore) for k, d in (value.__kwdefaults__ or {}).items()
+    }
+    return (
+        "function",
+        value.__qualname__,
+        _code_identity(value.__code__),
+        encode((captures, defaults, keyword_defaults)),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _code_identity(code: types.CodeType) -> str:
+    # The exact code object (bytecode, constants, names) of this interpreter:
+    # two lambdas of one qualified name never match.
+    return code_digest(code)
+
+
+def _unencodable_capture(
+    name: str, variable: str, value: Any, exc: Unencodable
+) -> UnencodableArgumentError:
+    inner = exc.value
+    what = type_path(type(value))
+    if inner is not value:
+        what += f" holding a {type_path(inner if isinstance(inner, type) else type(inner))}"
+    return UnencodableArgumentError(
+        f"cannot cache {name}(): it captures {variable!r}, a {what}, which has no stable "
+        "encoding for a key, so calls that differ in it could share results. If its state "
+        f"never changes the answer (a client), leave it out with ignore=({variable!r},); "
+        "otherwise pass it as an argument with a stable value.",
+        parameter=variable,
+    )
 
 
 def _unencodable_instance(name: str, instance: Any) -> UnencodableArgumentError:

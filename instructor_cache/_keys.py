@@ -132,6 +132,10 @@ class KeyBuilder:
             return f"{self._root}:"
         return f"{self._root}~{_short_hash(self._context.read())}:"
 
+    def context_moved(self, key: str) -> bool:
+        """Whether what the function captures differs now from when ``key`` was made."""
+        return self._context is not None and not key.startswith(self.prefix)
+
     def _hash_state(self) -> hashlib.blake2b:
         """The BLAKE2b state fed with the function's identity (and code), made on first use."""
         base = self._base

@@ -46,6 +46,7 @@ class Memo(Generic[R]):
         "_cache_if",
         "_codec",
         "_count_hit",
+        "_drift_log",
         "_read_envelope",
         "_tiers",
         "_unstorable_log",
@@ -78,6 +79,7 @@ class Memo(Generic[R]):
         self.aread = backend.aget if fails_open else self.store.aget
         self._cache_if = options.cache_if
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
+        self._drift_log = RateLimitedLog(interval=float("inf"))
 
     def decode(self, text: str | None) -> R | Literal[Miss.MISS]:
         """Return the cached result in ``text``, or ``MISS``; count which it was.
@@ -118,6 +120,20 @@ class Memo(Generic[R]):
                 exc,
             )
             return None
+
+    def check_context(self, key: str) -> None:
+        """Warn once if the call changed what the function captures (a call counter).
+
+        Its next identical call then has another key and is paid again: the
+        variable belongs in ``ignore=``.
+        """
+        if self.key.context_moved(key):
+            self._drift_log.warning(
+                "instructor_cache: %s changed a variable it captures while running, so its calls "
+                "never share a key and every call is paid; if that variable does not change the "
+                "answer (a call counter), leave it out with ignore=(name,)",
+                self.name,
+            )
 
     def bypass(self) -> None:
         """Count a call made straight through while the backend's breaker is open."""

@@ -59,7 +59,7 @@ def make_extract(
     def extract(text: str, model: str = "gpt-4o-mini") -> UserDetail:
         return llm(text, model)
 
-    decorate = instructor_cache(backend, **options)
+    decorate = instructor_cache(backend, ignore=("llm",), **options)
     return decorate(flavour.define(extract))  # type: ignore[no-any-return]
 
 
@@ -300,7 +300,7 @@ def test_cache_clear_keeps_other_functions_entries(
     def other(text: str) -> UserDetail:
         return llm(text, "other")
 
-    second = instructor_cache(backend)(flavour.define(other))
+    second = instructor_cache(backend, ignore=("llm",))(flavour.define(other))
     flavour.run(first("Gil is 4"))
     flavour.run(second("Gil is 4"))
     first.cache_clear()
@@ -318,7 +318,7 @@ def test_refresh_overwrites_the_entry(flavour: Flavour, backend: Backend) -> Non
     def extract(text: str) -> UserDetail:
         return UserDetail(name=text, age=next(ages))
 
-    cached = instructor_cache(backend)(flavour.define(extract))
+    cached = instructor_cache(backend, ignore=("ages",))(flavour.define(extract))
     assert flavour.run(cached("h")).age == 10
     assert flavour.run(cached.refresh("h")).age == 11
     assert flavour.run(cached("h")).age == 11
@@ -343,7 +343,11 @@ def test_sync_and_async_twins_without_code_fingerprint_share_keys(
     llm: FakeLLM, backend: Backend
 ) -> None:
     """Given one ``name=`` and no code fingerprint, sync and async twins share entries."""
-    options: dict[str, Any] = {"name": "shared.extract", "code_fingerprint": False}
+    options: dict[str, Any] = {
+        "name": "shared.extract",
+        "code_fingerprint": False,
+        "ignore": ("llm",),
+    }
 
     @instructor_cache(backend, **options)
     def sync_extract(text: str) -> UserDetail:
@@ -383,7 +387,7 @@ def test_signature_and_wrapped_are_kept(llm: FakeLLM, flavour: Flavour, backend:
         return llm(text, model)
 
     original = flavour.define(extract)
-    cached = instructor_cache(backend)(original)
+    cached = instructor_cache(backend, ignore=("llm",))(original)
     assert cached.__wrapped__ is original
     assert cached.__name__ == "extract"
     assert cached.__doc__ == "Extract a user."
@@ -400,8 +404,8 @@ def test_stacked_layers_are_independent(
     def extract(text: str) -> UserDetail:
         return llm(text)
 
-    inner = instructor_cache(inner_backend)(flavour.define(extract))
-    outer = instructor_cache(outer_backend)(inner)
+    inner = instructor_cache(inner_backend, ignore=("llm",))(flavour.define(extract))
+    outer = instructor_cache(outer_backend, ignore=("llm",))(inner)
     flavour.run(outer("Kay is 2"))
     flavour.run(outer("Kay is 2"))
     assert (outer.cache_info().hits, inner.cache_info().hits) == (1, 0)
@@ -504,8 +508,8 @@ def test_refresh_and_invalidate_reach_the_layers_below(
     def extract(text: str) -> UserDetail:
         return UserDetail(name=text, age=next(ages))
 
-    inner = instructor_cache(make_backend())(flavour.define(extract))
-    outer = instructor_cache(MemoryCache())(inner)
+    inner = instructor_cache(make_backend(), ignore=("ages",))(flavour.define(extract))
+    outer = instructor_cache(MemoryCache(), ignore=("ages",))(inner)
     assert flavour.run(outer("a")).age == 0
     assert flavour.run(outer.refresh("a")).age == 1
     assert flavour.run(outer("a")).age == 1
@@ -522,8 +526,8 @@ def test_stacked_layers_on_one_backend_keep_their_own_entries(
     def extract(text: str) -> UserDetail:
         return llm(text)
 
-    inner = instructor_cache(backend)(flavour.define(extract))
-    outer = instructor_cache(backend)(inner)
+    inner = instructor_cache(backend, ignore=("llm",))(flavour.define(extract))
+    outer = instructor_cache(backend, ignore=("llm",))(inner)
     assert outer.cache_key("Lu is 2") != inner.cache_key("Lu is 2")
     flavour.run(outer("Lu is 2"))
     outer.cache_clear()
@@ -541,7 +545,7 @@ def test_refresh_that_stores_nothing_removes_the_old_entry(
     def users(text: str) -> list[str]:
         return next(answers)
 
-    cached = instructor_cache(backend, cache_if=bool)(flavour.define(users))
+    cached = instructor_cache(backend, cache_if=bool, ignore=("answers",))(flavour.define(users))
     assert flavour.run(cached("t")) == ["a"]
     assert flavour.run(cached.refresh("t")) == []
     assert flavour.run(cached("t")) == []
@@ -637,7 +641,7 @@ def test_an_entry_whose_validation_raises_anything_is_a_miss(
     def read(text: str) -> Reading:
         return Reading(value=next(values))
 
-    cached = instructor_cache(backend)(flavour.define(read))
+    cached = instructor_cache(backend, ignore=("values",))(flavour.define(read))
     assert flavour.run(cached("x")).value == 1
     monkeypatch.setitem(STRICT, "on", True)
     assert flavour.run(cached("x")).value == 5
@@ -651,9 +655,11 @@ def test_backend_by_keyword_and_options_in_the_direct_form(llm: FakeLLM) -> None
     def extract(text: str) -> UserDetail:
         return llm(text)
 
-    by_keyword = instructor_cache(backend=MemoryCache(maxsize=7), version="3")(extract)
+    by_keyword = instructor_cache(backend=MemoryCache(maxsize=7), version="3", ignore=("llm",))(
+        extract
+    )
     assert by_keyword.cache_info().maxsize == 7
-    direct = instructor_cache(extract, namespace="direct", version="2")
+    direct = instructor_cache(extract, namespace="direct", version="2", ignore=("llm",))
     assert direct.cache_key("x").startswith("direct:")
     assert ":2:" in direct.cache_key("x")
 

@@ -37,13 +37,13 @@ def _decorated(backend: DiskCache, llm: FakeLLM, flavour: str) -> tuple[Any, Cal
     """``extract`` on ``backend``, and a plain function that calls it in ``flavour``."""
     if flavour == "sync":
 
-        @instructor_cache(backend)
+        @instructor_cache(backend, ignore=("llm",))
         def extract(text: str) -> UserDetail:
             return llm(text)
 
         return extract, extract
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def aextract(text: str) -> UserDetail:
         return llm(text)
 
@@ -138,7 +138,7 @@ async def test_value_file_that_blocks_leaves_other_async_calls_free(
     """While a planted FIFO row is looked up, other async calls on the same cache still finish."""
     backend = disk(tmp_path / "cache")
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 

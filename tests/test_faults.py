@@ -85,7 +85,7 @@ def test_failing_backend_falls_back_to_the_function(
     """Every call returns the right result; errors are counted and logged, rate-limited."""
     backend = BrokenBackend()
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -104,7 +104,7 @@ def test_failing_backend_falls_back_to_the_function(
 def test_failing_backend_falls_back_for_async_functions(llm: FakeLLM) -> None:
     """The async path absorbs the same failures."""
 
-    @instructor_cache(BrokenBackend())
+    @instructor_cache(BrokenBackend(), ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -164,7 +164,7 @@ def test_disk_path_that_cannot_be_a_directory_falls_back(llm: FakeLLM, tmp_path:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
 
-    @instructor_cache(DiskCache(blocker / "cache"))
+    @instructor_cache(DiskCache(blocker / "cache"), ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -221,7 +221,7 @@ def test_locked_database_never_freezes_the_app(
     breaker = CircuitBreaker(failures=2, cooldown=0.5)
     backend = disk(directory, circuit_breaker=breaker)  # timeout: sub-second, not 60 s
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -276,7 +276,7 @@ def test_breaker_skips_a_failing_backend_then_probes_it(llm: FakeLLM, clock: Clo
     """After N failures the backend is not called until the cooldown passes; then it is again."""
     backend = Toggle(CircuitBreaker(failures=3, cooldown=10, timer=clock))
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -331,7 +331,9 @@ def test_refresh_and_invalidate_reach_the_backend_while_its_breaker_is_open(flav
     async def extract_async(text: str) -> UserDetail:
         return extract(text)
 
-    cached = instructor_cache(backend)(extract if flavour == "sync" else extract_async)
+    cached = instructor_cache(backend, ignore=("answers",))(
+        extract if flavour == "sync" else extract_async
+    )
 
     def run(result: Any) -> Any:
         return asyncio.run(result) if asyncio.iscoroutine(result) else result

@@ -409,3 +409,78 @@ def test_the_code_fingerprint_is_computed_once_and_never_on_the_hit_path(
         extract(str(i % 50))
         extract(text=str(i % 50), model="n")
     assert len(taken) == 1
+
+
+def test_a_function_that_changes_what_it_captures_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A captured call counter changes every key: the user is told to ignore it, once."""
+    calls: list[str] = []
+
+    @instructor_cache
+    def extract(text: str) -> Echo:
+        calls.append(text)
+        return Echo(text=text)
+
+    with caplog.at_level("WARNING", logger="instructor_cache"):
+        extract("a"), extract("a"), extract("a")
+    assert calls == ["a", "a", "a"]  # never a stale hit: the function sees another list each time
+    warnings = [r.getMessage() for r in caplog.records if "changed a variable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "ignore=" in warnings[0]
+
+
+def test_a_captured_object_with_no_stable_encoding_is_refused_at_decoration() -> None:
+    """A captured client could change the answer (its base URL): refused, naming it."""
+
+    class Client:
+        def __init__(self, base_url: str) -> None:
+            self.base_url = base_url
+
+    def make(client: Client) -> Any:
+        def extract(text: str) -> Echo:
+            return Echo(text=f"{client.base_url}/{text}")
+
+        return extract
+
+    with pytest.raises(UnencodableArgumentError, match="captures 'client'") as caught:
+        instructor_cache(make(Client("https://a")))
+    assert caught.value.parameter == "client"
+    shared = instructor_cache(ignore=("client",))(make(Client("https://a")))
+    assert shared("t") == Echo(text="https://a/t")
+
+
+def test_closures_over_helper_closures_are_keyed_by_what_the_helpers_capture() -> None:
+    """A prompt built by a captured helper closure (over the language) joins the key."""
+    backend = MemoryCache()
+
+    def make(language: str) -> Any:
+        def build_prompt(text: str) -> str:
+            return f"[{language}] {text}"
+
+        @instructor_cache(backend)
+        def extract(text: str) -> Echo:
+            return Echo(text=build_prompt(text))
+
+        return extract
+
+    assert make("French")("hi") == Echo(text="[French] hi")
+    assert make("German")("hi") == Echo(text="[German] hi")
+    first, second = make("French"), make("French")
+    assert first.cache_key("hi") == second.cache_key("hi")
+
+
+def test_captured_lambdas_of_one_factory_are_told_apart_by_their_code() -> None:
+    """Two lambdas share a qualified name; their code decides the key."""
+    backend = MemoryCache()
+
+    def make(post: Any) -> Any:
+        @instructor_cache(backend)
+        def extract(text: str) -> Echo:
+            return Echo(text=post(text))
+
+        return extract
+
+    assert make(lambda t: t.upper())("hi") == Echo(text="HI")
+    assert make(lambda t: t.lower())("HI") == Echo(text="hi")
+    assert make(lambda t: t.upper())("x") != make(lambda t: t.lower())("x")

@@ -53,7 +53,7 @@ def test_stored_under_prefix_plus_cache_key(llm: FakeLLM, redis_url: str, raw: r
     """The Redis key is the prefix followed by the decorated function's cache_key."""
     backend = RedisCache(redis_url, prefix="app:")
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -92,7 +92,7 @@ def test_a_given_sync_client_also_serves_async_functions(llm: FakeLLM, redis_url
     client = redis.Redis.from_url(redis_url)
     backend = RedisCache(client, prefix="given-sync:")
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -113,7 +113,7 @@ def test_a_given_async_client_is_used_as_it_is(llm: FakeLLM, redis_url: str) -> 
         client = redis.asyncio.Redis.from_url(redis_url)
         backend = RedisCache(client, prefix="given-async:")
 
-        @instructor_cache(backend)
+        @instructor_cache(backend, ignore=("llm",))
         async def extract(text: str) -> UserDetail:
             return llm(text)
 
@@ -131,7 +131,7 @@ def test_a_given_cluster_client_works(llm: FakeLLM, redis_cluster_url: str) -> N
     client = redis.cluster.RedisCluster.from_url(redis_cluster_url, decode_responses=True)
     backend = RedisCache(client, prefix="given-cluster:")
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -206,7 +206,7 @@ def test_unix_socket_and_db_number_urls(llm: FakeLLM, tmp_path: Path) -> None:
     with running_server(tmp_path / "unix", "--unixsocket", str(socket_path)) as server:
         over_socket = RedisCache(f"unix://{socket_path}?db=2", prefix="u:")
 
-        @instructor_cache(over_socket)
+        @instructor_cache(over_socket, ignore=("llm",))
         def extract(text: str) -> UserDetail:
             return llm(text)
 

@@ -27,7 +27,7 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def make_extract(backend: RedisCache, llm: FakeLLM) -> Any:
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -64,7 +64,7 @@ def test_redis_down_at_start_async(llm: FakeLLM) -> None:
     """The async path falls back the same way."""
     backend = RedisCache(f"redis://127.0.0.1:{free_port()}/0")
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -201,7 +201,7 @@ def test_paused_redis_costs_a_timeout_not_a_hang_async(llm: FakeLLM, server: Red
     """The asyncio client is cut off by the same operation timeout."""
     backend = RedisCache(server.url, circuit_breaker=CircuitBreaker(failures=2, cooldown=30))
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -280,7 +280,7 @@ def test_redis_killed_mid_run_then_restarted_async(llm: FakeLLM, server: RedisSe
     breaker = CircuitBreaker(failures=2, cooldown=1.0)
     backend = RedisCache(server.url, circuit_breaker=breaker)
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 

@@ -30,7 +30,7 @@ def test_a_lower_tier_hit_is_written_back_above(llm: FakeLLM, disk: Any) -> None
     def extract(text: str) -> UserDetail:
         return llm(text)
 
-    tiered = instructor_cache(TieredCache(l1, l2))(extract)
+    tiered = instructor_cache(TieredCache(l1, l2), ignore=("llm",))(extract)
     key = tiered.cache_key("Al is 3")
     tiered("Al is 3")  # miss everywhere: written to both tiers
     l1.clear()  # L1 forgets (a restart)
@@ -60,7 +60,7 @@ def test_a_failing_tier_is_skipped_and_counted(llm: FakeLLM, disk: Any) -> None:
     """With L2 down the other tiers still serve, and L2's errors are counted in its own info."""
     l1, l3 = MemoryCache(), disk()
 
-    @instructor_cache(TieredCache(l1, BrokenBackend(), l3))
+    @instructor_cache(TieredCache(l1, BrokenBackend(), l3), ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -80,7 +80,7 @@ def test_a_dead_redis_below_l1_is_not_asked_on_l1_hits(llm: FakeLLM, tmp_path: P
     """A dead Redis as L2 costs the first miss its two failures; L1 then serves every hit."""
     redis_tier = RedisCache(f"redis://127.0.0.1:{free_port()}/0")
 
-    @instructor_cache(TieredCache(MemoryCache(), redis_tier))
+    @instructor_cache(TieredCache(MemoryCache(), redis_tier), ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -98,7 +98,7 @@ def test_async_tiered_reads_and_backfills(llm: FakeLLM, redis_url: str, disk: An
     l1 = MemoryCache()
     l2 = RedisCache(redis_url, prefix="tiered-async:")
 
-    @instructor_cache(TieredCache(l1, disk(), l2))
+    @instructor_cache(TieredCache(l1, disk(), l2), ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -119,9 +119,9 @@ def test_async_tiered_reads_and_backfills(llm: FakeLLM, redis_url: str, disk: An
 def test_shortcut_factories_stack_by_hand(llm: FakeLLM, redis_url: str, disk: Any) -> None:
     """memory over redis over tiered, each layer with its own cache_info()."""
 
-    @memory_cache(maxsize=10)
-    @redis_cache(redis_url, prefix="stacked:", ttl=60)
-    @tiered_cache(MemoryCache(), disk())
+    @memory_cache(maxsize=10, ignore=("llm",))
+    @redis_cache(redis_url, prefix="stacked:", ttl=60, ignore=("llm",))
+    @tiered_cache(MemoryCache(), disk(), ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -155,7 +155,7 @@ def test_an_entry_whose_ttl_is_unknown_is_not_copied_up(llm: FakeLLM, clock: Clo
 
     l1 = MemoryCache(timer=clock)
 
-    @instructor_cache(TieredCache(l1, DictBackend()), ttl=1)
+    @instructor_cache(TieredCache(l1, DictBackend()), ttl=1, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
