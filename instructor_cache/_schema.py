@@ -2,10 +2,12 @@
 
 The fingerprint joins every key (the return type's) and the token of every
 model class or instance passed as an argument, so it must not depend on
-``PYTHONHASHSEED``. pydantic writes a field default that holds a set, nested in
-a model, a dict or a list, in the set's iteration order, which is hash order:
-the defaults are made canonical (sets sorted, models as their fields) before
-pydantic writes them, and the schema text is written with sorted keys.
+``PYTHONHASHSEED``. pydantic writes a set in its iteration order, which is
+hash order, wherever one reaches the schema: a field default (nested in a
+model, a dict or a list), a field's ``examples`` and ``json_schema_extra``, an
+enum or literal value. Each is made canonical (sets sorted, models as their
+fields) before pydantic writes it; a schema without sets is written exactly
+as pydantic writes it. The schema text is written with sorted keys.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema, to_jsonable_python
 
 __all__ = ["adapter_fingerprint", "model_class_fingerprint"]
 
@@ -35,9 +40,80 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _holds_set(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, (set, frozenset)):
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
+
+
 class _CanonicalJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON schema, with every set it would write in hash order sorted first."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._models: list[type[Any]] = []  # the model whose fields are being written
+
     def encode_default(self, dft: Any) -> Any:
         return super().encode_default(_canonical(dft))
+
+    def generate_inner(self, schema: Any) -> JsonSchemaValue:
+        # A dict json_schema_extra is kept as given and made JSON-able only
+        # here, so its sets can be sorted here.
+        metadata = schema.get("metadata") or {}
+        extra = metadata.get("pydantic_js_extra")
+        if isinstance(extra, dict) and _holds_set(extra):
+            metadata = {**metadata, "pydantic_js_extra": _canonical(extra)}
+            schema = {**schema, "metadata": metadata}
+        return super().generate_inner(schema)
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        self._models.append(schema["cls"])
+        try:
+            return super().model_schema(schema)
+        finally:
+            self._models.pop()
+
+    def model_fields_schema(self, schema: core_schema.ModelFieldsSchema) -> JsonSchemaValue:
+        # A field's examples were made JSON-able (a set into a list in hash
+        # order) when its class was built: they are made again from the
+        # field's own FieldInfo, sorted, where they hold a set.
+        infos = getattr(self._models[-1], "__pydantic_fields__", {}) if self._models else {}
+        fields = {
+            name: _with_canonical_examples(field, infos.get(name))
+            for name, field in schema["fields"].items()
+        }
+        return super().model_fields_schema({**schema, "fields": fields})
+
+    def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:
+        json_schema = super().enum_schema(schema)
+        if any(_holds_set(member.value) for member in schema["members"]):
+            json_schema["enum"] = [
+                to_jsonable_python(_canonical(member.value)) for member in schema["members"]
+            ]
+        return json_schema
+
+    def literal_schema(self, schema: core_schema.LiteralSchema) -> JsonSchemaValue:
+        expected = [v.value if isinstance(v, Enum) else v for v in schema["expected"]]
+        if not _holds_set(expected):
+            return super().literal_schema(schema)
+        canonical = [_canonical(v) for v in expected]
+        return super().literal_schema({**schema, "expected": canonical})
+
+
+def _with_canonical_examples(field: Any, info: Any) -> Any:
+    examples = getattr(info, "examples", None)
+    updates = (field.get("metadata") or {}).get("pydantic_js_updates")
+    if not isinstance(updates, Mapping) or "examples" not in updates or not _holds_set(examples):
+        return field
+    updates = {**updates, "examples": to_jsonable_python(_canonical(examples))}
+    return {**field, "metadata": {**field["metadata"], "pydantic_js_updates": updates}}
 
 
 def _json_default(value: Any) -> Any:
