@@ -12,15 +12,19 @@ as pydantic writes it. The schema text is written with sorted keys.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import hashlib
 import json
+import typing
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import Examples, GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema, to_jsonable_python
 
 __all__ = ["adapter_fingerprint", "model_class_fingerprint"]
@@ -58,7 +62,7 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._models: list[type[Any]] = []  # the model whose fields are being written
+        self._classes: list[type[Any]] = []  # the model or dataclass being written
 
     def encode_default(self, dft: Any) -> Any:
         return super().encode_default(_canonical(dft))
@@ -71,25 +75,62 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
         if isinstance(extra, dict) and _holds_set(extra):
             metadata = {**metadata, "pydantic_js_extra": _canonical(extra)}
             schema = {**schema, "metadata": metadata}
+        # So is an ``Examples(...)`` annotation's list.
+        functions = metadata.get("pydantic_js_annotation_functions") or []
+        if any(_examples_with_set(function) for function in functions):
+            canonical = [_canonical_examples(function) for function in functions]
+            metadata = {**metadata, "pydantic_js_annotation_functions": canonical}
+            schema = {**schema, "metadata": metadata}
         return super().generate_inner(schema)
 
+    # A field's examples were made JSON-able (a set into a list in hash order)
+    # when its class was built: they are made again from the field's own
+    # FieldInfo, sorted, where they hold a set. The class is the one whose
+    # fields are being written, pushed by the schema method of its kind.
+
     def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
-        self._models.append(schema["cls"])
+        self._classes.append(schema["cls"])
         try:
             return super().model_schema(schema)
         finally:
-            self._models.pop()
+            self._classes.pop()
+
+    def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
+        self._classes.append(schema["cls"])
+        try:
+            return super().dataclass_schema(schema)
+        finally:
+            self._classes.pop()
 
     def model_fields_schema(self, schema: core_schema.ModelFieldsSchema) -> JsonSchemaValue:
-        # A field's examples were made JSON-able (a set into a list in hash
-        # order) when its class was built: they are made again from the
-        # field's own FieldInfo, sorted, where they hold a set.
-        infos = getattr(self._models[-1], "__pydantic_fields__", {}) if self._models else {}
+        cls = self._classes[-1] if self._classes else None
+        infos = _field_infos(cls)
         fields = {
             name: _with_canonical_examples(field, infos.get(name))
             for name, field in schema["fields"].items()
         }
-        return super().model_fields_schema({**schema, "fields": fields})
+        computed = getattr(cls, "__pydantic_computed_fields__", {})
+        computed_fields = [
+            _with_canonical_examples(field, computed.get(field["property_name"]))
+            for field in schema.get("computed_fields", [])
+        ]
+        canonical: Any = {**schema, "fields": fields, "computed_fields": computed_fields}
+        return super().model_fields_schema(canonical)
+
+    def dataclass_args_schema(self, schema: core_schema.DataclassArgsSchema) -> JsonSchemaValue:
+        infos = _field_infos(self._classes[-1] if self._classes else None)
+        fields = [
+            _with_canonical_examples(field, infos.get(field["name"])) for field in schema["fields"]
+        ]
+        return super().dataclass_args_schema({**schema, "fields": fields})
+
+    def typed_dict_schema(self, schema: core_schema.TypedDictSchema) -> JsonSchemaValue:
+        infos = _field_infos(schema.get("cls"))
+        fields = {
+            name: _with_canonical_examples(field, infos.get(name))
+            for name, field in schema["fields"].items()
+        }
+        return super().typed_dict_schema({**schema, "fields": fields})
 
     def enum_schema(self, schema: core_schema.EnumSchema) -> JsonSchemaValue:
         json_schema = super().enum_schema(schema)
@@ -105,6 +146,49 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
             return super().literal_schema(schema)
         canonical = [_canonical(v) for v in expected]
         return super().literal_schema({**schema, "expected": canonical})
+
+
+def _examples_with_set(function: Any) -> bool:
+    owner = getattr(function, "__self__", None)
+    return isinstance(owner, Examples) and _holds_set(owner.examples)
+
+
+def _canonical_examples(function: Any) -> Any:
+    if not _examples_with_set(function):
+        return function
+    owner = copy.copy(function.__self__)
+    owner.examples = _canonical(owner.examples)
+    return owner.__get_pydantic_json_schema__
+
+
+def _field_infos(cls: Any) -> Mapping[str, Any]:
+    """The FieldInfo of each field of a model, dataclass or TypedDict, by field name.
+
+    pydantic keeps them on models and pydantic dataclasses; for a standard
+    dataclass or a TypedDict they are the ``Field()`` in each annotation's
+    metadata or default, the last of which wins, as in pydantic.
+    """
+    known = getattr(cls, "__pydantic_fields__", None)
+    if isinstance(known, Mapping):
+        return known
+    if cls is None:
+        return {}
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except Exception:  # noqa: BLE001  (an unresolvable hint: pydantic resolved it another way)
+        return {}
+    defaults = (
+        {f.name: f.default for f in dataclasses.fields(cls)}
+        if dataclasses.is_dataclass(cls)
+        else {}
+    )
+    infos: dict[str, Any] = {}
+    for name, hint in hints.items():
+        candidates = [*getattr(hint, "__metadata__", ()), defaults.get(name)]
+        found = [c for c in candidates if isinstance(c, FieldInfo) and c.examples is not None]
+        if found:
+            infos[name] = found[-1]
+    return infos
 
 
 def _with_canonical_examples(field: Any, info: Any) -> Any:
