@@ -23,6 +23,7 @@ import collections.abc
 import dataclasses
 import datetime
 import decimal
+import inspect
 import struct
 import zoneinfo
 from typing import Any
@@ -42,6 +43,7 @@ _CONSTRUCTION = frozenset({"__init__", "__new__", "__doc__", "__init_subclass__"
 _ABSENT = object()
 _ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
 _DOUBLE = struct.Struct(">d")
+_METHOD_WRAPPERS = (classmethod, staticmethod, property)
 # What pydantic itself may put in a model subclass's namespace: the merged
 # config, and the hook that initialises private attributes.
 _PYDANTIC_PUBLIC = frozenset({"model_config", "model_post_init"})
@@ -206,10 +208,11 @@ def _model_like(subclass: type[BaseModel], cls: type[BaseModel]) -> bool:
     Yes for the subclass instructor makes of a response model (it mixes in
     its own ``ResponseSchema``, whose methods are instructor's, not the
     caller's), and for a subclass that adds nothing public: no method,
-    property or attribute beyond what pydantic itself writes into every model
-    class, and the same config. No for anything a caller could tell apart (a
-    ``Dog(Animal)`` that overrides ``speak``, a computed field, a validator,
-    a frozen config): a hit would return ``cls`` and lose it.
+    property, attribute or special method (``__str__``) beyond what pydantic
+    itself writes into every model class, and the same config. No for
+    anything a caller could tell apart (a ``Dog(Animal)`` that overrides
+    ``speak``, a computed field, a validator, a frozen config): a hit would
+    return ``cls`` and lose it.
     """
     added = [klass for klass in subclass.__mro__ if klass not in cls.__mro__]
     by_instructor = any(_from_instructor(klass) for klass in added)
@@ -218,7 +221,7 @@ def _model_like(subclass: type[BaseModel], cls: type[BaseModel]) -> bool:
             continue
         namespace = vars(klass)
         public = {name for name in namespace if not name.startswith("_")}
-        if not public <= _PYDANTIC_PUBLIC:
+        if not public <= _PYDANTIC_PUBLIC or _special_methods(namespace):
             return False
         hook = namespace.get("model_post_init")
         if hook is not None and not getattr(hook, "__module__", "").startswith("pydantic."):
@@ -233,15 +236,30 @@ def _from_instructor(klass: type) -> bool:
     return klass.__module__.partition(".")[0] == "instructor"
 
 
+def _special_methods(namespace: Any) -> set[str]:
+    """The special methods a class defines itself (``__str__``, ``__eq__``, ``__call__``).
+
+    Construction hooks do not count: a hit is built by validation, and the
+    instance behaves the same whichever way it was made.
+    """
+    return {
+        name
+        for name, attribute in namespace.items()
+        if name.startswith("__")
+        and name not in _CONSTRUCTION
+        and (inspect.isfunction(attribute) or isinstance(attribute, _METHOD_WRAPPERS))
+    }
+
+
 def _plain_like(value: Any, base: type) -> bool:
     """Whether a subclass instance of a builtin container can come back as the plain container.
 
     Yes for instructor's ``ListResponse`` (a ``list[Model]`` result: its only
     additions are the private ``_raw_response`` and ``_total_usage``, which a
     hit returns without, as it returns a model without its private
-    attributes) and for any subclass that overrides none of the container's
-    special methods, defines no public name (a method ``total()`` would be
-    missing from the hit) and whose instances hold private attributes only.
+    attributes) and for any subclass that overrides or adds no special
+    method, defines no public name (a method ``total()`` would be missing
+    from the hit) and whose instances hold private attributes only.
     No for anything that behaves differently: ``defaultdict`` and ``Counter``
     (missing keys), ``OrderedDict`` (order-aware ``==``), a ``namedtuple``
     (named fields): such a value is returned but not stored.
@@ -251,9 +269,12 @@ def _plain_like(value: Any, base: type) -> bool:
         return True
     special = set(dir(base)) - _CONSTRUCTION
     for klass in cls.__mro__[: cls.__mro__.index(base)]:
-        slots = vars(klass).get("__slots__", ())
+        namespace = vars(klass)
+        slots = namespace.get("__slots__", ())
         names = [slots] if isinstance(slots, str) else list(slots)
-        names.extend(vars(klass))
-        if special.intersection(vars(klass)) or not all(n.startswith("_") for n in names):
+        names.extend(namespace)
+        if special.intersection(namespace) or _special_methods(namespace):
+            return False
+        if not all(n.startswith("_") for n in names):
             return False
     return all(name.startswith("_") for name in getattr(value, "__dict__", {}))

@@ -133,6 +133,11 @@ class Units(list[int]):
     unit = "kg"  # a public class attribute a plain list lacks
 
 
+class CallableScores(list[int]):
+    def __call__(self) -> int:  # a special method a plain list lacks
+        return len(self)
+
+
 class Pair(NamedTuple):
     left: int
     right: int
@@ -151,6 +156,7 @@ class Pair(NamedTuple):
         (tuple[int, int], Pair(1, 2), False),
         (list[int], Scores([1, 2, 3]), False),
         (list[int], Units([1]), False),
+        (list[int], CallableScores([1]), False),
     ],
     ids=[
         "instructor-ListResponse",
@@ -163,6 +169,7 @@ class Pair(NamedTuple):
         "namedtuple",
         "public-method",
         "public-class-attribute",
+        "added-special-method",
     ],
 )
 def test_container_subclasses_are_stored_only_if_they_behave_as_the_container(
@@ -217,6 +224,11 @@ class Stripped(Animal):
         return name.strip()
 
 
+class Described(Animal):
+    def __str__(self) -> str:
+        return f"an animal called {self.name}"
+
+
 class Hooked(Animal):
     def model_post_init(self, context: Any) -> None:
         logging.getLogger(__name__).debug("made %s", self.name)
@@ -231,6 +243,7 @@ MODEL_SUBCLASSES: dict[str, tuple[Any, bool]] = {
     "frozen-config": (Frozen(name="Rex"), False),
     "validator": (Stripped(name="Rex"), False),
     "post-init-hook": (Hooked(name="Rex"), False),
+    "special-method": (Described(name="Rex"), False),
 }
 
 
