@@ -4,7 +4,9 @@ The fingerprint joins every key (the return type's) and the token of every
 model class or instance passed as an argument, so it must not depend on
 ``PYTHONHASHSEED``. pydantic writes a set in its iteration order, which is
 hash order, wherever one reaches the schema: a field default (nested in a
-model, a dict or a list), a field's ``examples`` and ``json_schema_extra``, an
+model, a dict or a list), the ``examples`` and ``json_schema_extra`` of a
+field (of a model, dataclass or TypedDict, or a ``Field()`` inside a type such
+as ``list[Annotated[str, Field(...)]]``), an ``Examples()`` annotation, an
 enum or literal value. Each is made canonical (sets sorted, models as their
 fields) before pydantic writes it; a schema without sets is written exactly
 as pydantic writes it. The schema text is written with sorted keys.
@@ -28,6 +30,8 @@ from pydantic.json_schema import Examples, GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema, to_jsonable_python
 
 __all__ = ["adapter_fingerprint", "model_class_fingerprint"]
+
+_ABSENT = object()
 
 
 def _canonical(value: Any) -> Any:
@@ -63,6 +67,7 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._classes: list[type[Any]] = []  # the model or dataclass being written
+        self._nested: list[list[Any]] = []  # set-holding examples of Field()s inside types
 
     def encode_default(self, dft: Any) -> Any:
         return super().encode_default(_canonical(dft))
@@ -81,6 +86,16 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
             canonical = [_canonical_examples(function) for function in functions]
             metadata = {**metadata, "pydantic_js_annotation_functions": canonical}
             schema = {**schema, "metadata": metadata}
+        # A Field() inside a type (list[Annotated[str, Field(examples=...)]])
+        # has no FieldInfo at hand here: its examples are recognised by
+        # content, sets as any order of their items, and written sorted.
+        updates = metadata.get("pydantic_js_updates") or {}
+        written = updates.get("examples") if self._nested else None
+        for examples in self._nested if isinstance(written, list) else ():
+            if _written_from(written, examples):
+                updates = {**updates, "examples": to_jsonable_python(_canonical(examples))}
+                schema = {**schema, "metadata": {**metadata, "pydantic_js_updates": updates}}
+                break
         return super().generate_inner(schema)
 
     # A field's examples were made JSON-able (a set into a list in hash order)
@@ -89,6 +104,7 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
     # fields are being written, pushed by the schema method of its kind.
 
     def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        self._nested.extend(_nested_examples(schema["cls"]))
         self._classes.append(schema["cls"])
         try:
             return super().model_schema(schema)
@@ -96,6 +112,7 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
             self._classes.pop()
 
     def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
+        self._nested.extend(_nested_examples(schema["cls"]))
         self._classes.append(schema["cls"])
         try:
             return super().dataclass_schema(schema)
@@ -125,6 +142,7 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
         return super().dataclass_args_schema({**schema, "fields": fields})
 
     def typed_dict_schema(self, schema: core_schema.TypedDictSchema) -> JsonSchemaValue:
+        self._nested.extend(_nested_examples(schema.get("cls")))
         infos = _field_infos(schema.get("cls"))
         fields = {
             name: _with_canonical_examples(field, infos.get(name))
@@ -189,6 +207,67 @@ def _field_infos(cls: Any) -> Mapping[str, Any]:
         if found:
             infos[name] = found[-1]
     return infos
+
+
+def _annotations(cls: Any) -> list[Any]:
+    known = getattr(cls, "__pydantic_fields__", None)
+    if isinstance(known, Mapping):
+        return [info.annotation for info in known.values()]
+    try:
+        return list(typing.get_type_hints(cls, include_extras=True).values())
+    except Exception:  # noqa: BLE001  (an unresolvable hint: pydantic resolved it another way)
+        return []
+
+
+def _nested_examples(cls: Any) -> list[Any]:
+    """The set-holding examples of every ``Field()`` in the annotations of ``cls``'s fields."""
+    found, pending, seen = [], _annotations(cls), set()
+    while pending:
+        item = pending.pop()
+        if isinstance(item, FieldInfo):
+            if _holds_set(item.examples):
+                found.append(item.examples)
+        elif id(item) not in seen:
+            seen.add(id(item))
+            pending.extend(typing.get_args(item))
+    return found
+
+
+def _written_from(written: Any, source: Any) -> bool:
+    """Whether pydantic's JSON-able ``written`` is ``source`` with its sets in some order."""
+    if isinstance(source, (set, frozenset)):
+        return _set_written_from(written, source)
+    if isinstance(source, dict):
+        return (
+            isinstance(written, dict)
+            and len(written) == len(source)
+            and all(
+                str(key) in written and _written_from(written[str(key)], value)
+                for key, value in source.items()
+            )
+        )
+    if isinstance(source, (list, tuple)):
+        return (
+            isinstance(written, list)
+            and len(written) == len(source)
+            and all(_written_from(w, s) for w, s in zip(written, source, strict=True))
+        )
+    try:
+        return bool(to_jsonable_python(source) == written)
+    except Exception:  # noqa: BLE001  (an example pydantic could not make JSON-able either)
+        return False
+
+
+def _set_written_from(written: Any, source: set[Any] | frozenset[Any]) -> bool:
+    if not isinstance(written, list) or len(written) != len(source):
+        return False
+    remaining = list(written)
+    for item in source:
+        match = next((w for w in remaining if _written_from(w, item)), _ABSENT)
+        if match is _ABSENT:
+            return False
+        remaining.remove(match)
+    return True
 
 
 def _with_canonical_examples(field: Any, info: Any) -> Any:

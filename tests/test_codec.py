@@ -500,6 +500,7 @@ class Item(BaseModel):
     kind: Literal[frozenset({"alpha", "beta", "gamma", "delta"})] | None = None
     default: set[str] = set(WORDS)
     annotated: Annotated[str, Examples([set(WORDS)])] = ""
+    colours: list[Annotated[str, Field(examples=[set(WORDS)])]] = []
 
     @computed_field(examples=[set(WORDS)])
     @property
@@ -516,6 +517,7 @@ class Plain:
 
 class Row(TypedDict):
     colour: Annotated[str, Field(examples=[set(WORDS)])]
+    shades: list[Annotated[str, Field(examples=[{"tone": set(WORDS)}])]]
 
 kinds = {"model": list[Item], "dataclass": Checked, "std-dataclass": Plain, "typed-dict": Row}
 fingerprints = {name: Codec(kind, where="t()").fingerprint for name, kind in kinds.items()}
