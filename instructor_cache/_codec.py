@@ -5,10 +5,12 @@ a hit costs one ``validate_json`` call in pydantic-core and nothing else.
 
 An entry is a small JSON object::
 
-    {"v": 1, "created": 1732406400.5, "duration": 1.93, "value": <the value>}
+    {"v": 2, "created": 1732406400.5, "duration": 1.93, "value": <the value>}
 
 ``v`` is the format version; unknown keys are ignored, so later versions can
 add fields (the raw completion, token usage) without breaking old readers.
+Version 2 leaves out a model's unset fields, so they read back unset; a
+version 1 entry (every field set) is a miss.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ __all__ = ["FORMAT_VERSION", "Codec", "DecodeError", "EncodeError"]
 
 R = TypeVar("R")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # Return types that look like data but are promises of data to come: caching
 # them would store an iterator or a coroutine, not a result.
@@ -71,7 +73,7 @@ class Codec(Generic[R]):
             self.fingerprint = adapter_fingerprint(self._adapter)
             envelope: Any = TypedDict(  # type: ignore[name-match]  # built per return type
                 "Envelope",
-                {"v": Literal[1], "created": float, "duration": float, "value": return_type},
+                {"v": Literal[2], "created": float, "duration": float, "value": return_type},
             )
             envelope_adapter: TypeAdapter[Any] = TypeAdapter(envelope)
         except (
@@ -84,12 +86,14 @@ class Codec(Generic[R]):
                 f"JSON ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). Return a pydantic "
                 "model, a list or Optional of one, or plain JSON types."
             ) from exc
-        # Reading by alias and by name is only needed where the schema has
-        # aliases or alias settings; passing the flags elsewhere would cost a
-        # measurable share of a hit.
+        # Values are written by field name, so they are read by name alone:
+        # a serialization alias, an alias generator or validate_by_name=False
+        # cannot make them unreadable. The flags are only needed where the
+        # schema has aliases or alias settings; passing them elsewhere would
+        # cost a measurable share of a hit.
         validate = envelope_adapter.validator.validate_json
         self.read_envelope: Callable[[str | bytes], dict[str, Any]] = (
-            functools.partial(validate, by_alias=True, by_name=True)
+            functools.partial(validate, by_alias=False, by_name=True)
             if "alias" in repr(self._adapter.core_schema)
             else validate
         )
@@ -98,12 +102,16 @@ class Codec(Generic[R]):
     def encode(self, value: R, *, created: float, duration: float) -> str:
         """Return the entry's text, or raise ``EncodeError`` if it would not read back equal.
 
-        Dumping by alias in round-trip mode keeps aliases, ``Json[...]`` fields
-        and computed fields (left out) readable by ``decode``. Whatever still
-        cannot round-trip (a field excluded from dumps, a subclass instance
-        where the annotation names its base, a NaN) is caught here by reading
-        the text back and comparing strictly (``same_data``), on the write,
-        where the cost is negligible next to the call that produced the value.
+        Dumping by field name in round-trip mode keeps aliases, ``Json[...]``
+        fields and computed fields (left out) readable by ``decode``; leaving
+        out unset fields makes them read back unset, with their defaults, so
+        a hit has the ``model_fields_set`` the call returned (argument keys
+        and ``exclude_unset`` dumps read it). Whatever still cannot round-trip
+        (a field excluded from dumps, an unset ``default_factory`` field that
+        makes a new value, a subclass that adds behaviour, a NaN) is caught
+        here by reading the text back and comparing strictly (``same_data``),
+        on the write, where the cost is negligible next to the call that
+        produced the value.
         An iterator or stream is refused before anything is dumped, since
         dumping it would consume it and hand the caller an empty one.
         """
@@ -117,7 +125,9 @@ class Codec(Generic[R]):
                 "awaitable), which storing would consume. Return a list or a model instead"
             )
         try:
-            dumped = self._adapter.dump_json(value, by_alias=True, round_trip=True, warnings=False)
+            dumped = self._adapter.dump_json(
+                value, by_alias=False, exclude_unset=True, round_trip=True, warnings=False
+            )
             text = '{"v":%d,"created":%r,"duration":%r,"value":%s}' % (  # noqa: UP031  (fastest exact float text)
                 FORMAT_VERSION,
                 float(created),

@@ -7,11 +7,14 @@ adding a day to them lands on different hours. ``same_data`` compares types
 and data all the way down instead, and walks with an explicit stack, so a
 deeply nested value is a "no", never a ``RecursionError``.
 
-What it deliberately lets through, because the return annotation promised no
-more: an instance of a subclass of the annotated model (instructor returns
-its own subclass), a model's private attributes (never stored: instructor's
-``_raw_response`` comes back as ``None``), and a container subclass that
-adds only private state (instructor's ``ListResponse``; see ``_plain_like``).
+A model must also have the same fields set (``model_fields_set``, which
+``model_dump(exclude_unset=True)`` and argument keys read). What it
+deliberately lets through, because the return annotation promised no more:
+instructor's own subclass of the annotated model and a subclass that adds
+nothing public (see ``_model_like``), a model's private attributes (never
+stored: instructor's ``_raw_response`` comes back as ``None``), and a
+container subclass that adds only private state (instructor's
+``ListResponse``; see ``_plain_like``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import collections.abc
 import dataclasses
 import datetime
 import decimal
+import inspect
+import struct
 import zoneinfo
 from typing import Any
 
@@ -37,6 +42,11 @@ _FIXED_OFFSET = (datetime.timezone, TzInfo)  # what pydantic reads an offset bac
 _CONSTRUCTION = frozenset({"__init__", "__new__", "__doc__", "__init_subclass__"})
 _ABSENT = object()
 _ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
+_DOUBLE = struct.Struct(">d")
+_METHOD_WRAPPERS = (classmethod, staticmethod, property)
+# What pydantic itself may put in a model subclass's namespace: the merged
+# config, and the hook that initialises private attributes.
+_PYDANTIC_PUBLIC = frozenset({"model_config", "model_post_init"})
 
 
 def same_data(original: Any, reread: Any) -> bool:
@@ -89,7 +99,7 @@ def _same_node(a: Any, b: Any, pending: list[tuple[Any, Any]]) -> bool:
     if type(a) is not cls:
         return _same_across_types(a, b, pending)
     if cls is float:
-        return bool(a.hex() == b.hex())  # tells -0.0 from 0.0; every NaN is "nan"
+        return _DOUBLE.pack(a) == _DOUBLE.pack(b)  # bitwise: -0.0 is not 0.0, -nan not nan
     if isinstance(b, _CONTAINERS):
         return _push_container(a, b, pending)
     if isinstance(b, BaseModel):
@@ -142,13 +152,18 @@ def _same_leaf(a: Any, b: Any, pending: list[tuple[Any, Any]]) -> bool:
 
 
 def _push_model(a: BaseModel, b: BaseModel, pending: list[tuple[Any, Any]]) -> bool:
-    """Fields and extras compared by name; private attributes are not stored, so not compared.
+    """Fields, extras and the set of fields given; private attributes are not stored.
 
-    ``a`` may be an instance of a subclass of ``b``'s class (instructor's
-    subclass of the annotated model) if it has the same fields.
+    ``a`` may be an instance of a subclass of ``b``'s class if the subclass
+    behaves as the class (``_model_like``) and has the same fields.
     """
     cls = type(b)
-    if not isinstance(a, cls) or type(a).model_fields.keys() != cls.model_fields.keys():
+    if (
+        not isinstance(a, cls)
+        or type(a).model_fields.keys() != cls.model_fields.keys()
+        or a.__pydantic_fields_set__ != b.__pydantic_fields_set__
+        or (type(a) is not cls and not _model_like(type(a), cls))
+    ):
         return False
     pending.extend((getattr(a, name), getattr(b, name)) for name in cls.model_fields)
     pending.append((a.__pydantic_extra__, b.__pydantic_extra__))
@@ -187,15 +202,65 @@ def _same_zone(a: datetime.tzinfo | None, b: datetime.tzinfo | None) -> bool:
     return a is not None and type(a) is type(b) and bool(a == b)
 
 
+def _model_like(subclass: type[BaseModel], cls: type[BaseModel]) -> bool:
+    """Whether an instance of ``subclass`` can come back as an instance of ``cls``.
+
+    Yes for the subclass instructor makes of a response model (it mixes in
+    its own ``ResponseSchema``, whose methods are instructor's, not the
+    caller's), and for a subclass that adds nothing public: no method,
+    property, attribute or special method (``__str__``) beyond what pydantic
+    itself writes into every model class, and the same config. No for
+    anything a caller could tell apart (a ``Dog(Animal)`` that overrides
+    ``speak``, a computed field, a validator, a frozen config): a hit would
+    return ``cls`` and lose it.
+    """
+    added = [klass for klass in subclass.__mro__ if klass not in cls.__mro__]
+    by_instructor = any(_from_instructor(klass) for klass in added)
+    for klass in added:
+        if _from_instructor(klass):
+            continue
+        namespace = vars(klass)
+        public = {name for name in namespace if not name.startswith("_")}
+        if not public <= _PYDANTIC_PUBLIC or _special_methods(namespace):
+            return False
+        hook = namespace.get("model_post_init")
+        if hook is not None and not getattr(hook, "__module__", "").startswith("pydantic."):
+            return False
+        config = namespace.get("model_config", cls.model_config)
+        if config != cls.model_config and not by_instructor:
+            return False
+    return True
+
+
+def _from_instructor(klass: type) -> bool:
+    return klass.__module__.partition(".")[0] == "instructor"
+
+
+def _special_methods(namespace: Any) -> set[str]:
+    """The special methods a class defines itself (``__str__``, ``__eq__``, ``__call__``).
+
+    Construction hooks do not count: a hit is built by validation, and the
+    instance behaves the same whichever way it was made.
+    """
+    return {
+        name
+        for name, attribute in namespace.items()
+        if name.startswith("__")
+        and name not in _CONSTRUCTION
+        and (inspect.isfunction(attribute) or isinstance(attribute, _METHOD_WRAPPERS))
+    }
+
+
 def _plain_like(value: Any, base: type) -> bool:
     """Whether a subclass instance of a builtin container can come back as the plain container.
 
     Yes for instructor's ``ListResponse`` (a ``list[Model]`` result: its only
     additions are the private ``_raw_response`` and ``_total_usage``, which a
     hit returns without, as it returns a model without its private
-    attributes) and for any subclass that overrides none of the container's
-    special methods and whose instances hold private attributes only. No
-    for anything that behaves differently: ``defaultdict`` and ``Counter``
+    attributes) and for any subclass that overrides or adds no special
+    method, defines no public name (a method ``total()`` would be missing
+    from the hit) and whose instances hold private attributes only.
+    No for anything that behaves differently: ``defaultdict`` and ``Counter``
     (missing keys), ``OrderedDict`` (order-aware ``==``), a ``namedtuple``
     (named fields): such a value is returned but not stored.
     """
@@ -204,8 +269,12 @@ def _plain_like(value: Any, base: type) -> bool:
         return True
     special = set(dir(base)) - _CONSTRUCTION
     for klass in cls.__mro__[: cls.__mro__.index(base)]:
-        slots = vars(klass).get("__slots__", ())
+        namespace = vars(klass)
+        slots = namespace.get("__slots__", ())
         names = [slots] if isinstance(slots, str) else list(slots)
-        if special.intersection(vars(klass)) or not all(n.startswith("_") for n in names):
+        names.extend(namespace)
+        if special.intersection(namespace) or _special_methods(namespace):
+            return False
+        if not all(n.startswith("_") for n in names):
             return False
     return all(name.startswith("_") for name in getattr(value, "__dict__", {}))

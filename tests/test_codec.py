@@ -5,18 +5,34 @@ from __future__ import annotations
 import collections.abc
 import datetime
 import enum
+import json
 import logging
+import math
+import os
+import subprocess
+import sys
 import uuid
 import zoneinfo
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, Json, computed_field
+from pydantic import (
+    AliasChoices,
+    AliasGenerator,
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Json,
+    computed_field,
+)
+from pydantic.alias_generators import to_camel
 from pydantic_core import TzInfo
 
 from instructor_cache import instructor_cache
-from instructor_cache._codec import Codec, DecodeError, EncodeError
+from instructor_cache._codec import FORMAT_VERSION, Codec, DecodeError, EncodeError
 from instructor_cache._sameness import same_data
 from instructor_cache.errors import UncacheableFunctionError
 
@@ -138,10 +154,11 @@ def test_subclass_instance_is_not_stored_as_its_base() -> None:
         "",
         "null",
         "[]",
-        '{"v": 1}',
-        '{"v": 2, "created": 0, "duration": 0, "value": "x"}',
-        '{"v": 1, "created": "yesterday", "duration": 0, "value": "x"}',
-        '{"v": 1, "created": 0, "duration": 0, "value": 5}',
+        f'{{"v": {FORMAT_VERSION}}}',
+        f'{{"v": {FORMAT_VERSION + 1}, "created": 0, "duration": 0, "value": "x"}}',
+        '{"v": 1, "created": 0, "duration": 0, "value": "x"}',  # every field set: not v2's meaning
+        f'{{"v": {FORMAT_VERSION}, "created": "yesterday", "duration": 0, "value": "x"}}',
+        f'{{"v": {FORMAT_VERSION}, "created": 0, "duration": 0, "value": 5}}',
         b"\xff\xfe",
     ],
     ids=repr,
@@ -156,7 +173,7 @@ def test_invalid_entries_raise_decode_error(text: str | bytes) -> None:
 def test_unknown_envelope_fields_are_ignored() -> None:
     """A newer writer may add fields to the envelope; this reader still decodes the value."""
     codec: Codec[str] = Codec(str, where="test()")
-    text = '{"v":1,"created":0,"duration":0.5,"usage":{"tokens":3},"value":"x"}'
+    text = f'{{"v":{FORMAT_VERSION},"created":0,"duration":0.5,"usage":{{"tokens":3}},"value":"x"}}'
     assert codec.decode(text) == ("x", 0.5)
 
 
@@ -278,6 +295,10 @@ def point(x: Any, note: str = "private") -> Point:
     return made
 
 
+class Note(BaseModel):
+    text: str = ""
+
+
 UTC, NEW_YORK = datetime.timezone.utc, zoneinfo.ZoneInfo("America/New_York")
 NOON = datetime.datetime(2024, 3, 9, 12)  # a naive wall time, zoned by each case
 CEST = datetime.timezone(datetime.timedelta(hours=2), "CEST")
@@ -312,6 +333,11 @@ CEST = datetime.timezone(datetime.timedelta(hours=2), "CEST")
         (point(3), point(3.0), False),
         (point(3.0, note="set by the function"), point(3.0), True),
         ({"p": [point(-0.0)]}, {"p": [point(0.0)]}, False),
+        (-math.nan, math.nan, False),
+        (-math.nan, -math.nan, True),
+        (Note(), Note(text=""), False),
+        (Note(), Note(), True),
+        ([Note(text="a")], [Note.model_construct(text="a", _fields_set=set())], False),
     ],
     ids=lambda v: repr(v)[:40],
 )
@@ -373,3 +399,153 @@ def test_values_that_round_trip_exactly_are_stored(annotation: Any, value: Any) 
     reread = roundtrip(annotation, value)
     assert same_data(value, reread)
     assert repr(reread) == repr(value) or isinstance(value, (BaseModel, datetime.datetime))
+
+
+# --- aliases that differ between writing and reading -----------------------------------
+
+
+class Person(BaseModel):
+    full_name: str = Field(serialization_alias="fullName")  # camelCase in the app's API output
+
+
+class CamelOnly(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=False)
+
+    first_name: str
+    last_name: str = ""
+
+
+class SplitAliases(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=str.upper)
+    )
+
+    first_name: str
+    nested: list[Person] = []
+
+
+class Chosen(BaseModel):
+    model_config = ConfigDict(validate_by_name=True)
+
+    x: int = Field(validation_alias=AliasChoices("xx", "X"), serialization_alias="ex")
+    y: int = Field(0, validation_alias=AliasPath("point", 0))
+    name: str = Field(alias="userName", serialization_alias="user_name_out")
+    payload: Json[dict[str, int]] = Field(serialization_alias="body")
+
+    @computed_field(alias="labelOut")  # type: ignore[prop-decorator]
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.x}"
+
+
+ALIASED: dict[str, tuple[Any, Any]] = {
+    "serialization-alias": (Person, Person(full_name="Jason Liu")),
+    "alias-generator-by-alias-only": (CamelOnly, CamelOnly(firstName="Ann")),
+    "split-alias-generator": (
+        SplitAliases,
+        SplitAliases(firstName="Ann", nested=[Person(full_name="Bo")]),
+    ),
+    "choices-path-json-computed": (
+        Chosen,
+        Chosen.model_validate({"X": 1, "point": [2], "userName": "Cy", "payload": '{"a": 1}'}),
+    ),
+}
+
+
+@pytest.mark.parametrize(("annotation", "value"), ALIASED.values(), ids=ALIASED.keys())
+def test_models_whose_aliases_differ_for_writing_and_reading_round_trip(
+    annotation: Any, value: Any
+) -> None:
+    """Entries are written and read by field name, so no alias setting makes them unreadable."""
+    reread = roundtrip(annotation, value)
+    assert same_data(value, reread)
+    assert type(reread) is annotation
+    assert reread.model_dump(by_alias=True) == value.model_dump(by_alias=True)
+
+
+def test_a_result_with_a_serialization_alias_is_paid_for_once() -> None:
+    """A model with a serialization alias is stored, so the same call is not paid again."""
+    calls: list[str] = []
+
+    @instructor_cache(ignore=("calls",))
+    def extract(text: str) -> Person:
+        calls.append(text)
+        return Person(full_name=text)
+
+    assert [extract("Jason Liu").full_name for _ in range(3)] == ["Jason Liu"] * 3
+    assert calls == ["Jason Liu"]
+
+
+# --- the schema fingerprint under any hash seed ---------------------------------------
+
+_SETS_IN_SCHEMA = """
+import dataclasses, enum, json, sys
+from typing import Annotated, Literal
+from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic.dataclasses import dataclass
+from pydantic.json_schema import Examples
+from instructor_cache._codec import Codec
+
+WORDS = {"red", "green", "blue", "black", "white", "amber"}
+
+class Tags(enum.Enum):
+    SMALL = frozenset({"xs", "s", "m", "tiny", "wee"})
+
+class Item(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"palette": set(WORDS)})
+    colour: str = Field(examples=[set(WORDS), {"nested": [frozenset(WORDS)]}])
+    note: str = Field("", json_schema_extra={"choices": set(WORDS)})
+    tags: Tags | None = None
+    kind: Literal[frozenset({"alpha", "beta", "gamma", "delta"})] | None = None
+    default: set[str] = set(WORDS)
+    annotated: Annotated[str, Examples([set(WORDS)])] = ""
+    colours: list[Annotated[str, Field(examples=[set(WORDS)])]] = []
+
+    @computed_field(examples=[set(WORDS)])
+    @property
+    def shown(self) -> str:
+        return ""
+
+@dataclass
+class Checked:
+    colour: str = Field("", examples=[set(WORDS)])
+
+@dataclasses.dataclass
+class Plain:
+    colour: str = Field("", examples=[set(WORDS)])
+
+class Row(TypedDict):
+    colour: Annotated[str, Field(examples=[set(WORDS)])]
+    shades: list[Annotated[str, Field(examples=[{"tone": set(WORDS)}])]]
+
+kinds = {"model": list[Item], "dataclass": Checked, "std-dataclass": Plain, "typed-dict": Row}
+fingerprints = {name: Codec(kind, where="t()").fingerprint for name, kind in kinds.items()}
+print(json.dumps({"fingerprints": fingerprints, "order": list(WORDS)}))
+"""
+
+
+def _fingerprint_in_subprocess(hash_seed: str) -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": path}
+    result = subprocess.run(
+        [sys.executable, "-c", _SETS_IN_SCHEMA],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    output: dict[str, Any] = json.loads(result.stdout)
+    return output
+
+
+def test_sets_in_examples_extras_enums_and_literals_fingerprint_alike_under_any_hash_seed() -> None:
+    """A set pydantic writes into the schema in hash order is sorted first: one fingerprint."""
+    seed_one, seed_two = _fingerprint_in_subprocess("1"), _fingerprint_in_subprocess("2")
+    # The seeds must really reorder sets, or the comparison below proves nothing.
+    assert seed_one["order"] != seed_two["order"]
+    assert seed_one["fingerprints"] == seed_two["fingerprints"]

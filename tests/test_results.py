@@ -8,8 +8,10 @@ import datetime
 import functools
 import json
 import logging
+import math
 import multiprocessing
 import pickle
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NamedTuple
@@ -18,11 +20,12 @@ from zoneinfo import ZoneInfo
 import instructor
 import openai
 import pytest
+from instructor.processing.function_calls import openai_schema
 from instructor.v2.dsl.response_list import ListResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, field_validator
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
-from instructor_cache._codec import Codec, EncodeError
+from instructor_cache._codec import FORMAT_VERSION, Codec, EncodeError
 from instructor_cache.backends import Backend
 from instructor_cache.errors import (
     ConfigurationError,
@@ -121,6 +124,20 @@ class LoggedTags(list[str]):
         return list.__iter__(self)
 
 
+class Scores(list[int]):
+    def total(self) -> int:  # a method a plain list lacks
+        return sum(self)
+
+
+class Units(list[int]):
+    unit = "kg"  # a public class attribute a plain list lacks
+
+
+class CallableScores(list[int]):
+    def __call__(self) -> int:  # a special method a plain list lacks
+        return len(self)
+
+
 class Pair(NamedTuple):
     left: int
     right: int
@@ -137,6 +154,9 @@ class Pair(NamedTuple):
         (dict[str, int], collections.Counter({"a": 1}), False),
         (dict[str, int], collections.OrderedDict({"a": 1}), False),
         (tuple[int, int], Pair(1, 2), False),
+        (list[int], Scores([1, 2, 3]), False),
+        (list[int], Units([1]), False),
+        (list[int], CallableScores([1]), False),
     ],
     ids=[
         "instructor-ListResponse",
@@ -147,6 +167,9 @@ class Pair(NamedTuple):
         "Counter",
         "OrderedDict",
         "namedtuple",
+        "public-method",
+        "public-class-attribute",
+        "added-special-method",
     ],
 )
 def test_container_subclasses_are_stored_only_if_they_behave_as_the_container(
@@ -161,6 +184,85 @@ def test_container_subclasses_are_stored_only_if_they_behave_as_the_container(
     reread, _ = codec.decode(codec.encode(value, created=0, duration=0))
     assert reread == list(value)
     assert type(reread) is list
+
+
+class Animal(BaseModel):
+    name: str
+
+    def speak(self) -> str:
+        return "..."
+
+
+class Dog(Animal):
+    def speak(self) -> str:
+        return "woof"
+
+
+class Puppy(Animal):
+    """A subclass that adds nothing a caller could tell from an Animal."""
+
+
+class Tagged(Animal):
+    _tag: str = PrivateAttr("private, like instructor's _raw_response")
+
+
+class Loud(Animal):
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def shout(self) -> str:
+        return self.name.upper()
+
+
+class Frozen(Animal):
+    model_config = ConfigDict(frozen=True)
+
+
+class Stripped(Animal):
+    @field_validator("name")
+    @classmethod
+    def strip(cls, name: str) -> str:
+        return name.strip()
+
+
+class Described(Animal):
+    def __str__(self) -> str:
+        return f"an animal called {self.name}"
+
+
+class Hooked(Animal):
+    def model_post_init(self, context: Any) -> None:
+        logging.getLogger(__name__).debug("made %s", self.name)
+
+
+MODEL_SUBCLASSES: dict[str, tuple[Any, bool]] = {
+    "instructor-response-model": (openai_schema(Animal)(name="Rex"), True),
+    "adds-nothing": (Puppy(name="Rex"), True),
+    "private-attribute": (Tagged(name="Rex"), True),
+    "overridden-method": (Dog(name="Rex"), False),
+    "computed-field": (Loud(name="Rex"), False),
+    "frozen-config": (Frozen(name="Rex"), False),
+    "validator": (Stripped(name="Rex"), False),
+    "post-init-hook": (Hooked(name="Rex"), False),
+    "special-method": (Described(name="Rex"), False),
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"), MODEL_SUBCLASSES.values(), ids=MODEL_SUBCLASSES.keys()
+)
+def test_model_subclasses_are_stored_only_if_they_behave_as_the_annotated_model(
+    value: Animal, stored: bool
+) -> None:
+    """A hit returns the annotated class, so a subclass that adds behaviour is refused."""
+    codec: Codec[Animal] = Codec(Animal, where="test()")
+    if not stored:
+        with pytest.raises(EncodeError, match="reads back as a different value"):
+            codec.encode(value, created=0, duration=0)
+        return
+    reread, _ = codec.decode(codec.encode(value, created=0, duration=0))
+    assert type(reread) is Animal
+    assert reread.speak() == value.speak()
+    assert reread == Animal(name="Rex")
 
 
 # --- 2. iterators and streams -------------------------------------------------------------
@@ -320,6 +422,97 @@ def test_a_nan_that_round_trips_is_stored_and_comes_back_nan() -> None:
     assert calls == ["x"]
 
 
+def test_a_negative_nan_is_not_stored_as_a_positive_nan() -> None:
+    """JSON has one NaN, so a -nan result (its sign visible to copysign) is returned, not stored."""
+    calls: list[str] = []
+
+    @instructor_cache(ignore=("calls",))
+    def sense(text: str) -> Sensor:
+        calls.append(text)
+        return Sensor(reading=-math.nan)
+
+    assert [math.copysign(1, sense("x").reading) for _ in range(2)] == [-1.0, -1.0]
+    assert calls == ["x", "x"]
+
+
+# --- 3b. the fields a call set ---------------------------------------------------------
+
+
+class Profile(BaseModel):
+    name: str
+    age: int | None = None
+    tags: list[str] = []
+
+
+class Team(BaseModel):
+    lead: Profile
+    members: list[Profile] = []
+    note: str = ""
+
+
+def test_a_hit_has_the_fields_set_the_call_returned() -> None:
+    """Fields the LLM left out stay unset on a hit, in nested models too, as exclude_unset sees."""
+    calls: list[str] = []
+
+    @instructor_cache(ignore=("calls",))
+    def extract(text: str) -> Team:
+        calls.append(text)
+        return Team.model_validate_json(text)
+
+    text = '{"lead": {"name": "Ann"}, "members": [{"name": "Bob", "age": 3}]}'
+    fresh, hit = extract(text), extract(text)
+    assert calls == [text]
+    assert hit == fresh
+    assert hit.model_fields_set == fresh.model_fields_set == {"lead", "members"}
+    assert hit.lead.model_fields_set == fresh.lead.model_fields_set == {"name"}
+    assert hit.members[0].model_fields_set == {"name", "age"}
+    assert hit.model_dump(exclude_unset=True) == fresh.model_dump(exclude_unset=True)
+
+
+def test_a_chain_of_cached_calls_pays_each_call_once() -> None:
+    """summarize(extract(text)) keys a hit's model as it keyed the fresh one: no second call."""
+    backend, paid = MemoryCache(), collections.Counter[str]()
+
+    @instructor_cache(backend, ignore=("paid",))
+    def extract(text: str) -> Profile:
+        paid["extract"] += 1
+        return Profile.model_validate({"name": text.partition(" ")[0]})  # the LLM left age out
+
+    @instructor_cache(backend, ignore=("paid",))
+    def summarize(profile: Profile) -> str:
+        paid["summarize"] += 1
+        return f"{profile.name} ({profile.age})"
+
+    for _ in range(2):
+        assert summarize(extract("Jason is a developer")) == "Jason (None)"
+    assert paid == {"extract": 1, "summarize": 1}
+
+
+class Ticket(BaseModel):
+    title: str
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def test_a_default_factory_field_is_stored_only_if_it_was_given(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unset id from uuid4 would read back as another id: returned each time, warned once."""
+    calls: list[str] = []
+
+    @instructor_cache(ignore=("calls",))
+    def open_ticket(title: str, given: str | None = None) -> Ticket:
+        calls.append(title)
+        return Ticket(title=title) if given is None else Ticket(title=title, id=given)
+
+    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
+        ids = {open_ticket("x").id for _ in range(3)}
+        assert [open_ticket("y", "fixed").id for _ in range(2)] == ["fixed", "fixed"]
+    assert len(ids) == 3
+    assert calls == ["x", "x", "x", "y"]
+    assert open_ticket.cache_info().currsize == 1
+    assert len(unstored_warnings(caplog)) == 1
+
+
 # --- 4. pickling and copying by reference --------------------------------------------------
 
 
@@ -433,7 +626,8 @@ def test_a_planted_duration_cannot_make_time_saved_meaningless(
         calls.append(text)
         return User(name=text, age=1)
 
-    entry = '{"v":1,"created":0,"duration":%s,"value":{"name":"Ann","age":1}}' % duration  # noqa: UP031
+    value = '{"name":"Ann","age":1}'
+    entry = f'{{"v":{FORMAT_VERSION},"created":0,"duration":{duration},"value":{value}}}'
     backend.set(extract.cache_key("Ann"), entry)
     assert extract("Ann") == User(name="Ann", age=1)
     assert extract.cache_info().hits == 1
