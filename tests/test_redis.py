@@ -231,7 +231,7 @@ def test_rediss_and_password_urls_configure_tls_and_auth() -> None:
     """
     backend = RedisCache("rediss://:s3cret@127.0.0.1:6390/3")
     pool = backend.client.connection_pool
-    assert pool.connection_class is redis.SSLConnection
+    assert issubclass(pool.connection_class, redis.SSLConnection)
     assert pool.connection_kwargs["password"] == "s3cret"  # noqa: S105  (a test value)
     assert pool.connection_kwargs["db"] == 3
     assert pool.connection_kwargs["socket_timeout"] == 0.25

@@ -1,0 +1,179 @@
+"""Commands take turns on a bounded connection pool, so that no cached entry goes unserved.
+
+redis-py's pools hold at most ``max_connections`` connections and raise on
+the next caller ("Too many connections"): under a burst of 1,000 hits, 900
+would fail open and pay for the function. Here the callers beyond the pool
+wait in line (first come, first served) for a connection to come back.
+
+How long may they wait? No fixed time fits: with 100 connections and 10,000
+callers, the last one legitimately waits for a hundred round trips. So the
+line is bounded by the server's answers, not by a clock: while commands
+come back, every waiter keeps its place, and each command in flight is
+itself bounded by its timeout. When a command fails and Redis has answered
+nothing since it was sent, the server is dead or stalled: everyone in line
+is turned away at once (a ``ConnectionError``, which fails open) instead of
+paying one timeout per pool-full of callers.
+
+The sync (threads) and async (one event loop) drivers share the bookkeeping
+and are written side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+import redis
+
+__all__ = ["AsyncTurns", "NoTurns", "Turns", "refused"]
+
+W = TypeVar("W")
+
+# The outcome of a command, as the line judges it.
+ANSWERED, FAILED, NEITHER = True, False, None
+
+
+def refused() -> redis.ConnectionError:
+    return redis.ConnectionError(
+        "Redis answered nothing while this call waited for a connection from the pool"
+    )
+
+
+class _Line(Generic[W]):
+    """Free connections, the waiters in order, and a count of commands Redis answered."""
+
+    __slots__ = ("answered", "free", "waiting")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiting: deque[W] = deque()
+        self.answered = 0
+
+    def take(self) -> int | None:
+        """The answered count now if a connection is free (and nobody is ahead), else None."""
+        if self.free and not self.waiting:
+            self.free -= 1
+            return self.answered
+        return None
+
+    def give_back(self, seen: int, outcome: bool | None) -> tuple[W | None, list[W]]:
+        """Return a connection: the waiter it passes to, and the waiters turned away."""
+        turned_away: list[W] = []
+        if outcome is ANSWERED:
+            self.answered += 1
+        elif outcome is FAILED and self.answered == seen:
+            turned_away, self.waiting = list(self.waiting), deque()
+        if self.waiting:
+            return self.waiting.popleft(), turned_away
+        self.free += 1
+        return None, turned_away
+
+
+class _Waiter:
+    __slots__ = ("ready", "seen")
+
+    def __init__(self) -> None:
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.seen: int | None = None  # set before ``ready`` is released: None means turned away
+
+
+class Turns:
+    """The line for threads sharing one sync client."""
+
+    def __init__(self, size: int) -> None:
+        self._line: _Line[_Waiter] = _Line(size)
+        self._lock = threading.Lock()
+
+    @property
+    def answered(self) -> int:
+        return self._line.answered
+
+    def take(self) -> int:
+        with self._lock:
+            seen = self._line.take()
+            if seen is not None:
+                return seen
+            waiter = _Waiter()
+            self._line.waiting.append(waiter)
+        try:
+            waiter.ready.acquire()
+        except BaseException:  # interrupted while waiting: leave the line, or pass the turn on
+            with self._lock:
+                if waiter in self._line.waiting:
+                    self._line.waiting.remove(waiter)
+            if waiter.seen is not None:
+                self.give_back(waiter.seen, NEITHER)
+            raise
+        if waiter.seen is None:
+            raise refused()
+        return waiter.seen
+
+    def give_back(self, seen: int, outcome: bool | None) -> None:
+        with self._lock:
+            following, turned_away = self._line.give_back(seen, outcome)
+            if following is not None:
+                following.seen = self._line.answered
+        for waiter in turned_away:
+            waiter.ready.release()
+        if following is not None:
+            following.ready.release()
+
+
+class AsyncTurns:
+    """The line for the tasks of one event loop sharing its client (no lock: one thread)."""
+
+    def __init__(self, size: int) -> None:
+        self._line: _Line[asyncio.Future[int | None]] = _Line(size)
+
+    @property
+    def answered(self) -> int:
+        return self._line.answered
+
+    def take(self) -> int | None:
+        """A turn at once if one is free; else None, and the caller awaits ``wait()``."""
+        return self._line.take()
+
+    async def wait(self) -> int:
+        waiter: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._line.waiting.append(waiter)
+        try:
+            seen = await waiter
+        except asyncio.CancelledError:  # leave the line, or pass on a turn given meanwhile
+            if waiter in self._line.waiting:
+                self._line.waiting.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                given = waiter.result()
+                if given is not None:
+                    self.give_back(given, NEITHER)
+            raise
+        if seen is None:
+            raise refused()
+        return seen
+
+    def give_back(self, seen: int, outcome: bool | None) -> None:
+        following, turned_away = self._line.give_back(seen, outcome)
+        for waiter in turned_away:
+            if not waiter.done():
+                waiter.set_result(None)
+        while following is not None and following.done():  # cancelled while in line: the next
+            following, _ = self._line.give_back(seen, NEITHER)
+        if following is not None:
+            following.set_result(self._line.answered)
+
+
+class NoTurns:
+    """For a client the caller made: used as it is, with its own pool."""
+
+    answered = 0  # counts nothing: a failed command is never tried twice
+
+    def take(self) -> int:
+        return 0
+
+    async def wait(self) -> int:  # never awaited: take() always gives a turn
+        return 0
+
+    def give_back(self, seen: int, outcome: bool | None) -> None:
+        pass
