@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from redis.backoff import NoBackoff
 from instructor_cache._breaker import CircuitBreaker
 from instructor_cache.backends._deadline import with_deadline
 from instructor_cache.backends._failures import backend_error
+from instructor_cache.backends._loops import PerLoop
 from instructor_cache.backends._ttl import TTL, to_seconds
 from instructor_cache.backends._turns import (
     ANSWERED,
@@ -94,9 +94,7 @@ class RedisCache:
         self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
         self._lock = threading.Lock()
         self._sync: SyncClient | None = None
-        self._async_by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncClient, AsyncTurns, AsyncIterator[None]]
-        ] = weakref.WeakKeyDictionary()
+        self._per_loop: PerLoop[AsyncClient] = PerLoop()
         self._given_async: AsyncClient | None = None
         self._turns: Turns | NoTurns = _NO_TURNS
         self._connections = _DEFAULT_CONNECTIONS
@@ -162,32 +160,15 @@ class RedisCache:
         return (await self._aclient_and_turns())[0]
 
     async def _aclient_and_turns(self) -> tuple[AsyncClient, AsyncTurns | NoTurns]:
-        """The running loop's client and line, made on first use in that loop.
-
-        The client is closed when the loop shuts down (``asyncio.run`` does
-        that on exit): an async generator started here is finalised by the
-        loop's ``shutdown_asyncgens()``, and its ``finally`` closes the
-        client's connections, so no socket outlives its loop.
-        """
+        """The running loop's client and line, made on first use in that loop (see _loops)."""
         if self._given_async is not None:
             return self._given_async, _NO_TURNS
-        loop = asyncio.get_running_loop()
-        entry = self._async_by_loop.get(loop)
-        if entry is not None:
-            return entry[0], entry[1]
-        if self._url is None:
-            raise ConfigurationError("no URL to make an asyncio client from")
-        client, turns = self._make_async(self._url), AsyncTurns(self._connections)
-        closer = _close_when_the_loop_shuts_down(client, self._async_by_loop, loop)
-        await closer.__anext__()
-        self._async_by_loop[loop] = (client, turns, closer)
+        client, turns = await self._per_loop.get(self._make_async_and_turns)
         return client, turns
 
     async def aclose(self) -> None:
         """Close the async client of the running loop now, rather than at loop shutdown."""
-        entry = self._async_by_loop.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry[0].aclose()
+        await self._per_loop.aclose()
 
     def _make_sync(self, url: str) -> SyncClient:
         retry = redis.retry.Retry(NoBackoff(), 0)
@@ -202,11 +183,16 @@ class RedisCache:
             return redis.cluster.RedisCluster.from_url(url, retry=retry, **options)
         return redis.Redis.from_url(url, retry=retry, **options)
 
-    def _make_async(self, url: str) -> AsyncClient:
+    def _make_async_and_turns(self) -> tuple[AsyncClient, AsyncTurns]:
+        if self._url is None:
+            raise ConfigurationError("no URL to make an asyncio client from")
         retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        options, turns = self._options, AsyncTurns(self._connections)
         if self._cluster:
-            return redis.asyncio.cluster.RedisCluster.from_url(url, retry=retry, **self._options)
-        return redis.asyncio.Redis.from_url(url, retry=retry, **self._options)
+            return redis.asyncio.cluster.RedisCluster.from_url(
+                self._url, retry=retry, **options
+            ), turns
+        return redis.asyncio.Redis.from_url(self._url, retry=retry, **options), turns
 
     @property
     def maxsize(self) -> int | None:
@@ -301,11 +287,15 @@ class RedisCache:
         return deleted
 
     def close(self) -> None:
-        """Close the sync connection pool; async clients close with their event loops."""
+        """Close the sync connection pool, and the async clients of loops closed meanwhile.
+
+        The async clients of running loops close with their loops.
+        """
         with self._lock:
             if self._sync is not None and self._url is not None:
                 self._sync.close()
                 self._sync = None
+        self._per_loop.release_closed_loops()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -409,16 +399,6 @@ class _AsyncTurn:
         self._turns.give_back(self._seen, ANSWERED if exc is None else _outcome(exc))
         if isinstance(exc, _FAILURES):
             raise backend_error(self._cache, self._command, exc) from exc
-
-
-async def _close_when_the_loop_shuts_down(
-    client: AsyncClient, clients: weakref.WeakKeyDictionary[Any, Any], loop: Any
-) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        clients.pop(loop, None)  # the entry refers to the loop: let both go
-        await client.aclose()
 
 
 def _outcome(exc: BaseException) -> bool | None:
