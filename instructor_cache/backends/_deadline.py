@@ -39,8 +39,30 @@ class _DeadlineSocket:
         self._applied = self._asked
         self.deadline: float | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    # What redis-py calls on its sockets, passed on as they are. No __getattr__:
+    # redis-py asks ``hasattr(sock, "pending")`` around every read, and a failed
+    # lookup through __getattr__ costs more than the rest of this class.
+    def fileno(self) -> int:
+        fileno: int = self._sock.fileno()
+        return fileno
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def setsockopt(self, *args: Any) -> None:
+        self._sock.setsockopt(*args)
+
+    def getsockopt(self, *args: Any) -> Any:
+        return self._sock.getsockopt(*args)
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
 
     def settimeout(self, timeout: float | None) -> None:
         self._asked = timeout
@@ -81,6 +103,16 @@ class _DeadlineSocket:
             self._applied = timeout
 
 
+class _DeadlineTLSSocket(_DeadlineSocket):
+    """The same over TLS: redis-py asks a TLS socket for the bytes it has already decrypted."""
+
+    __slots__ = ()
+
+    def pending(self) -> int:
+        pending: int = self._sock.pending()
+        return pending
+
+
 class _Deadline:
     """Mixed into a redis-py connection: a reply is due ``socket_timeout`` after its command."""
 
@@ -88,7 +120,8 @@ class _Deadline:
     _sock: Any
 
     def _connect(self) -> Any:
-        return _DeadlineSocket(super()._connect())  # type: ignore[misc]
+        sock = super()._connect()  # type: ignore[misc]
+        return (_DeadlineTLSSocket if hasattr(sock, "pending") else _DeadlineSocket)(sock)
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self._sock:
