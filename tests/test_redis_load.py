@@ -192,3 +192,30 @@ def test_a_large_entry_over_a_slow_link_costs_one_timeout_async(
     assert asyncio.run(scenario()) < BOUND
     info = extract.cache_info()
     assert (info.hits, info.errors, len(llm.calls)) == (1, 1, 3)
+
+
+def test_a_task_cancelled_while_in_line_leaves_the_line_working(
+    make_cache: Callable[..., RedisCache],
+) -> None:
+    """With one connection, a waiter cancelled in line neither loses a turn nor holds one."""
+    backend = make_cache(max_connections=1)
+
+    async def scenario() -> None:
+        for i in range(4):
+            await backend.aset(f"k{i}", f"v{i}")
+        tasks = [asyncio.create_task(backend.aget(f"k{i}")) for i in range(4)]
+        await asyncio.sleep(0)  # all four have asked: one holds the connection, three wait
+        tasks[1].cancel()
+        tasks[2].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert results[0] == "v0"
+        assert results[3] == "v3"
+        assert all(isinstance(r, asyncio.CancelledError) for r in results[1:3])
+        assert await asyncio.gather(*(backend.aget(f"k{i}") for i in range(4))) == [
+            "v0",
+            "v1",
+            "v2",
+            "v3",
+        ]
+
+    asyncio.run(scenario())

@@ -101,7 +101,7 @@ class RedisCache:
         if isinstance(url_or_client, str):
             self._url: str | None = url_or_client
             self._cluster = cluster
-            self._connections = int(client_options.pop("max_connections", _DEFAULT_CONNECTIONS))
+            self._connections = client_options.pop("max_connections", None) or _DEFAULT_CONNECTIONS
             self._turns = Turns(self._connections)
             self._options = {
                 "socket_timeout": timeout,
