@@ -14,8 +14,13 @@ nothing since it was sent, the server is dead or stalled: everyone in line
 is turned away at once (a ``ConnectionError``, which fails open) instead of
 paying one timeout per pool-full of callers.
 
-The sync (threads) and async (one event loop) drivers share the bookkeeping
-and are written side by side.
+A command that fails while Redis answered others meanwhile is run once
+more in the same turn: Redis is up, so the failure was a one-off or a pause
+on our side. A dead Redis answers nothing and is never asked twice.
+
+``Turn`` and ``AsyncTurn`` are one command in its turn, as the backend
+uses them; the lines behind them, for threads and for the tasks of one
+event loop, share their bookkeeping and are written side by side.
 """
 
 from __future__ import annotations
@@ -23,13 +28,30 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import redis
+import redis.exceptions
 
-__all__ = ["AsyncTurns", "NoTurns", "Turns", "refused"]
+from instructor_cache.backends._failures import backend_error
+
+__all__ = ["FAILURES", "NO_TURNS", "AsyncTurn", "AsyncTurns", "NoTurns", "Turn", "Turns"]
 
 W = TypeVar("W")
+C = TypeVar("C")
+
+# What a Redis call can raise: the server's and the client's errors (redis.RedisError
+# covers connection, timeout, authentication and out-of-memory), and the socket's.
+FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
+# Of those, the ones that mean Redis did not answer (a refused write is an answer).
+UNANSWERED = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
+
 
 # The outcome of a command, as the line judges it.
 ANSWERED, FAILED, NEITHER = True, False, None
@@ -177,3 +199,106 @@ class NoTurns:
 
     def give_back(self, seen: int, outcome: bool | None) -> None:
         pass
+
+
+NO_TURNS = NoTurns()
+
+
+class Turn(Generic[C]):
+    """One command (or one SCAN) on the sync client, in its turn; failures as ``BackendError``.
+
+    A class rather than a generator: it sits on every hit's path.
+    """
+
+    __slots__ = ("_command", "_get", "_owner", "_seen", "_turns", "client")
+
+    def __init__(
+        self, owner: object, command: str, get: Callable[[], tuple[C, Turns | NoTurns]]
+    ) -> None:
+        self._owner, self._command, self._get, self._seen = owner, command, get, 0
+
+    def __enter__(self) -> Turn[C]:
+        try:
+            self.client, self._turns = self._get()
+            self._seen = self._turns.take()
+        except FAILURES as exc:
+            raise backend_error(self._owner, self._command, exc) from exc
+        return self
+
+    def run(self, *command: Any) -> Any:
+        """Run ``command``, and once more if it failed while Redis answered others.
+
+        Then Redis is up, and the failure was a one-off or a pause on our
+        side (a busy interpreter, a garbage collection) that outlasted the
+        timeout; a dead Redis answers nothing, and is not asked twice.
+        """
+        client: Any = self.client
+        try:
+            return client.execute_command(*command)
+        except UNANSWERED:
+            if self._turns.answered == self._seen:
+                raise
+        self._seen = self._turns.answered
+        return client.execute_command(*command)
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        self._turns.give_back(self._seen, ANSWERED if exc is None else _outcome(exc))
+        if isinstance(exc, FAILURES):
+            raise backend_error(self._owner, self._command, exc) from exc
+
+
+class AsyncTurn(Generic[C]):
+    """The same on the running loop's client."""
+
+    __slots__ = ("_command", "_get", "_owner", "_seen", "_turns", "client")
+
+    def __init__(
+        self,
+        owner: object,
+        command: str,
+        get: Callable[[], Awaitable[tuple[C, AsyncTurns | NoTurns]]],
+    ) -> None:
+        self._owner, self._command, self._get, self._seen = owner, command, get, 0
+        self._turns: AsyncTurns | NoTurns = NO_TURNS
+
+    async def __aenter__(self) -> AsyncTurn[C]:
+        try:
+            self.client, turns = await self._get()
+            seen = turns.take()
+            if seen is None:
+                seen = await turns.wait()
+        except FAILURES as exc:
+            raise backend_error(self._owner, self._command, exc) from exc
+        self._turns, self._seen = turns, seen
+        try:
+            # Start the command's clock when the loop comes back to it: a burst
+            # of tasks, each taking its turn first, can hold the loop for longer
+            # than the timeout, which would otherwise expire on a healthy server.
+            await asyncio.sleep(0)
+        except BaseException:
+            turns.give_back(seen, NEITHER)
+            raise
+        return self
+
+    async def run(self, *command: Any) -> Any:
+        """Run ``command``, and once more if it failed while Redis answered others."""
+        client: Any = self.client
+        try:
+            return await client.execute_command(*command)
+        except UNANSWERED:
+            if self._turns.answered == self._seen:
+                raise
+        self._seen = self._turns.answered
+        return await client.execute_command(*command)
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        self._turns.give_back(self._seen, ANSWERED if exc is None else _outcome(exc))
+        if isinstance(exc, FAILURES):
+            raise backend_error(self._owner, self._command, exc) from exc
+
+
+def _outcome(exc: BaseException) -> bool | None:
+    """How a command that raised ``exc`` counts for the line: did Redis answer it?"""
+    if isinstance(exc, UNANSWERED):
+        return FAILED
+    return ANSWERED if isinstance(exc, Exception) else NEITHER  # an error reply; a cancellation

@@ -15,15 +15,14 @@ from redis.backoff import NoBackoff
 
 from instructor_cache._breaker import CircuitBreaker
 from instructor_cache.backends._deadline import with_deadline
-from instructor_cache.backends._failures import backend_error
 from instructor_cache.backends._loops import PerLoop
 from instructor_cache.backends._ttl import TTL, to_seconds
 from instructor_cache.backends._turns import (
-    ANSWERED,
-    FAILED,
-    NEITHER,
+    NO_TURNS,
+    AsyncTurn,
     AsyncTurns,
     NoTurns,
+    Turn,
     Turns,
 )
 from instructor_cache.errors import ConfigurationError
@@ -36,19 +35,6 @@ _DEFAULT_CONNECTIONS = 100
 # queries the topology on a connection of its own while commands hold the rest.
 _SPARE_CONNECTIONS = 8
 _SCAN_COUNT = 1000
-# What a Redis call can raise: the server's and the client's errors (redis.RedisError
-# covers connection, timeout, authentication and out-of-memory), and the socket's.
-_FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
-# Of those, the ones that mean Redis did not answer (a refused write is an answer).
-_UNANSWERED = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.exceptions.RedisClusterException,
-    OSError,
-)
-
-_NO_TURNS = NoTurns()
-
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
@@ -96,7 +82,7 @@ class RedisCache:
         self._sync: SyncClient | None = None
         self._per_loop: PerLoop[AsyncClient] = PerLoop()
         self._given_async: AsyncClient | None = None
-        self._turns: Turns | NoTurns = _NO_TURNS
+        self._turns: Turns | NoTurns = NO_TURNS
         self._connections = _DEFAULT_CONNECTIONS
         if isinstance(url_or_client, str):
             self._url: str | None = url_or_client
@@ -162,7 +148,7 @@ class RedisCache:
     async def _aclient_and_turns(self) -> tuple[AsyncClient, AsyncTurns | NoTurns]:
         """The running loop's client and line, made on first use in that loop (see _loops)."""
         if self._given_async is not None:
-            return self._given_async, _NO_TURNS
+            return self._given_async, NO_TURNS
         client, turns = await self._per_loop.get(self._make_async_and_turns)
         return client, turns
 
@@ -299,11 +285,14 @@ class RedisCache:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _turn(self, command: str) -> _Turn:
-        return _Turn(self, command)
+    def _turn(self, command: str) -> Turn[SyncClient]:
+        return Turn(self, command, self._client_and_turns)
 
-    def _aturn(self, command: str) -> _AsyncTurn:
-        return _AsyncTurn(self, command)
+    def _aturn(self, command: str) -> AsyncTurn[AsyncClient]:
+        return AsyncTurn(self, command, self._aclient_and_turns)
+
+    def _client_and_turns(self) -> tuple[SyncClient, Turns | NoTurns]:
+        return self.client, self._turns
 
     def _set_command(self, key: str, value: str, ttl: TTL) -> tuple[Any, ...]:
         seconds = self._ttl if ttl is None else to_seconds(ttl)
@@ -313,99 +302,6 @@ class RedisCache:
 
     def _pattern(self, prefix: str) -> str:
         return _escape_glob(self.prefix + prefix) + "*"
-
-
-class _Turn:
-    """One command (or one SCAN) on the sync client, in its turn; failures as ``BackendError``.
-
-    A class rather than a generator: it sits on every hit's path.
-    """
-
-    __slots__ = ("_cache", "_command", "_seen", "client")
-
-    def __init__(self, cache: RedisCache, command: str) -> None:
-        self._cache, self._command, self._seen = cache, command, 0
-
-    def __enter__(self) -> _Turn:
-        cache = self._cache
-        try:
-            self.client = cache.client
-            self._seen = cache._turns.take()
-        except _FAILURES as exc:
-            raise backend_error(cache, self._command, exc) from exc
-        return self
-
-    def run(self, *command: Any) -> Any:
-        """Run ``command``, and once more if it failed while Redis answered others.
-
-        Then Redis is up, and the failure was a one-off or a pause on our
-        side (a busy interpreter, a garbage collection) that outlasted the
-        timeout; a dead Redis answers nothing, and is not asked twice.
-        """
-        try:
-            return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
-        except _UNANSWERED:
-            if self._cache._turns.answered == self._seen:
-                raise
-        self._seen = self._cache._turns.answered
-        return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
-
-    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
-        self._cache._turns.give_back(self._seen, ANSWERED if exc is None else _outcome(exc))
-        if isinstance(exc, _FAILURES):
-            raise backend_error(self._cache, self._command, exc) from exc
-
-
-class _AsyncTurn:
-    """The same on the running loop's client."""
-
-    __slots__ = ("_cache", "_command", "_seen", "_turns", "client")
-
-    def __init__(self, cache: RedisCache, command: str) -> None:
-        self._cache, self._command, self._seen = cache, command, 0
-        self._turns: AsyncTurns | NoTurns = _NO_TURNS
-
-    async def __aenter__(self) -> _AsyncTurn:
-        cache = self._cache
-        try:
-            self.client, turns = await cache._aclient_and_turns()
-            seen = turns.take()
-            if seen is None:
-                seen = await turns.wait()
-        except _FAILURES as exc:
-            raise backend_error(cache, self._command, exc) from exc
-        self._turns, self._seen = turns, seen
-        try:
-            # Start the command's clock when the loop comes back to it: a burst
-            # of tasks, each taking its turn first, can hold the loop for longer
-            # than the timeout, which would otherwise expire on a healthy server.
-            await asyncio.sleep(0)
-        except BaseException:
-            turns.give_back(seen, NEITHER)
-            raise
-        return self
-
-    async def run(self, *command: Any) -> Any:
-        """Run ``command``, and once more if it failed while Redis answered others."""
-        try:
-            return await self.client.execute_command(*command)
-        except _UNANSWERED:
-            if self._turns.answered == self._seen:
-                raise
-        self._seen = self._turns.answered
-        return await self.client.execute_command(*command)
-
-    async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
-        self._turns.give_back(self._seen, ANSWERED if exc is None else _outcome(exc))
-        if isinstance(exc, _FAILURES):
-            raise backend_error(self._cache, self._command, exc) from exc
-
-
-def _outcome(exc: BaseException) -> bool | None:
-    """How a command that raised ``exc`` counts for the line: did Redis answer it?"""
-    if isinstance(exc, _UNANSWERED):
-        return FAILED
-    return ANSWERED if isinstance(exc, Exception) else NEITHER  # an error reply; a cancellation
 
 
 def _seconds(milliseconds: Any) -> float | None:
