@@ -71,19 +71,20 @@ class _DeadlineSocket:
     def gettimeout(self) -> float | None:
         return self._asked
 
-    def recv(self, size: int, flags: int = 0) -> bytes:
+    # The arguments go on exactly as given: a TLS socket's defaults differ.
+    def recv(self, *args: Any) -> bytes:
         self._cut()
-        data: bytes = self._sock.recv(size, flags)
+        data: bytes = self._sock.recv(*args)
         return data
 
-    def recv_into(self, buffer: Any, size: int = 0, flags: int = 0) -> int:
+    def recv_into(self, *args: Any) -> int:
         self._cut()
-        count: int = self._sock.recv_into(buffer, size, flags)
+        count: int = self._sock.recv_into(*args)
         return count
 
-    def sendall(self, data: Any, flags: int = 0) -> None:
+    def sendall(self, *args: Any) -> None:
         self._cut()
-        self._sock.sendall(data, flags)
+        self._sock.sendall(*args)
 
     def _cut(self) -> None:
         asked, deadline = self._asked, self.deadline
