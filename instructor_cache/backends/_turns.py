@@ -10,13 +10,17 @@ callers, the last one legitimately waits for a hundred round trips. So the
 line is bounded by the server's answers, not by a clock: while commands
 come back, every waiter keeps its place, and each command in flight is
 itself bounded by its timeout. When a command fails and Redis has answered
-nothing since it was sent, the server is dead or stalled: everyone in line
-is turned away at once (a ``ConnectionError``, which fails open) instead of
-paying one timeout per pool-full of callers.
+nothing since it was sent, the server may be dead or stalled, or this
+process paused (a garbage collection, a starved CPU) past the timeout. The
+commands started from then on decide: if one of them fails with nothing
+answered either, everyone in line is turned away at once (a
+``ConnectionError``, which fails open) instead of paying one timeout per
+pool-full of callers; a dead server costs the line two timeouts.
 
-A command that fails while Redis answered others meanwhile is run once
-more in the same turn: Redis is up, so the failure was a one-off or a pause
-on our side. A dead Redis answers nothing and is never asked twice.
+A command whose failure proves nothing (Redis answered others meanwhile,
+or other commands are under way that will tell) is run once more in the
+same turn, so a pause of ours does not cost a paid call. A lone command on
+a dead Redis is not tried twice.
 
 ``Turn`` and ``AsyncTurn`` are one command in its turn, as the backend
 uses them; the lines behind them, for threads and for the tasks of one
@@ -64,29 +68,59 @@ def refused() -> redis.ConnectionError:
 
 
 class _Line(Generic[W]):
-    """Free connections, the waiters in order, and a count of commands Redis answered."""
+    """Free connections, the waiters in order, and what Redis answered.
 
-    __slots__ = ("answered", "free", "waiting")
+    A turn is stamped with ``epoch``, which moves on each answer and when a
+    command fails unanswered: a command whose stamp is still current when it
+    fails saw nothing answered meanwhile, and ``suspect`` says whether it
+    was started after an earlier such failure.
+    """
+
+    __slots__ = ("answered", "epoch", "free", "size", "suspect", "waiting")
 
     def __init__(self, size: int) -> None:
-        self.free = size
+        self.size = self.free = size
         self.waiting: deque[W] = deque()
         self.answered = 0
+        self.epoch = 0
+        self.suspect = False
 
     def take(self) -> int | None:
-        """The answered count now if a connection is free (and nobody is ahead), else None."""
+        """The epoch now if a connection is free (and nobody is ahead), else None."""
         if self.free and not self.waiting:
             self.free -= 1
-            return self.answered
+            return self.epoch
         return None
+
+    def again(self, seen: int, answered: int) -> int | None:
+        """A command failed unanswered: its new stamp if it may run once more, else None.
+
+        Not when its failure was conclusive, nor when it runs alone with
+        nothing answered: a lone caller on a dead Redis pays one timeout.
+        """
+        if self.epoch == seen and self.suspect:
+            return None
+        alone = self.free == self.size - 1 and not self.waiting
+        if alone and self.answered == answered:
+            return None
+        if self.epoch == seen:  # as in give_back: the commands from now on decide
+            self.suspect = True
+            self.epoch += 1
+        return self.epoch
 
     def give_back(self, seen: int, outcome: bool | None) -> tuple[W | None, list[W]]:
         """Return a connection: the waiter it passes to, and the waiters turned away."""
         turned_away: list[W] = []
         if outcome is ANSWERED:
             self.answered += 1
-        elif outcome is FAILED and self.answered == seen:
-            turned_away, self.waiting = list(self.waiting), deque()
+            self.epoch += 1
+            self.suspect = False
+        elif outcome is FAILED and self.epoch == seen:
+            if self.suspect:  # started after an unanswered failure, and unanswered too
+                turned_away, self.waiting = list(self.waiting), deque()
+            else:  # perhaps a pause of ours: the commands started from now on decide
+                self.suspect = True
+                self.epoch += 1
         if self.waiting:
             return self.waiting.popleft(), turned_away
         self.free += 1
@@ -133,11 +167,15 @@ class Turns:
             raise refused()
         return waiter.seen
 
+    def again(self, seen: int, answered: int) -> int | None:
+        with self._lock:
+            return self._line.again(seen, answered)
+
     def give_back(self, seen: int, outcome: bool | None) -> None:
         with self._lock:
             following, turned_away = self._line.give_back(seen, outcome)
             if following is not None:
-                following.seen = self._line.answered
+                following.seen = self._line.epoch
         for waiter in turned_away:
             waiter.ready.release()
         if following is not None:
@@ -175,6 +213,9 @@ class AsyncTurns:
             raise refused()
         return seen
 
+    def again(self, seen: int, answered: int) -> int | None:
+        return self._line.again(seen, answered)
+
     def give_back(self, seen: int, outcome: bool | None) -> None:
         following, turned_away = self._line.give_back(seen, outcome)
         for waiter in turned_away:
@@ -183,19 +224,22 @@ class AsyncTurns:
         while following is not None and following.done():  # cancelled while in line: the next
             following, _ = self._line.give_back(seen, NEITHER)
         if following is not None:
-            following.set_result(self._line.answered)
+            following.set_result(self._line.epoch)
 
 
 class NoTurns:
     """For a client the caller made: used as it is, with its own pool."""
 
-    answered = 0  # counts nothing: a failed command is never tried twice
+    answered = 0
 
     def take(self) -> int:
         return 0
 
     async def wait(self) -> int:  # never awaited: take() always gives a turn
         return 0
+
+    def again(self, seen: int, answered: int) -> int | None:
+        return None  # a failed command is never tried twice
 
     def give_back(self, seen: int, outcome: bool | None) -> None:
         pass
@@ -210,7 +254,7 @@ class Turn(Generic[C]):
     A class rather than a generator: it sits on every hit's path.
     """
 
-    __slots__ = ("_command", "_get", "_owner", "_seen", "_turns", "client")
+    __slots__ = ("_answered", "_command", "_get", "_owner", "_seen", "_turns", "client")
 
     def __init__(
         self, owner: object, command: str, get: Callable[[], tuple[C, Turns | NoTurns]]
@@ -221,24 +265,25 @@ class Turn(Generic[C]):
         try:
             self.client, self._turns = self._get()
             self._seen = self._turns.take()
+            self._answered = self._turns.answered
         except FAILURES as exc:
             raise backend_error(self._owner, self._command, exc) from exc
         return self
 
     def run(self, *command: Any) -> Any:
-        """Run ``command``, and once more if it failed while Redis answered others.
+        """Run ``command``, and once more if its failure proves nothing (see the module).
 
-        Then Redis is up, and the failure was a one-off or a pause on our
-        side (a busy interpreter, a garbage collection) that outlasted the
-        timeout; a dead Redis answers nothing, and is not asked twice.
+        Redis may well be up, and the failure a one-off or a pause on our
+        side (a busy interpreter, a garbage collection) past the timeout.
         """
         client: Any = self.client
         try:
             return client.execute_command(*command)
         except UNANSWERED:
-            if self._turns.answered == self._seen:
+            seen = self._turns.again(self._seen, self._answered)
+            if seen is None:
                 raise
-        self._seen = self._turns.answered
+        self._seen = seen
         return client.execute_command(*command)
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
@@ -250,7 +295,7 @@ class Turn(Generic[C]):
 class AsyncTurn(Generic[C]):
     """The same on the running loop's client."""
 
-    __slots__ = ("_command", "_get", "_owner", "_seen", "_turns", "client")
+    __slots__ = ("_answered", "_command", "_get", "_owner", "_seen", "_turns", "client")
 
     def __init__(
         self,
@@ -269,7 +314,7 @@ class AsyncTurn(Generic[C]):
                 seen = await turns.wait()
         except FAILURES as exc:
             raise backend_error(self._owner, self._command, exc) from exc
-        self._turns, self._seen = turns, seen
+        self._turns, self._seen, self._answered = turns, seen, turns.answered
         try:
             # Start the command's clock when the loop comes back to it: a burst
             # of tasks, each taking its turn first, can hold the loop for longer
@@ -281,14 +326,15 @@ class AsyncTurn(Generic[C]):
         return self
 
     async def run(self, *command: Any) -> Any:
-        """Run ``command``, and once more if it failed while Redis answered others."""
+        """Run ``command``, and once more if its failure proves nothing."""
         client: Any = self.client
         try:
             return await client.execute_command(*command)
         except UNANSWERED:
-            if self._turns.answered == self._seen:
+            seen = self._turns.again(self._seen, self._answered)
+            if seen is None:
                 raise
-        self._seen = self._turns.answered
+        self._seen = seen
         return await client.execute_command(*command)
 
     async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
