@@ -47,8 +47,8 @@ class RedisCache:
     ``redis.asyncio.Redis``, ``redis.cluster.RedisCluster``). From a URL it
     builds its clients itself with the failure behaviour a cache needs: a
     connect timeout and a whole-command timeout of ``timeout`` seconds (0.25
-    by default, where redis-py waits 5 s per socket read) and no retries
-    (redis-py retries with backoff), so a dead, stalled or slow Redis costs a
+    by default, where redis-py waits 5 s per socket read) and none of
+    redis-py's retries with backoff, so a dead, stalled or slow Redis costs a
     call a fraction of a second, and after a few failures its
     ``circuit_breaker`` makes decorated functions skip it for a cooldown
     without paying even that. ``cluster=True`` (or a cluster client) talks to
@@ -56,10 +56,11 @@ class RedisCache:
 
     At most ``max_connections`` (100) commands are in flight per client;
     callers beyond that wait in line for a connection rather than fail, so a
-    burst of hits is served in full. The line gives up only when Redis stops
-    answering. One pool serves sync calls; async calls get one per event
-    loop, since redis-py's asyncio connections belong to the loop that made
-    them. A client you pass in is used as it is, with your timeouts and pool.
+    burst of hits is served in full; the line gives up only when Redis stops
+    answering (see ``_turns``). One pool serves sync calls; async calls get
+    one per event loop, since redis-py's asyncio connections belong to the
+    loop that made them. A client you pass in is used as it is, with your
+    timeouts and pool.
     """
 
     def __init__(
