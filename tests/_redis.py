@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +179,66 @@ def running_cluster(directory: Path) -> Iterator[RedisClusterNodes]:
         yield nodes.start()
     finally:
         nodes.stop()
+
+
+class SlowLink:
+    """A loopback TCP proxy to a server whose replies trickle back, as over a slow link.
+
+    Requests pass at once; replies come ``chunk`` bytes at a time with a
+    ``pause`` after each full chunk, so a small reply is quick and a large
+    one takes many pauses (each shorter than a socket read timeout).
+    """
+
+    def __init__(self, port: int, *, chunk: int = 1024, pause: float = 0.2) -> None:
+        self.target, self.chunk, self.pause = port, chunk, pause
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._closing = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def __enter__(self) -> SlowLink:
+        self._threads[0].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
+        self._listener.close()
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in list(self._threads):
+            thread.join(timeout=5)
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self._sockets += [client, upstream]
+            for source, sink, slow in ((client, upstream, False), (upstream, client, True)):
+                thread = threading.Thread(target=self._pump, args=(source, sink, slow), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, slow: bool) -> None:
+        try:
+            while data := source.recv(self.chunk if slow else 65536):
+                sink.sendall(data)
+                if slow and len(data) == self.chunk and self._closing.wait(self.pause):
+                    return
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import os
+import urllib.parse
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -231,8 +236,55 @@ def test_rediss_and_password_urls_configure_tls_and_auth() -> None:
     """
     backend = RedisCache("rediss://:s3cret@127.0.0.1:6390/3")
     pool = backend.client.connection_pool
-    assert pool.connection_class is redis.SSLConnection
+    assert issubclass(pool.connection_class, redis.SSLConnection)
     assert pool.connection_kwargs["password"] == "s3cret"  # noqa: S105  (a test value)
     assert pool.connection_kwargs["db"] == 3
     assert pool.connection_kwargs["socket_timeout"] == 0.25
+    backend.close()
+
+
+def open_sockets_to(port: int) -> int:
+    """This process's TCP connections to ``port``, read from /proc."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:[") : -1])
+    count = 0
+    for line in Path("/proc/self/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+            count += 1
+    return count
+
+
+def test_loops_closed_without_asyncio_run_release_their_clients(
+    llm: FakeLLM, redis_url: str
+) -> None:
+    """Loops closed by loop.close() alone are collected and leave no socket open, no warning."""
+    backend = RedisCache(redis_url, prefix="closed-loops:")
+
+    @instructor_cache(backend)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    port = urllib.parse.urlsplit(redis_url).port
+    assert port is not None
+    before = open_sockets_to(port)
+    loops = []
+    for i in range(3):
+        loop = asyncio.new_event_loop()
+        assert loop.run_until_complete(extract(f"Lo is {i}")) == UserDetail(name="Lo", age=i)
+        assert open_sockets_to(port) > before  # the loop's client stays connected meanwhile
+        loop.close()  # no shutdown_asyncgens(): nothing runs in this loop again
+        loops.append(weakref.ref(loop))
+        del loop
+    gc.collect()
+    assert [loop() for loop in loops] == [None, None, None]
+    assert open_sockets_to(port) == before
+    assert asyncio.run(extract("Lo is 1")) == UserDetail(name="Lo", age=1)  # asyncio.run too
+    assert open_sockets_to(port) == before
+    assert extract.cache_info().hits == 1
+    backend.clear()
     backend.close()

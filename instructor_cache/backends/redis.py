@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,18 +14,27 @@ import redis.cluster
 from redis.backoff import NoBackoff
 
 from instructor_cache._breaker import CircuitBreaker
-from instructor_cache.backends._failures import as_backend_error
+from instructor_cache.backends._deadline import with_deadline
+from instructor_cache.backends._loops import PerLoop
 from instructor_cache.backends._ttl import TTL, to_seconds
+from instructor_cache.backends._turns import (
+    NO_TURNS,
+    AsyncTurn,
+    AsyncTurns,
+    NoTurns,
+    Turn,
+    Turns,
+)
 from instructor_cache.errors import ConfigurationError
 
 __all__ = ["RedisCache"]
 
 _DEFAULT_TIMEOUT = 0.25
+_DEFAULT_CONNECTIONS = 100
+# Connections a client may open beyond the commands in flight: a cluster client
+# queries the topology on a connection of its own while commands hold the rest.
+_SPARE_CONNECTIONS = 8
 _SCAN_COUNT = 1000
-# What a Redis call can raise: the server's and the client's errors (redis.RedisError
-# covers connection, timeout, authentication and out-of-memory), and the socket's.
-_FAILURES = (redis.RedisError, redis.exceptions.RedisClusterException, OSError)
-
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
@@ -38,17 +45,22 @@ class RedisCache:
     Give it a URL (``redis://``, ``rediss://`` for TLS, ``unix://``, with
     password and db) or a client you made (``redis.Redis``,
     ``redis.asyncio.Redis``, ``redis.cluster.RedisCluster``). From a URL it
-    builds its clients itself with the failure behaviour a cache needs:
-    connect and operation timeouts of ``timeout`` seconds (0.25 by default,
-    where redis-py waits 5 s) and no retries (redis-py retries with backoff),
-    so a dead or slow Redis costs a call a fraction of a second, and after a
-    few failures its ``circuit_breaker`` makes decorated functions skip it
-    for a cooldown without paying even that. ``cluster=True`` (or a cluster
-    client) talks to a Redis Cluster.
+    builds its clients itself with the failure behaviour a cache needs: a
+    connect timeout and a whole-command timeout of ``timeout`` seconds (0.25
+    by default, where redis-py waits 5 s per socket read) and none of
+    redis-py's retries with backoff, so a dead, stalled or slow Redis costs a
+    call a fraction of a second, and after a few failures its
+    ``circuit_breaker`` makes decorated functions skip it for a cooldown
+    without paying even that. ``cluster=True`` (or a cluster client) talks to
+    a Redis Cluster.
 
-    One connection pool serves sync calls; async calls get one per event
-    loop, since redis-py's asyncio connections belong to the loop that made
-    them. A client you pass in is used as it is, with your timeouts.
+    At most ``max_connections`` (100) commands are in flight per client;
+    callers beyond that wait in line for a connection rather than fail, so a
+    burst of hits is served in full; the line gives up only when Redis stops
+    answering (see ``_turns``). One pool serves sync calls; async calls get
+    one per event loop, since redis-py's asyncio connections belong to the
+    loop that made them. A client you pass in is used as it is, with your
+    timeouts and pool.
     """
 
     def __init__(
@@ -69,17 +81,20 @@ class RedisCache:
         self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
         self._lock = threading.Lock()
         self._sync: SyncClient | None = None
-        self._async_by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncClient, AsyncIterator[None]]
-        ] = weakref.WeakKeyDictionary()
+        self._per_loop: PerLoop[AsyncClient] = PerLoop()
         self._given_async: AsyncClient | None = None
+        self._turns: Turns | NoTurns = NO_TURNS
+        self._connections = _DEFAULT_CONNECTIONS
         if isinstance(url_or_client, str):
             self._url: str | None = url_or_client
             self._cluster = cluster
+            self._connections = client_options.pop("max_connections", None) or _DEFAULT_CONNECTIONS
+            self._turns = Turns(self._connections)
             self._options = {
                 "socket_timeout": timeout,
                 "socket_connect_timeout": timeout,
                 "decode_responses": True,
+                "max_connections": self._connections + _SPARE_CONNECTIONS,
                 **client_options,
             }
         elif isinstance(url_or_client, (redis.Redis, redis.cluster.RedisCluster)):
@@ -128,44 +143,43 @@ class RedisCache:
         return self._url is None and self._given_async is None
 
     async def aclient(self) -> AsyncClient:
-        """The async client for the running event loop, made on first use in that loop.
+        """The async client for the running event loop, made on first use in that loop."""
+        return (await self._aclient_and_turns())[0]
 
-        It is closed when the loop shuts down (``asyncio.run`` does that on
-        exit): an async generator started here is finalised by the loop's
-        ``shutdown_asyncgens()``, and its ``finally`` closes the client's
-        connections, so no socket outlives its loop.
-        """
+    async def _aclient_and_turns(self) -> tuple[AsyncClient, AsyncTurns | NoTurns]:
+        """The running loop's client and line, made on first use in that loop (see _loops)."""
         if self._given_async is not None:
-            return self._given_async
-        loop = asyncio.get_running_loop()
-        entry = self._async_by_loop.get(loop)
-        if entry is not None:
-            return entry[0]
-        if self._url is None:
-            raise ConfigurationError("no URL to make an asyncio client from")
-        client = self._make_async(self._url)
-        closer = _close_when_the_loop_shuts_down(client, self._async_by_loop, loop)
-        await closer.__anext__()
-        self._async_by_loop[loop] = (client, closer)
-        return client
+            return self._given_async, NO_TURNS
+        client, turns = await self._per_loop.get(self._make_async_and_turns)
+        return client, turns
 
     async def aclose(self) -> None:
         """Close the async client of the running loop now, rather than at loop shutdown."""
-        entry = self._async_by_loop.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry[0].aclose()
+        await self._per_loop.aclose()
 
     def _make_sync(self, url: str) -> SyncClient:
         retry = redis.retry.Retry(NoBackoff(), 0)
+        options = dict(self._options)
+        scheme = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        base = scheme.get("connection_class", redis.Connection)
+        options.setdefault("connection_class", with_deadline(base))
         if self._cluster:
-            return redis.cluster.RedisCluster.from_url(url, retry=retry, **self._options)
-        return redis.Redis.from_url(url, retry=retry, **self._options)
+            # RedisCluster lets a rediss:// URL override connection_class with
+            # plain SSLConnection; the class given here already speaks TLS.
+            url = url.replace("rediss://", "redis://", 1)
+            return redis.cluster.RedisCluster.from_url(url, retry=retry, **options)
+        return redis.Redis.from_url(url, retry=retry, **options)
 
-    def _make_async(self, url: str) -> AsyncClient:
+    def _make_async_and_turns(self) -> tuple[AsyncClient, AsyncTurns]:
+        if self._url is None:
+            raise ConfigurationError("no URL to make an asyncio client from")
         retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        options, turns = self._options, AsyncTurns(self._connections)
         if self._cluster:
-            return redis.asyncio.cluster.RedisCluster.from_url(url, retry=retry, **self._options)
-        return redis.asyncio.Redis.from_url(url, retry=retry, **self._options)
+            return redis.asyncio.cluster.RedisCluster.from_url(
+                self._url, retry=retry, **options
+            ), turns
+        return redis.asyncio.Redis.from_url(self._url, retry=retry, **options), turns
 
     @property
     def maxsize(self) -> int | None:
@@ -177,52 +191,48 @@ class RedisCache:
     # -- the backend protocol --------------------------------------------------
 
     def get(self, key: str) -> str | None:
-        with self._failures("GET"):
-            value = self.client.get(self.prefix + key)
-        return _text(value)
+        with self._turn("GET") as turn:
+            return _text(turn.run("GET", self.prefix + key))
 
     async def aget(self, key: str) -> str | None:
         if self._sync_only:
             return await asyncio.to_thread(self.get, key)
-        with self._failures("GET"):
-            value = await (await self.aclient()).get(self.prefix + key)
-        return _text(value)
+        async with self._aturn("GET") as turn:
+            return _text(await turn.run("GET", self.prefix + key))
 
     def remaining_ttl(self, key: str) -> float | None:
         """Seconds the entry has left (PTTL): ``None`` for no expiry, 0 for no entry."""
-        with self._failures("PTTL"):
-            milliseconds = self.client.pttl(self.prefix + key)
-        return _seconds(milliseconds)
+        with self._turn("PTTL") as turn:
+            return _seconds(turn.run("PTTL", self.prefix + key))
 
     async def aremaining_ttl(self, key: str) -> float | None:
         if self._sync_only:
             return await asyncio.to_thread(self.remaining_ttl, key)
-        with self._failures("PTTL"):
-            milliseconds = await (await self.aclient()).pttl(self.prefix + key)
-        return _seconds(milliseconds)
+        async with self._aturn("PTTL") as turn:
+            return _seconds(await turn.run("PTTL", self.prefix + key))
 
     def set(self, key: str, value: str, ttl: TTL = None) -> None:
-        milliseconds = self._milliseconds(ttl)
-        with self._failures("SET"):
-            self.client.set(self.prefix + key, value, px=milliseconds)
+        command = self._set_command(key, value, ttl)
+        with self._turn("SET") as turn:
+            turn.run(*command)
 
     async def aset(self, key: str, value: str, ttl: TTL = None) -> None:
         if self._sync_only:
             await asyncio.to_thread(self.set, key, value, ttl)
             return
-        milliseconds = self._milliseconds(ttl)
-        with self._failures("SET"):
-            await (await self.aclient()).set(self.prefix + key, value, px=milliseconds)
+        command = self._set_command(key, value, ttl)
+        async with self._aturn("SET") as turn:
+            await turn.run(*command)
 
     def delete(self, key: str) -> bool:
-        with self._failures("DEL"):
-            return bool(self.client.delete(self.prefix + key))
+        with self._turn("DEL") as turn:
+            return bool(turn.run("DEL", self.prefix + key))
 
     async def adelete(self, key: str) -> bool:
         if self._sync_only:
             return await asyncio.to_thread(self.delete, key)
-        with self._failures("DEL"):
-            return bool(await (await self.aclient()).delete(self.prefix + key))
+        async with self._aturn("DEL") as turn:
+            return bool(await turn.run("DEL", self.prefix + key))
 
     def clear(self) -> None:
         """Delete every key under this cache's prefix; never FLUSHDB.
@@ -245,8 +255,9 @@ class RedisCache:
 
     def clear_prefix(self, prefix: str) -> int:
         """Delete the keys under ``prefix`` by SCAN (on every primary of a cluster), never KEYS."""
-        client, deleted = self.client, 0
-        with self._failures("SCAN/UNLINK"):
+        deleted = 0
+        with self._turn("SCAN/UNLINK") as turn:
+            client = turn.client
             for batch in _batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
                 deleted += int(client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
@@ -254,41 +265,44 @@ class RedisCache:
     async def aclear_prefix(self, prefix: str) -> int:
         if self._sync_only:
             return await asyncio.to_thread(self.clear_prefix, prefix)
-        client, deleted = await self.aclient(), 0
-        with self._failures("SCAN/UNLINK"):
+        deleted = 0
+        async with self._aturn("SCAN/UNLINK") as turn:
+            client = turn.client
             keys = client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)
             async for batch in _abatches(keys):
                 deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
 
     def close(self) -> None:
-        """Close the sync connection pool; async clients close with their event loops."""
+        """Close the sync connection pool, and the async clients of loops closed meanwhile.
+
+        The async clients of running loops close with their loops.
+        """
         with self._lock:
             if self._sync is not None and self._url is not None:
                 self._sync.close()
                 self._sync = None
+        self._per_loop.release_closed_loops()
 
     # -- helpers ---------------------------------------------------------------
 
-    def _failures(self, command: str) -> contextlib.AbstractContextManager[None]:
-        return as_backend_error(self, command, _FAILURES)
+    def _turn(self, command: str) -> Turn[SyncClient]:
+        return Turn(self, command, self._client_and_turns)
 
-    def _milliseconds(self, ttl: TTL) -> int | None:
+    def _aturn(self, command: str) -> AsyncTurn[AsyncClient]:
+        return AsyncTurn(self, command, self._aclient_and_turns)
+
+    def _client_and_turns(self) -> tuple[SyncClient, Turns | NoTurns]:
+        return self.client, self._turns
+
+    def _set_command(self, key: str, value: str, ttl: TTL) -> tuple[Any, ...]:
         seconds = self._ttl if ttl is None else to_seconds(ttl)
-        return None if seconds is None else max(1, round(seconds * 1000))
+        if seconds is None:
+            return ("SET", self.prefix + key, value)
+        return ("SET", self.prefix + key, value, "PX", max(1, round(seconds * 1000)))
 
     def _pattern(self, prefix: str) -> str:
         return _escape_glob(self.prefix + prefix) + "*"
-
-
-async def _close_when_the_loop_shuts_down(
-    client: AsyncClient, clients: weakref.WeakKeyDictionary[Any, Any], loop: Any
-) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        clients.pop(loop, None)  # the entry refers to the loop: let both go
-        await client.aclose()
 
 
 def _seconds(milliseconds: Any) -> float | None:
