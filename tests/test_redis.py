@@ -265,7 +265,7 @@ def test_loops_closed_without_asyncio_run_release_their_clients(
     """Loops closed by loop.close() alone are collected and leave no socket open, no warning."""
     backend = RedisCache(redis_url, prefix="closed-loops:")
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 

@@ -50,7 +50,7 @@ def expected(text: str) -> UserDetail:
 async def warm_then_hit_all_at_once(backend: RedisCache, llm: FakeLLM, calls: int) -> None:
     """Cache 1,000 entries one by one, then ask for them ``calls`` times concurrently."""
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -90,7 +90,7 @@ def test_many_threads_hitting_at_once_are_all_served(
     """400 threads sharing the sync client, all hitting at once, are all served from the cache."""
     backend = make_cache(redis_cluster_url, cluster=True) if cluster else make_cache()
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -116,7 +116,7 @@ def test_a_stalled_server_turns_the_whole_line_away_at_once(tmp_path: Path, llm:
     server = RedisServer(tmp_path / "redis").start()
     backend = RedisCache(server.url, circuit_breaker=CircuitBreaker(failures=3, cooldown=30))
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -153,7 +153,7 @@ def test_a_large_entry_over_a_slow_link_costs_one_timeout(
     """The timeout bounds a whole GET, not each socket read: a trickling reply falls back."""
     backend = make_cache(slow_link.url)
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -174,7 +174,7 @@ def test_a_large_entry_over_a_slow_link_costs_one_timeout_async(
     """The asyncio client bounds a whole reply the same way."""
     backend = make_cache(slow_link.url)
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
