@@ -52,6 +52,7 @@ class KeyBuilder:
     __slots__ = (
         "_base",
         "_context",
+        "_defaults_known",
         "_fingerprinted",
         "_head",
         "_identity",
@@ -79,7 +80,7 @@ class KeyBuilder:
             options.ignore,
             options.key,
         )
-        signature = inspect.signature(fn)
+        signature, self._defaults_known = _call_signature(fn)
         parameters = list(signature.parameters.values())
         names = [p.name for p in parameters]
         self.name = options.name or function_name(fn)
@@ -119,6 +120,7 @@ class KeyBuilder:
 
         simple = (
             key is None
+            and self._defaults_known
             and not ignored_parameters
             and self._context is None
             and all(p.kind in _POSITIONAL for p in parameters)
@@ -246,13 +248,21 @@ class KeyBuilder:
         return build
 
     def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        bound = self._signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return bound.arguments
+        if self._defaults_known:
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return bound.arguments
+        # Under a pass-through wrapper (*args, **kwargs), which may add, drop
+        # or default arguments before the function sees them: the arguments
+        # as given, by name where they bind, as they came where they do not.
+        try:
+            return dict(self._signature.bind(*args, **kwargs).arguments)
+        except TypeError:
+            return {"*": args, "**": dict(kwargs)}
 
     def _encode_arguments(self, arguments: dict[str, Any]) -> str:
         if self._key_function is not None:
-            chosen = {name: arguments[name] for name in self._keyed}
+            chosen = {name: arguments[name] for name in self._keyed if name in arguments}
             try:
                 result = self._key_function(chosen)
             except (TypeError, KeyError, AttributeError, IndexError) as exc:
@@ -270,7 +280,16 @@ class KeyBuilder:
                     "which has no stable encoding; return str, numbers, tuples, lists, dicts "
                     "or pydantic models"
                 ) from None
-        for name in self._keyed:  # only reached to name the culprit, so the loop's cost is moot
+        unbound = arguments.keys() == {"*", "**"}  # a call that did not bind: as given
+        given = ["*", "**"] if unbound else [n for n in self._keyed if n in arguments]
+        values = {name: arguments[name] for name in given} if not self._defaults_known else None
+        try:
+            if values is not None:
+                return encode(values)
+            return encode(tuple(arguments[name] for name in self._keyed))
+        except Unencodable:
+            pass
+        for name in given:  # only reached to name the culprit
             try:
                 encode(arguments[name])
             except Unencodable as exc:  # noqa: PERF203
@@ -281,7 +300,30 @@ class KeyBuilder:
                     "yourself with key=lambda args: ...",
                     parameter=name,
                 ) from None
-        return encode(tuple(arguments[name] for name in self._keyed))
+        raise AssertionError("unreachable: some argument did not encode")  # pragma: no cover
+
+
+def _call_signature(fn: Callable[..., Any]) -> tuple[inspect.Signature, bool]:
+    """The signature calls are bound against, and whether its defaults are the function's.
+
+    ``inspect.signature`` follows ``__wrapped__`` to the innermost function,
+    but a ``functools.wraps`` decorator may take other parameters or other
+    defaults than the function it wraps: its own signature is the one the
+    caller meets, and binds. Only a pass-through wrapper (``*args, **kwargs``)
+    says nothing; there the innermost parameters name the arguments, but its
+    defaults are not applied, since the wrapper may supply others. Cached
+    layers of our own pass calls through unchanged, so they are looked through.
+    """
+    layer: Any = fn
+    while callable(getattr(layer, "cache_info", None)) and hasattr(layer, "__wrapped__"):
+        layer = layer.__wrapped__
+    if getattr(layer, "__wrapped__", None) is None:
+        return inspect.signature(layer), True
+    own = inspect.signature(layer, follow_wrapped=False)
+    kinds = [parameter.kind for parameter in own.parameters.values()]
+    if sorted(kinds) != sorted(_VARIADIC):
+        return own, True
+    return inspect.signature(layer), False
 
 
 def _describe(value: Any, exc: Unencodable) -> str:

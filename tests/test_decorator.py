@@ -39,6 +39,9 @@ class Flavour:
             await asyncio.sleep(0)
             return fn(*args, **kwargs)
 
+        # A wrapper that passes its arguments through unchanged says so, and
+        # is keyed with the function's defaults applied.
+        async_fn.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
         return async_fn
 
     def run(self, result: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import datetime
 import enum
+import functools
 import json
 import math
 import os
@@ -484,3 +485,67 @@ def test_captured_lambdas_of_one_factory_are_told_apart_by_their_code() -> None:
     assert make(lambda t: t.upper())("hi") == Echo(text="HI")
     assert make(lambda t: t.lower())("HI") == Echo(text="hi")
     assert make(lambda t: t.upper())("x") != make(lambda t: t.lower())("x")
+
+
+def _french_by_default(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(text: str, lang: str = "fr") -> Echo:
+        return fn(text, lang)  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+def _inject_client(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(text: str) -> Echo:
+        return fn("the-client", text)  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+def _pass_through_adding_a_default(fn: Any) -> Any:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Echo:
+        kwargs.setdefault("lang", "fr")
+        return fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+    return wrapper
+
+
+def test_calls_are_bound_to_the_signature_of_the_wrapper_the_caller_meets() -> None:
+    """A functools.wraps decorator with its own defaults: its defaults decide, not the inner's."""
+
+    @instructor_cache
+    @_french_by_default
+    def summarize(text: str, lang: str = "en") -> Echo:
+        return Echo(text=f"{text} in {lang}")
+
+    assert summarize("hi", "en") == Echo(text="hi in en")
+    assert summarize("hi") == Echo(text="hi in fr")
+
+
+def test_a_wrapper_that_takes_other_parameters_than_the_function_does_not_break_calls() -> None:
+    """A wrapper injecting a client: calls it accepts are cached, not refused by the inner."""
+
+    @instructor_cache
+    @_inject_client
+    def extract(client: str, text: str) -> Echo:
+        return Echo(text=f"{client}: {text}")
+
+    assert extract("hi") == Echo(text="the-client: hi")
+    assert extract("hi") == Echo(text="the-client: hi")
+    assert extract.cache_info().hits == 1
+
+
+def test_a_pass_through_wrapper_does_not_get_the_inner_defaults_applied() -> None:
+    """``(*args, **kwargs)`` may default arguments itself: omitted ones are not filled in."""
+
+    @instructor_cache
+    @_pass_through_adding_a_default
+    def summarize(text: str, lang: str = "en") -> Echo:
+        return Echo(text=f"{text} in {lang}")
+
+    assert summarize("hi", lang="en") == Echo(text="hi in en")
+    assert summarize("hi") == Echo(text="hi in fr")
+    assert summarize(text="hi") == Echo(text="hi in fr")
+    assert summarize.cache_key("hi") == summarize.cache_key(text="hi")  # still bound by name
