@@ -26,6 +26,8 @@ Grammar (one token per value)::
     c<len>:<class path>[<schema>]  a class: importable by that path, or a model with its
                                    schema fingerprint
     g<origin token><args token>    a parametrised type (list[User], Optional[User])
+    r<hex>;                        the same container met again: which one, by the order
+                                   in which containers were finished
     o<len>:<class path><tokens>.   any other supported object: its class (a model's with
                                    its schema fingerprint), then tokens for its data (enum
                                    value, ISO date, zone and fold, model fields, private
@@ -44,7 +46,9 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import ipaddress
 import itertools
+import os
 import pathlib
 import struct
 import sys
@@ -54,7 +58,10 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from typing import Any, TypeGuard
 
-from pydantic import BaseModel
+import pydantic
+import pydantic.networks
+import pydantic_core
+from pydantic import AnyUrl, BaseModel, NameEmail
 
 from instructor_cache._schema import model_class_fingerprint
 
@@ -71,8 +78,45 @@ class Unencodable(TypeError):  # noqa: N818  (internal signal, re-raised with th
 
 
 def type_path(cls: type) -> str:
-    """The importable name of a class, which is stable where ``id()`` and ``hash()`` are not."""
-    return f"{cls.__module__}.{cls.__qualname__}"
+    """The importable name of a class, which is stable where ``id()`` and ``hash()`` are not.
+
+    A class of a script is named as an import of the script would name it, as
+    its functions are (``main_module_name`` below).
+    """
+    module = cls.__module__
+    if module in _MAIN_MODULES:
+        module = main_module_name(module)
+    return f"{module}.{cls.__qualname__}"
+
+
+# A script run as ``python tool.py``, and its re-import in a spawned worker.
+_MAIN_MODULES = frozenset({"__main__", "__mp_main__"})
+
+
+def main_module_name(running_as: str = "__main__") -> str:
+    """The name under which a script (``__main__``, or ``__mp_main__`` in a spawned
+    worker, which imports it under that name) would be imported, where that can be told.
+
+    ``python -m pkg.tool`` has a module spec naming it; ``python pkg/tool.py``
+    has a file, named here as an import would name it (the package
+    directories above it, while they hold an ``__init__.py``). A REPL or a
+    notebook has neither and stays ``__main__``: there the code fingerprint
+    tells its functions apart.
+    """
+    main = sys.modules.get(running_as)
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and getattr(spec, "name", None):
+        return str(spec.name)
+    file = getattr(main, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py"):
+        return "__main__"
+    path = pathlib.Path(os.path.abspath(file))
+    parts = [path.stem]
+    directory = path.parent
+    while (directory / "__init__.py").is_file() and directory.parent != directory:
+        parts.insert(0, directory.name)
+        directory = directory.parent
+    return ".".join(parts)
 
 
 def _str(value: str) -> str:
@@ -124,6 +168,23 @@ _CONTAINERS: dict[type, tuple[str, bool]] = {
 
 _BUILTIN_BASES: tuple[type, ...] = (*_LEAVES, *_CONTAINERS)
 
+# Values whose text is their whole identity (with their class): what pydantic
+# parses from JSON, so one cached function's result can be another's argument.
+_BY_TEXT: tuple[type, ...] = (
+    uuid.UUID,
+    decimal.Decimal,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+    pydantic_core.Url,
+    pydantic_core.MultiHostUrl,
+    AnyUrl,
+    pydantic.networks._BaseMultiHostUrl,  # the base of pydantic's multi-host URLs
+)
+
 
 class _Node(typing.NamedTuple):
     """A value with parts: its opening text, the values inside, and how to close it."""
@@ -145,18 +206,28 @@ def _encode_tree(root: Any) -> str:
     """Encode a value with parts, depth-first on an explicit stack.
 
     A frame is ``[node's id, iterator over its parts, tokens so far, ordered,
-    where its token goes, opening text]``. Parts are encoded in order; when a
+    where its token goes, opening text, the value]``. Parts are encoded in order; when a
     frame's iterator is spent, its tokens (sorted where the order means
     nothing) close into one token in the parent's list.
     """
     out: list[str] = []
     stack: list[list[Any]] = []
     on_path: set[int] = set()
+    # Containers already encoded in this call, by id (all alive until it
+    # returns), and the order they were finished in. One met again is written
+    # as a reference to that order, so a value shared many times over (x =
+    # [x, x], forty times) costs forty tokens, not 2**40. The function can tell
+    # [a, a] from [a, copy(a)] (change one, and see), so the key may too.
+    # Each finished container is held here too, so that no temporary made
+    # while encoding (a model's field dict) is freed and its id reused.
+    done: dict[int, tuple[int, Any]] = {}
     value, into = root, out
     while True:
         leaf = _LEAVES.get(type(value))
         if leaf is not None:
             into.append(leaf(value))
+        elif id(value) in done:
+            into.append(f"r{done[id(value)][0]:x};")
         else:
             _open(value, into, stack, on_path)
         while stack:
@@ -169,6 +240,8 @@ def _encode_tree(root: Any) -> str:
             on_path.discard(frame[0])
             tokens = frame[2] if frame[3] else sorted(frame[2])
             frame[4].append(frame[5] + "".join(tokens) + ".")
+            if frame[0] != -1:
+                done[frame[0]] = (len(done), frame[6])
         else:
             return out[0]
 
@@ -187,7 +260,7 @@ def _open(value: Any, into: list[str], stack: list[list[Any]], on_path: set[int]
     if isinstance(node, str):
         into.append(node)
     else:
-        stack.append([identity, iter(node.parts), [], node.ordered, into, node.opening])
+        stack.append([identity, iter(node.parts), [], node.ordered, into, node.opening, value])
 
 
 _DONE = object()
@@ -236,11 +309,15 @@ def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per
     if isinstance(value, datetime.timedelta):
         return _Node(_object(cls), (value.days, value.seconds, value.microseconds))
     if isinstance(value, pathlib.PurePath):
-        # By flavour, not class: pathlib.PosixPath lives in pathlib._local on 3.13+.
+        # By flavour and pathlib's class name, not module: pathlib.PosixPath
+        # lives in pathlib._local on 3.13+. A subclass of the user's by path.
         flavour = "windows" if isinstance(value, pathlib.PureWindowsPath) else "posix"
-        return f"P{_str(flavour)}{_str(str(value))}"
-    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        kind = cls.__qualname__ if cls.__module__.startswith("pathlib") else type_path(cls)
+        return f"P{_str(flavour)}{_str(kind)}{_str(str(value))}"
+    if isinstance(value, _BY_TEXT):
         return _object(cls, _str(str(value)))
+    if isinstance(value, NameEmail):
+        return _Node(_object(cls), (value.name, value.email))
     if typing.get_origin(value) is not None:  # list[User], Optional[User], Literal["a"]
         return _Node("g", (_origin(value), typing.get_args(value)))
     if isinstance(value, type):
@@ -252,7 +329,11 @@ def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per
 
 
 def _subclass_node(value: Any, base: type) -> _Node:
-    """A builtin subclass (``OrderedDict``, a ``NamedTuple``): its class, then its base token."""
+    """A builtin subclass (``OrderedDict``, a ``NamedTuple``): its class, then its base token.
+
+    The base value is read through the base's own methods, never the
+    subclass's (a ``__str__`` or ``__iter__`` it overrides could hide data).
+    """
     cls = type(value)
     extra: list[Any] = []
     if isinstance(value, collections.defaultdict):
@@ -261,21 +342,45 @@ def _subclass_node(value: Any, base: type) -> _Node:
     if state:
         extra.append(state)
     if base in _LEAVES:
-        base_part: Any = base(value)
+        base_part: Any = _BASE_VALUE[base](value)
     else:
         tag, ordered = _CONTAINERS[base]
-        items = dict.items(value) if base is dict else value
-        parts = itertools.chain.from_iterable(items) if base is dict else iter(items)
+        parts = (
+            itertools.chain.from_iterable(dict.items(value))
+            if base is dict
+            else base.__iter__(value)  # type: ignore[attr-defined]
+        )
         base_part = _Node(tag, parts, ordered)
     return _Node(_object(cls), [base_part, *extra])
 
 
+_BASE_VALUE: dict[type, Callable[[Any], Any]] = {
+    str: str.__str__,
+    int: int.__int__,
+    float: float.__float__,
+    bytes: lambda v: bytes(memoryview(v)),
+    bytearray: lambda v: bytearray(memoryview(v)),
+    complex: lambda v: complex(complex.real.__get__(v), complex.imag.__get__(v)),
+}
+
+
 def _instance_state(value: Any, known: dict[str, Any]) -> dict[str, Any]:
-    """Attributes an instance carries besides ``known`` fields (a subclass's own ``__dict__``)."""
-    attributes = getattr(value, "__dict__", None)
-    if not attributes:
-        return {}
-    return {name: item for name, item in attributes.items() if name not in known}
+    """Attributes an instance carries besides ``known`` fields: its ``__dict__`` and slots."""
+    state = {
+        name: item
+        for name, item in (getattr(value, "__dict__", None) or {}).items()
+        if name not in known
+    }
+    for klass in type(value).__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__") or name in known:
+                continue
+            try:
+                state[f"{klass.__qualname__}.{name}"] = object.__getattribute__(value, name)
+            except AttributeError:  # a slot never set
+                continue
+    return state
 
 
 def _origin(alias: Any) -> Any:
@@ -319,6 +424,8 @@ def _zone(tzinfo: datetime.tzinfo | None, value: Any) -> str:
         return ""
     if isinstance(tzinfo, datetime.timezone):
         return f"timezone:{tzinfo}"
+    if isinstance(tzinfo, pydantic_core.TzInfo):  # a fixed offset pydantic parsed from JSON
+        return f"TzInfo:{tzinfo.tzname(None)}:{tzinfo.utcoffset(None)}"
     if isinstance(tzinfo, zoneinfo.ZoneInfo) and tzinfo.key is not None:
         return f"zoneinfo:{tzinfo.key}"
     zone = getattr(tzinfo, "zone", None)  # pytz

@@ -17,14 +17,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import os
-import sys
 import types
 from collections.abc import Callable, Collection
-from pathlib import Path
 from typing import Any
 
-from instructor_cache._encoding import Unencodable, encode, type_path
+from instructor_cache._encoding import Unencodable, encode, main_module_name, type_path
 from instructor_cache._source import code_digest
 from instructor_cache.errors import UnencodableArgumentError
 
@@ -33,7 +30,6 @@ __all__ = [
     "cached_layers_below",
     "free_variables",
     "function_name",
-    "main_module_name",
 ]
 
 
@@ -41,34 +37,9 @@ def function_name(fn: Callable[..., Any]) -> str:
     """The module and qualified name that identify ``fn`` across processes."""
     module = getattr(fn, "__module__", None) or "__main__"
     qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    if module == "__main__":
-        module = main_module_name()
+    if module in ("__main__", "__mp_main__"):
+        module = main_module_name(module)
     return f"{module}.{qualname}"
-
-
-def main_module_name() -> str:
-    """The name under which ``__main__`` would be imported, where that can be told.
-
-    ``python -m pkg.tool`` has a module spec naming it; ``python pkg/tool.py``
-    has a file, named here as an import would name it (the package
-    directories above it, while they hold an ``__init__.py``). A REPL or a
-    notebook has neither and stays ``__main__``: there the code fingerprint
-    tells its functions apart.
-    """
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and getattr(spec, "name", None):
-        return str(spec.name)
-    file = getattr(main, "__file__", None)
-    if not isinstance(file, str) or not file.endswith(".py"):
-        return "__main__"
-    path = Path(os.path.abspath(file))
-    parts = [path.stem]
-    directory = path.parent
-    while (directory / "__init__.py").is_file() and directory.parent != directory:
-        parts.insert(0, directory.name)
-        directory = directory.parent
-    return ".".join(parts)
 
 
 def free_variables(fn: Callable[..., Any]) -> set[str]:

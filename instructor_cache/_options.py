@@ -41,8 +41,11 @@ class Options:
             if options.get(option) is not None and not callable(options[option]):
                 raise ConfigurationError(f"{option} must be a callable, got {options[option]!r}")
         namespace = options.get("namespace", cls.namespace)
-        if not isinstance(namespace, str) or not namespace:
-            raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
+        if not isinstance(namespace, str) or not namespace or ":" in namespace:
+            raise ConfigurationError(
+                f"namespace must be a non-empty string without ':', got {namespace!r}: a ':' "
+                "would let one namespace's cache_clear() reach into another's keys"
+            )
         version = options.get("version")
         if version is not None and not isinstance(version, str):
             raise ConfigurationError(f"version must be a string, got {version!r}")

@@ -16,11 +16,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, PrivateAttr, create_model
+from pydantic import BaseModel, HttpUrl, PrivateAttr, create_model
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
@@ -160,7 +161,8 @@ def test_deeply_nested_acyclic_arguments_are_keyed_and_cycles_are_named() -> Non
         other = [other]
     assert show.cache_key(deep) != show.cache_key(other)
     shared = [1]
-    assert show.cache_key([shared, shared]) == show.cache_key([[1], [1]])  # not a cycle
+    assert show.cache_key([shared, shared]) == show.cache_key([shared, shared])  # not a cycle
+    assert show.cache_key([shared, shared]) != show.cache_key([[1], [1]])  # aliasing shows
     cyclic: list[Any] = []
     cyclic.append(cyclic)
     with pytest.raises(UnencodableArgumentError, match="contains itself"):
@@ -549,3 +551,108 @@ def test_a_pass_through_wrapper_does_not_get_the_inner_defaults_applied() -> Non
     assert summarize("hi") == Echo(text="hi in fr")
     assert summarize(text="hi") == Echo(text="hi in fr")
     assert summarize.cache_key("hi") == summarize.cache_key(text="hi")  # still bound by name
+
+
+SPAWN_SCRIPT = """
+import json, multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+from pydantic import BaseModel
+from instructor_cache import instructor_cache
+
+
+class Query(BaseModel):
+    text: str
+
+
+@instructor_cache
+def extract(query: Query) -> Query:
+    return query
+
+
+def key(text: str) -> str:
+    return extract.cache_key(Query(text=text))
+
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        worker = pool.submit(key, "hello").result(timeout=60)
+    print(json.dumps([key("hello"), worker]))
+"""
+
+
+def test_a_spawned_worker_keys_a_scripts_functions_and_classes_as_the_script_does(
+    tmp_path: Path,
+) -> None:
+    """Under spawn a script runs as ``__mp_main__``: its functions and classes keep their names."""
+    (tmp_path / "tool.py").write_text(SPAWN_SCRIPT)
+    parent, worker = _run("tool.py", cwd=tmp_path)
+    assert parent == worker
+    assert parent.startswith("instructor_cache:tool.extract:")
+
+
+def test_values_pydantic_parses_can_be_arguments() -> None:
+    """A datetime parsed from JSON (pydantic's TzInfo), URLs and IP addresses are keyed by value."""
+
+    class Event(BaseModel):
+        when: datetime.datetime
+        url: HttpUrl
+        host: IPv4Address
+
+    def parse(offset: str, url: str) -> Event:
+        return Event.model_validate_json(
+            json.dumps(
+                {
+                    "when": f"2024-01-01T12:00:00{offset}",
+                    "url": url,
+                    "host": "10.0.0.1",
+                }
+            )
+        )
+
+    events = [parse("+02:00", "https://a.example"), parse("+03:00", "https://a.example")]
+    events.append(parse("+02:00", "https://b.example"))
+    assert len({show.cache_key(event) for event in events}) == 3
+    assert show.cache_key(events[0]) == show.cache_key(parse("+02:00", "https://a.example"))
+
+
+def test_a_builtin_subclass_is_keyed_by_its_data_not_by_what_it_overrides() -> None:
+    """A ``str`` subclass masking ``__str__``, and slot attributes, still tell values apart."""
+
+    class Masked(str):
+        def __str__(self) -> str:
+            return "masked"
+
+    class Tagged(list):  # type: ignore[type-arg]
+        __slots__ = ("tag",)
+
+    assert show.cache_key(Masked("a")) != show.cache_key(Masked("b"))
+    first, second = Tagged([1]), Tagged([1])
+    first.tag, second.tag = "x", "y"  # type: ignore[attr-defined]
+    assert show.cache_key(first) != show.cache_key(second)
+
+
+def test_a_value_shared_many_times_over_is_encoded_once() -> None:
+    """``x = [x, x]`` forty times is 2**40 leaves as a tree, but forty distinct lists."""
+    shared: list[Any] = ["leaf"]
+    for _ in range(40):
+        shared = [shared, shared]
+    assert show.cache_key(shared) != show.cache_key([shared])
+
+
+def test_a_namespace_with_a_colon_is_refused() -> None:
+    """``:`` separates the key's parts: one namespace's cache_clear() could reach another's."""
+    with pytest.raises(ConfigurationError, match="namespace"):
+        instructor_cache(namespace="app:v2")
+
+
+def test_sibling_models_are_never_mistaken_for_one_another() -> None:
+    """Temporaries made while encoding one model are not taken for another's (no id reuse)."""
+
+    class Item(BaseModel):
+        n: int
+
+    values = [[Item(n=i) for i in range(size)] for size in range(1, 6)]
+    changed = [[*items[:-1], Item(n=99)] for items in values]
+    keys = {show.cache_key(items) for items in values + changed}
+    assert len(keys) == 10

@@ -1500,9 +1500,16 @@ def test_annotations_that_may_hold_encodable_values_are_accepted(annotation: Any
 
 
 def test_paths_are_keyed_by_flavour_not_by_class_location() -> None:
-    """A path's key does not name pathlib's private module, which moved in Python 3.13."""
+    """A path's key does not name pathlib's private module, which moved in Python 3.13.
+
+    It names pathlib's class, since a PosixPath can do what a PurePosixPath cannot (exists()).
+    """
     posix, windows = pathlib.PurePosixPath("a/b"), pathlib.PureWindowsPath("a/b")
-    assert key_of(posix) == key_of(pathlib.Path("a/b"))  # on POSIX, Path is a posix path
+    assert key_of(pathlib.PosixPath("a/b")) == key_of(pathlib.Path("a/b"))  # Path is posix here
+    assert key_of(posix) != key_of(pathlib.Path("a/b"))
+    from instructor_cache._encoding import encode
+
+    assert "_local" not in encode(pathlib.Path("a/b"))
     assert key_of(posix) != key_of(windows)
     assert key_of(posix) != key_of("a/b")
 
