@@ -579,3 +579,11 @@ def test_database_file_that_is_not_a_regular_file_is_refused(
     assert os.path.lexists(path)  # left as it was found
     with diskcache.Cache(str(elsewhere)) as other:
         assert list(other) == ["warm"]  # nothing went through the link
+
+
+def test_hits_long_after_the_last_write_are_never_interrupted(disk: Any, tmp_path: Path) -> None:
+    """Each lookup gets a deadline of its own: SQLite counts VM steps across repeated lookups."""
+    backend = disk(tmp_path / "cache")
+    backend.set("k", "v")
+    time.sleep(1.5)  # past the write's deadline (0.25 s timeout + 1 s)
+    assert [backend.get("k") for _ in range(500)] == ["v"] * 500

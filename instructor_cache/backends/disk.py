@@ -34,9 +34,9 @@ _ORPHAN_AGE = 600.0
 _FAILURES = (sqlite3.Error, diskcache.Timeout, OSError)
 # How long a statement may run beyond the ``timeout`` its lock wait takes.
 _MARGIN = 1.0
-# How many SQLite VM steps pass between two looks at the clock. Reading or
-# writing one entry takes 20 to 150, so the watchdog never runs for those;
-# deleting a batch of 100 rows in clear() takes about 7,000.
+# How many SQLite VM steps pass between two looks at the clock: reading or
+# writing one entry takes 20 to 150, deleting a batch of 100 rows in clear()
+# about 7,000.
 _STEPS = 1000
 # Building or dropping an index (opening a large cache with a new eviction
 # policy or tag_index) reads the whole table, and no trigger can slow it.
@@ -353,16 +353,17 @@ class _TextCache(diskcache.Cache):  # type: ignore[misc]
         that does not track reads, the default), this reads the row directly
         from diskcache's documented table; otherwise it defers to ``get``.
 
-        It sets no deadline of its own: a lookup by the unique index takes
-        about 20 VM steps, far fewer than the watchdog's ``_STEPS``, so only
-        a database tampered with since it was opened makes the watchdog look,
-        and then the deadline of the connection's last statement (at most
-        one budget away, or past) interrupts it.
+        It sets the watchdog's deadline itself rather than through ``_sql``:
+        a lookup takes some 20 VM steps, but SQLite counts them across the
+        executions of a cached statement, so every 50th or so lookup meets
+        the watchdog, and it must not find the last statement's deadline.
         """
         if self.statistics or self.eviction_policy not in _READ_ONLY_POLICIES:
             value: str | None = self.get(key)
             return value
-        rows = self._con.execute(_SELECT_TEXT, (key, time.time())).fetchall()
+        con = self._con
+        self._local.watchdog.deadline = time.monotonic() + self._budget
+        rows = con.execute(_SELECT_TEXT, (key, time.time())).fetchall()
         if not rows:
             return None
         ((mode, filename, stored),) = rows
@@ -403,7 +404,7 @@ class DiskCache(ThreadedAsyncMixin):
     """A ``diskcache.Cache`` at ``directory``, each entry text under its cache key.
 
     The directory can be opened with diskcache itself to look inside. It is
-    safe across threads and processes (SQLite's locking). Three choices differ
+    safe across threads and processes (SQLite's locking). These choices differ
     from diskcache's defaults on purpose:
 
     - ``timeout`` (seconds SQLite waits for a lock) is sub-second, not 60 s,
@@ -414,8 +415,15 @@ class DiskCache(ThreadedAsyncMixin):
       not a crash now;
     - rows are read through ``TextOnlyDisk``, which never unpickles and
       reads a value file only if it is a regular file inside the directory;
-    - no timeout or other SQLite pragma is taken from the directory's
-      Settings table, where diskcache would read it back on every open.
+    - no setting (a timeout or other SQLite pragma, an eviction policy,
+      ``statistics``, a size limit) is taken from the directory's Settings
+      table, where diskcache would read it back on every open: what is not
+      passed here is diskcache's default;
+    - a database is refused (each operation fails, counted, and the file is
+      left alone) if it or its journal is not a regular file, or if it holds
+      anything diskcache does not create, such as a trigger; and a statement
+      still running ``timeout`` plus a second after it started (a trigger
+      planted while the database is open) is interrupted and fails.
 
     A write that finds the database deleted or replaced since it was opened
     (the directory removed while the app runs) fails, counted like any other
