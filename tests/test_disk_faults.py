@@ -398,7 +398,7 @@ SELECT count(*) FROM Big a, Big b, Big c WHERE a.x + b.x + c.x = -1; END;
 """
 
 PLANTED = """
-import asyncio, json, sqlite3, sys, time
+import asyncio, json, os, sqlite3, sys, time
 from pydantic import BaseModel
 from instructor_cache import DiskCache, instructor_cache
 from instructor_cache.errors import BackendError
@@ -406,8 +406,8 @@ from instructor_cache.errors import BackendError
 class Detail(BaseModel):
     text: str
 
-directory, flavour, *steps = sys.argv[1:]
-backend = DiskCache(directory)
+directory, flavour, settings, *steps = sys.argv[1:]
+backend = DiskCache(directory, **json.loads(settings))
 paid = []
 
 def extract(text: str) -> Detail:
@@ -432,6 +432,9 @@ for step in steps:
         with sqlite3.connect(directory + "/cache.db") as con:
             con.executescript(step[4:])
         continue
+    if step.startswith("fifo:"):  # planted while the cache is open
+        os.mkfifo(os.path.join(directory, step[5:]))
+        continue
     if step == "explicit":  # the backend API says why
         try:
             backend.set("explicit", "v")
@@ -445,10 +448,20 @@ print(json.dumps({**report, "errors": info().errors, "hits": info().hits, "paid"
 """
 
 
-def _run_planted(directory: Path, flavour: str, *steps: str) -> dict[str, Any]:
+def _run_planted(
+    directory: Path, flavour: str, *steps: str, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run ``steps`` on a DiskCache at ``directory`` in a process killed if it hangs."""
     run = subprocess.run(
-        [sys.executable, "-c", PLANTED, str(directory), flavour, *steps],
+        [
+            sys.executable,
+            "-c",
+            PLANTED,
+            str(directory),
+            flavour,
+            json.dumps(settings or {}),
+            *steps,
+        ],
         capture_output=True,
         text=True,
         timeout=30,  # before the fix it never returned
@@ -587,3 +600,23 @@ def test_hits_long_after_the_last_write_are_never_interrupted(disk: Any, tmp_pat
     backend.set("k", "v")
     time.sleep(1.5)  # past the write's deadline (0.25 s timeout + 1 s)
     assert [backend.get("k") for _ in range(500)] == ["v"] * 500
+
+
+def test_journal_planted_while_open_is_refused_outside_wal_mode(tmp_path: Path) -> None:
+    """Outside WAL mode SQLite opens the journal at every transaction: a FIFO there is refused."""
+    directory = tmp_path / "cache"
+    report = _run_planted(
+        directory,
+        "sync",
+        "A is 1",
+        "fifo:cache.db-journal",
+        "A is 1",
+        "explicit",
+        "B is 2",
+        settings={"sqlite_journal_mode": "delete"},
+    )
+    assert report["results"] == ["A IS 1", "A IS 1", "B IS 2"]
+    assert max(report["seconds"]) < 3.0  # SQLite would block opening the FIFO
+    assert "cache.db-journal: not a regular file" in report["refused"]
+    assert report["errors"] >= 1
+    assert report["paid"] == ["A is 1", "A is 1", "B is 2"]

@@ -47,6 +47,7 @@ _ORPHAN_BATCH = 1000
 _DATABASE_FILES = tuple(
     diskcache.core.DBNAME + suffix for suffix in ("", "-journal", "-wal", "-shm")
 )
+_JOURNAL = (diskcache.core.DBNAME + "-journal",)
 
 
 # Every object diskcache 5 creates, as sqlite_master keeps its SQL: with the
@@ -153,14 +154,15 @@ _READ_ONLY_POLICIES = frozenset(
 )
 
 
-def _check_database_files(directory: str) -> None:
+def _check_database_files(directory: str, names: tuple[str, ...] = _DATABASE_FILES) -> None:
     """Refuse a database file or companion file that is not a regular file, before SQLite opens it.
 
     SQLite opens the rollback journal of any database it reads, to look for
     one left by a crash: a FIFO planted there blocks that read forever, and
-    a link would send reads and writes elsewhere.
+    a link would send reads and writes elsewhere. In WAL mode (diskcache's)
+    only a new connection looks; otherwise every transaction does.
     """
-    for name in _DATABASE_FILES:
+    for name in names:
         path = os.path.join(directory, name)
         try:
             mode = os.lstat(path).st_mode
@@ -226,6 +228,9 @@ class _TextCache(diskcache.Cache):  # type: ignore[misc]
     def __init__(self, directory: str, *, timeout: float, **options: Any) -> None:
         self._retry_budget = timeout
         self._budget = timeout + _MARGIN
+        # Where to look for a planted journal before each statement: only
+        # outside WAL mode, where SQLite opens it at every transaction.
+        self._journal_at: str | None = None
         # diskcache stores its settings in the database and takes the
         # directory's copy of each one not passed here: a planted
         # ``sqlite_busy_timeout`` of an hour would replace ``timeout``, a
@@ -271,15 +276,19 @@ class _TextCache(diskcache.Cache):  # type: ignore[misc]
         self._local.con, self._local.watchdog = con, watchdog
         for key, value in sorted(self._pragmas.items()):  # per connection, as diskcache does
             self.reset(key, value, update=False)
+        ((mode,),) = self._sql("PRAGMA journal_mode").fetchall()
+        self._journal_at = None if str(mode).lower() == "wal" else self._directory
         return con
 
     @property
     def _sql(self) -> Callable[..., sqlite3.Cursor]:
         execute = self._con.execute
         watchdog: _Watchdog = self._local.watchdog
-        budget = self._budget
+        budget, journal_at = self._budget, self._journal_at
 
         def execute_within_budget(statement: str, *args: Any) -> sqlite3.Cursor:
+            if journal_at is not None:
+                _check_database_files(journal_at, _JOURNAL)
             long = statement.startswith(_INDEX_STATEMENTS)
             watchdog.deadline = time.monotonic() + (_INDEX_BUDGET if long else budget)
             return execute(statement, *args)
@@ -362,6 +371,8 @@ class _TextCache(diskcache.Cache):  # type: ignore[misc]
             value: str | None = self.get(key)
             return value
         con = self._con
+        if self._journal_at is not None:
+            _check_database_files(self._journal_at, _JOURNAL)
         self._local.watchdog.deadline = time.monotonic() + self._budget
         rows = con.execute(_SELECT_TEXT, (key, time.time())).fetchall()
         if not rows:
