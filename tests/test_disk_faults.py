@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -384,3 +385,238 @@ def test_directory_deleted_while_open_is_recreated(
     assert [text for text, *_ in llm.calls] == ["A is 1", "B is 2", "B is 2"]
     with diskcache.Cache(str(directory)) as raw:
         assert '"name":"B"' in raw.get(extract.cache_key("B is 2"))
+
+
+# A trigger whose body cross-joins a planted table of 3,000 rows: 2.7e10 rows
+# to count, hours of work for SQLite, run inside whatever write fires it.
+SLOW_TRIGGER = """
+CREATE TABLE Big (x INTEGER);
+WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < 2999)
+INSERT INTO Big SELECT x FROM n;
+CREATE TRIGGER slow AFTER INSERT ON Cache BEGIN
+SELECT count(*) FROM Big a, Big b, Big c WHERE a.x + b.x + c.x = -1; END;
+"""
+
+PLANTED = """
+import asyncio, json, os, sqlite3, sys, time
+from pydantic import BaseModel
+from instructor_cache import DiskCache, instructor_cache
+from instructor_cache.errors import BackendError
+
+class Detail(BaseModel):
+    text: str
+
+directory, flavour, settings, *steps = sys.argv[1:]
+backend = DiskCache(directory, **json.loads(settings))
+paid = []
+
+def extract(text: str) -> Detail:
+    paid.append(text)
+    return Detail(text=text.upper())
+
+if flavour == "sync":
+    call = instructor_cache(backend)(extract)
+    info = call.cache_info
+else:
+    async def aextract(text: str) -> Detail:
+        return extract(text)
+    decorated = instructor_cache(backend)(aextract)
+    info = decorated.cache_info
+    def call(text):
+        return asyncio.run(decorated(text))
+
+report = {"results": [], "seconds": [], "refused": None}
+for step in steps:
+    started = time.monotonic()
+    if step.startswith("sql:"):  # planted while the cache is open
+        with sqlite3.connect(directory + "/cache.db") as con:
+            con.executescript(step[4:])
+        continue
+    if step.startswith("fifo:"):  # planted while the cache is open
+        os.mkfifo(os.path.join(directory, step[5:]))
+        continue
+    if step == "explicit":  # the backend API says why
+        try:
+            backend.set("explicit", "v")
+        except BackendError as exc:
+            report["refused"] = str(exc)
+    else:
+        report["results"].append(call(step).text)
+    report["seconds"].append(time.monotonic() - started)
+backend.close()
+print(json.dumps({**report, "errors": info().errors, "hits": info().hits, "paid": paid}))
+"""
+
+
+def _run_planted(
+    directory: Path, flavour: str, *steps: str, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run ``steps`` on a DiskCache at ``directory`` in a process killed if it hangs."""
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PLANTED,
+            str(directory),
+            flavour,
+            json.dumps(settings or {}),
+            *steps,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,  # before the fix it never returned
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    report: dict[str, Any] = json.loads(run.stdout)
+    return report
+
+
+def _create(disk: Any, directory: Path) -> None:
+    """A working cache at ``directory``, closed again."""
+    backend = disk(directory)
+    backend.set("warm", "up")
+    backend.close()
+
+
+def _schema(database: Path) -> set[tuple[str, str]]:
+    with contextlib.closing(sqlite3.connect(database)) as con:
+        return set(con.execute("SELECT type, name FROM sqlite_master"))
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_database_with_a_planted_trigger_is_refused_not_run(
+    flavour: str, disk: Any, tmp_path: Path
+) -> None:
+    """A database holding a trigger diskcache never creates is refused at open, and left as is."""
+    directory = tmp_path / "cache"
+    for policy in diskcache.core.EVICTION_POLICY:  # every index diskcache makes is its own
+        diskcache.Cache(str(directory), eviction_policy=policy, tag_index=True).close()
+    backend = disk(directory)
+    backend.set("warm", "up")
+    assert backend.get("warm") == "up"
+    backend.close()
+    with contextlib.closing(sqlite3.connect(directory / "cache.db")) as con:
+        con.executescript(SLOW_TRIGGER)
+    planted = _schema(directory / "cache.db")
+
+    report = _run_planted(directory, flavour, "A is 1", "explicit", "A is 1")
+    assert report["results"] == ["A IS 1", "A IS 1"]
+    assert max(report["seconds"]) < 3.0  # the write would run the trigger for hours
+    assert "diskcache does not create" in report["refused"]
+    assert report["errors"] >= 1
+    assert report["paid"] == ["A is 1", "A is 1"]  # refused, not cached
+    assert _schema(directory / "cache.db") == planted  # not ours to repair
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_statement_slowed_by_a_trigger_planted_while_open_is_interrupted(
+    flavour: str, tmp_path: Path
+) -> None:
+    """A trigger planted after the database was checked cannot hold a write past its budget."""
+    directory = tmp_path / "cache"
+    report = _run_planted(
+        directory, flavour, "A is 1", "sql:" + SLOW_TRIGGER, "B is 2", "explicit", "A is 1"
+    )
+    assert report["results"] == ["A IS 1", "B IS 2", "A IS 1"]
+    assert max(report["seconds"]) < 3.0  # 0.25 s timeout + 1 s margin, not hours
+    # The write was interrupted; in the async flavour the explicit set runs on
+    # this thread, whose new connection checks the database and refuses it.
+    refused = "interrupted" if flavour == "sync" else "diskcache does not create"
+    assert refused in report["refused"]
+    assert report["errors"] >= 1
+    assert report["hits"] == 1  # a read fires no trigger: what was cached is still served
+    assert report["paid"] == ["A is 1", "B is 2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("eviction_policy", "least-recently-used"), ("statistics", 1), ("size_limit", 0)],
+)
+def test_setting_planted_in_the_directory_does_not_replace_ours(
+    name: str, value: object, disk: Any, tmp_path: Path
+) -> None:
+    """A Settings row that would make every hit a write, or evict every entry, is not taken."""
+    directory = tmp_path / "cache"
+    _create(disk, directory)
+    with contextlib.closing(sqlite3.connect(directory / "cache.db")) as con, con:
+        con.execute("UPDATE Settings SET value = ? WHERE key = ?", (value, name))
+    backend = disk(directory)
+    keys = [f"k{i}" for i in range(15)]
+    for key in keys:
+        backend.set(key, key.upper())
+    assert [backend.get(key) for key in keys] == [key.upper() for key in keys]
+    assert getattr(backend.cache, name) == diskcache.core.DEFAULT_SETTINGS[name]
+
+    with contextlib.closing(sqlite3.connect(directory / "cache.db")) as con:
+        reads = con.execute("SELECT count(*) FROM Cache WHERE access_time != store_time")
+        counted = con.execute("SELECT value FROM Settings WHERE key = 'hits'")
+        assert (reads.fetchone(), counted.fetchone()) == ((0,), (0,))  # a hit wrote nothing
+
+
+@pytest.mark.parametrize(
+    ("name", "planted"),
+    [
+        ("cache.db-journal", "fifo"),
+        ("cache.db-wal", "fifo"),
+        ("cache.db-shm", "fifo"),
+        ("cache.db", "fifo"),
+        ("cache.db", "link"),
+        ("cache.db-journal", "directory"),
+    ],
+)
+def test_database_file_that_is_not_a_regular_file_is_refused(
+    name: str, planted: str, disk: Any, tmp_path: Path
+) -> None:
+    """A FIFO, link or directory in place of a database file is refused, never waited on."""
+    directory, elsewhere = tmp_path / "cache", tmp_path / "elsewhere"
+    _create(disk, elsewhere)
+    if name != "cache.db":
+        _create(disk, directory)  # a working cache first; closing removes the -wal and -shm
+    else:
+        directory.mkdir()
+    path = directory / name
+    if planted == "fifo":
+        os.mkfifo(path)
+    elif planted == "link":
+        path.symlink_to(elsewhere / "cache.db")  # reads and writes would go elsewhere
+    else:
+        path.mkdir()
+
+    report = _run_planted(directory, "sync", "A is 1", "explicit", "A is 1")
+    assert report["results"] == ["A IS 1", "A IS 1"]
+    assert max(report["seconds"]) < 3.0  # SQLite would block reading a FIFO journal
+    assert f"refusing {path}: not a regular file" in report["refused"]
+    assert report["errors"] >= 1
+    assert report["paid"] == ["A is 1", "A is 1"]
+    assert os.path.lexists(path)  # left as it was found
+    with diskcache.Cache(str(elsewhere)) as other:
+        assert list(other) == ["warm"]  # nothing went through the link
+
+
+def test_hits_long_after_the_last_write_are_never_interrupted(disk: Any, tmp_path: Path) -> None:
+    """Each lookup gets a deadline of its own: SQLite counts VM steps across repeated lookups."""
+    backend = disk(tmp_path / "cache")
+    backend.set("k", "v")
+    time.sleep(1.5)  # past the write's deadline (0.25 s timeout + 1 s)
+    assert [backend.get("k") for _ in range(500)] == ["v"] * 500
+
+
+def test_journal_planted_while_open_is_refused_outside_wal_mode(tmp_path: Path) -> None:
+    """Outside WAL mode SQLite opens the journal at every transaction: a FIFO there is refused."""
+    directory = tmp_path / "cache"
+    report = _run_planted(
+        directory,
+        "sync",
+        "A is 1",
+        "fifo:cache.db-journal",
+        "A is 1",
+        "explicit",
+        "B is 2",
+        settings={"sqlite_journal_mode": "delete"},
+    )
+    assert report["results"] == ["A IS 1", "A IS 1", "B IS 2"]
+    assert max(report["seconds"]) < 3.0  # SQLite would block opening the FIFO
+    assert "cache.db-journal: not a regular file" in report["refused"]
+    assert report["errors"] >= 1
+    assert report["paid"] == ["A is 1", "A is 1", "B is 2"]
