@@ -46,6 +46,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import ipaddress
 import itertools
 import os
@@ -63,6 +64,7 @@ import pydantic.networks
 import pydantic_core
 from pydantic import AnyUrl, BaseModel, NameEmail
 
+from instructor_cache._classes import class_behaviour, is_library
 from instructor_cache._schema import model_class_fingerprint
 
 __all__ = ["Unencodable", "class_token", "encode", "never_encodable", "type_path"]
@@ -131,9 +133,22 @@ def _float(value: float) -> str:
 
 def _object(cls: type, tag: str = "") -> str:
     path = type_path(cls)
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        tag = _model_schema(cls) + tag
-    return f"o{len(path)}:{path}{tag}"
+    return f"o{len(path)}:{path}{_class_tag(cls)}{tag}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_tag(cls: type) -> str:
+    """What an instance's token adds after its class path: the class's schema and behaviour.
+
+    A model's schema and behaviour always (two models of one name may differ);
+    any other class's behaviour where its path does not lead back to it (two
+    local dataclasses made by one factory with another ClassVar prompt).
+    """
+    if issubclass(cls, BaseModel):
+        return _model_schema(cls)
+    if _resolves_to(cls) or cls in _UNNAMED_BUILTINS or cls.__module__ == "builtins":
+        return ""
+    return "~" + class_behaviour(cls)[:32]
 
 
 def _model_schema(cls: type[BaseModel]) -> str:
@@ -452,7 +467,7 @@ _ENCODABLE_BASES: tuple[type, ...] = (
 def never_encodable(annotation: Any) -> TypeGuard[type]:
     """Whether no value of the annotated class can have a token, so decorating can fail early.
 
-    Only a plain concrete class qualifies (``OpenAI``, ``threading.Lock``):
+    Only a plain concrete class of a library qualifies (``OpenAI``, ``threading.Lock``):
     neither it nor any subclass defined so far is a kind ``encode`` handles.
     Generics, unions, ``Any``, protocols and ABCs (which ``list`` or a model
     may satisfy) never do; for them the call-time check is the one that speaks.
@@ -462,6 +477,8 @@ def never_encodable(annotation: Any) -> TypeGuard[type]:
     if typing.get_origin(annotation) is not None:  # list[int] passes isinstance(type) on 3.10
         return False
     if isinstance(annotation, abc.ABCMeta) or getattr(annotation, "_is_protocol", False):
+        return False
+    if not is_library(annotation):  # the user's own base: a subclass defined later may encode
         return False
     pending, seen = [annotation], set()
     while pending:

@@ -29,6 +29,8 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import Examples, GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema, to_jsonable_python
 
+from instructor_cache._classes import class_behaviour
+
 __all__ = ["adapter_fingerprint", "model_class_fingerprint"]
 
 _ABSENT = object()
@@ -297,9 +299,12 @@ def adapter_fingerprint(adapter: TypeAdapter[Any]) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def model_class_fingerprint(cls: type[BaseModel]) -> str:
-    """The fingerprint of a model class, computed once per class.
+    """The fingerprint of a model class as an argument: its schema and its behaviour.
 
-    The cache holds its classes strongly, so a class collected and another
-    made at the same address can never be mistaken for it.
+    Two classes of one schema may validate differently (a validator, a
+    config), so ``class_behaviour`` joins the schema here. Computed once per
+    class; the cache holds its classes strongly, so a class collected and
+    another made at the same address can never be mistaken for it.
     """
-    return adapter_fingerprint(TypeAdapter(cls))
+    schema = adapter_fingerprint(TypeAdapter(cls))
+    return hashlib.sha256(f"{schema}:{class_behaviour(cls)}".encode()).hexdigest()

@@ -7,6 +7,7 @@ call's result), or crashed, on an earlier main.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import enum
 import functools
@@ -18,10 +19,10 @@ import sys
 import textwrap
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from pydantic import BaseModel, HttpUrl, PrivateAttr, create_model
+from pydantic import BaseModel, ConfigDict, HttpUrl, PrivateAttr, create_model, field_validator
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
@@ -656,3 +657,45 @@ def test_sibling_models_are_never_mistaken_for_one_another() -> None:
     changed = [[*items[:-1], Item(n=99)] for items in values]
     keys = {show.cache_key(items) for items in values + changed}
     assert len(keys) == 10
+
+
+def test_model_classes_of_one_schema_but_other_validation_get_distinct_keys() -> None:
+    """A validator or a config the JSON schema does not show still tells two classes apart."""
+
+    def upper(cls: type, value: str) -> str:
+        return value.upper()
+
+    plain = create_model("Result", name=(str, ...))
+    shouting = create_model(
+        "Result",
+        name=(str, ...),
+        __validators__={"up": field_validator("name")(classmethod(upper))},  # type: ignore[dict-item]
+    )
+    lowered = create_model("Result", name=(str, ...), __config__=ConfigDict(str_to_lower=True))
+    assert plain.model_json_schema() == shouting.model_json_schema() == lowered.model_json_schema()
+    keys = {show.cache_key(cls) for cls in (plain, shouting, lowered)}
+    keys |= {show.cache_key(cls(name="Ann")) for cls in (plain, shouting, lowered)}
+    assert len(keys) == 6
+    again = create_model("Result", name=(str, ...))
+    assert show.cache_key(again) == show.cache_key(plain)  # the same class, made again
+
+
+def test_instances_of_local_classes_differing_in_a_class_attribute_get_distinct_keys() -> None:
+    """Two dataclasses (or models) made by one factory with another ClassVar prompt."""
+
+    def make(prompt: str) -> tuple[type, type]:
+        @dataclasses.dataclass
+        class Task:
+            text: str
+            PROMPT: ClassVar[str] = prompt
+
+        class Query(BaseModel):
+            text: str
+            PROMPT: ClassVar[str] = prompt
+
+        return Task, Query
+
+    (french_task, french_query), (german_task, german_query) = make("French"), make("German")
+    assert show.cache_key(french_task("hi")) != show.cache_key(german_task("hi"))
+    assert show.cache_key(french_query(text="hi")) != show.cache_key(german_query(text="hi"))
+    assert show.cache_key(french_task("hi")) == show.cache_key(make("French")[0]("hi"))

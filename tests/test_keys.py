@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import http.client
 import json
 import math
 import os
@@ -1114,7 +1115,7 @@ GOLDEN_KEYS = {
     "enum": f"{_HEAD}.describe:44c4abb4:"
     "2314027d2bb749f516ffb0dad2c4d38c9e79aecafbfa4a3ae96409928d3093c0",
     "model": f"{_HEAD}.describe:44c4abb4:"
-    "a672195ab9003470b4a70462f40259bed5335c7d4afe13c3d776951c3bca5c76",
+    "8b92373010e12ececce280d8afc8f3e14428bef0f0e873d04fb5ca7948cc618e",
     "non-ascii-and-surrogate-str": f"{_HEAD}.describe:44c4abb4:"
     "08ff9b44a9ec75bcc61e572484bb39c23a1aa5d299d044ffbb776f38098dc10a",
     "ordered-dict": f"{_HEAD}.describe:44c4abb4:"
@@ -1126,9 +1127,9 @@ GOLDEN_KEYS = {
     "zoneinfo-datetime": f"{_HEAD}.describe:44c4abb4:"
     "d465ffb9f0087e090d5b942a2b0620662a6ed8a139c951a137f2df6f1f2b146c",
     "model-class": f"{_HEAD}.describe:44c4abb4:"
-    "e1ade4296634716d66d342fa90d1f1d7bd7cab76914f9659df292103662ef2e8",
+    "4e24f5ba82b61f8427825c37602637efda8ec35a3a8db2ff0453d369d9f86b60",
     "list-of-model-type": f"{_HEAD}.describe:44c4abb4:"
-    "d92acd181b55a4e70e67a994d0126f9be3729dee560c4e08580fdecc6c6bd2e0",
+    "5100be466d70e4bf06ccca1073741c7f8df1a9449e09d0d1786137061e1ed95f",
     "flag-zero": f"{_HEAD}.describe:44c4abb4:"
     "55b8e23f11240f45054c8390ae6996dc875d386804139198defbc8ddccec151d",
     "flag-combination": f"{_HEAD}.describe:44c4abb4:"
@@ -1136,7 +1137,7 @@ GOLDEN_KEYS = {
     "negative-nan": f"{_HEAD}.describe:44c4abb4:"
     "4b4cec1cf050751278f60df9775316739a8dc3c608c978661fab46ef68b394b8",
     "model-with-private-attribute": f"{_HEAD}.describe:44c4abb4:"
-    "0e639b17714745c2522960ec427907be6a1b3b0faf520b33b62c1a9e7eb67670",
+    "b63701fc2c1d0a9486fcace7ab2e91cb4515e5ee0f409fe74d8c439b8689c091",
     "complex": f"{_HEAD}.describe:44c4abb4:"
     "b9623b02234285b11c5833e783f34280ae9ed263b0124daa2c6f9619cd5b1709",
     "name-option": "instructor_cache:pinned.extract:44c4abb4:"
@@ -1471,15 +1472,26 @@ class EncodableChild(PlainBase):
 
 
 def test_parameter_annotated_with_an_unencodable_class_fails_at_decoration() -> None:
-    """``client: OpenAI``-style parameters are reported when decorating, naming the parameter."""
+    """``client: OpenAI`` (a library's class) is reported when decorating, naming the parameter.
 
-    def extract(text: str, client: OpaqueClient) -> UserDetail:
+    A plain class of the user's own is left to the call: a subclass defined
+    later (a model, a dataclass) may well be encodable.
+    """
+
+    def extract(text: str, client: http.client.HTTPConnection) -> UserDetail:
         return UserDetail(name=text, age=0)
 
     with pytest.raises(UnencodableArgumentError, match=r"ignore=\('client',\)") as caught:
         instructor_cache(extract)
     assert caught.value.parameter == "client"
-    assert "OpaqueClient" in str(caught.value)
+    assert "HTTPConnection" in str(caught.value)
+
+    def extract_own(text: str, client: OpaqueClient) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    own = instructor_cache(extract_own)
+    with pytest.raises(UnencodableArgumentError, match="'client'"):
+        own("t", OpaqueClient())
     instructor_cache(ignore=("client",))(extract)  # the suggested fix works
     instructor_cache(key=lambda args: args["text"])(extract)  # so does a key function
 

@@ -1,0 +1,145 @@
+"""What a class does, beyond its name and fields: part of the key of its instances and itself.
+
+Two classes made by one factory (``make_task("French")``, ``create_model(
+"Result", __validators__=...)``) share a module and a qualified name, and
+two models may share a JSON schema while one upper-cases a field in a
+validator or carries another ``ClassVar`` prompt. A function given one or the
+other, or an instance of one or the other, can answer differently, so the
+class's behaviour joins the key: the code of the methods, validators and
+serializers its own code defines (by the code fingerprint, the same on every
+Python), its class attributes and its pydantic config. Library classes in its
+bases (``BaseModel``, ``Enum``, ``object``) are the same everywhere and are
+left out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sys
+import types
+from typing import Any
+
+from instructor_cache._fingerprint import code_fingerprint
+
+__all__ = ["class_behaviour", "is_library"]
+
+# Attributes every class, dataclass or model has, made by Python or pydantic:
+# their content is the fields (keyed on their own) or differs by version.
+_MADE_FOR_EVERY_CLASS = frozenset(
+    {
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__dict__",
+        "__weakref__",
+        "__annotations__",
+        "__annotate__",
+        "__annotate_func__",
+        "__annotations_cache__",
+        "__static_attributes__",
+        "__firstlineno__",
+        "__slots__",
+        "__orig_bases__",
+        "__parameters__",
+        "__abstractmethods__",
+        "_abc_impl",
+        "__signature__",
+        "__class_vars__",
+        "__private_attributes__",
+        "__dataclass_fields__",
+        "__dataclass_params__",
+        "__match_args__",
+        "model_fields",
+        "model_computed_fields",
+        "__hash__",
+    }
+)
+_LIBRARY_TOPS = frozenset({"builtins", "pydantic", "pydantic_core", "typing_extensions"})
+
+
+_IN_PROGRESS: set[type] = set()
+
+
+def class_behaviour(cls: type) -> str:
+    """A digest of what ``cls``'s own code adds to its behaviour (see the module docstring).
+
+    A class met again while its own digest is being made (a class attribute
+    holding an instance of a class that refers back) counts by name there.
+    """
+    if cls in _IN_PROGRESS:
+        return f"again:{cls.__qualname__}"
+    _IN_PROGRESS.add(cls)
+    try:
+        return _behaviour(cls)
+    finally:
+        _IN_PROGRESS.discard(cls)
+
+
+def _behaviour(cls: type) -> str:
+    parts: list[str] = []
+    for klass in cls.__mro__:
+        if is_library(klass):
+            continue
+        parts.append(f"class {klass.__qualname__}")
+        for name, value in sorted(vars(klass).items()):
+            if name in _MADE_FOR_EVERY_CLASS or name.startswith("__pydantic"):
+                continue
+            if isinstance(value, cls) or (name.startswith("_") and name.endswith("_")):
+                continue  # an enum's members (keyed by value) and its _sunder_ internals
+            function = _function_inside(value)
+            if name.startswith("__") and name.endswith("__") and not _is_written(function):
+                continue  # a dunder Python or a dataclass generated
+            parts.append(f"{name}={_attribute(value, function)}")
+    decorators = getattr(cls, "__pydantic_decorators__", None)
+    kinds = [f.name for f in dataclasses.fields(decorators)] if decorators is not None else []
+    for kind in sorted(kinds):
+        for name, decorator in sorted(getattr(decorators, kind).items()):
+            function = _function_inside(decorator.func)
+            parts.append(f"{kind}:{name}:{decorator.info!r}:{_attribute(None, function)}")
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def is_library(klass: type) -> bool:
+    """Whether ``klass`` comes from Python, pydantic or an installed package, not user code."""
+    top = klass.__module__.partition(".")[0]
+    if top in _LIBRARY_TOPS or top in sys.stdlib_module_names:
+        return True
+    file = getattr(sys.modules.get(klass.__module__), "__file__", None) or ""
+    return bool({"site-packages", "dist-packages"} & set(file.split(os.sep)))
+
+
+def _function_inside(value: Any) -> types.FunctionType | None:
+    """The function behind a method, classmethod, staticmethod, property or pydantic proxy."""
+    for _ in range(6):
+        if isinstance(value, types.FunctionType):
+            return value
+        inner = None
+        for attribute in ("__func__", "wrapped", "fget", "func"):
+            inner = getattr(value, attribute, None)
+            if inner is not None:
+                break
+        if inner is None:
+            return None
+        value = inner
+    return None
+
+
+def _is_written(function: types.FunctionType | None) -> bool:
+    """Whether a function was written in a file (not generated by a dataclass or namedtuple)."""
+    return function is not None and not function.__code__.co_filename.startswith("<")
+
+
+def _attribute(value: Any, function: types.FunctionType | None) -> str:
+    if function is not None:
+        return f"code:{code_fingerprint(function)}"
+    if isinstance(value, dict):  # model_config
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        return "{" + ",".join(f"{k}:{_attribute(v, _function_inside(v))}" for k, v in items) + "}"
+    from instructor_cache._encoding import Unencodable, encode, type_path  # noqa: PLC0415  (cycle)
+
+    try:
+        return f"value:{encode(value)}"
+    except Unencodable:
+        return f"class:{type_path(type(value))}"
