@@ -5,16 +5,11 @@ from __future__ import annotations
 import collections.abc
 import datetime
 import enum
-import json
 import logging
 import math
-import os
-import subprocess
-import sys
 import uuid
 import zoneinfo
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import pytest
@@ -35,6 +30,7 @@ from instructor_cache import instructor_cache
 from instructor_cache._codec import FORMAT_VERSION, Codec, DecodeError, EncodeError
 from instructor_cache._sameness import same_data
 from instructor_cache.errors import UncacheableFunctionError
+from tests._subprocess import json_under_hash_seed
 
 
 class Role(enum.Enum):
@@ -526,20 +522,7 @@ print(json.dumps({"fingerprints": fingerprints, "order": list(WORDS)}))
 
 
 def _fingerprint_in_subprocess(hash_seed: str) -> dict[str, Any]:
-    root = Path(__file__).resolve().parent.parent
-    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": path}
-    result = subprocess.run(
-        [sys.executable, "-c", _SETS_IN_SCHEMA],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    output: dict[str, Any] = json.loads(result.stdout)
+    output: dict[str, Any] = json_under_hash_seed(_SETS_IN_SCHEMA, hash_seed)
     return output
 
 

@@ -16,14 +16,11 @@ import datetime
 import decimal
 import enum
 import http.client
-import json
 import math
 import os
 import pathlib
 import random
 import re
-import subprocess
-import sys
 import threading
 import uuid
 import zoneinfo
@@ -41,6 +38,7 @@ from instructor_cache._codec import Codec
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
 from tests import _golden_keys as golden
 from tests import _value_space as space
+from tests._subprocess import json_under_hash_seed
 
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 PROJECT_ROOT = TESTS_DIR.parent
@@ -1179,19 +1177,7 @@ print(json.dumps({"keys": module.all_keys(), "set_order": set_order}))
 
 
 def _keys_in_subprocess(hash_seed: str) -> dict[str, Any]:
-    path = [str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": os.pathsep.join(path)}
-    result = subprocess.run(
-        [sys.executable, "-c", _SUBPROCESS_CODE, golden.__name__],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    output: dict[str, Any] = json.loads(result.stdout)
+    output: dict[str, Any] = json_under_hash_seed(_SUBPROCESS_CODE, hash_seed, golden.__name__)
     return output
 
 
@@ -1619,13 +1605,4 @@ def test_the_value_space_gives_the_same_keys_under_other_hash_seeds() -> None:
         "print(json.dumps(keys_for_seed(7, 300)))"
     )
     for seed in ("0", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(PROJECT_ROOT)}
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert json.loads(done.stdout) == expected
+        assert json_under_hash_seed(script, seed) == expected
