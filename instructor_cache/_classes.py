@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import sys
 import types
 from typing import Any
 
 from instructor_cache._fingerprint import code_fingerprint
+from instructor_cache._names import is_library, type_path
 
-__all__ = ["class_behaviour", "is_library"]
+__all__ = ["class_behaviour"]
 
 # Attributes every class, dataclass or model has, made by Python or pydantic:
 # their content is the fields (keyed on their own) or differs by version.
@@ -56,7 +55,6 @@ _MADE_FOR_EVERY_CLASS = frozenset(
         "__hash__",
     }
 )
-_LIBRARY_TOPS = frozenset({"builtins", "pydantic", "pydantic_core", "typing_extensions"})
 
 
 _IN_PROGRESS: set[type] = set()
@@ -101,15 +99,6 @@ def _behaviour(cls: type) -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def is_library(klass: type) -> bool:
-    """Whether ``klass`` comes from Python, pydantic or an installed package, not user code."""
-    top = klass.__module__.partition(".")[0]
-    if top in _LIBRARY_TOPS or top in sys.stdlib_module_names:
-        return True
-    file = getattr(sys.modules.get(klass.__module__), "__file__", None) or ""
-    return bool({"site-packages", "dist-packages"} & set(file.split(os.sep)))
-
-
 def _function_inside(value: Any) -> types.FunctionType | None:
     """The function behind a method, classmethod, staticmethod, property or pydantic proxy."""
     for _ in range(6):
@@ -137,7 +126,7 @@ def _attribute(value: Any, function: types.FunctionType | None) -> str:
     if isinstance(value, dict):  # model_config
         items = sorted(value.items(), key=lambda item: str(item[0]))
         return "{" + ",".join(f"{k}:{_attribute(v, _function_inside(v))}" for k, v in items) + "}"
-    from instructor_cache._encoding import Unencodable, encode, type_path  # noqa: PLC0415  (cycle)
+    from instructor_cache._encoding import Unencodable, encode  # noqa: PLC0415  (a cycle)
 
     try:
         return f"value:{encode(value)}"

@@ -40,7 +40,6 @@ by identity, and raises ``Unencodable`` with ``cycle=True``.
 
 from __future__ import annotations
 
-import abc
 import collections
 import dataclasses
 import datetime
@@ -49,25 +48,24 @@ import enum
 import functools
 import ipaddress
 import itertools
-import os
 import pathlib
 import struct
-import sys
 import typing
 import uuid
 import zoneinfo
 from collections.abc import Callable, Iterable
-from typing import Any, TypeGuard
+from typing import Any
 
 import pydantic
 import pydantic.networks
 import pydantic_core
 from pydantic import AnyUrl, BaseModel, NameEmail
 
-from instructor_cache._classes import class_behaviour, is_library
+from instructor_cache._classes import class_behaviour
+from instructor_cache._names import UNNAMED_BUILTINS, resolves_to, type_path
 from instructor_cache._schema import model_class_fingerprint
 
-__all__ = ["Unencodable", "class_token", "encode", "never_encodable", "type_path"]
+__all__ = ["BUILTIN_BASES", "Unencodable", "class_token", "encode"]
 
 
 class Unencodable(TypeError):  # noqa: N818  (internal signal, re-raised with the parameter name)
@@ -77,48 +75,6 @@ class Unencodable(TypeError):  # noqa: N818  (internal signal, re-raised with th
         super().__init__(type_path(value if isinstance(value, type) else type(value)))
         self.value = value
         self.cycle = cycle
-
-
-def type_path(cls: type) -> str:
-    """The importable name of a class, which is stable where ``id()`` and ``hash()`` are not.
-
-    A class of a script is named as an import of the script would name it, as
-    its functions are (``main_module_name`` below).
-    """
-    module = cls.__module__
-    if module in _MAIN_MODULES:
-        module = main_module_name(module)
-    return f"{module}.{cls.__qualname__}"
-
-
-# A script run as ``python tool.py``, and its re-import in a spawned worker.
-_MAIN_MODULES = frozenset({"__main__", "__mp_main__"})
-
-
-def main_module_name(running_as: str = "__main__") -> str:
-    """The name under which a script (``__main__``, or ``__mp_main__`` in a spawned
-    worker, which imports it under that name) would be imported, where that can be told.
-
-    ``python -m pkg.tool`` has a module spec naming it; ``python pkg/tool.py``
-    has a file, named here as an import would name it (the package
-    directories above it, while they hold an ``__init__.py``). A REPL or a
-    notebook has neither and stays ``__main__``: there the code fingerprint
-    tells its functions apart.
-    """
-    main = sys.modules.get(running_as)
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and getattr(spec, "name", None):
-        return str(spec.name)
-    file = getattr(main, "__file__", None)
-    if not isinstance(file, str) or not file.endswith(".py"):
-        return "__main__"
-    path = pathlib.Path(os.path.abspath(file))
-    parts = [path.stem]
-    directory = path.parent
-    while (directory / "__init__.py").is_file() and directory.parent != directory:
-        parts.insert(0, directory.name)
-        directory = directory.parent
-    return ".".join(parts)
 
 
 def _str(value: str) -> str:
@@ -146,7 +102,7 @@ def _class_tag(cls: type) -> str:
     """
     if issubclass(cls, BaseModel):
         return _model_schema(cls)
-    if _resolves_to(cls) or cls in _UNNAMED_BUILTINS or cls.__module__ == "builtins":
+    if resolves_to(cls) or cls in UNNAMED_BUILTINS or cls.__module__ == "builtins":
         return ""
     return "~" + class_behaviour(cls)[:32]
 
@@ -181,7 +137,7 @@ _CONTAINERS: dict[type, tuple[str, bool]] = {
     frozenset: ("E", False),
 }
 
-_BUILTIN_BASES: tuple[type, ...] = (*_LEAVES, *_CONTAINERS)
+BUILTIN_BASES: tuple[type, ...] = (*_LEAVES, *_CONTAINERS)
 
 # Values whose text is their whole identity (with their class): what pydantic
 # parses from JSON, so one cached function's result can be another's argument.
@@ -337,7 +293,7 @@ def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per
         return _Node("g", (_origin(value), typing.get_args(value)))
     if isinstance(value, type):
         return class_token(value)
-    for base in _BUILTIN_BASES:
+    for base in BUILTIN_BASES:
         if isinstance(value, base):
             return _subclass_node(value, base)
     raise Unencodable(value)
@@ -416,22 +372,9 @@ def class_token(cls: type) -> str:
     path = type_path(cls)
     if issubclass(cls, BaseModel):
         return f"c{len(path)}:{path}{_model_schema(cls)}"
-    if _resolves_to(cls) or cls in _UNNAMED_BUILTINS:
+    if resolves_to(cls) or cls in UNNAMED_BUILTINS:
         return f"c{len(path)}:{path}"
     raise Unencodable(cls)
-
-
-# Builtin classes that no module exports by their name.
-_UNNAMED_BUILTINS = frozenset({type(None), type(Ellipsis), type(NotImplemented)})
-
-
-def _resolves_to(cls: type) -> bool:
-    found: Any = sys.modules.get(cls.__module__)
-    for part in cls.__qualname__.split("."):
-        found = getattr(found, part, None)
-        if found is None:
-            return False
-    return found is cls
 
 
 def _zone(tzinfo: datetime.tzinfo | None, value: Any) -> str:
@@ -447,46 +390,3 @@ def _zone(tzinfo: datetime.tzinfo | None, value: Any) -> str:
     if isinstance(zone, str):
         return f"{type_path(type(tzinfo))}:{zone}"
     raise Unencodable(value)  # a tzinfo with no stable name
-
-
-_ENCODABLE_BASES: tuple[type, ...] = (
-    *_BUILTIN_BASES,
-    type(None),
-    type,
-    enum.Enum,
-    BaseModel,
-    datetime.date,
-    datetime.time,
-    datetime.timedelta,
-    uuid.UUID,
-    decimal.Decimal,
-    pathlib.PurePath,
-)
-
-
-def never_encodable(annotation: Any) -> TypeGuard[type]:
-    """Whether no value of the annotated class can have a token, so decorating can fail early.
-
-    Only a plain concrete class of a library qualifies (``OpenAI``, ``threading.Lock``):
-    neither it nor any subclass defined so far is a kind ``encode`` handles.
-    Generics, unions, ``Any``, protocols and ABCs (which ``list`` or a model
-    may satisfy) never do; for them the call-time check is the one that speaks.
-    """
-    if not isinstance(annotation, type) or annotation in (object, Any):  # Any is a class on 3.11+
-        return False
-    if typing.get_origin(annotation) is not None:  # list[int] passes isinstance(type) on 3.10
-        return False
-    if isinstance(annotation, abc.ABCMeta) or getattr(annotation, "_is_protocol", False):
-        return False
-    if not is_library(annotation):  # the user's own base: a subclass defined later may encode
-        return False
-    pending, seen = [annotation], set()
-    while pending:
-        cls = pending.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        if issubclass(cls, _ENCODABLE_BASES) or dataclasses.is_dataclass(cls):
-            return False
-        pending.extend(type.__subclasses__(cls))
-    return True

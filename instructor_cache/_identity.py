@@ -21,7 +21,8 @@ import types
 from collections.abc import Callable, Collection
 from typing import Any
 
-from instructor_cache._encoding import Unencodable, encode, main_module_name, type_path
+from instructor_cache._encoding import Unencodable, encode
+from instructor_cache._names import main_module_name, type_path
 from instructor_cache._source import code_digest
 from instructor_cache.errors import UnencodableArgumentError
 

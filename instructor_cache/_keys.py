@@ -17,7 +17,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from instructor_cache._encoding import Unencodable, encode, never_encodable, type_path
+from instructor_cache._annotations import never_encodable
+from instructor_cache._encoding import Unencodable, encode
 from instructor_cache._fingerprint import code_fingerprint
 from instructor_cache._identity import (
     CallContext,
@@ -25,6 +26,7 @@ from instructor_cache._identity import (
     free_variables,
     function_name,
 )
+from instructor_cache._names import type_path
 from instructor_cache._options import Options
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
 
