@@ -5,410 +5,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sqlite3
-import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
 from instructor_cache._breaker import CircuitBreaker
-from instructor_cache.backends import _valuefiles
 from instructor_cache.backends._failures import as_backend_error, backend_error
+from instructor_cache.backends._textcache import (
+    DEFAULT_TIMEOUT,
+    FAILURES,
+    ORPHAN_AGE,
+    TextCache,
+    TextOnlyDisk,
+)
 from instructor_cache.backends._threaded import ThreadedAsyncMixin
 from instructor_cache.backends._ttl import TTL, to_seconds
-from instructor_cache.errors import CorruptEntryError
 
 __all__ = ["DiskCache", "TextOnlyDisk"]
-
-_DEFAULT_TIMEOUT = 0.25
-# How old a value file no row names must be before clear() removes it: far
-# longer than any writer (even plain diskcache, waiting up to 60 s for the
-# lock) takes between writing the file and committing its row.
-_ORPHAN_AGE = 600.0
-# What a database on a disk can raise: locked or corrupt (sqlite3.Error), a
-# timeout (diskcache.Timeout), a full disk or a missing permission (OSError).
-_FAILURES = (sqlite3.Error, diskcache.Timeout, OSError)
-# How long a statement may run beyond the ``timeout`` its lock wait takes.
-_MARGIN = 1.0
-# How many SQLite VM steps pass between two looks at the clock: reading or
-# writing one entry takes 20 to 150, deleting a batch of 100 rows in clear()
-# about 7,000.
-_STEPS = 1000
-# Building or dropping an index (opening a large cache with a new eviction
-# policy or tag_index) reads the whole table, and no trigger can slow it.
-_INDEX_BUDGET = 60.0
-_INDEX_STATEMENTS = ("CREATE INDEX", "CREATE UNIQUE INDEX", "DROP INDEX")
-_ORPHAN_BATCH = 1000
-# The database and the companion files SQLite opens next to it.
-_DATABASE_FILES = tuple(
-    diskcache.core.DBNAME + suffix for suffix in ("", "-journal", "-wal", "-shm")
-)
-_JOURNAL = (diskcache.core.DBNAME + "-journal",)
-
-
-# Every object diskcache 5 creates, as sqlite_master keeps its SQL: with the
-# index of each eviction policy and of tag_index. Anything else a database
-# holds (a trigger, a view, an altered definition) someone else put there.
-_DISKCACHE_SQL = (
-    "CREATE TABLE Settings ( key TEXT NOT NULL UNIQUE, value)",
-    "CREATE TABLE Cache ( rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, store_time REAL,"
-    " expire_time REAL, access_time REAL, access_count INTEGER DEFAULT 0, tag BLOB,"
-    " size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)",
-    "CREATE UNIQUE INDEX Cache_key_raw ON Cache(key, raw)",
-    "CREATE INDEX Cache_expire_time ON Cache (expire_time)",
-    "CREATE INDEX Cache_store_time ON Cache (store_time)",
-    "CREATE INDEX Cache_access_time ON Cache (access_time)",
-    "CREATE INDEX Cache_access_count ON Cache (access_count)",
-    "CREATE INDEX Cache_tag_rowid ON Cache(tag, rowid)",
-    "CREATE TRIGGER Settings_count_insert AFTER INSERT ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value + 1 WHERE key = "count"; END',
-    "CREATE TRIGGER Settings_count_delete AFTER DELETE ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value - 1 WHERE key = "count"; END',
-    "CREATE TRIGGER Settings_size_insert AFTER INSERT ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value + NEW.size WHERE key = "size"; END',
-    "CREATE TRIGGER Settings_size_update AFTER UPDATE ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = "size"; END',
-    "CREATE TRIGGER Settings_size_delete AFTER DELETE ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value - OLD.size WHERE key = "size"; END',
-)
-# (name, SQL) rows of sqlite_master; SQLite builds each object from its SQL.
-_SCHEMA = frozenset(
-    {
-        ("sqlite_autoindex_Settings_1", None),  # Settings.key's UNIQUE
-        *((sql.replace(" UNIQUE", "").split()[2], sql) for sql in _DISKCACHE_SQL),
-    }
-)
-
-
-class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type hints
-    """A diskcache ``Disk`` that stores and returns text and never unpickles.
-
-    diskcache decodes each row by the mode stored in that row, so a row
-    someone wrote in pickle mode would run code on read (CVE-2025-69872),
-    whatever this library wrote there. Here any row that is not text is
-    refused with ``CorruptEntryError`` before it is decoded, and keys that
-    are not plain strings are never unpickled either.
-
-    Text too large for the row goes to a value file, written and read as
-    UTF-8 bytes (so it comes back exactly, newlines included) through
-    ``_valuefiles``: only a regular file inside the directory, of at most
-    ``max_file_size`` bytes, is ever read or removed.
-    """
-
-    max_file_size = _valuefiles.MAX_SIZE
-
-    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
-        if type(value) is not str:
-            raise TypeError(f"DiskCache stores text only, got {type(value).__name__}")
-        if len(value) < self.min_file_size:
-            return 0, diskcache.core.MODE_RAW, None, value
-        data = value.encode("utf-8")
-        if len(data) > self.max_file_size:
-            # It could not be read back, so it is not stored.
-            raise OSError(
-                errno.EFBIG,
-                f"a value of {len(data)} bytes is over the bound of "
-                f"{self.max_file_size} (TextOnlyDisk.max_file_size)",
-            )
-        filename = _valuefiles.write(self._directory, data)
-        return len(data), diskcache.core.MODE_TEXT, filename, None
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> str:
-        if mode == diskcache.core.MODE_RAW and type(value) is str:
-            return value
-        parts = _valuefiles.parse(filename) if mode == diskcache.core.MODE_TEXT else None
-        if parts is None:
-            raise CorruptEntryError(
-                f"refusing a row this library did not write (diskcache mode {mode}, "
-                f"file {filename!r})"
-            )
-        data = _valuefiles.read(self._directory, parts, self.max_file_size)
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CorruptEntryError(f"a text file that is not UTF-8: {exc}") from exc
-
-    def remove(self, file_path: str) -> None:
-        # A planted row may name any path ("/etc/important") or a path through
-        # a link: only value files inside the directory are ever removed.
-        _valuefiles.remove(self._directory, file_path)
-
-    def get(self, key: Any, raw: bool) -> Any:
-        if raw and type(key) is str:
-            return key
-        return None  # a key this library did not write: never decoded, never matched
-
-
-_SELECT_FILENAMES = "SELECT rowid, filename FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT ?"
-_SELECT_TEXT = (
-    "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
-    " AND (expire_time IS NULL OR expire_time > ?)"
-)
-# Eviction policies under which a read updates nothing (diskcache's EVICTION_POLICY).
-_READ_ONLY_POLICIES = frozenset(
-    name for name, policy in diskcache.core.EVICTION_POLICY.items() if policy["get"] is None
-)
-
-
-def _check_database_files(directory: str, names: tuple[str, ...] = _DATABASE_FILES) -> None:
-    """Refuse a database file or companion file that is not a regular file, before SQLite opens it.
-
-    SQLite opens the rollback journal of any database it reads, to look for
-    one left by a crash: a FIFO planted there blocks that read forever, and
-    a link would send reads and writes elsewhere. In WAL mode (diskcache's)
-    only a new connection looks; otherwise every transaction does.
-    """
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(mode):
-            raise OSError(
-                f"refusing {path}: not a regular file ({stat.filemode(mode)}), which SQLite "
-                "could block on or follow; remove it, or point DiskCache at another directory"
-            )
-
-
-def _check_schema(con: sqlite3.Connection, path: str) -> None:
-    """Refuse a database holding anything diskcache does not create.
-
-    A planted trigger runs inside our statements (one that cross-joins a
-    large table never returns), and a planted view or altered table changes
-    what they read. The file is left as it is: it is not ours to repair.
-    """
-    for kind, name, sql in con.execute("SELECT type, name, sql FROM sqlite_master").fetchall():
-        if (name, sql) not in _SCHEMA:
-            raise sqlite3.DatabaseError(
-                f"refusing {path}: it holds a {kind} {name!r} diskcache does not create "
-                f"({sql!r:.200}); remove it, or point DiskCache at another directory"
-            )
-
-
-class _Watchdog:
-    """A connection's progress handler: it interrupts a statement running past its deadline.
-
-    SQLite's timeout bounds only the wait for a lock, not a statement that
-    runs long: without this, a trigger planted while the database is open
-    could hold a call forever. The interrupted statement raises
-    ``sqlite3.OperationalError("interrupted")``.
-    """
-
-    __slots__ = ("deadline",)
-
-    def __init__(self) -> None:
-        self.deadline = 0.0
-
-    def __call__(self) -> bool:
-        return time.monotonic() > self.deadline
-
-
-class _TextCache(diskcache.Cache):  # type: ignore[misc]
-    """A ``diskcache.Cache`` that bounds every wait, refuses planted content, and reads text lean.
-
-    Its retry loops give up after ``timeout``, not 60 s:
-
-    diskcache opens a database, and each new thread's connection, by writing
-    its settings and pragmas, and retries a locked database for 60 seconds
-    (``_sql_retry``, and a loop of its own in ``reset`` for pragmas). Another
-    process holding the database locked would then freeze the caller for a
-    minute. This bounds those retries by the same ``timeout`` SQLite gets.
-
-    Each connection (one per thread) is made only after the database files
-    are found to be regular files and its schema to be diskcache's own, and
-    a ``_Watchdog`` interrupts any statement that runs longer than
-    ``timeout`` plus a second (an index build gets a minute).
-    """
-
-    def __init__(self, directory: str, *, timeout: float, **options: Any) -> None:
-        self._retry_budget = timeout
-        self._budget = timeout + _MARGIN
-        # Where to look for a planted journal before each statement: only
-        # outside WAL mode, where SQLite opens it at every transaction.
-        self._journal_at: str | None = None
-        # diskcache stores its settings in the database and takes the
-        # directory's copy of each one not passed here: a planted
-        # ``sqlite_busy_timeout`` of an hour would replace ``timeout``, a
-        # planted eviction policy or ``statistics`` would turn every hit into
-        # a write. So every setting is passed, and only the pragmas chosen
-        # here are ever applied to a connection.
-        settings = {**diskcache.core.DEFAULT_SETTINGS, **options}
-        self._pragmas = {key: value for key, value in settings.items() if key.startswith("sqlite_")}
-        try:
-            super().__init__(directory, timeout=timeout, **settings)
-            info = os.stat(os.path.join(self.directory, diskcache.core.DBNAME))
-        except BaseException:
-            self.close()  # a failed open (a locked database) must not leak its connection
-            raise
-        self._identity = (info.st_dev, info.st_ino)
-
-    @property
-    def _con(self) -> sqlite3.Connection:
-        # diskcache's, with checks on a new connection: a new process (a
-        # fork) or thread gets a connection of its own.
-        local = self._local
-        pid = os.getpid()
-        if getattr(local, "pid", None) != pid:
-            self.close()
-            local.pid = pid
-        con: sqlite3.Connection | None = getattr(local, "con", None)
-        if con is None:
-            con = self._connect()
-        return con
-
-    def _connect(self) -> sqlite3.Connection:
-        _check_database_files(self._directory)
-        path = os.path.join(self._directory, diskcache.core.DBNAME)
-        con = sqlite3.connect(path, timeout=self._timeout, isolation_level=None)
-        watchdog = _Watchdog()
-        con.set_progress_handler(watchdog, _STEPS)
-        try:
-            watchdog.deadline = time.monotonic() + self._budget
-            _check_schema(con, path)
-        except BaseException:
-            con.close()
-            raise
-        self._local.con, self._local.watchdog = con, watchdog
-        for key, value in sorted(self._pragmas.items()):  # per connection, as diskcache does
-            self.reset(key, value, update=False)
-        ((mode,),) = self._sql("PRAGMA journal_mode").fetchall()
-        self._journal_at = None if str(mode).lower() == "wal" else self._directory
-        return con
-
-    @property
-    def _sql(self) -> Callable[..., sqlite3.Cursor]:
-        execute = self._con.execute
-        watchdog: _Watchdog = self._local.watchdog
-        budget, journal_at = self._budget, self._journal_at
-
-        def execute_within_budget(statement: str, *args: Any) -> sqlite3.Cursor:
-            if journal_at is not None:
-                _check_database_files(journal_at, _JOURNAL)
-            long = statement.startswith(_INDEX_STATEMENTS)
-            watchdog.deadline = time.monotonic() + (_INDEX_BUDGET if long else budget)
-            return execute(statement, *args)
-
-        return execute_within_budget
-
-    def moved(self) -> bool:
-        """Whether the database file was deleted or replaced since this cache opened it.
-
-        SQLite keeps writing to a deleted database through its open
-        connections, so a cache directory removed while the app runs would
-        turn every write into a silent no-op.
-        """
-        try:
-            info = os.stat(os.path.join(self.directory, diskcache.core.DBNAME))
-        except FileNotFoundError:
-            return True
-        return (info.st_dev, info.st_ino) != self._identity
-
-    def sweep_orphans(self, older_than: float) -> int:
-        """Remove value files no row names (a crash mid-write leaves them), older than a bound."""
-        # In batches, each a statement within the budget, however large the cache.
-        referenced: list[str] = []
-        last = -1
-        while rows := self._sql(_SELECT_FILENAMES, (last, _ORPHAN_BATCH)).fetchall():
-            referenced += [name for _, name in rows if name is not None]
-            last = rows[-1][0]
-        return _valuefiles.sweep(self.directory, referenced, older_than)
-
-    @contextlib.contextmanager
-    def _transact(self, retry: bool = False, filename: str | None = None) -> Iterator[Any]:
-        # diskcache removes a new value file when the transaction cannot
-        # begin, but not when a statement in it fails (a full disk): no row
-        # would ever name the file.
-        try:
-            with super()._transact(retry, filename) as transaction:
-                yield transaction
-        except BaseException as exc:
-            self._disk.remove(filename)
-            # SQLite itself rolls back the transaction of a statement that was
-            # interrupted (or found the disk full), so diskcache's ROLLBACK
-            # then fails: report what failed, not that.
-            cause = exc.__context__
-            if cause is not None and str(exc).startswith("cannot rollback"):
-                raise cause from None
-            raise
-
-    @property
-    def _sql_retry(self) -> Any:
-        execute = self._sql
-        budget = self._retry_budget
-
-        def execute_with_retry(statement: str, *args: Any, **kwargs: Any) -> Any:
-            deadline = time.monotonic() + budget
-            while True:
-                try:
-                    return execute(statement, *args, **kwargs)
-                except sqlite3.OperationalError as exc:  # noqa: PERF203  (a retry loop)
-                    if str(exc) != "database is locked" or time.monotonic() >= deadline:
-                        raise
-                    time.sleep(0.001)
-
-        return execute_with_retry
-
-    def get_text(self, key: str) -> str | None:
-        """``get(key)`` for a string key, in one query and without the generic steps.
-
-        ``Cache.get`` converts the key through the Disk, looks up the eviction
-        policy and builds a six-column row on every call: a sixth of a disk
-        hit. Where reading changes nothing (no statistics, an eviction policy
-        that does not track reads, the default), this reads the row directly
-        from diskcache's documented table; otherwise it defers to ``get``.
-
-        It sets the watchdog's deadline itself rather than through ``_sql``:
-        a lookup takes some 20 VM steps, but SQLite counts them across the
-        executions of a cached statement, so every 50th or so lookup meets
-        the watchdog, and it must not find the last statement's deadline.
-        """
-        if self.statistics or self.eviction_policy not in _READ_ONLY_POLICIES:
-            value: str | None = self.get(key)
-            return value
-        con = self._con
-        if self._journal_at is not None:
-            _check_database_files(self._journal_at, _JOURNAL)
-        self._local.watchdog.deadline = time.monotonic() + self._budget
-        rows = con.execute(_SELECT_TEXT, (key, time.time())).fetchall()
-        if not rows:
-            return None
-        ((mode, filename, stored),) = rows
-        try:
-            text: str = self._disk.fetch(mode, filename, stored, False)
-        except OSError:  # the file went away under a concurrent delete, as Cache.get allows
-            return None
-        return text
-
-    def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
-        if value is diskcache.core.ENOVAL or not key.startswith("sqlite_"):
-            return super().reset(key, value, update)
-        if key not in self._pragmas:
-            return value  # a pragma only the directory asks for: never applied
-        if update:
-            self._pragmas[key] = value  # ours: written by __init__ or an explicit reset
-        else:
-            value = self._pragmas[key]  # read back from the directory: ours wins
-        # diskcache's own pragma loop, with the deadline instead of 60 s.
-        if update:
-            self._sql_retry("UPDATE Settings SET value = ? WHERE key = ?", (value, key))
-        pragma, deadline = key[7:], time.monotonic() + self._retry_budget
-        while True:
-            try:
-                current = self._sql(f"PRAGMA {pragma}").fetchall()
-                if not current or current[0][0] != value:
-                    self._sql(f"PRAGMA {pragma} = {value}").fetchall()
-                break
-            except sqlite3.OperationalError as exc:
-                if str(exc) != "database is locked" or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.001)
-        setattr(self, key, value)
-        return value
 
 
 class DiskCache(ThreadedAsyncMixin):
@@ -455,7 +71,7 @@ class DiskCache(ThreadedAsyncMixin):
         directory: str | os.PathLike[str],
         *,
         ttl: TTL = None,
-        timeout: float = _DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
         circuit_breaker: CircuitBreaker | None = None,
         **settings: Any,
     ) -> None:
@@ -464,21 +80,21 @@ class DiskCache(ThreadedAsyncMixin):
         self._ttl = to_seconds(ttl)
         self._timeout = timeout
         self._settings = settings
-        self._cache: _TextCache | None = None
-        self._retired: list[_TextCache] = []  # moved away: connections left to close
+        self._cache: TextCache | None = None
+        self._retired: list[TextCache] = []  # moved away: connections left to close
         self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DiskCache({str(self.directory)!r}, ttl={self._ttl}, timeout={self._timeout})"
 
     @property
-    def cache(self) -> _TextCache:
+    def cache(self) -> TextCache:
         """The underlying ``diskcache.Cache``, opened on first use."""
         cache = self._cache
         if cache is None:
             with self._open_lock:
                 if self._cache is None:
-                    self._cache = _TextCache(
+                    self._cache = TextCache(
                         str(self.directory),
                         timeout=self._timeout,
                         disk=TextOnlyDisk,
@@ -504,7 +120,7 @@ class DiskCache(ThreadedAsyncMixin):
             if cache is None:
                 cache = self.cache
             value = cache.get_text(key)
-        except _FAILURES as exc:
+        except FAILURES as exc:
             raise backend_error(self, "get", exc) from exc
         return value
 
@@ -532,7 +148,7 @@ class DiskCache(ThreadedAsyncMixin):
         with self._failures("clear"):
             cache = self._writable()
             cache.clear()
-            cache.sweep_orphans(older_than=time.time() - _ORPHAN_AGE)
+            cache.sweep_orphans(older_than=time.time() - ORPHAN_AGE)
 
     def clear_prefix(self, prefix: str) -> int:
         with self._failures("clear_prefix"):
@@ -541,9 +157,9 @@ class DiskCache(ThreadedAsyncMixin):
             return sum(bool(cache.delete(key)) for key in doomed)
 
     def _failures(self, operation: str) -> contextlib.AbstractContextManager[None]:
-        return as_backend_error(self, operation, _FAILURES)
+        return as_backend_error(self, operation, FAILURES)
 
-    def _writable(self) -> _TextCache:
+    def _writable(self) -> TextCache:
         """The open cache, unless its database was deleted or replaced: then it is retired.
 
         A stat per write (not per read: a hit from a deleted database is
