@@ -50,6 +50,7 @@ import ipaddress
 import itertools
 import pathlib
 import struct
+import types
 import typing
 import uuid
 import zoneinfo
@@ -188,7 +189,11 @@ def _encode_tree(root: Any) -> str:
     # returns), and the order they were finished in. One met again is written
     # as a reference to that order, so a value shared many times over (x =
     # [x, x], forty times) costs forty tokens, not 2**40. The function can tell
-    # [a, a] from [a, copy(a)] (change one, and see), so the key may too.
+    # [a, a] from [a, copy(a)] (change one, and see), so the key may too. Not
+    # so for an immutable one (a tuple, an enum member), whose sharing is an
+    # accident of the interpreter (the empty tuple is one object on some
+    # versions, not on others): it is referenced only once its token is long,
+    # which bounds the cost and leaves small values keyed by value alone.
     # Each finished container is held here too, so that no temporary made
     # while encoding (a model's field dict) is freed and its id reused.
     done: dict[int, tuple[int, Any]] = {}
@@ -210,8 +215,11 @@ def _encode_tree(root: Any) -> str:
             stack.pop()
             on_path.discard(frame[0])
             tokens = frame[2] if frame[3] else sorted(frame[2])
-            frame[4].append(frame[5] + "".join(tokens) + ".")
-            if frame[0] != -1:
+            token = frame[5] + "".join(tokens) + "."
+            frame[4].append(token)
+            if frame[0] != -1 and (
+                len(token) > _SHARE_IMMUTABLE_FROM or not isinstance(frame[6], _IMMUTABLE)
+            ):
                 done[frame[0]] = (len(done), frame[6])
         else:
             return out[0]
@@ -235,6 +243,8 @@ def _open(value: Any, into: list[str], stack: list[list[Any]], on_path: set[int]
 
 
 _DONE = object()
+_IMMUTABLE = (tuple, frozenset, enum.Enum, datetime.timedelta, types.GenericAlias)
+_SHARE_IMMUTABLE_FROM = 1024  # characters of token
 
 
 def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per kind)

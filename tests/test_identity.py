@@ -699,3 +699,15 @@ def test_instances_of_local_classes_differing_in_a_class_attribute_get_distinct_
     assert show.cache_key(french_task("hi")) != show.cache_key(german_task("hi"))
     assert show.cache_key(french_query(text="hi")) != show.cache_key(german_query(text="hi"))
     assert show.cache_key(french_task("hi")) == show.cache_key(make("French")[0]("hi"))
+
+
+def test_sharing_of_small_immutable_values_does_not_change_the_key() -> None:
+    """Whether two empty tuples are one object depends on the Python: they key alike."""
+    empty_built = tuple(x for x in [])  # a fresh object on some versions, the singleton on others
+    assert show.cache_key([(), ()]) == show.cache_key([(), empty_built])
+    pair = (1, "a")
+    assert show.cache_key([pair, pair]) == show.cache_key([(1, "a"), tuple(iter([1, "a"]))])
+    nested: tuple[Any, ...] = ("leaf",)
+    for _ in range(40):  # a shared immutable structure still costs forty tokens, not 2**40
+        nested = (nested, nested)
+    assert show.cache_key(nested) != show.cache_key((nested,))
