@@ -61,3 +61,22 @@ def test_quick_start_test_command_is_what_ci_runs() -> None:
     demo, tests = lines
     assert "python -m instructor_cache" in demo
     assert tests in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_the_demo_calls_the_llm_once_per_distinct_text_then_serves_from_disk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The quick start's first command: 5 distinct texts of 12 are paid once; a rerun pays none."""
+    from instructor_cache._demo import main
+
+    directory = str(tmp_path / "demo")
+    assert main(["--dir", directory, "--latency", "0"]) == 0
+    first = capsys.readouterr().out
+    assert "LLM calls: 5 of 12" in first
+    assert main(["--dir", directory, "--latency", "0"]) == 0
+    second = capsys.readouterr().out
+    assert "LLM calls: 0 of 12" in second
+    assert "Served from disk" in second
+    with warnings.catch_warnings():  # the demo never closes its DiskCache, as a user's script
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
