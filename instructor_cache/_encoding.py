@@ -63,7 +63,7 @@ import pydantic_core
 from pydantic import AnyUrl, BaseModel, NameEmail
 
 from instructor_cache._classes import class_behaviour
-from instructor_cache._names import UNNAMED_BUILTINS, resolves_to, type_path
+from instructor_cache._names import UNNAMED_BUILTINS, is_library, resolves_to, type_path
 from instructor_cache._schema import model_class_fingerprint
 
 __all__ = ["BUILTIN_BASES", "Unencodable", "class_token", "encode"]
@@ -97,13 +97,14 @@ def _object(cls: type, tag: str = "") -> str:
 def _class_tag(cls: type) -> str:
     """What an instance's token adds after its class path: the class's schema and behaviour.
 
-    A model's schema and behaviour always (two models of one name may differ);
-    any other class's behaviour where its path does not lead back to it (two
-    local dataclasses made by one factory with another ClassVar prompt).
+    A model's schema and behaviour; any other class of the user's own code its
+    behaviour (methods, class attributes), so an edited method that reads
+    ``self`` or a factory's local class with another ``ClassVar`` prompt makes
+    another key. Classes of Python and of libraries add nothing.
     """
     if issubclass(cls, BaseModel):
         return _model_schema(cls)
-    if resolves_to(cls) or cls in UNNAMED_BUILTINS or cls.__module__ == "builtins":
+    if cls in UNNAMED_BUILTINS or is_library(cls):
         return ""
     return "~" + class_behaviour(cls)[:32]
 

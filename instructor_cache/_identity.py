@@ -156,7 +156,16 @@ def _captured(value: Any, seen: set[int], ignore: frozenset[str]) -> Any:
     try:
         return encode(value)
     except Unencodable:
-        if not isinstance(value, (types.FunctionType, types.MethodType)):
+        if isinstance(value, types.ModuleType):  # import json inside the factory
+            return ("module", value.__name__)
+        if isinstance(value, types.BuiltinFunctionType):  # len, or "a".join
+            owner = value.__self__
+            bound = owner.__name__ if isinstance(owner, types.ModuleType) else encode(owner)
+            return ("builtin", value.__qualname__, bound)
+        wrapped = getattr(value, "__wrapped__", None)
+        if callable(getattr(value, "cache_info", None)) and wrapped is not None:
+            value = wrapped  # a cached function of ours: what it wraps (itself, if recursive)
+        elif not isinstance(value, (types.FunctionType, types.MethodType)):
             raise
     if id(value) in seen:  # a recursive helper: its code and captures are already in
         return ("again", value.__qualname__)

@@ -191,9 +191,10 @@ class KeyBuilder:
         """A builder for calls that pass positional arguments only, the common case.
 
         It writes the same text as ``encode(values)`` for the bound values,
-        without binding: the given arguments' tokens (a ``str``, the usual
-        argument, inlined), then the tokens of the defaults they leave out,
-        encoded here once when the defaults are immutable.
+        without binding, when every value is a scalar (a ``str``, the usual
+        argument, inlined): the given arguments' tokens, then those of the
+        defaults they leave out, encoded here once. Anything else takes the
+        slow path, which encodes all the values in one pass.
         """
         count_all = len(parameters)
         defaults = tuple(p.default for p in parameters if p.default is not inspect.Parameter.empty)
@@ -230,19 +231,13 @@ class KeyBuilder:
             count = len(args)
             if kwargs or not first_default <= count <= count_all:
                 return slow(args, kwargs)
-            try:
-                if count == 1 and type(args[0]) is str:
-                    first = args[0]
-                    text = f"s{len(first)}:{first}"
-                else:
-                    text = "".join(
-                        [f"s{len(a)}:{a}" if type(a) is str else encode(a) for a in args]
-                    )
-                tail = tails[count - first_default]
-                if tail is None:
-                    tail = "".join([encode(d) for d in defaults[count - first_default :]]) + "."
-            except Unencodable:
-                return slow(args, kwargs)  # to raise the error that names the parameter
+            tail = tails[count - first_default]
+            # Only values without parts are encoded one by one here: a container's
+            # token may refer back to one met before it (encode(x) of [x, x]),
+            # which only one pass over all the arguments numbers the same way.
+            if tail is None or not all(type(a) in _IMMUTABLE for a in args):
+                return slow(args, kwargs)
+            text = "".join([f"s{len(a)}:{a}" if type(a) is str else encode(a) for a in args])
             digest = (base or start()).copy()
             digest.update(f"t{text}{tail}".encode("utf-8", "surrogatepass"))
             return head + digest.hexdigest()

@@ -275,7 +275,8 @@ def constant_text(value: Any, depth: int = 0) -> str | None:
     if isinstance(value, enum.Enum):
         inner = constant_text(value.value, depth + 1) or "?"
         kind = type(value).__qualname__  # not its module, which is __main__ when run as a script
-        name = str(value.name)  # None for a combination of flags on 3.10
+        # A flag by its value alone: a combination's name is None on 3.10.
+        name = "" if isinstance(value, enum.Flag) else str(value.name)
         return f"m{len(kind)}:{kind}{len(name)}:{name}{inner}"
     if isinstance(value, (tuple, frozenset)):
         items: list[str] = []

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, HttpUrl, PrivateAttr, create_model, 
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
+from tests._subprocess import json_under_hash_seed
 from tests.conftest import UserDetail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -362,11 +363,15 @@ SYSTEM_PROMPT = {prompt!r}  # defined after the function: read at the first call
 
 
 def _import_prompt_module(tmp_path: Path, name: str, prompt: str) -> Any:
+    return _import_source(tmp_path, name, PROMPT_MODULE.format(prompt=prompt))
+
+
+def _import_source(tmp_path: Path, name: str, source: str) -> Any:
     import importlib.util
 
-    tmp_path.mkdir()
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / f"{name}.py"
-    path.write_text(PROMPT_MODULE.format(prompt=prompt))
+    path.write_text(source)
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
@@ -711,3 +716,113 @@ def test_sharing_of_small_immutable_values_does_not_change_the_key() -> None:
     for _ in range(40):  # a shared immutable structure still costs forty tokens, not 2**40
         nested = (nested, nested)
     assert show.cache_key(nested) != show.cache_key((nested,))
+
+
+# --- found by the second adversary pass ---------------------------------------------------
+
+
+def test_positional_calls_passing_one_object_twice_never_share_a_key_with_copies() -> None:
+    """``merge(x, x)`` and ``merge(y, z)`` with ``y == z``: the fast path numbers them alike."""
+
+    @instructor_cache
+    def merge(first: list[int], second: list[int]) -> Echo:
+        first.append(1)
+        return Echo(text=str(len(second)))
+
+    shared = [0]
+    assert merge(shared, shared) == Echo(text="2")  # appending to first also grew second
+    assert merge([0], [0]) == Echo(text="1")
+    assert merge.cache_key([[1]], [[1]]) == merge.cache_key(first=[[1]], second=[[1]])
+
+
+def test_classes_digested_by_many_threads_at_once_are_told_apart() -> None:
+    """The in-progress guard is per thread: a race never yields a shared placeholder digest."""
+    import concurrent.futures
+
+    def make(suffix: str) -> type[BaseModel]:
+        class Tagged(BaseModel):
+            name: str
+            SUFFIX: ClassVar[str] = suffix
+
+            def tag(self) -> str:
+                return self.name + self.SUFFIX
+
+        return Tagged
+
+    classes = [make(str(i)) for i in range(16)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(show.cache_key, classes))
+    assert len(set(keys)) == 16
+
+
+def test_validators_made_by_one_factory_differ_by_what_they_capture() -> None:
+    """Two classes whose validators differ only in a captured suffix never share a key."""
+
+    def make(suffix: str) -> type[BaseModel]:
+        def add(cls: type, value: str) -> str:
+            return value + suffix
+
+        return create_model(
+            "Shout",
+            name=(str, ...),
+            __validators__={"add": field_validator("name")(classmethod(add))},  # type: ignore[dict-item]
+        )
+
+    assert show.cache_key(make("!")) != show.cache_key(make("."))
+    assert show.cache_key(make("!")) == show.cache_key(make("!"))
+
+
+def test_a_recursive_local_cached_function_and_one_capturing_a_sibling_or_module_work() -> None:
+    """Captured cached functions and modules are keyed by what they are, not refused."""
+    import json as json_module
+
+    def factory() -> Any:
+        @instructor_cache
+        def countdown(n: int) -> Echo:
+            return Echo(text="0" if n == 0 else countdown(n - 1).text + str(n))
+
+        @instructor_cache
+        def dumped(n: int) -> Echo:
+            return Echo(text=json_module.dumps(countdown(n).text))
+
+        return countdown, dumped
+
+    countdown, dumped = factory()
+    assert countdown(3) == Echo(text="0123")
+    assert dumped(2) == Echo(text='"012"')
+
+
+def test_a_model_with_a_computed_field_keys_alike_in_every_process() -> None:
+    """No object address in a class's digest: a persistent cache hits after a restart."""
+    code = (
+        "import json\n"
+        "from pydantic import BaseModel, computed_field\n"
+        "from instructor_cache._schema import model_class_fingerprint\n"
+        "class Person(BaseModel):\n"
+        "    first: str\n"
+        "    @computed_field\n"
+        "    @property\n"
+        "    def shout(self) -> str:\n"
+        "        return self.first.upper()\n"
+        "print(json.dumps(model_class_fingerprint(Person)))\n"
+    )
+    assert json_under_hash_seed(code, "1") == json_under_hash_seed(code, "2")
+
+
+def test_helpers_that_call_one_another_are_fingerprinted_in_linear_time(tmp_path: Path) -> None:
+    """Helpers each calling the next two, the last back to the first: linear, not 1.6**n."""
+    import time
+
+    count = 26
+    source = ""
+    for i in range(count):
+        calls = [f"h{j}(n - 1)" for j in (i + 1, i + 2) if j < count]
+        if i >= count - 2:
+            calls.append("h0(n - 1)")
+        source += f"def h{i}(n):\n    return 0 if n <= 0 else {' + '.join(calls)}\n\n"
+    module = _import_source(tmp_path, "helpers_ring", source)
+    from instructor_cache._fingerprint import code_fingerprint
+
+    started = time.monotonic()
+    code_fingerprint(module.h0)
+    assert time.monotonic() - started < 10

@@ -1111,7 +1111,7 @@ GOLDEN_KEYS = {
     "decimal": f"{_HEAD}.describe:44c4abb4:"
     "fdeb12506352ec71381913699dd5728fc22d3c9e9d7800a0427b6045c2adc495",
     "enum": f"{_HEAD}.describe:44c4abb4:"
-    "2314027d2bb749f516ffb0dad2c4d38c9e79aecafbfa4a3ae96409928d3093c0",
+    "a64999e448dba072481be98d4c4018fa33c097c508e01f826297a6009067492a",
     "model": f"{_HEAD}.describe:44c4abb4:"
     "8b92373010e12ececce280d8afc8f3e14428bef0f0e873d04fb5ca7948cc618e",
     "non-ascii-and-surrogate-str": f"{_HEAD}.describe:44c4abb4:"
@@ -1129,13 +1129,13 @@ GOLDEN_KEYS = {
     "list-of-model-type": f"{_HEAD}.describe:44c4abb4:"
     "5100be466d70e4bf06ccca1073741c7f8df1a9449e09d0d1786137061e1ed95f",
     "flag-zero": f"{_HEAD}.describe:44c4abb4:"
-    "55b8e23f11240f45054c8390ae6996dc875d386804139198defbc8ddccec151d",
+    "bad67866a30cf0174f71a7d6e3a1cf9327f636f4e29df2d4fe019636efe0d7b9",
     "flag-combination": f"{_HEAD}.describe:44c4abb4:"
-    "e9d5af44d9ac70f7124b0820246deba8fcbd275d1cc5b2a5ef8a7d192cdad938",
+    "112f7025828c64aca087700015f717a7e90328496de2985ad239f9a21d7a6bc0",
     "negative-nan": f"{_HEAD}.describe:44c4abb4:"
     "4b4cec1cf050751278f60df9775316739a8dc3c608c978661fab46ef68b394b8",
     "model-with-private-attribute": f"{_HEAD}.describe:44c4abb4:"
-    "b63701fc2c1d0a9486fcace7ab2e91cb4515e5ee0f409fe74d8c439b8689c091",
+    "034372fedfef2b048985fb5c412cca8dc65b89f26633f7fb0aad20b2b7ee245d",
     "complex": f"{_HEAD}.describe:44c4abb4:"
     "b9623b02234285b11c5833e783f34280ae9ed263b0124daa2c6f9619cd5b1709",
     "name-option": "instructor_cache:pinned.extract:44c4abb4:"
