@@ -86,8 +86,13 @@ class FailOpen:
         self._name = name
 
     def failed(self, operation: str, exc: BaseException, *, unhealthy: bool = True) -> None:
-        """Count and log one failure; ``unhealthy`` ones also count towards the breaker."""
-        if unhealthy and self._breaker is not None:
+        """Count and log one failure; ``unhealthy`` ones also count towards the breaker.
+
+        A call torn down with its event loop (a task left on a loop closed by
+        ``loop.close()``, finalised later) says nothing of the backend's
+        health: it must not open the breaker for every healthy caller.
+        """
+        if unhealthy and self._breaker is not None and not _torn_down_with_its_loop(exc):
             self._breaker.failed()
         self._stats.error()
         self._log.warning(
@@ -287,6 +292,13 @@ class FailOpen:
         except Exception:  # noqa: BLE001  (not sized, or unreachable)
             currsize = None
         return (maxsize if isinstance(maxsize, int) else None), currsize
+
+
+_LOOP_TEARDOWN = ("GeneratorExit", "no running event loop", "Event loop is closed")
+
+
+def _torn_down_with_its_loop(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _LOOP_TEARDOWN)
 
 
 class _Guard:

@@ -347,3 +347,25 @@ def test_refresh_and_invalidate_reach_the_backend_while_its_breaker_is_open(flav
     assert "new" in backend.data[key]
     assert run(cached.invalidate("x")) is True
     assert key not in backend.data
+
+
+class TornDownBackend(DictBackend):
+    """An async backend whose calls die with their event loop, as tasks on a closed loop do."""
+
+    async def aget(self, key: str) -> str | None:
+        raise RuntimeError("Event loop is closed")
+
+
+def test_calls_torn_down_with_their_event_loop_never_open_the_breaker() -> None:
+    """Counted and logged, but a closed loop says nothing of the backend: the breaker stays shut."""
+    backend = TornDownBackend()
+    backend.circuit_breaker = CircuitBreaker(failures=2, cooldown=60)  # type: ignore[attr-defined]
+
+    @instructor_cache(backend)
+    async def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    for _ in range(5):
+        asyncio.run(extract("x"))
+    assert not backend.circuit_breaker.is_open  # type: ignore[attr-defined]
+    assert extract.cache_info().errors == 5
