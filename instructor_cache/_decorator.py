@@ -15,6 +15,7 @@ from typing import Any, Concatenate, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self, TypedDict, Unpack
 
+from instructor_cache._keys import IGNORED_ATTRIBUTE
 from instructor_cache._memo import MISS, Memo
 from instructor_cache._methods import CachedMethod, takes_self
 from instructor_cache._options import KeyFunction, Options
@@ -224,6 +225,7 @@ def _decorate(fn: Any, backend: Backend | None, options: Options) -> Any:
     wrapper.cache_key = cache_key  # type: ignore[attr-defined]
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]
     wrapper.refresh = refresh  # type: ignore[attr-defined]
+    setattr(wrapper, IGNORED_ATTRIBUTE, memo.key.ignored)
     return CachedMethod(wrapper) if takes_self(fn) else wrapper
 
 

@@ -30,7 +30,10 @@ from instructor_cache._names import type_path
 from instructor_cache._options import Options
 from instructor_cache.errors import ConfigurationError, UnencodableArgumentError
 
-__all__ = ["KeyBuilder"]
+__all__ = ["IGNORED_ATTRIBUTE", "KeyBuilder"]
+
+IGNORED_ATTRIBUTE = "__instructor_cache_ignore__"
+"""Set on each decorated function: the names its key leaves out, for layers stacked over it."""
 
 KeyBuildFunction = Callable[[tuple[Any, ...], Mapping[str, Any]], str]
 
@@ -65,6 +68,7 @@ class KeyBuilder:
         "_signature",
         "_tail",
         "build",
+        "ignored",
         "name",
     )
 
@@ -76,12 +80,12 @@ class KeyBuilder:
         schema_fingerprint: str,
         hints: Mapping[str, Any],
     ) -> None:
-        namespace, version, ignore, key = (
-            options.namespace,
-            options.version,
-            options.ignore,
-            options.key,
-        )
+        namespace, version, key = options.namespace, options.version, options.key
+        # Over a cached layer, what it leaves out of its key (a client, a call
+        # counter) is left out here too: it said the answer does not depend on it.
+        below: tuple[str, ...] = tuple(getattr(fn, IGNORED_ATTRIBUTE, ()))
+        ignore = (*options.ignore, *(name for name in below if name not in options.ignore))
+        self.ignored = ignore
         signature, self._defaults_known = _call_signature(fn)
         parameters = list(signature.parameters.values())
         names = [p.name for p in parameters]

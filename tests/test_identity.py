@@ -826,3 +826,19 @@ def test_helpers_that_call_one_another_are_fingerprinted_in_linear_time(tmp_path
     started = time.monotonic()
     code_fingerprint(module.h0)
     assert time.monotonic() - started < 10
+
+
+def test_a_layer_stacked_over_a_cached_function_leaves_out_what_it_leaves_out() -> None:
+    """The inner layer's ignore= (a call counter, a client) holds for the layers above it."""
+    calls: list[str] = []
+
+    @instructor_cache
+    @instructor_cache(ignore=("calls",))
+    def extract(text: str) -> Echo:
+        calls.append(text)
+        return Echo(text=text)
+
+    for _ in range(3):
+        extract("a")
+    assert calls == ["a"]
+    assert extract.cache_info().hits == 2

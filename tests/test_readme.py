@@ -73,6 +73,7 @@ def test_the_demo_calls_the_llm_once_per_distinct_text_then_serves_from_disk(
     assert main(["--dir", directory, "--latency", "0"]) == 0
     first = capsys.readouterr().out
     assert "LLM calls: 5 of 12" in first
+    assert "memory: hits=7 misses=5" in first  # the repeats are served by the memory layer
     assert main(["--dir", directory, "--latency", "0"]) == 0
     second = capsys.readouterr().out
     assert "LLM calls: 0 of 12" in second
