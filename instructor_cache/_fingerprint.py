@@ -101,7 +101,11 @@ class _Walker:
         self._done: dict[tuple[int, bool], str] = {}
         # The package of the function the user decorated is the user's, even when
         # installed in site-packages; not so a library's object's class.
-        innermost = _layers(root)[-1]
+        layers = _layers(root)
+        # The decorated function's own closure cells are read at every call
+        # (the call context); a helper's are not, so its constant ones count here.
+        self._called_ones = {id(_function_of(layer)) for layer in layers}
+        innermost = layers[-1]
         function = _function_of(innermost)
         plain = isinstance(innermost, (types.FunctionType, types.MethodType))
         module = _module_of(function) if function is not None and plain else ""
@@ -211,7 +215,10 @@ class _Walker:
                 held[f"cell {name}"] = cell.cell_contents
         held.update((f"default {i}", v) for i, v in enumerate(function.__defaults__ or ()))
         held.update((f"default {k}", v) for k, v in (function.__kwdefaults__ or {}).items())
-        dependencies += [self._dependency(held, (name,), constants=False) for name in sorted(held)]
+        constants = id(function) not in self._called_ones
+        dependencies += [
+            self._dependency(held, (name,), constants=constants) for name in sorted(held)
+        ]
         return digest(*own, *(d for d in dependencies if d is not None))
 
     def _dependency(

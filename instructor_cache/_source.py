@@ -20,12 +20,16 @@ from __future__ import annotations
 import __future__
 
 import ast
+import dataclasses
 import enum
 import functools
 import hashlib
 import inspect
 import linecache
 import operator
+import pathlib
+import re
+import string
 import types
 from collections.abc import Callable
 from typing import Any
@@ -290,7 +294,36 @@ def constant_text(value: Any, depth: int = 0) -> str | None:
         tag = "t" if isinstance(value, tuple) else "z"
         kind = "" if type(value) in (tuple, frozenset) else type(value).__qualname__
         return f"{tag}{len(kind)}:{kind}{''.join(items)}."
-    return _literal(value) if type(value) in _LITERALS else None
+    if type(value) in _LITERALS:
+        return _literal(value)
+    return _object_constant(value, depth)
+
+
+def _object_constant(value: Any, depth: int) -> str | None:
+    """Immutable objects a module keeps as constants: a compiled pattern, a template, a path,
+    a frozen dataclass of constants. Their text (and their class's name) is their value."""
+    kind = type(value).__qualname__
+    if isinstance(value, re.Pattern):
+        text = f"{value.pattern!r}/{value.flags}"
+    elif isinstance(value, string.Template):
+        text = repr(value.template)
+    elif isinstance(value, pathlib.PurePath):
+        text = repr(str(value))
+    elif (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type)
+        and value.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    ):
+        fields = []
+        for field in dataclasses.fields(value):
+            field_text = constant_text(getattr(value, field.name, None), depth + 1)
+            if field_text is None:
+                return None
+            fields.append(f"{field.name}={field_text}")
+        text = ",".join(fields)
+    else:
+        return None
+    return f"o{len(kind)}:{kind}{len(text)}:{text}"
 
 
 def _literal(value: Any) -> str:

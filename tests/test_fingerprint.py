@@ -38,14 +38,14 @@ PYTHONS = [
 
 # The sample's fingerprints: a change here means every user's keys change.
 GOLDEN = {
-    "extract": "e5dc1089fc5584ca4963196798d72ce1a040e71d1fc58a784ecd53a92c299b9b",
+    "extract": "7f8d1c42136bdfbacf5208de7cf0166f7888af9419cedb01cafafe424ea958ca",
     "render": "223354a39c02f853c702ae0d954abaf29f84b92dcd552ab446b42aead2741cbc",
     "normalize": "5c5f1e928ac7c2128016d1f78ff68117d58599f47c1537b3317f2eb48a7740f6",
     "gather": "1e1d1b4d3971c578716be8010fc49f2a04be5954fe55eef7c10aa1fbb9096863",
     "countdown": "b935258f7da4413b6fbbb1c8f01ce9b8c64c74189e1bfba6f6b0a6b9e0dad9e4",
     "is_even": "f7a5eaffd5629aec60a5735400761757a45434adf6e2196ac40728a00f6101cf",
     "greet": "e14fc31b4d2193f16acf3aa146fd946d22a9a8cb320a9fc085ec2beae90d2c5a",
-    "extractor": "f7dd8b655215d3a1f0425c3660f98add4df3f8492b75d038ecd9487a193b9365",
+    "extractor": "22fdd7f195fd88c54e62e4df482a289d85d381d1692c9f666b6ce3fd45556928",
     "partial": "1763239aabac3c772128a95fef34b517e75976869b25704bfcf6a0e83c71e37b",
 }
 
@@ -678,3 +678,44 @@ def test_a_module_is_parsed_once_for_all_its_functions(
     after = _source._parse.cache_info()
     assert len(fingerprints) == 20
     assert after.misses - before.misses == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "old", "new"),
+    [
+        (
+            "import re\nPATTERN = re.compile(r'\\d+')\n\n"
+            "def extract(text):\n    return PATTERN.findall(text)\n",
+            "\\d+",
+            "\\w+",
+        ),
+        (
+            "import string\nPROMPT = string.Template('Find $who')\n\n"
+            "def extract(text):\n    return PROMPT.substitute(who=text)\n",
+            "Find",
+            "Locate",
+        ),
+        (
+            "import dataclasses\n\n@dataclasses.dataclass(frozen=True)\nclass Config:\n"
+            "    model: str\n    prompt: str\n\nCONFIG = Config(model='m', prompt='v1')\n\n"
+            "def extract(text):\n    return CONFIG.prompt + text\n",
+            "v1",
+            "v2",
+        ),
+        (
+            "def make_builder(language):\n    def build(text):\n"
+            "        return 'Translate into ' + language + ': ' + text\n    return build\n\n"
+            "build_prompt = make_builder('French')\n\n"
+            "def extract(text):\n    return build_prompt(text)\n",
+            "French",
+            "German",
+        ),
+    ],
+    ids=["compiled-pattern", "string-template", "frozen-dataclass", "module-level-closure"],
+)
+def test_an_edited_constant_object_or_helper_closure_changes_the_fingerprint(
+    load: Callable[[str], ModuleType], source: str, old: str, new: str
+) -> None:
+    """Constants kept as objects, and what a module-level helper closure captured, count."""
+    assert fingerprint_of(load, source) != fingerprint_of(load, source.replace(old, new))
+    assert fingerprint_of(load, source) == fingerprint_of(load, source)
