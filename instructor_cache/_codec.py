@@ -30,7 +30,7 @@ from pydantic.errors import PydanticInvalidForJsonSchema
 from typing_extensions import TypedDict
 
 from instructor_cache._sameness import one_shot_inside, same_data
-from instructor_cache._schema import adapter_fingerprint
+from instructor_cache._schema import return_type_fingerprint
 from instructor_cache.errors import UncacheableFunctionError
 
 __all__ = ["FORMAT_VERSION", "Codec", "DecodeError", "EncodeError"]
@@ -61,7 +61,7 @@ class DecodeError(ValueError):
 
 
 class Codec(Generic[R]):
-    """Encodes and decodes one return type; also fingerprints its JSON schema."""
+    """Encodes and decodes one return type; also fingerprints its schema and models' behaviour."""
 
     __slots__ = ("_adapter", "fingerprint", "read_envelope", "return_type")
 
@@ -70,7 +70,7 @@ class Codec(Generic[R]):
         self.return_type = return_type
         try:
             self._adapter: TypeAdapter[R] = TypeAdapter(return_type)
-            self.fingerprint = adapter_fingerprint(self._adapter)
+            self.fingerprint = return_type_fingerprint(return_type, self._adapter)
             envelope: Any = TypedDict(  # type: ignore[name-match]  # built per return type
                 "Envelope",
                 {"v": Literal[2], "created": float, "duration": float, "value": return_type},

@@ -31,7 +31,7 @@ from pydantic_core import core_schema, to_jsonable_python
 
 from instructor_cache._classes import class_behaviour
 
-__all__ = ["adapter_fingerprint", "model_class_fingerprint"]
+__all__ = ["adapter_fingerprint", "model_class_fingerprint", "return_type_fingerprint"]
 
 _ABSENT = object()
 
@@ -295,6 +295,34 @@ def adapter_fingerprint(adapter: TypeAdapter[Any]) -> str:
     }
     text = json.dumps(schemas, sort_keys=True, separators=(",", ":"), default=_json_default)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def return_type_fingerprint(return_type: Any, adapter: TypeAdapter[Any]) -> str:
+    """A return type's fingerprint: its schemas, and the behaviour of every model in it.
+
+    The JSON schema does not show a validator or a config (``str_to_lower``),
+    which decide what a stored entry reads back as: editing one makes new keys.
+    """
+    behaviours = [class_behaviour(cls) for cls in _models_in(return_type)]
+    text = ":".join([adapter_fingerprint(adapter), *behaviours])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The model classes an annotation names, with its fields' annotations, in a stable order."""
+    found: dict[type[BaseModel], None] = {}
+    pending = [annotation]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if current in found:
+                continue
+            found[current] = None
+            pending.extend(
+                field.annotation for field in reversed(list(current.model_fields.values()))
+            )
+        pending.extend(reversed(typing.get_args(current)))
+    return list(found)
 
 
 @functools.lru_cache(maxsize=1024)

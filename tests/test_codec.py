@@ -532,3 +532,25 @@ def test_sets_in_examples_extras_enums_and_literals_fingerprint_alike_under_any_
     # The seeds must really reorder sets, or the comparison below proves nothing.
     assert seed_one["order"] != seed_two["order"]
     assert seed_one["fingerprints"] == seed_two["fingerprints"]
+
+
+def test_a_return_models_validators_and_config_are_in_its_fingerprint() -> None:
+    """Editing a validator or a config the JSON schema does not show makes new keys, nested too."""
+    from pydantic import ConfigDict, create_model, field_validator
+
+    def shout(cls: type, value: str) -> str:
+        return value.upper()
+
+    plain = create_model("Person", name=(str, ...))
+    loud = create_model(
+        "Person",
+        name=(str, ...),
+        __validators__={"shout": field_validator("name")(classmethod(shout))},  # type: ignore[dict-item]
+    )
+    lowered = create_model("Person", name=(str, ...), __config__=ConfigDict(str_to_lower=True))
+    fingerprints = {Codec(cls, where="t").fingerprint for cls in (plain, loud, lowered)}
+    assert len(fingerprints) == 3
+    outer_plain = create_model("Team", lead=(plain, ...))
+    outer_loud = create_model("Team", lead=(loud, ...))
+    assert Codec(outer_plain, where="t").fingerprint != Codec(outer_loud, where="t").fingerprint
+    assert Codec(list[plain], where="t").fingerprint != Codec(list[loud], where="t").fingerprint  # type: ignore[valid-type]

@@ -1073,75 +1073,75 @@ def test_make_cache_key_takes_positional_arguments_alone() -> None:
 # If GOLDEN_FINGERPRINT fails too, pydantic's JSON schema changed, not the key
 # format, and every user's entries are invalidated by that upgrade.
 GOLDEN_KEY_FORMAT = "instructor_cache/key/2"
-GOLDEN_FINGERPRINT = "44c4abb428f291d700ca7a4f042bb7fd7010f715ed20ded2481a4021ed004e4c"
+GOLDEN_FINGERPRINT = "e0279094ca21887df4894f41951436395e6919f4f48dca115d806516a9269ad1"
 _HEAD = "instructor_cache:instructor_cache_golden"
 GOLDEN_KEYS = {
-    "str-default-model": f"{_HEAD}.extract:44c4abb4:"
-    "33620857e39b48d631615c4c7b8e9d03a023737b700d51b7dd50ab7c814d6ba2",
-    "str-explicit-model": f"{_HEAD}.extract:44c4abb4:"
-    "9df10d5423633153a37aed7e756592918b2d854591b1d0a9441e2ba304a65d4b",
-    "namespace-and-version": "team:instructor_cache_golden.extract:44c4abb4:v2:"
-    "1f5151389027199ac41a3c4781cde6d996cada0f76470a20320905dddb8e9595",
-    "ignore-model": f"{_HEAD}.extract:44c4abb4:"
-    "eb98077fa1c1c9ebeb162e1650f77d05aac3b4a3bd05752c46428355866fb5b2",
-    "key-function": f"{_HEAD}.extract:44c4abb4:"
-    "b5fe12a21d0290ae2d84702d1aa49873de7da10e183802b203a747582851f66b",
-    "int": f"{_HEAD}.describe:44c4abb4:"
-    "de46823a62aee850d4584c49f64e8f6dad38c578ad582a0dfba826c0cd11152e",
-    "negative-big-int": f"{_HEAD}.describe:44c4abb4:"
-    "86f76d4e7ef228729709849c4e3ea86de2c318f570dcbdbe6462816a4ceca970",
-    "float": f"{_HEAD}.describe:44c4abb4:"
-    "afc483823b91a1ab386d3f1e0594349d81c2eb170ba577aae15bc655fd47c8b2",
-    "negative-zero": f"{_HEAD}.describe:44c4abb4:"
-    "577f5bd811167ad8670c760f08ac2ead9c82b6c39147bafdaee0d8c51f52aa91",
-    "none": f"{_HEAD}.describe:44c4abb4:"
-    "23847a939ac9d9eb4df3f2e6f20f109a8ce958e7c823682bd5687cb7c62fcc9c",
-    "bool-with-keyword-only": f"{_HEAD}.describe:44c4abb4:"
-    "be8ebe041c2386bbb7fbd3c68e6bd1e2716162db72158d638d373dd6cdfb99ca",
-    "bytes": f"{_HEAD}.describe:44c4abb4:"
-    "1ef6a2da6269a463162f9f15d5bccf040aeff6fd323159e9dde40dba5b35ebd4",
-    "nested-dict-list": f"{_HEAD}.describe:44c4abb4:"
-    "ad61156b0debc1c94288fa0cbef133d38eb4c5cb944b725dd29dd395d9b94124",
-    "set": f"{_HEAD}.describe:44c4abb4:"
-    "6becb52cfe8fba0e84df05a417ce4745a67662b6cff8b024ded0e708450389a8",
-    "aware-datetime": f"{_HEAD}.describe:44c4abb4:"
-    "de53ad2dca58f6caf5ebc4bbb7caee6558f68333ca4c651fffb4d2cd83a8a9a7",
-    "uuid": f"{_HEAD}.describe:44c4abb4:"
-    "b6d7394ac0084f1cb7de6d0dc3c1b9f3efe579c0dcdc446c83d635e564191790",
-    "decimal": f"{_HEAD}.describe:44c4abb4:"
-    "fdeb12506352ec71381913699dd5728fc22d3c9e9d7800a0427b6045c2adc495",
-    "enum": f"{_HEAD}.describe:44c4abb4:"
-    "a64999e448dba072481be98d4c4018fa33c097c508e01f826297a6009067492a",
-    "model": f"{_HEAD}.describe:44c4abb4:"
-    "8b92373010e12ececce280d8afc8f3e14428bef0f0e873d04fb5ca7948cc618e",
-    "non-ascii-and-surrogate-str": f"{_HEAD}.describe:44c4abb4:"
-    "08ff9b44a9ec75bcc61e572484bb39c23a1aa5d299d044ffbb776f38098dc10a",
-    "ordered-dict": f"{_HEAD}.describe:44c4abb4:"
-    "014decd5c5005d8fa520dbc2e391cccb186d79e7a9cbed91a61df5b1749e53ea",
-    "kwargs-in-call-order": f"{_HEAD}.with_options:44c4abb4:"
-    "395d16c122772c2c19367dc29b5a2a70d6743657f2dddb2f5f8add005e251548",
-    "naive-datetime-fold-1": f"{_HEAD}.describe:44c4abb4:"
-    "c6ba851bea061a965a4855925c7cdc92c128d425248f213a7248998aec54679b",
-    "zoneinfo-datetime": f"{_HEAD}.describe:44c4abb4:"
-    "d465ffb9f0087e090d5b942a2b0620662a6ed8a139c951a137f2df6f1f2b146c",
-    "model-class": f"{_HEAD}.describe:44c4abb4:"
-    "4e24f5ba82b61f8427825c37602637efda8ec35a3a8db2ff0453d369d9f86b60",
-    "list-of-model-type": f"{_HEAD}.describe:44c4abb4:"
-    "5100be466d70e4bf06ccca1073741c7f8df1a9449e09d0d1786137061e1ed95f",
-    "flag-zero": f"{_HEAD}.describe:44c4abb4:"
-    "bad67866a30cf0174f71a7d6e3a1cf9327f636f4e29df2d4fe019636efe0d7b9",
-    "flag-combination": f"{_HEAD}.describe:44c4abb4:"
-    "112f7025828c64aca087700015f717a7e90328496de2985ad239f9a21d7a6bc0",
-    "negative-nan": f"{_HEAD}.describe:44c4abb4:"
-    "4b4cec1cf050751278f60df9775316739a8dc3c608c978661fab46ef68b394b8",
-    "model-with-private-attribute": f"{_HEAD}.describe:44c4abb4:"
-    "034372fedfef2b048985fb5c412cca8dc65b89f26633f7fb0aad20b2b7ee245d",
-    "complex": f"{_HEAD}.describe:44c4abb4:"
-    "b9623b02234285b11c5833e783f34280ae9ed263b0124daa2c6f9619cd5b1709",
-    "name-option": "instructor_cache:pinned.extract:44c4abb4:"
-    "fe45c432a1ce1ff855e0fa8782d4214108f564fb24e65820ba4d720864e981e6",
-    "no-code-fingerprint": f"{_HEAD}.extract:44c4abb4:"
-    "cff75be1cdafd34295f8422d09a96204760363046b004b8b9418a410e3af85ac",
+    "str-default-model": f"{_HEAD}.extract:e0279094:"
+    "933bb0b2d350710415e344d01e678969d1fe6108e4d689ee77c992cb6039a0ca",
+    "str-explicit-model": f"{_HEAD}.extract:e0279094:"
+    "dfc336609779d1b46b37e399cb64f7b8f6185f174867854012fc39d77314ee82",
+    "namespace-and-version": "team:instructor_cache_golden.extract:e0279094:v2:"
+    "53e7dc95cd3cd119a6e773ee31d955982f9c296cb50b6c5df66c667f0a9b801d",
+    "ignore-model": f"{_HEAD}.extract:e0279094:"
+    "1d92d344913c441bd53d111c68f2f4598b3e1a4b0b3b9ecb2d3befb0f085cca8",
+    "key-function": f"{_HEAD}.extract:e0279094:"
+    "b842c09825fa4819bf125d91c2cf50d9381ab8d8ba8a58b77e53f6197d4fca9c",
+    "int": f"{_HEAD}.describe:e0279094:"
+    "30bc4b5688e9d7d42f3cfdcef9f180935de317c473f73a73c6acc30571862086",
+    "negative-big-int": f"{_HEAD}.describe:e0279094:"
+    "cd7522edb12543470fb7d38d7c3300ce15ca674fd2219c298fa0a6ca136b0c36",
+    "float": f"{_HEAD}.describe:e0279094:"
+    "a967a53d20310a1ab13e1304f9e9d8ec98213c6d5684a4765cc7921390622fb7",
+    "negative-zero": f"{_HEAD}.describe:e0279094:"
+    "cedc31c9a1db4fc800a9209df59807e0d8091929ee1d67c4187bcd342f7f193e",
+    "none": f"{_HEAD}.describe:e0279094:"
+    "8c300805799e3fbc218821da9265825b573b53f19d7d38a59a45a819f56269a0",
+    "bool-with-keyword-only": f"{_HEAD}.describe:e0279094:"
+    "8242a31670c44f1571746e441d1db4018d32799b4e5b9fe0bdae29d1f0e3cd5d",
+    "bytes": f"{_HEAD}.describe:e0279094:"
+    "f266d88cce51813852b51a72886f66633ff7182f78b268fb40cd073dd386164d",
+    "nested-dict-list": f"{_HEAD}.describe:e0279094:"
+    "dbc9778eb9147eed647c4532dbcb7a154d6112f0fb00e569993fddfd8ea33fb5",
+    "set": f"{_HEAD}.describe:e0279094:"
+    "d00d21f34474ece24c20c0aa84526a338f40cef11e7577b58300e03c09a34cf0",
+    "aware-datetime": f"{_HEAD}.describe:e0279094:"
+    "3b290ef9872bdc6d0465f89aa548ec600647c8f27be5139845c2406a708ecc88",
+    "uuid": f"{_HEAD}.describe:e0279094:"
+    "2827b12e30508822c77be80dca3db00abcabcce5830c068012bd0bf2d2889e10",
+    "decimal": f"{_HEAD}.describe:e0279094:"
+    "718c57d14943aaad8ecfc160ad2fd9bd45a9d6db06f981b0b664a91667867eb3",
+    "enum": f"{_HEAD}.describe:e0279094:"
+    "2907c0e1344641a709cafc54c74aecc94a74479f8b8e66ee65618ad9c26a4906",
+    "model": f"{_HEAD}.describe:e0279094:"
+    "bbb5ad8d4513df21ecaea7bda0553e836d76aee94371d58365368e900cfd9d80",
+    "non-ascii-and-surrogate-str": f"{_HEAD}.describe:e0279094:"
+    "78c350cb92dd6b0e53b28bc6dc473006344a16fd2a68cf09d997fac5b9f8a994",
+    "ordered-dict": f"{_HEAD}.describe:e0279094:"
+    "ca5bc7a2dc493a5584cab787608a1994fcd7c0d26635b31bee7d7b1987580afd",
+    "kwargs-in-call-order": f"{_HEAD}.with_options:e0279094:"
+    "ad8b80c678d5bf66487484adc7482c88ee239f75fd0757a0ddf26973655a2fdc",
+    "naive-datetime-fold-1": f"{_HEAD}.describe:e0279094:"
+    "caf771dc4ad95e939d391504d44a098c18cc026f8dab99ce705b244906ce2502",
+    "zoneinfo-datetime": f"{_HEAD}.describe:e0279094:"
+    "7bb2ab231f12f12a0284204c45282fa50208e4c5424cb0ca689b8d1a88d4de21",
+    "model-class": f"{_HEAD}.describe:e0279094:"
+    "a322417877434aa73f24b27c556706da9e8a65a6fbd137bd57c6ad3d660dd41d",
+    "list-of-model-type": f"{_HEAD}.describe:e0279094:"
+    "5f893a6743804b3f31de4b9c93ea5aebeaa93cade1d70c97d4b935bae480e679",
+    "flag-zero": f"{_HEAD}.describe:e0279094:"
+    "53d7f2edf918ceb1b14edf00187bdff82e0a421529c93a1462e08f1acd469209",
+    "flag-combination": f"{_HEAD}.describe:e0279094:"
+    "c39c42841c712e2f51271c2c7bd0b40c828cf8e21d53ca80874e7a878ade9528",
+    "negative-nan": f"{_HEAD}.describe:e0279094:"
+    "340dfc9e1c4771705589427821258f2dc64f5bb089bb63509f4342f6fd4d7f4e",
+    "model-with-private-attribute": f"{_HEAD}.describe:e0279094:"
+    "0d50cf90231955d079da5f21c2889c42e8656d3e2c130c19753ff349becadfe5",
+    "complex": f"{_HEAD}.describe:e0279094:"
+    "fcd86d25bf210baacfa70abae033684a9deb1b4e2e0959a7dc8a5c5d574d6bd9",
+    "name-option": "instructor_cache:pinned.extract:e0279094:"
+    "df9ad4cf5a166db9dd43514a46175ca6fe638575c58bdc4502ba663eb0c2fffe",
+    "no-code-fingerprint": f"{_HEAD}.extract:e0279094:"
+    "a7c9dfb4cb0703f588ebe36787e3774604395ea2b7e89f9f57c59258283dbca8",
 }
 
 
