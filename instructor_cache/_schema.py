@@ -14,13 +14,14 @@ as pydantic writes it. The schema text is written with sorted keys.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import hashlib
 import json
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import Enum
 from typing import Any
 
@@ -106,18 +107,20 @@ class _CanonicalJsonSchema(GenerateJsonSchema):
     # fields are being written, pushed by the schema method of its kind.
 
     def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
-        self._nested.extend(_nested_examples(schema["cls"]))
-        self._classes.append(schema["cls"])
-        try:
+        with self._writing(schema["cls"]):
             return super().model_schema(schema)
-        finally:
-            self._classes.pop()
 
     def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
-        self._nested.extend(_nested_examples(schema["cls"]))
-        self._classes.append(schema["cls"])
-        try:
+        with self._writing(schema["cls"]):
             return super().dataclass_schema(schema)
+
+    @contextlib.contextmanager
+    def _writing(self, cls: type) -> Iterator[None]:
+        """While ``cls``'s fields are written: its nested examples known, it the current class."""
+        self._nested.extend(_nested_examples(cls))
+        self._classes.append(cls)
+        try:
+            yield
         finally:
             self._classes.pop()
 
