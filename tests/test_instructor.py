@@ -13,11 +13,7 @@ from pydantic import BaseModel, Field
 
 from instructor_cache import instructor_cache
 from instructor_cache.backends import Backend
-
-try:  # openai 3 moved to the httpx2 fork; older releases use httpx
-    import httpx2 as httpx  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover
-    import httpx  # type: ignore[no-redef, unused-ignore]
+from tests._openai import httpx, tool_call_completion
 
 
 class UserDetail(BaseModel):
@@ -39,33 +35,7 @@ class FakeOpenAI:
         text = body["messages"][-1]["content"]
         name, _, age = text.partition(" is ")
         arguments = json.dumps({"userName": name, "age": int(age)})
-        return httpx.Response(
-            200,
-            json={
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {
-                            "role": "assistant",
-                            "content": None,
-                            "tool_calls": [
-                                {
-                                    "id": "call_1",
-                                    "type": "function",
-                                    "function": {"name": "UserDetail", "arguments": arguments},
-                                }
-                            ],
-                        },
-                    }
-                ],
-                "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
-            },
-        )
+        return tool_call_completion(body["model"], "UserDetail", arguments)
 
 
 @pytest.fixture

@@ -33,12 +33,8 @@ from instructor_cache.errors import (
     UnencodableArgumentError,
 )
 from tests import _picklable
+from tests._openai import httpx, tool_call_completion
 from tests._picklable import Extractor, Shout, shout
-
-try:  # openai 3 moved to the httpx2 fork; older releases use httpx
-    import httpx2 as httpx  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover
-    import httpx  # type: ignore[no-redef, unused-ignore]
 
 
 class User(BaseModel):
@@ -60,20 +56,7 @@ def answer_with_users(request: Any) -> Any:
     """An OpenAI chat completion whose tool call holds two users, as instructor asks for them."""
     body = json.loads(request.content)
     arguments = json.dumps({"tasks": [{"name": "Ann", "age": 31}, {"name": "Bob", "age": 42}]})
-    call = {"id": "c1", "type": "function", "function": {"name": "IterableUser"}}
-    call["function"]["arguments"] = arguments  # type: ignore[index]
-    message = {"role": "assistant", "content": None, "tool_calls": [call]}
-    return httpx.Response(
-        200,
-        json={
-            "id": "chatcmpl-1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
-        },
-    )
+    return tool_call_completion(body["model"], "IterableUser", arguments)
 
 
 def test_instructor_list_results_are_cached(caplog: pytest.LogCaptureFixture) -> None:
