@@ -20,8 +20,8 @@ from instructor_cache._memo import MISS, Memo
 from instructor_cache._methods import CachedMethod, takes_self
 from instructor_cache._options import KeyFunction, Options
 from instructor_cache._stats import CacheInfo
+from instructor_cache._ttl import TTL
 from instructor_cache.backends._protocol import Backend, check_backend
-from instructor_cache.backends._ttl import TTL
 from instructor_cache.backends.memory import MemoryCache
 from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
 

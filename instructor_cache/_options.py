@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from instructor_cache.backends._ttl import to_seconds
+from instructor_cache._ttl import to_seconds
 from instructor_cache.errors import ConfigurationError
 
 __all__ = ["KeyFunction", "Options"]

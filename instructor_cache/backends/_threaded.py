@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from instructor_cache.backends._ttl import TTL
+from instructor_cache._ttl import TTL
 
 __all__ = ["ThreadedAsyncMixin"]
 

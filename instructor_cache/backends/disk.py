@@ -13,6 +13,7 @@ from typing import Any
 import diskcache
 
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._failures import as_backend_error, backend_error
 from instructor_cache.backends._textcache import (
     DEFAULT_TIMEOUT,
@@ -22,7 +23,6 @@ from instructor_cache.backends._textcache import (
     TextOnlyDisk,
 )
 from instructor_cache.backends._threaded import ThreadedAsyncMixin
-from instructor_cache.backends._ttl import TTL, to_seconds
 
 __all__ = ["DiskCache", "TextOnlyDisk"]
 

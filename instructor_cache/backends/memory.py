@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from instructor_cache.backends._ttl import TTL, to_seconds
+from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.errors import ConfigurationError
 
 __all__ = ["MemoryCache"]

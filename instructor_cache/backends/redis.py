@@ -14,9 +14,9 @@ import redis.cluster
 from redis.backoff import NoBackoff
 
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._deadline import with_deadline
 from instructor_cache.backends._loops import PerLoop
-from instructor_cache.backends._ttl import TTL, to_seconds
 from instructor_cache.backends._turns import (
     NO_TURNS,
     AsyncTurn,

@@ -7,8 +7,8 @@ from typing import Any
 
 from instructor_cache._failopen import FailOpen, Unknown
 from instructor_cache._stats import CacheInfo, Stats
+from instructor_cache._ttl import TTL
 from instructor_cache.backends._protocol import Backend, check_backend
-from instructor_cache.backends._ttl import TTL
 from instructor_cache.errors import ConfigurationError
 
 __all__ = ["TieredCache"]

@@ -1,0 +1,144 @@
+"""The store contract: four required string methods, and optional capabilities as types.
+
+A store keeps text under string keys. It knows nothing of pydantic, of
+decorated functions or of statistics, and it does not protect its callers:
+when its disk, socket or server fails, it raises. Everything that is the
+same for every store (failing open, counting, logging, the circuit breaker,
+tiers, running a blocking store from async code) is a wrapper composed
+around it once, when a function is decorated (see ``_compose``).
+
+Required (``Store``): ``get``, ``set``, ``delete`` and ``clear_prefix``.
+``set`` receives the TTL in seconds as a float, or ``None`` for the store's
+own default (which may be "never").
+
+Optional capabilities, each checked once, with ``isinstance``, when the
+decorator is built; what a store lacks gets the fallback written next to it:
+
+- ``AsyncStore``: ``aget``, ``aset``, ``adelete``, ``aclear_prefix``, awaited
+  as they are. Fallback: the sync methods on a worker thread owned by the
+  store, so a blocking store never blocks an event loop.
+- ``ReadsWithTTL``: ``get_with_ttl`` returns the text and its remaining TTL
+  in one read (``AsyncReadsWithTTL`` for ``aget_with_ttl``). A lower tier
+  with it backfills the faster tiers with the entry's remaining life.
+  Fallback: the entry is served from that tier but not copied up (a copy
+  could outlive the original), and decorating says so once in the log.
+- ``BulkStore``: ``get_many`` and ``set_many`` (``AsyncBulkStore`` for the
+  ``a`` twins), one round trip for many keys. Fallback: one call per key.
+- ``SizedStore``: ``maxsize`` and ``__len__``, for ``cache_info()``.
+  Fallback: ``None`` for both, as ``functools`` reports for an unbounded
+  cache.
+
+``instructor_cache.testing`` holds the conformance suite a store runs to
+show it keeps this contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from instructor_cache.errors import ConfigurationError
+
+__all__ = [
+    "REQUIRED",
+    "AsyncBulkStore",
+    "AsyncReadsWithTTL",
+    "AsyncStore",
+    "BulkStore",
+    "ReadsWithTTL",
+    "SizedStore",
+    "Store",
+    "check_store",
+]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Text under string keys. Methods raise on failure; they never return a guess.
+
+    ``get`` returns ``None`` for an absent or expired entry; ``delete``
+    says whether there was one; ``clear_prefix`` removes every key that
+    starts with ``prefix`` (``""``: all of this store's keys) and returns
+    how many it removed.
+    """
+
+    def get(self, key: str) -> str | None: ...
+    def set(self, key: str, value: str, ttl: float | None = None) -> None: ...
+    def delete(self, key: str) -> bool: ...
+    def clear_prefix(self, prefix: str) -> int: ...
+
+
+REQUIRED = ("get", "set", "delete", "clear_prefix")
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """Native async twins of the required methods (a client with its own event-loop I/O)."""
+
+    async def aget(self, key: str) -> str | None: ...
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None: ...
+    async def adelete(self, key: str) -> bool: ...
+    async def aclear_prefix(self, prefix: str) -> int: ...
+
+
+@runtime_checkable
+class ReadsWithTTL(Protocol):
+    """One read that also tells how long the entry has left.
+
+    Returns ``None`` for an absent entry, else ``(text, seconds)`` where
+    ``seconds`` is ``None`` for an entry that never expires.
+    """
+
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None: ...
+
+
+@runtime_checkable
+class AsyncReadsWithTTL(Protocol):
+    """The async twin of ``ReadsWithTTL``."""
+
+    async def aget_with_ttl(self, key: str) -> tuple[str, float | None] | None: ...
+
+
+@runtime_checkable
+class BulkStore(Protocol):
+    """Many keys in one round trip: results of ``get_many`` are in the order of ``keys``."""
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]: ...
+    def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class AsyncBulkStore(Protocol):
+    """The async twin of ``BulkStore``."""
+
+    async def aget_many(self, keys: Sequence[str]) -> list[str | None]: ...
+    async def aset_many(self, items: Mapping[str, str], ttl: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class SizedStore(Protocol):
+    """How many entries the store may hold (``None``: no count bound) and holds now."""
+
+    @property
+    def maxsize(self) -> int | None: ...
+    def __len__(self) -> int: ...
+
+
+def check_store(store: object) -> None:
+    """Reject, when decorating, an object that lacks a required method.
+
+    A class passed where an instance belongs is named as such: used as a
+    store it would never hold a thing.
+    """
+    if isinstance(store, type):
+        name = store.__qualname__
+        raise ConfigurationError(
+            f"the class {name} was given, not a store: pass an instance, e.g. {name}(...)"
+        )
+    missing = [name for name in REQUIRED if not callable(getattr(store, name, None))]
+    if missing:
+        raise ConfigurationError(
+            f"{store!r} is not a store: it lacks {', '.join(missing)}. A store has "
+            f"{', '.join(REQUIRED)} (see instructor_cache.Store); async twins, "
+            "get_with_ttl, get_many/set_many and a size are optional."
+        )
