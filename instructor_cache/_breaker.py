@@ -22,7 +22,7 @@ class CircuitBreaker:
     of opening by a call, and the hot path stays a comparison.
     """
 
-    __slots__ = ("_lock", "_open_until", "_timer", "consecutive", "cooldown", "failures")
+    __slots__ = ("_lock", "_timer", "consecutive", "cooldown", "failures", "open_until")
 
     def __init__(
         self,
@@ -39,7 +39,8 @@ class CircuitBreaker:
         self.cooldown = cooldown
         self._timer = timer
         self.consecutive = 0
-        self._open_until = 0.0
+        self.open_until = 0.0
+        """When the breaker closes again (monotonic seconds); 0.0 while closed."""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -48,28 +49,28 @@ class CircuitBreaker:
     @property
     def is_open(self) -> bool:
         """Whether callers are being turned away now (asking claims no probe)."""
-        return self._open_until != 0.0 and self._timer() < self._open_until
+        return self.open_until != 0.0 and self._timer() < self.open_until
 
     def allow(self) -> bool:
         """Whether the backend may be called now (closed, or this caller is the probe)."""
-        if self._open_until == 0.0:
+        if self.open_until == 0.0:
             return True
         now = self._timer()
-        if now < self._open_until:
+        if now < self.open_until:
             return False
         with self._lock:  # half-open: the first caller past the cooldown probes
-            if now < self._open_until:
+            if now < self.open_until:
                 return False
-            self._open_until = now + self.cooldown
+            self.open_until = now + self.cooldown
             return True
 
     def succeeded(self) -> None:
         """Close the breaker. Callers on a hot path may skip it while ``consecutive`` is 0."""
         if self.consecutive:
             self.consecutive = 0
-            self._open_until = 0.0
+            self.open_until = 0.0
 
     def failed(self) -> None:
         self.consecutive += 1
         if self.consecutive >= self.failures:
-            self._open_until = self._timer() + self.cooldown
+            self.open_until = self._timer() + self.cooldown

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from typing_extensions import Unpack
 
 from instructor_cache._keys import KeyBuilder
 from instructor_cache._memo import codec_and_keys
-from instructor_cache._options import KeyFunction, Options
+from instructor_cache._options import KeyOptions, Options, parse_options
 
 __all__ = ["make_cache_key"]
 
@@ -18,17 +20,13 @@ def make_cache_key(
     /,
     args: tuple[Any, ...] = (),
     kwargs: Mapping[str, Any] | None = None,
-    *,
-    namespace: str = "instructor_cache",
-    version: str | None = None,
-    ignore: Collection[str] = (),
-    key: KeyFunction | None = None,
-    name: str | None = None,
-    code_fingerprint: bool = True,
+    **options: Unpack[KeyOptions],
 ) -> str:
     """Return the key under which ``@instructor_cache`` stores ``func(*args, **kwargs)``.
 
-    The options must be those the decorator was given for the keys to match.
+    The key options (``namespace``, ``version``, ``ignore``, ``key``,
+    ``name``, ``code_fingerprint``) must be those the decorator was given
+    for the keys to match.
 
     For a function already decorated, ``func.cache_key(*args, **kwargs)`` is the
     shorter spelling. The builder (schema fingerprint included, the costly
@@ -36,17 +34,8 @@ def make_cache_key(
     """
     if callable(getattr(func, "cache_info", None)):
         func = func.__wrapped__  # type: ignore[attr-defined]  # its own layer's key
-    options = Options.parse(
-        {
-            "namespace": namespace,
-            "version": version,
-            "ignore": ignore,
-            "key": key,
-            "name": name,
-            "code_fingerprint": code_fingerprint,
-        }
-    )
-    return _builder(func, options)(tuple(args), kwargs or {})
+    parsed = parse_options(dict(options))
+    return _builder(func, parsed)(tuple(args), kwargs or {})
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,8 +2,9 @@
 
 A ``Memo`` knows, for one decorated function, how to build a key, how to turn
 a stored text into a result (and count the hit, miss or error), and how to
-turn a fresh result into text worth storing. It never waits on I/O: the
-wrappers in ``_decorator`` do that, through ``FailOpen``.
+turn a fresh result into text worth storing. It never waits on I/O and never
+sees a store: the drivers in ``_drivers`` do all of that, through the
+guarded store ``backends._compose`` made.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
 from instructor_cache._codec import Codec, DecodeError
-from instructor_cache._failopen import FailOpen, RateLimitedLog
 from instructor_cache._identity import function_name
 from instructor_cache._keys import KeyBuilder
+from instructor_cache._log import RateLimitedLog
 from instructor_cache._options import Options
 from instructor_cache._stats import CacheInfo, Stats
-from instructor_cache.backends._protocol import Backend, check_backend
 from instructor_cache.errors import UncacheableFunctionError
 
 __all__ = ["MISS", "Memo", "Miss", "annotations_of", "codec_and_keys"]
@@ -46,38 +46,25 @@ class Memo(Generic[R]):
         "_cache_if",
         "_codec",
         "_count_hit",
+        "_decode_log",
         "_drift_log",
         "_read_envelope",
-        "_tiers",
         "_unstorable_log",
-        "aread",
         "key",
         "name",
-        "read",
         "stats",
-        "store",
         "ttl",
     )
 
-    def __init__(self, fn: Callable[..., Any], backend: Backend, options: Options) -> None:
-        check_backend(backend)
+    def __init__(self, fn: Callable[..., Any], options: Options) -> None:
         self._codec, self.key = codec_and_keys(fn, options)
         self.name = self.key.name
-        for_function = getattr(backend, "for_function", None)
-        if callable(for_function):  # a TieredCache: its tiers counted for this function alone
-            backend = for_function(self.name)
-        self._tiers = getattr(backend, "tier_infos", None)
         self._read_envelope = self._codec.read_envelope
         self.ttl = options.ttl
         self.stats = Stats()
         self._count_hit = self.stats.hit  # bound once: decode() is the hit path
-        self.store = FailOpen(backend, self.stats, self.name)
-        # A backend that guards itself (a TieredCache guards each tier) is read
-        # directly: a second guard would only add a frame to every hit.
-        fails_open = getattr(backend, "fails_open", False) is True
-        self.read = backend.get if fails_open else self.store.get
-        self.aread = backend.aget if fails_open else self.store.aget
         self._cache_if = options.cache_if
+        self._decode_log = RateLimitedLog()
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
         self._drift_log = RateLimitedLog(interval=float("inf"))
 
@@ -95,10 +82,14 @@ class Memo(Generic[R]):
         try:
             envelope = self._read_envelope(text)
         except Exception as exc:  # noqa: BLE001  (a validator may raise anything)
-            self.store.failed(
-                "decode", DecodeError(f"{type(exc).__name__}: {exc}"), unhealthy=False
-            )
+            self.stats.error()
             self.stats.miss()
+            self._decode_log.warning(
+                "instructor_cache: a stored entry of %s does not decode, calling the function "
+                "instead: %s",
+                self.name,
+                DecodeError(f"{type(exc).__name__}: {exc}"),
+            )
             return MISS
         self._count_hit(envelope["duration"])
         return envelope["value"]  # type: ignore[no-any-return]
@@ -136,17 +127,14 @@ class Memo(Generic[R]):
             )
 
     def bypass(self) -> None:
-        """Count a call made straight through while the backend's breaker is open."""
+        """Count a call made straight through while the store's breaker is open."""
         self.stats.miss()
-        self.store.bypassed()
 
-    def cache_info(self) -> CacheInfo:
-        tiers = self._tiers() if callable(self._tiers) else ()
-        return self.stats.info(*self.store.size(), tiers)
-
-    def cache_clear(self) -> None:
-        self.store.clear_prefix(self.key.prefix)
-        self.stats.reset()
+    def cache_info(
+        self, size: tuple[int | None, int | None], tiers: tuple[CacheInfo, ...]
+    ) -> CacheInfo:
+        """The statistics, with the size and per-tier figures the driver read from the store."""
+        return self.stats.info(*size, tiers)
 
 
 def codec_and_keys(fn: Callable[..., Any], options: Options) -> tuple[Codec[Any], KeyBuilder]:

@@ -1,74 +1,146 @@
-"""The decorator's options, checked once when the decorator is made."""
+"""The decorator's options: named and typed once, checked in one place, when decorating.
+
+``KeyOptions`` (what goes into a key) and ``CacheOptions`` (those and what a
+call does with the store) are the one spelling of the options' names and
+types: the decorator, the shortcut factories and ``make_cache_key`` take
+them as ``**options``. ``Options`` is their parsed form, each value checked
+and normalised by its own function in ``_CHECKS`` (a TTL becomes float
+seconds here, once, so that stores only ever see ``float | None``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
 from typing import Any
 
-from instructor_cache._ttl import to_seconds
+from typing_extensions import TypedDict
+
+from instructor_cache._breaker import CircuitBreaker
+from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.errors import ConfigurationError
 
-__all__ = ["KeyFunction", "Options"]
+__all__ = ["CacheOptions", "KeyFunction", "KeyOptions", "Options", "parse_options"]
 
 KeyFunction = Callable[[dict[str, Any]], Any]
 """Receives the call's arguments by parameter name, defaults applied; returns an encodable value."""
 
 
+class KeyOptions(TypedDict, total=False):
+    """The options that decide a call's key; ``make_cache_key`` takes these."""
+
+    key: KeyFunction | None
+    ignore: Collection[str]
+    namespace: str
+    version: str | None
+    name: str | None
+    code_fingerprint: bool
+
+
+class CacheOptions(KeyOptions, total=False):
+    """The keyword options every decorator factory takes."""
+
+    ttl: TTL
+    cache_if: Callable[[Any], bool] | None
+    circuit_breaker: CircuitBreaker | None
+
+
 @dataclass(frozen=True)
 class Options:
-    """The decorator's options, checked when the decorator is made, before any function."""
+    """``CacheOptions`` checked and normalised; the defaults are the options' defaults."""
 
-    ttl: float | None = None
     key: KeyFunction | None = None
     ignore: tuple[str, ...] = ()
     namespace: str = "instructor_cache"
     version: str | None = None
-    cache_if: Callable[[Any], bool] | None = None
     name: str | None = None
     code_fingerprint: bool = True
+    ttl: float | None = None
+    cache_if: Callable[[Any], bool] | None = None
+    circuit_breaker: CircuitBreaker | None = None
 
-    @classmethod
-    def parse(cls, options: dict[str, Any]) -> Options:
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise ConfigurationError(f"unknown option(s) {unknown}; the options are {names}")
-        ignore = options.get("ignore", ())
-        if isinstance(ignore, str):
-            raise ConfigurationError(f"ignore takes a collection of names: ignore=({ignore!r},)")
-        for option in ("key", "cache_if"):
-            if options.get(option) is not None and not callable(options[option]):
-                raise ConfigurationError(f"{option} must be a callable, got {options[option]!r}")
-        namespace = options.get("namespace", cls.namespace)
-        if not isinstance(namespace, str) or not namespace or ":" in namespace:
-            raise ConfigurationError(
-                f"namespace must be a non-empty string without ':', got {namespace!r}: a ':' "
-                "would let one namespace's cache_clear() reach into another's keys"
-            )
-        version = options.get("version")
-        if version is not None and not isinstance(version, str):
-            raise ConfigurationError(f"version must be a string, got {version!r}")
-        name: str | None = options.get("name")
-        if name is not None and (
-            not isinstance(name, str) or not name or any(c in name for c in ":~@ \t\n")
-        ):
-            raise ConfigurationError(
-                f"name must be a non-empty string without ':', '~', '@' or spaces, got {name!r}; "
-                "e.g. name='extract_user' or name='myapp.extract_user'"
-            )
-        code_fingerprint = options.get("code_fingerprint", True)
-        if not isinstance(code_fingerprint, bool):
-            raise ConfigurationError(
-                f"code_fingerprint must be True or False, got {code_fingerprint!r}"
-            )
-        return cls(
-            ttl=to_seconds(options.get("ttl")),
-            key=options.get("key"),
-            ignore=tuple(ignore),
-            namespace=namespace,
-            version=version,
-            cache_if=options.get("cache_if"),
-            name=name,
-            code_fingerprint=code_fingerprint,
+
+def parse_options(options: dict[str, Any]) -> Options:
+    """Check every option given, by name, and return them parsed; raise on the first wrong one."""
+    unknown = sorted(set(options) - set(_CHECKS))
+    if unknown:
+        raise ConfigurationError(f"unknown option(s) {unknown}; the options are {sorted(_CHECKS)}")
+    return Options(**{name: _CHECKS[name](value) for name, value in options.items()})
+
+
+def _callable(option: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is not None and not callable(value):
+            raise ConfigurationError(f"{option} must be a callable, got {value!r}")
+        return value
+
+    return check
+
+
+def _ignore(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ConfigurationError(f"ignore takes a collection of names: ignore=({value!r},)")
+    return tuple(value)
+
+
+def _namespace(value: Any) -> str:
+    if not isinstance(value, str) or not value or ":" in value:
+        raise ConfigurationError(
+            f"namespace must be a non-empty string without ':', got {value!r}: a ':' "
+            "would let one namespace's cache_clear() reach into another's keys"
         )
+    return value
+
+
+def _version(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"version must be a string, got {value!r}")
+    return value
+
+
+def _name(value: Any) -> str | None:
+    if value is not None and (
+        not isinstance(value, str) or not value or any(c in value for c in ":~@ \t\n")
+    ):
+        raise ConfigurationError(
+            f"name must be a non-empty string without ':', '~', '@' or spaces, got {value!r}; "
+            "e.g. name='extract_user' or name='myapp.extract_user'"
+        )
+    return value
+
+
+def _flag(option: str) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{option} must be True or False, got {value!r}")
+        return value
+
+    return check
+
+
+def _breaker(value: Any) -> CircuitBreaker | None:
+    if value is not None and not isinstance(value, CircuitBreaker):
+        raise ConfigurationError(
+            f"circuit_breaker must be a CircuitBreaker, e.g. CircuitBreaker(failures=3, "
+            f"cooldown=5.0), got {value!r}"
+        )
+    return value
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "key": _callable("key"),
+    "ignore": _ignore,
+    "namespace": _namespace,
+    "version": _version,
+    "name": _name,
+    "code_fingerprint": _flag("code_fingerprint"),
+    "ttl": to_seconds,
+    "cache_if": _callable("cache_if"),
+    "circuit_breaker": _breaker,
+}
+
+# One spelling: the typed options, their parsed form and their checks name the same things.
+if not (
+    set(CacheOptions.__annotations__) == {f.name for f in fields(Options)} == set(_CHECKS)
+):  # pragma: no cover  (a development error, caught by importing the package at all)
+    raise RuntimeError("CacheOptions, Options and _CHECKS disagree on the options' names")

@@ -1,23 +1,20 @@
-"""Decorator factories named after their backend, for stacking by hand."""
+"""Decorator factories named after their store, for stacking by hand."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Unpack
 
-from instructor_cache._decorator import (
-    DEFAULT_MAXSIZE,
-    CacheDecorator,
-    CacheOptions,
-    instructor_cache,
-)
-from instructor_cache.backends._protocol import Backend
-from instructor_cache.backends.disk import DiskCache
+from instructor_cache._decorator import DEFAULT_MAXSIZE, CacheDecorator, instructor_cache
+from instructor_cache._options import CacheOptions
+from instructor_cache.backends._contract import Store
 from instructor_cache.backends.memory import MemoryCache
-from instructor_cache.backends.redis import AsyncClient, RedisCache, SyncClient
 from instructor_cache.backends.tiered import TieredCache
+
+if TYPE_CHECKING:  # the Redis client is imported when a RedisCache is made, not before
+    from instructor_cache.backends.redis import AsyncClient, SyncClient
 
 __all__ = ["disk_cache", "memory_cache", "redis_cache", "tiered_cache"]
 
@@ -39,6 +36,8 @@ def disk_cache(
     ``timeout`` and ``disk_settings`` (diskcache settings such as
     ``size_limit``) go to the ``DiskCache``; the rest are decorator options.
     """
+    from instructor_cache.backends.disk import DiskCache  # noqa: PLC0415  (lazy: diskcache)
+
     settings = dict(disk_settings or {})
     if timeout is not None:
         settings["timeout"] = timeout
@@ -55,13 +54,15 @@ def redis_cache(
     """``@instructor_cache(RedisCache(url_or_client, prefix=prefix), **options)``: a shared layer.
 
     ``redis_options`` go to the ``RedisCache`` (``timeout``, ``cluster``,
-    ``circuit_breaker``, client options); the rest are decorator options.
+    client options); the rest are decorator options.
     """
+    from instructor_cache.backends.redis import RedisCache  # noqa: PLC0415  (lazy: redis)
+
     return instructor_cache(
         RedisCache(url_or_client, prefix=prefix, **(redis_options or {})), **options
     )
 
 
-def tiered_cache(*tiers: Backend, **options: Unpack[CacheOptions]) -> CacheDecorator:
+def tiered_cache(*tiers: Store, **options: Unpack[CacheOptions]) -> CacheDecorator:
     """``@instructor_cache(TieredCache(*tiers), **options)``: L1, L2, ... in one layer."""
     return instructor_cache(TieredCache(*tiers), **options)

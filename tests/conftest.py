@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache
-from instructor_cache.backends import Backend
+from instructor_cache.backends import Store
 from tests._redis import running_cluster, running_server
 
 
@@ -72,7 +72,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 def _make_backend(
     kind: BackendKind, tmp_path: Path, request: pytest.FixtureRequest, **options: Any
-) -> Backend:
+) -> Store:
     if kind is BackendKind.MEMORY:
         return MemoryCache(maxsize=1024, **options)
     if kind is BackendKind.REDIS:
@@ -102,11 +102,11 @@ def backend_kind(request: pytest.FixtureRequest) -> BackendKind:
 @pytest.fixture
 def make_backend(
     backend_kind: BackendKind, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., Backend]]:
+) -> Iterator[Callable[..., Store]]:
     """Builds backends of the parametrized kind; each test may make several (to share or not)."""
-    made: list[Backend] = []
+    made: list[Store] = []
 
-    def make(**options: Any) -> Backend:
+    def make(**options: Any) -> Store:
         backend = _make_backend(backend_kind, tmp_path, request, **options)
         made.append(backend)
         return backend
@@ -135,7 +135,7 @@ def disk(tmp_path: Path) -> Iterator[Callable[..., DiskCache]]:
 
 
 @pytest.fixture
-def backend(make_backend: Callable[..., Backend]) -> Backend:
+def backend(make_backend: Callable[..., Store]) -> Store:
     return make_backend()
 
 

@@ -15,19 +15,19 @@ import diskcache
 import pytest
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
-from instructor_cache.backends import Backend
+from instructor_cache.backends import Store
 from instructor_cache.backends._protocol import PrefixClearable, Sized
 from instructor_cache.errors import ConfigurationError, CorruptEntryError
 from tests.conftest import Clock, UserDetail, run_in_two_processes
 
 
-def test_backend_satisfies_the_protocol(backend: Backend) -> None:
-    """Every built-in backend is a Backend and can clear by prefix."""
-    assert isinstance(backend, Backend)
+def test_backend_satisfies_the_protocol(backend: Store) -> None:
+    """Every built-in backend is a Store and can clear by prefix."""
+    assert isinstance(backend, Store)
     assert isinstance(backend, PrefixClearable)
 
 
-def test_get_set_delete(backend: Backend) -> None:
+def test_get_set_delete(backend: Store) -> None:
     """A stored string reads back; delete removes it and reports whether it existed."""
     assert backend.get("k") is None
     backend.set("k", "value ü \u2603")
@@ -39,13 +39,13 @@ def test_get_set_delete(backend: Backend) -> None:
     assert backend.get("k") is None
 
 
-def test_empty_string_is_a_value(backend: Backend) -> None:
+def test_empty_string_is_a_value(backend: Store) -> None:
     """An empty string is stored and returned, not confused with a missing entry."""
     backend.set("k", "")
     assert backend.get("k") == ""
 
 
-def test_clear_and_clear_prefix(backend: Backend) -> None:
+def test_clear_and_clear_prefix(backend: Store) -> None:
     """clear_prefix removes exactly the keys under the prefix; clear removes all."""
     for key in ["ns:f:1", "ns:f:2", "ns:fg:1", "ns:g:1"]:
         backend.set(key, key)
@@ -58,14 +58,14 @@ def test_clear_and_clear_prefix(backend: Backend) -> None:
         assert len(backend) == 0
 
 
-def test_large_value_roundtrips(backend: Backend) -> None:
+def test_large_value_roundtrips(backend: Store) -> None:
     """A value larger than diskcache's in-database limit (32 KB) round-trips as text."""
     big = "x" * 100_000 + "ü"
     backend.set("big", big)
     assert backend.get("big") == big
 
 
-def test_async_twins(backend: Backend) -> None:
+def test_async_twins(backend: Store) -> None:
     """aget/aset/adelete/aclear behave like their sync twins."""
 
     async def scenario() -> None:

@@ -15,8 +15,8 @@ import pytest
 from pydantic import BaseModel, Field, field_validator
 
 from instructor_cache import CacheInfo, MemoryCache, instructor_cache
-from instructor_cache.backends import Backend
-from instructor_cache.backends._protocol import Sized
+from instructor_cache.backends import Store
+from instructor_cache.backends import SizedStore as Sized
 from tests import _value_space as space
 from tests.conftest import Clock, FakeLLM, UserDetail
 
@@ -57,7 +57,7 @@ def flavour(request: pytest.FixtureRequest) -> Flavour:
 
 
 def make_extract(
-    llm: FakeLLM, flavour: Flavour, backend: Backend | None, **options: Any
+    llm: FakeLLM, flavour: Flavour, backend: Store | None, **options: Any
 ) -> Callable[..., Any]:
     def extract(text: str, model: str = "gpt-4o-mini") -> UserDetail:
         return llm(text, model)
@@ -66,7 +66,7 @@ def make_extract(
     return decorate(flavour.define(extract))  # type: ignore[no-any-return]
 
 
-def test_second_call_is_a_hit(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+def test_second_call_is_a_hit(llm: FakeLLM, flavour: Flavour, backend: Store) -> None:
     """The second identical call returns an equal result without calling the function."""
     extract = make_extract(llm, flavour, backend)
     first = flavour.run(extract("Jason is 25"))
@@ -78,7 +78,7 @@ def test_second_call_is_a_hit(llm: FakeLLM, flavour: Flavour, backend: Backend) 
     assert info.currsize == (1 if isinstance(backend, Sized) else None)  # Redis does not count
 
 
-def test_hit_returns_a_new_instance(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+def test_hit_returns_a_new_instance(llm: FakeLLM, flavour: Flavour, backend: Store) -> None:
     """Mutating a returned result does not change what the next hit returns."""
     extract = make_extract(llm, flavour, backend)
     first = flavour.run(extract("Ann is 30"))
@@ -104,7 +104,7 @@ def test_hit_returns_a_new_instance(llm: FakeLLM, flavour: Flavour, backend: Bac
 def test_arguments_are_bound_to_the_signature(
     llm: FakeLLM,
     flavour: Flavour,
-    backend: Backend,
+    backend: Store,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
@@ -115,7 +115,7 @@ def test_arguments_are_bound_to_the_signature(
     assert len(llm.calls) == 1
 
 
-def test_different_arguments_miss(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+def test_different_arguments_miss(llm: FakeLLM, flavour: Flavour, backend: Store) -> None:
     """A different argument value is a different entry."""
     extract = make_extract(llm, flavour, backend)
     flavour.run(extract("Bo is 3"))
@@ -124,7 +124,7 @@ def test_different_arguments_miss(llm: FakeLLM, flavour: Flavour, backend: Backe
     assert len(llm.calls) == 3
 
 
-def test_exceptions_are_not_cached(flavour: Flavour, backend: Backend) -> None:
+def test_exceptions_are_not_cached(flavour: Flavour, backend: Store) -> None:
     """An exception propagates unchanged, and the next call runs the function again."""
     attempts: list[int] = []
 
@@ -142,7 +142,7 @@ def test_exceptions_are_not_cached(flavour: Flavour, backend: Backend) -> None:
     assert len(attempts) == 2
 
 
-def test_none_is_cached_as_a_value(flavour: Flavour, backend: Backend) -> None:
+def test_none_is_cached_as_a_value(flavour: Flavour, backend: Store) -> None:
     """A function returning None for an Optional model caches None, distinct from a miss."""
     calls: list[str] = []
 
@@ -157,7 +157,7 @@ def test_none_is_cached_as_a_value(flavour: Flavour, backend: Backend) -> None:
     assert cached.cache_info().hits == 1
 
 
-def test_schema_change_is_a_miss(flavour: Flavour, backend: Backend) -> None:
+def test_schema_change_is_a_miss(flavour: Flavour, backend: Store) -> None:
     """The same function returning a changed model never reads the old model's entry."""
 
     def define(model: type[BaseModel], age: int) -> Callable[..., Any]:
@@ -185,7 +185,7 @@ def test_schema_change_is_a_miss(flavour: Flavour, backend: Backend) -> None:
     assert flavour.run(old("a")).age == 1  # the old entry is still there for the old model
 
 
-def test_version_bump_is_a_miss(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+def test_version_bump_is_a_miss(llm: FakeLLM, flavour: Flavour, backend: Store) -> None:
     """Bumping ``version`` invalidates every earlier entry of the function."""
     v1 = make_extract(llm, flavour, backend, version="1")
     v2 = make_extract(llm, flavour, backend, version="2")
@@ -196,7 +196,7 @@ def test_version_bump_is_a_miss(llm: FakeLLM, flavour: Flavour, backend: Backend
     assert v1.cache_key("Al is 5") != v2.cache_key("Al is 5")
 
 
-def test_namespace_separates_entries(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+def test_namespace_separates_entries(llm: FakeLLM, flavour: Flavour, backend: Store) -> None:
     """Two namespaces on one backend never read each other's entries."""
     a = make_extract(llm, flavour, backend, namespace="team-a")
     b = make_extract(llm, flavour, backend, namespace="team-b")
@@ -211,7 +211,7 @@ def test_decorator_ttl_expires_entries(
 ) -> None:
     """An entry older than the decorator's ttl is a miss; a younger one is a hit."""
     if backend_kind.value == "memory":
-        backend: Backend = MemoryCache(timer=clock)
+        backend: Store = MemoryCache(timer=clock)
         ttl, wait = 60.0, clock.advance
     else:
         backend = disk()  # diskcache reads the wall clock: sleep briefly
@@ -253,7 +253,7 @@ def test_backend_ttl_applies_when_decorator_has_none(
     ids=["not-json", "old-schema", "future-format", "bare-value", "empty"],
 )
 def test_corrupt_entry_is_a_miss_and_is_replaced(
-    llm: FakeLLM, flavour: Flavour, backend: Backend, garbage: str
+    llm: FakeLLM, flavour: Flavour, backend: Store, garbage: str
 ) -> None:
     """Text that does not decode is counted as an error and a miss, and the function runs."""
     extract = make_extract(llm, flavour, backend)
@@ -268,7 +268,7 @@ def test_corrupt_entry_is_a_miss_and_is_replaced(
 
 
 def test_corrupt_entry_is_deleted_even_if_the_call_fails(
-    flavour: Flavour, backend: Backend
+    flavour: Flavour, backend: Store
 ) -> None:
     """An undecodable entry is removed although the function raised and stored nothing."""
 
@@ -282,7 +282,7 @@ def test_corrupt_entry_is_deleted_even_if_the_call_fails(
     assert backend.get(cached.cache_key("q")) is None
 
 
-def test_invalidate_removes_one_entry(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+def test_invalidate_removes_one_entry(llm: FakeLLM, flavour: Flavour, backend: Store) -> None:
     """invalidate() drops one call's entry and says whether there was one."""
     extract = make_extract(llm, flavour, backend)
     flavour.run(extract("Ed is 1"))
@@ -295,7 +295,7 @@ def test_invalidate_removes_one_entry(llm: FakeLLM, flavour: Flavour, backend: B
 
 
 def test_cache_clear_keeps_other_functions_entries(
-    llm: FakeLLM, flavour: Flavour, backend: Backend
+    llm: FakeLLM, flavour: Flavour, backend: Store
 ) -> None:
     """cache_clear() empties one function's entries in a shared backend and resets its stats."""
     first = make_extract(llm, flavour, backend)
@@ -314,7 +314,7 @@ def test_cache_clear_keeps_other_functions_entries(
     assert second.cache_info().hits == 1
 
 
-def test_refresh_overwrites_the_entry(flavour: Flavour, backend: Backend) -> None:
+def test_refresh_overwrites_the_entry(flavour: Flavour, backend: Store) -> None:
     """refresh() calls the function even on a hit and stores what it returns."""
     ages = iter(range(10, 20))
 
@@ -327,7 +327,7 @@ def test_refresh_overwrites_the_entry(flavour: Flavour, backend: Backend) -> Non
     assert flavour.run(cached("h")).age == 11
 
 
-def test_cache_if_false_returns_without_storing(flavour: Flavour, backend: Backend) -> None:
+def test_cache_if_false_returns_without_storing(flavour: Flavour, backend: Store) -> None:
     """A result the cache_if predicate rejects is returned but never stored."""
     calls: list[str] = []
 
@@ -343,7 +343,7 @@ def test_cache_if_false_returns_without_storing(flavour: Flavour, backend: Backe
 
 
 def test_sync_and_async_twins_without_code_fingerprint_share_keys(
-    llm: FakeLLM, backend: Backend
+    llm: FakeLLM, backend: Store
 ) -> None:
     """Given one ``name=`` and no code fingerprint, sync and async twins share entries."""
     options: dict[str, Any] = {
@@ -368,7 +368,7 @@ def test_sync_and_async_twins_without_code_fingerprint_share_keys(
     assert len(llm.calls) == 2
 
 
-def test_cache_info_is_shaped_like_functools(llm: FakeLLM, backend: Backend) -> None:
+def test_cache_info_is_shaped_like_functools(llm: FakeLLM, backend: Store) -> None:
     """cache_info() is a named tuple whose first four fields are functools'."""
     extract = make_extract(llm, Flavour("sync"), backend)
     extract("J is 1")
@@ -382,7 +382,7 @@ def test_cache_info_is_shaped_like_functools(llm: FakeLLM, backend: Backend) -> 
     assert time_saved >= 0
 
 
-def test_signature_and_wrapped_are_kept(llm: FakeLLM, flavour: Flavour, backend: Backend) -> None:
+def test_signature_and_wrapped_are_kept(llm: FakeLLM, flavour: Flavour, backend: Store) -> None:
     """The decorated function keeps its name, docstring, signature and __wrapped__."""
 
     def extract(text: str, model: str = "m") -> UserDetail:
@@ -399,7 +399,7 @@ def test_signature_and_wrapped_are_kept(llm: FakeLLM, flavour: Flavour, backend:
 
 
 def test_stacked_layers_are_independent(
-    llm: FakeLLM, flavour: Flavour, make_backend: Callable[..., Backend]
+    llm: FakeLLM, flavour: Flavour, make_backend: Callable[..., Store]
 ) -> None:
     """A memory layer over another backend serves hits first; each layer keeps its own stats."""
     outer_backend, inner_backend = MemoryCache(maxsize=10), make_backend()
@@ -503,7 +503,7 @@ def test_a_plain_self_needs_ignore() -> None:
 
 
 def test_refresh_and_invalidate_reach_the_layers_below(
-    flavour: Flavour, make_backend: Callable[..., Backend]
+    flavour: Flavour, make_backend: Callable[..., Store]
 ) -> None:
     """On stacked layers refresh() calls the function itself and invalidate() clears every layer."""
     ages = iter(range(100))
@@ -522,7 +522,7 @@ def test_refresh_and_invalidate_reach_the_layers_below(
 
 
 def test_stacked_layers_on_one_backend_keep_their_own_entries(
-    llm: FakeLLM, flavour: Flavour, backend: Backend
+    llm: FakeLLM, flavour: Flavour, backend: Store
 ) -> None:
     """Two layers sharing a backend have distinct keys; clearing the outer keeps the inner."""
 
@@ -540,7 +540,7 @@ def test_stacked_layers_on_one_backend_keep_their_own_entries(
 
 
 def test_refresh_that_stores_nothing_removes_the_old_entry(
-    flavour: Flavour, backend: Backend
+    flavour: Flavour, backend: Store
 ) -> None:
     """When cache_if rejects the refreshed result, the stale entry does not come back."""
     answers = iter([["a"], [], []])
@@ -554,7 +554,7 @@ def test_refresh_that_stores_nothing_removes_the_old_entry(
     assert flavour.run(cached("t")) == []
 
 
-def test_closures_from_one_factory_do_not_share_entries(flavour: Flavour, backend: Backend) -> None:
+def test_closures_from_one_factory_do_not_share_entries(flavour: Flavour, backend: Store) -> None:
     """Two closures with the same qualified name differ by their captured values."""
 
     def make_extractor(language: str) -> Callable[..., Any]:
@@ -569,7 +569,7 @@ def test_closures_from_one_factory_do_not_share_entries(flavour: Flavour, backen
     assert flavour.run(make_extractor("French")("hi")).name == "[French] hi"
 
 
-def test_a_bound_method_decorated_directly_is_keyed_by_its_instance(backend: Backend) -> None:
+def test_a_bound_method_decorated_directly_is_keyed_by_its_instance(backend: Store) -> None:
     """instructor_cache(obj.method) keys by obj; an instance with no stable encoding is refused."""
     from instructor_cache.errors import UnencodableArgumentError
 
@@ -603,7 +603,7 @@ class PythonOnly(BaseModel):
 
 
 def test_a_validator_raising_on_the_round_trip_never_loses_the_result(
-    flavour: Flavour, backend: Backend
+    flavour: Flavour, backend: Store
 ) -> None:
     """Whatever the write-time check raises, the caller gets the paid result, uncached."""
     calls: list[str] = []
@@ -636,7 +636,7 @@ class Reading(BaseModel):
 
 
 def test_an_entry_whose_validation_raises_anything_is_a_miss(
-    flavour: Flavour, backend: Backend, monkeypatch: pytest.MonkeyPatch
+    flavour: Flavour, backend: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stored entry that a changed validator rejects with any exception is recomputed."""
     values = iter([1, 5])
@@ -708,7 +708,7 @@ def test_async_cached_methods_stack() -> None:
 
 
 def test_cached_results_always_match_a_fresh_computation(
-    flavour: Flavour, backend: Backend
+    flavour: Flavour, backend: Store
 ) -> None:
     """Random calls with repeats over the value space and reordered ``**kwargs``: never wrong."""
     rng = random.Random(20261130)

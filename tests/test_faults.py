@@ -15,77 +15,17 @@ import pytest
 
 from instructor_cache import CircuitBreaker, DiskCache, instructor_cache
 from instructor_cache.errors import BackendError, ConfigurationError
+from tests._stores import AsyncDictStore, BrokenStore, DictStore, SwitchableStore
 from tests.conftest import Clock, FakeLLM, UserDetail
-
-
-class DictBackend:
-    """A minimal user backend: the Backend protocol exactly (no clear_prefix)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> bool:
-        return self.data.pop(key, None) is not None
-
-    def clear(self) -> None:
-        self.data.clear()
-
-    async def aget(self, key: str) -> str | None:
-        return self.get(key)
-
-    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
-        self.set(key, value, ttl)
-
-    async def adelete(self, key: str) -> bool:
-        return self.delete(key)
-
-    async def aclear(self) -> None:
-        self.clear()
-
-
-class BrokenBackend(DictBackend):
-    """A user-supplied backend whose every call raises, as a dead server's client would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attempts = 0
-
-    def _fail(self) -> None:
-        self.attempts += 1
-        raise ConnectionError("backend is down")
-
-    def get(self, key: str) -> str | None:
-        self._fail()
-        return None
-
-    def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self._fail()
-
-    def delete(self, key: str) -> bool:
-        self._fail()
-        return False
-
-    def clear(self) -> None:
-        self._fail()
-
-    def clear_prefix(self, prefix: str) -> int:
-        self._fail()
-        return 0
 
 
 def test_failing_backend_falls_back_to_the_function(
     llm: FakeLLM, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every call returns the right result; errors are counted and logged, rate-limited."""
-    backend = BrokenBackend()
+    backend = BrokenStore()
 
-    @instructor_cache(backend, ignore=("llm",))
+    @instructor_cache(backend, ignore=("llm",), circuit_breaker=CircuitBreaker(failures=1000))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -99,12 +39,17 @@ def test_failing_backend_falls_back_to_the_function(
     assert len(records) == 1
     assert "ConnectionError" in records[0].getMessage()
     assert "extract" in records[0].getMessage()
+    assert "get on BrokenStore()" in records[0].getMessage()  # names the operation
 
 
-def test_failing_backend_falls_back_for_async_functions(llm: FakeLLM) -> None:
-    """The async path absorbs the same failures."""
+@pytest.mark.parametrize("store", [BrokenStore, DictStore], ids=["native-async", "sync-only"])
+def test_failing_backend_falls_back_for_async_functions(llm: FakeLLM, store: type[Any]) -> None:
+    """The async path absorbs the same failures, natively or on the store's worker thread."""
+    backend = store()
+    if isinstance(backend, DictStore) and not isinstance(backend, BrokenStore):
+        backend.get = backend.set = _raise_connection_error  # type: ignore[method-assign]
 
-    @instructor_cache(BrokenBackend(), ignore=("llm",))
+    @instructor_cache(backend, ignore=("llm",), circuit_breaker=CircuitBreaker(failures=1000))
     async def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -115,37 +60,93 @@ def test_failing_backend_falls_back_for_async_functions(llm: FakeLLM) -> None:
     assert extract.cache_info().errors == 6
 
 
-def test_invalidate_on_a_dead_backend_says_so_and_clear_fails_open() -> None:
-    """invalidate() raises BackendError (the entry may remain); cache_clear() counts an error."""
+def _raise_connection_error(*args: Any) -> Any:
+    raise ConnectionError("store is down")
 
-    @instructor_cache(BrokenBackend())
+
+def test_a_users_failing_store_gets_the_default_breaker(llm: FakeLLM) -> None:
+    """Without circuit_breaker=, a store that fails 3 times running is skipped for a cooldown."""
+    backend = BrokenStore()
+
+    @instructor_cache(backend, ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    for _ in range(10):
+        assert extract("Q is 1") == UserDetail(name="Q", age=1)
+    assert backend.attempts == 3  # get, set, get: then the breaker opened
+    # 3 failures, the skipped set, then one error for each of the 8 calls bypassed whole
+    assert extract.cache_info().errors == 12
+
+
+def test_functions_over_one_store_share_its_breaker(llm: FakeLLM) -> None:
+    """Once one function has found the store dead, another does not pay to find out again."""
+    backend = BrokenStore()
+
+    @instructor_cache(backend, ignore=("llm",))
+    def first(text: str) -> UserDetail:
+        return llm(text)
+
+    @instructor_cache(backend, ignore=("llm",))
+    def second(text: str) -> UserDetail:
+        return llm(text)
+
+    first("Q is 1")
+    first("Q is 1")
+    attempts = backend.attempts
+    assert second("Q is 1") == UserDetail(name="Q", age=1)
+    assert backend.attempts == attempts  # skipped: the breaker is the store's
+
+
+def test_invalidate_and_clear_on_a_dead_backend_say_so() -> None:
+    """invalidate() and cache_clear() raise BackendError (entries may remain); stats are kept."""
+
+    @instructor_cache(BrokenStore())
     def extract(text: str) -> UserDetail:
         return UserDetail(name=text, age=0)
 
     with pytest.raises(BackendError, match=r"invalidate.*may still be there"):
         extract.invalidate("x")
     assert extract.cache_info().errors == 1
-    extract.cache_clear()  # logged and absorbed; it resets the statistics as functools' does
-    assert extract.cache_info().errors == 0
+    with pytest.raises(BackendError, match=r"cache_clear.*may still be there"):
+        extract.cache_clear()
+    assert extract.cache_info().errors == 2  # not reset: nothing was cleared
 
 
-def test_cache_clear_without_clear_prefix_removes_nothing_and_says_why(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A protocol-only backend cannot clear one function's entries: nothing goes; a log says why."""
-    backend = DictBackend()
+def test_async_functions_clear_with_an_awaitable_clear() -> None:
+    """``await fn.acache_clear()`` removes the function's entries through the async path."""
+    backend = AsyncDictStore()
+    backend.data["other"] = "kept"
 
     @instructor_cache(backend)
-    def extract(text: str) -> UserDetail:
+    async def extract(text: str) -> UserDetail:
         return UserDetail(name=text, age=0)
 
-    extract("a")
-    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
-        extract.cache_clear()
-    assert len(backend.data) == 1
-    assert any("clear_prefix" in r.getMessage() for r in caplog.records)
-    assert extract("a") == UserDetail(name="a", age=0)
-    assert extract.cache_info().hits == 1
+    async def scenario() -> None:
+        await extract("a")
+        assert len(backend.data) == 2
+        await extract.acache_clear()
+
+    asyncio.run(scenario())
+    assert backend.data == {"other": "kept"}
+    assert extract.cache_info() == extract.cache_info()._replace(hits=0, misses=0, errors=0)
+
+
+def test_store_without_clear_prefix_is_rejected_at_decoration() -> None:
+    """clear_prefix is required: without it cache_clear() could not work, so decorating fails."""
+
+    class NoPrefix:
+        def get(self, key: str) -> str | None:
+            return None
+
+        def set(self, key: str, value: str, ttl: float | None = None) -> None:
+            pass
+
+        def delete(self, key: str) -> bool:
+            return False
+
+    with pytest.raises(ConfigurationError, match="lacks clear_prefix"):
+        instructor_cache(NoPrefix())  # type: ignore[call-overload]
 
 
 def test_object_without_backend_methods_is_rejected_at_decoration() -> None:
@@ -219,9 +220,9 @@ def test_locked_database_never_freezes_the_app(
     """While another process locks the database calls stay fast; caching resumes after."""
     directory, process = lock_holder
     breaker = CircuitBreaker(failures=2, cooldown=0.5)
-    backend = disk(directory, circuit_breaker=breaker)  # timeout: sub-second, not 60 s
+    backend = disk(directory)  # timeout: sub-second, not 60 s
 
-    @instructor_cache(backend, ignore=("llm",))
+    @instructor_cache(backend, ignore=("llm",), circuit_breaker=breaker)
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -252,31 +253,12 @@ def test_locked_database_never_freezes_the_app(
     backend.close()
 
 
-class Toggle(BrokenBackend):
-    """A backend that fails while ``down`` is set, and otherwise stores in a dict."""
-
-    def __init__(self, breaker: CircuitBreaker) -> None:
-        super().__init__()
-        self.circuit_breaker = breaker
-        self.down = True
-        self.data: dict[str, str] = {}
-
-    def get(self, key: str) -> str | None:
-        if self.down:
-            self._fail()
-        return self.data.get(key)
-
-    def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        if self.down:
-            self._fail()
-        self.data[key] = value
-
-
 def test_breaker_skips_a_failing_backend_then_probes_it(llm: FakeLLM, clock: Clock) -> None:
     """After N failures the backend is not called until the cooldown passes; then it is again."""
-    backend = Toggle(CircuitBreaker(failures=3, cooldown=10, timer=clock))
+    backend = SwitchableStore(down=True)
+    breaker = CircuitBreaker(failures=3, cooldown=10, timer=clock)
 
-    @instructor_cache(backend, ignore=("llm",))
+    @instructor_cache(backend, ignore=("llm",), circuit_breaker=breaker)
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -300,29 +282,11 @@ def test_breaker_rejects_nonsense_settings(failures: int, cooldown: float) -> No
         CircuitBreaker(failures=failures, cooldown=cooldown)
 
 
-class SwitchableBackend(DictBackend):
-    """A backend that fails while ``down`` is set, so its breaker can be opened at will."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-        self.deletes = 0
-
-    def get(self, key: str) -> str | None:
-        if self.down:
-            raise ConnectionError("down")
-        return super().get(key)
-
-    def delete(self, key: str) -> bool:
-        self.deletes += 1
-        return super().delete(key)
-
-
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_refresh_and_invalidate_reach_the_backend_while_its_breaker_is_open(flavour: str) -> None:
     """Explicit calls are not skipped by an open breaker: the entry is replaced, then removed."""
-    backend = SwitchableBackend()
-    backend.circuit_breaker = CircuitBreaker(failures=1, cooldown=60)  # type: ignore[attr-defined]
+    backend = SwitchableStore()
+    breaker = CircuitBreaker(failures=1, cooldown=60)
     answers = iter(["old", "other", "new"])
 
     def extract(text: str) -> UserDetail:
@@ -331,7 +295,7 @@ def test_refresh_and_invalidate_reach_the_backend_while_its_breaker_is_open(flav
     async def extract_async(text: str) -> UserDetail:
         return extract(text)
 
-    cached = instructor_cache(backend, ignore=("answers",))(
+    cached = instructor_cache(backend, ignore=("answers",), circuit_breaker=breaker)(
         extract if flavour == "sync" else extract_async
     )
 
@@ -342,14 +306,15 @@ def test_refresh_and_invalidate_reach_the_backend_while_its_breaker_is_open(flav
     key = cached.cache_key("x")
     backend.down = True
     run(cached("y"))  # the failed read opens the breaker
-    assert backend.circuit_breaker.is_open  # type: ignore[attr-defined]
+    assert breaker.is_open
+    backend.down = False  # healthy again, but its breaker stays open for a minute
     assert run(cached.refresh("x")) == UserDetail(name="new", age=0)
     assert "new" in backend.data[key]
     assert run(cached.invalidate("x")) is True
     assert key not in backend.data
 
 
-class TornDownBackend(DictBackend):
+class TornDownBackend(AsyncDictStore):
     """An async backend whose calls die with their event loop, as tasks on a closed loop do."""
 
     async def aget(self, key: str) -> str | None:
@@ -362,13 +327,13 @@ class TornDownBackend(DictBackend):
 def test_calls_torn_down_with_their_event_loop_never_open_the_breaker() -> None:
     """Counted and logged, but a closed loop says nothing of the backend: the breaker stays shut."""
     backend = TornDownBackend()
-    backend.circuit_breaker = CircuitBreaker(failures=2, cooldown=60)  # type: ignore[attr-defined]
+    breaker = CircuitBreaker(failures=2, cooldown=60)
 
-    @instructor_cache(backend)
+    @instructor_cache(backend, circuit_breaker=breaker)
     async def extract(text: str) -> UserDetail:
         return UserDetail(name=text, age=0)
 
     for _ in range(5):
         asyncio.run(extract("x"))
-    assert not backend.circuit_breaker.is_open  # type: ignore[attr-defined]
+    assert not breaker.is_open
     assert extract.cache_info().errors == 10  # a failed read and write per call

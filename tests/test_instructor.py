@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from instructor_cache import instructor_cache
-from instructor_cache.backends import Backend
+from instructor_cache.backends import Store
 from tests._openai import httpx, tool_call_completion
 
 
@@ -49,7 +49,7 @@ def client(fake_openai: FakeOpenAI) -> Any:
     return instructor.from_openai(openai.OpenAI(api_key="test-key", http_client=http))
 
 
-def make_extract(client: Any, backend: Backend) -> Callable[..., UserDetail]:
+def make_extract(client: Any, backend: Store) -> Callable[..., UserDetail]:
     @instructor_cache(backend, ignore=("llm",))
     def extract(text: str, llm: Any, model: str = "gpt-4o-mini") -> UserDetail:
         result: UserDetail = llm.chat.completions.create(
@@ -63,7 +63,7 @@ def make_extract(client: Any, backend: Backend) -> Callable[..., UserDetail]:
 
 
 def test_instructor_results_are_cached(
-    client: Any, fake_openai: FakeOpenAI, backend: Backend
+    client: Any, fake_openai: FakeOpenAI, backend: Store
 ) -> None:
     """instructor's result (its own subclass of the model) is stored; a repeat sends nothing."""
     extract = make_extract(client, backend)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, 
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
 from instructor_cache._codec import FORMAT_VERSION, Codec, EncodeError
-from instructor_cache.backends import Backend
+from instructor_cache.backends import Store
 from instructor_cache.errors import (
     ConfigurationError,
     UncacheableFunctionError,
@@ -601,7 +601,7 @@ def test_a_planted_duration_cannot_make_time_saved_meaningless(
     disk: Callable[..., DiskCache],
 ) -> None:
     """A hit counts between 0 and a day as saved, whatever duration its entry claims."""
-    backend: Backend = MemoryCache() if kind == "memory" else disk()
+    backend: Store = MemoryCache() if kind == "memory" else disk()
     calls: list[str] = []
 
     @instructor_cache(backend)

@@ -1,10 +1,59 @@
-"""Storage backends: anything with the ``Backend`` methods can hold a cache."""
+"""Stores: anything with the ``Store`` methods can hold a cache.
 
-from instructor_cache.backends._contract import Store
-from instructor_cache.backends._protocol import Backend
-from instructor_cache.backends.disk import DiskCache
+``DiskCache`` and ``RedisCache`` are imported on first use, so that
+``import instructor_cache`` does not load diskcache or the Redis client
+for a user who caches in memory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from instructor_cache.backends._contract import (
+    AsyncBulkStore,
+    AsyncReadsWithTTL,
+    AsyncStore,
+    BulkStore,
+    ClosableStore,
+    ReadsWithTTL,
+    SizedStore,
+    Store,
+)
 from instructor_cache.backends.memory import MemoryCache
-from instructor_cache.backends.redis import RedisCache
 from instructor_cache.backends.tiered import TieredCache
 
-__all__ = ["Backend", "DiskCache", "MemoryCache", "RedisCache", "Store", "TieredCache"]
+if TYPE_CHECKING:
+    from instructor_cache.backends.disk import DiskCache
+    from instructor_cache.backends.redis import RedisCache
+
+__all__ = [
+    "AsyncBulkStore",
+    "AsyncReadsWithTTL",
+    "AsyncStore",
+    "BulkStore",
+    "ClosableStore",
+    "DiskCache",
+    "MemoryCache",
+    "ReadsWithTTL",
+    "RedisCache",
+    "SizedStore",
+    "Store",
+    "TieredCache",
+]
+
+_LAZY = {
+    "DiskCache": "instructor_cache.backends.disk",
+    "RedisCache": "instructor_cache.backends.redis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a heavy store's module when its class is first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

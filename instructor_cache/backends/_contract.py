@@ -45,6 +45,7 @@ __all__ = [
     "AsyncReadsWithTTL",
     "AsyncStore",
     "BulkStore",
+    "ClosableStore",
     "ReadsWithTTL",
     "SizedStore",
     "Store",
@@ -113,6 +114,13 @@ class AsyncBulkStore(Protocol):
 
     async def aget_many(self, keys: Sequence[str]) -> list[str | None]: ...
     async def aset_many(self, items: Mapping[str, str], ttl: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class ClosableStore(Protocol):
+    """Holds connections or files that ``close()`` releases (a tiered store closes its tiers)."""
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable

@@ -1,0 +1,38 @@
+"""The library's logger, and a warning that a failing store cannot turn into a flood."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+__all__ = ["RateLimitedLog", "logger"]
+
+logger = logging.getLogger("instructor_cache")
+
+
+class RateLimitedLog:
+    """Logs a warning at most once per ``interval`` seconds, counting what it held back."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: Any, exc_info: BaseException | None = None) -> None:
+        now = time.monotonic()
+        if now < self._next:  # the common case while a store is down: no lock
+            self._suppressed += 1  # a lost increment only undercounts the note
+            return
+        with self._lock:
+            if now < self._next:
+                self._suppressed += 1
+                return
+            self._next = now + self._interval
+            suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            message += " (%d similar messages suppressed)"
+            args = (*args, suppressed)
+        logger.warning(message, *args, exc_info=exc_info)

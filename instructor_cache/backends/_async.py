@@ -1,0 +1,192 @@
+"""The async adapter: every store gets the full sync and async surface, chosen once.
+
+For each operation the guard may need, ``adapt`` picks, when a function is
+decorated, how to run it:
+
+- native: the store's own ``a``-method (Redis's event-loop client; a memory
+  store's, which nothing makes wait, so it runs inline in the caller's loop);
+- worker thread: a store without async twins blocks on I/O (SQLite, a
+  user's client), so its sync method runs on a thread that belongs to the
+  store and the event loop is never blocked;
+- fallback for an optional capability the store lacks: ``get_many`` and
+  ``set_many`` become one call per key; ``get_with_ttl`` is absent (``None``),
+  which tiers read as "cannot tell" and do not backfill from.
+
+So a user's blocking store gets async for free, and the guard and the
+drivers never ask a store what it can do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from instructor_cache.backends._contract import (
+    AsyncBulkStore,
+    AsyncReadsWithTTL,
+    AsyncStore,
+    BulkStore,
+    ReadsWithTTL,
+    SizedStore,
+    Store,
+)
+
+__all__ = ["Adapted", "adapt", "in_worker"]
+
+T = TypeVar("T")
+Entry = tuple[str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Adapted:
+    """A store's operations, each resolved to a callable the guard calls without asking."""
+
+    store: Store
+    get: Callable[[str], str | None]
+    set: Callable[[str, str, float | None], None]
+    delete: Callable[[str], bool]
+    clear_prefix: Callable[[str], int]
+    get_many: Callable[[Sequence[str]], list[str | None]]
+    set_many: Callable[[Mapping[str, str], float | None], None]
+    aget: Callable[[str], Awaitable[str | None]]
+    aset: Callable[[str, str, float | None], Awaitable[None]]
+    adelete: Callable[[str], Awaitable[bool]]
+    aclear_prefix: Callable[[str], Awaitable[int]]
+    aget_many: Callable[[Sequence[str]], Awaitable[list[str | None]]]
+    aset_many: Callable[[Mapping[str, str], float | None], Awaitable[None]]
+    # None where the store cannot tell an entry's remaining TTL in its read.
+    get_with_ttl: Callable[[str], Entry | None] | None
+    aget_with_ttl: Callable[[str], Awaitable[Entry | None]] | None
+    sized: SizedStore | None
+
+
+def adapt(store: Store) -> Adapted:
+    """Resolve every operation of ``store`` once: native, on its worker thread, or a fallback."""
+    native = isinstance(store, AsyncStore)
+    get_many: Callable[[Sequence[str]], list[str | None]]
+    set_many: Callable[[Mapping[str, str], float | None], None]
+    aget_many: Callable[[Sequence[str]], Awaitable[list[str | None]]]
+    aset_many: Callable[[Mapping[str, str], float | None], Awaitable[None]]
+    if isinstance(store, BulkStore):
+        get_many, set_many = store.get_many, store.set_many
+    else:
+        get_many, set_many = _one_by_one(store)
+    with_ttl = store.get_with_ttl if isinstance(store, ReadsWithTTL) else None
+
+    def threaded(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+        async def in_thread(*args: Any) -> T:
+            return await in_worker(store, fn, *args)
+
+        return in_thread
+
+    aget_with_ttl: Callable[[str], Awaitable[Entry | None]] | None = None
+    if isinstance(store, AsyncReadsWithTTL):
+        aget_with_ttl = store.aget_with_ttl
+    elif with_ttl is not None:
+        aget_with_ttl = threaded(with_ttl)
+    if isinstance(store, AsyncBulkStore):
+        aget_many, aset_many = store.aget_many, store.aset_many
+    elif native and not isinstance(store, BulkStore):
+        aget_many, aset_many = _one_by_one_async(store)  # type: ignore[arg-type]  # native: an AsyncStore
+    else:
+        aget_many, aset_many = threaded(get_many), threaded(set_many)
+    if native:
+        aget, aset = store.aget, store.aset  # type: ignore[attr-defined]  # AsyncStore
+        adelete, aclear_prefix = store.adelete, store.aclear_prefix  # type: ignore[attr-defined]
+    else:
+        aget, aset = threaded(store.get), threaded(store.set)
+        adelete, aclear_prefix = threaded(store.delete), threaded(store.clear_prefix)
+    return Adapted(
+        store=store,
+        get=store.get,
+        set=store.set,
+        delete=store.delete,
+        clear_prefix=store.clear_prefix,
+        get_many=get_many,
+        set_many=set_many,
+        aget=aget,
+        aset=aset,
+        adelete=adelete,
+        aclear_prefix=aclear_prefix,
+        aget_many=aget_many,
+        aset_many=aset_many,
+        get_with_ttl=with_ttl,
+        aget_with_ttl=aget_with_ttl,
+        sized=_sized(store),
+    )
+
+
+def _sized(store: Store) -> SizedStore | None:
+    try:  # the check reads ``maxsize``, which a store may compute by asking its server
+        return store if isinstance(store, SizedStore) else None
+    except Exception:  # noqa: BLE001  (then it cannot tell its size: None, as documented)
+        return None
+
+
+def _one_by_one(
+    store: Store,
+) -> tuple[
+    Callable[[Sequence[str]], list[str | None]], Callable[[Mapping[str, str], float | None], None]
+]:
+    def get_many(keys: Sequence[str]) -> list[str | None]:
+        return [store.get(key) for key in keys]
+
+    def set_many(items: Mapping[str, str], ttl: float | None) -> None:
+        for key, value in items.items():
+            store.set(key, value, ttl)
+
+    return get_many, set_many
+
+
+def _one_by_one_async(
+    store: AsyncStore,
+) -> tuple[
+    Callable[[Sequence[str]], Awaitable[list[str | None]]],
+    Callable[[Mapping[str, str], float | None], Awaitable[None]],
+]:
+    async def aget_many(keys: Sequence[str]) -> list[str | None]:
+        return list(await asyncio.gather(*(store.aget(key) for key in keys)))
+
+    async def aset_many(items: Mapping[str, str], ttl: float | None) -> None:
+        await asyncio.gather(*(store.aset(key, value, ttl) for key, value in items.items()))
+
+    return aget_many, aset_many
+
+
+# One worker thread per store, shared by every function decorated over it:
+# a store whose connections are per thread (SQLite's) then holds one more
+# connection, not one per function. A store that cannot be weakly referenced
+# gets a worker per adapter.
+_workers: weakref.WeakKeyDictionary[object, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
+_workers_lock = threading.Lock()
+_unshared: dict[int, ThreadPoolExecutor] = {}
+
+
+async def in_worker(store: object, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on ``store``'s worker thread, awaited without blocking the loop."""
+    return await asyncio.get_running_loop().run_in_executor(_worker_of(store), fn, *args)
+
+
+def _worker_of(store: object) -> ThreadPoolExecutor:
+    try:
+        worker = _workers.get(store)
+    except TypeError:  # not weakly referenceable
+        worker = _unshared.get(id(store))
+    if worker is not None:
+        return worker
+    with _workers_lock:
+        name = f"instructor_cache-{type(store).__name__}"
+        try:
+            worker = _workers.get(store)
+            if worker is None:
+                worker = _workers[store] = ThreadPoolExecutor(1, thread_name_prefix=name)
+        except TypeError:
+            worker = _unshared.get(id(store))
+            if worker is None:
+                worker = _unshared[id(store)] = ThreadPoolExecutor(1, thread_name_prefix=name)
+    return worker

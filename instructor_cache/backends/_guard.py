@@ -1,0 +1,355 @@
+"""The guard: where a store's failures become misses and skipped writes, and nowhere else.
+
+A cache is an optimisation: when the disk is full or Redis is down, the
+caller must still get the function's result. Every operation a decorated
+call makes goes through a ``Guard``, which counts the failure, logs it
+(rate-limited, naming the operation, so a dead store does not flood the
+log) and answers as if the entry were absent. The guard is also the one
+owner of the circuit breaker: a store that keeps failing is skipped for a
+cooldown instead of costing its timeout on every call. Stores only raise.
+
+The explicit operations a user asks for (``invalidate``, ``cache_clear``)
+are the exception: they raise ``BackendError``, since a caller who removes
+an entry relies on it being gone.
+
+``Exception`` is caught on purpose: a user's store may raise anything, and
+none of it may reach the caller. ``BaseException`` (``KeyboardInterrupt``,
+``asyncio.CancelledError``) still propagates. The sync and async halves are
+written side by side and changed together.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+
+from instructor_cache._breaker import CircuitBreaker
+from instructor_cache._log import RateLimitedLog
+from instructor_cache._stats import CacheInfo, Stats
+from instructor_cache.backends._async import Adapted, Entry
+from instructor_cache.errors import BackendError, ConfigurationError, CorruptEntryError
+
+__all__ = ["Guard", "breaker_for"]
+
+_breakers: weakref.WeakKeyDictionary[object, CircuitBreaker] = weakref.WeakKeyDictionary()
+_breakers_lock = threading.Lock()
+
+
+def breaker_for(store: object) -> CircuitBreaker:
+    """The circuit breaker of ``store``, shared by every function decorated over it.
+
+    A dead Redis is dead for all of them: the second function need not pay
+    three timeouts of its own to find out.
+    """
+    with _breakers_lock:
+        try:
+            breaker = _breakers.get(store)
+            if breaker is None:
+                breaker = _breakers[store] = CircuitBreaker()
+        except TypeError:  # not weakly referenceable: a breaker of its own
+            breaker = CircuitBreaker()
+    return breaker
+
+
+class Guard:
+    """One store as one decorated function (or one tier of it) uses it: failing open."""
+
+    __slots__ = ("_log", "_name", "_ops", "_stats", "breaker", "store")
+
+    def __init__(self, ops: Adapted, stats: Stats, name: str, breaker: CircuitBreaker) -> None:
+        self._ops = ops
+        self.store = ops.store
+        self._stats = stats
+        self._name = name
+        self.breaker = breaker
+        self._log = RateLimitedLog()
+
+    @property
+    def reads_ttl(self) -> bool:
+        """Whether a read can tell how long its entry has left (for tiers' backfill)."""
+        return self._ops.get_with_ttl is not None
+
+    # -- bookkeeping -------------------------------------------------------------
+
+    def failed(self, operation: str, exc: BaseException, *, unhealthy: bool = True) -> None:
+        """Count and log one failure; ``unhealthy`` ones also count towards the breaker.
+
+        A call torn down with its event loop (a task left on a loop closed by
+        ``loop.close()``, finalised later) says nothing of the store's
+        health: it must not open the breaker for every healthy caller.
+        """
+        if unhealthy and not _torn_down_with_its_loop(exc):
+            self.breaker.failed()
+        self._stats.error()
+        self._log.warning(
+            "instructor_cache: %s on %r failed for %s, calling the function instead: %s: %s",
+            operation,
+            self.store,
+            self._name,
+            type(exc).__name__,
+            exc,
+        )
+
+    def bypassing(self) -> bool:
+        """Whether the breaker is open now; if so, count this call as a skipped one.
+
+        The drivers ask first, so that a call on a dead store does not even
+        build its key.
+        """
+        breaker = self.breaker
+        if breaker.open_until and breaker.is_open:
+            self._skipped_while_open("call")
+            return True
+        return False
+
+    def _skipped(self, operation: str) -> bool:
+        """Whether the breaker turns this operation away; a skipped operation is an error."""
+        if self.breaker.allow():
+            return False
+        self._skipped_while_open(operation)
+        return True
+
+    def _skipped_while_open(self, operation: str) -> None:
+        self._stats.error()
+        self._log.warning(
+            "instructor_cache: skipping %s on %r for %s: the store keeps failing, so it is "
+            "left alone for %.1f s (%r)",
+            operation,
+            self.store,
+            self._name,
+            self.breaker.cooldown,
+            self.breaker,
+        )
+
+    def _succeeded(self) -> None:
+        breaker = self.breaker
+        if breaker.consecutive:
+            breaker.succeeded()
+
+    def _write_failed(self, operation: str, exc: Exception) -> None:
+        # A misconfiguration says nothing about the store's health: no breaker.
+        self.failed(operation, exc, unhealthy=not isinstance(exc, ConfigurationError))
+
+    def _read_failed(self, exc: Exception) -> bool:
+        """Record a failed read; ``True`` when the entry itself is bad and should go."""
+        corrupt = isinstance(exc, CorruptEntryError)  # bad data, not a failing store
+        self.failed("get", exc, unhealthy=not corrupt)
+        return corrupt
+
+    def _unreachable(self, operation: str, exc: Exception) -> BackendError:
+        if not isinstance(exc, ConfigurationError):
+            self.breaker.failed()
+        self._stats.error()
+        return BackendError(
+            f"{operation} on {self.store!r} failed for {self._name}, so the entries may "
+            f"still be there: {type(exc).__name__}: {exc}"
+        )
+
+    # -- reads: the hit path, so the breaker costs one attribute test when closed --
+
+    def get(self, key: str) -> str | None:
+        if self.breaker.open_until and self._skipped("get"):
+            return None
+        try:
+            text = self._ops.get(key)
+        except Exception as exc:  # noqa: BLE001  (see the module docstring)
+            if self._read_failed(exc):
+                self.delete(key)
+            return None
+        if self.breaker.consecutive:
+            self.breaker.succeeded()
+        return text
+
+    async def aget(self, key: str) -> str | None:
+        if self.breaker.open_until and self._skipped("get"):
+            return None
+        try:
+            text = await self._ops.aget(key)
+        except Exception as exc:  # noqa: BLE001
+            if self._read_failed(exc):
+                await self.adelete(key)
+            return None
+        if self.breaker.consecutive:
+            self.breaker.succeeded()
+        return text
+
+    def get_with_ttl(self, key: str) -> Entry | None:
+        """The entry and its remaining TTL, for a store that ``reads_ttl`` (tiers ask once)."""
+        read = self._ops.get_with_ttl
+        if read is None or self._skipped("get"):
+            return None
+        try:
+            entry = read(key)
+        except Exception as exc:  # noqa: BLE001
+            if self._read_failed(exc):
+                self.delete(key)
+            return None
+        self._succeeded()
+        return entry
+
+    async def aget_with_ttl(self, key: str) -> Entry | None:
+        read = self._ops.aget_with_ttl
+        if read is None or self._skipped("get"):
+            return None
+        try:
+            entry = await read(key)
+        except Exception as exc:  # noqa: BLE001
+            if self._read_failed(exc):
+                await self.adelete(key)
+            return None
+        self._succeeded()
+        return entry
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys or self._skipped("get_many"):
+            return [None] * len(keys)
+        try:
+            texts = self._ops.get_many(keys)
+        except Exception as exc:  # noqa: BLE001
+            self.failed("get_many", exc, unhealthy=not isinstance(exc, CorruptEntryError))
+            return [None] * len(keys)
+        self._succeeded()
+        return texts
+
+    async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys or self._skipped("get_many"):
+            return [None] * len(keys)
+        try:
+            texts = await self._ops.aget_many(keys)
+        except Exception as exc:  # noqa: BLE001
+            self.failed("get_many", exc, unhealthy=not isinstance(exc, CorruptEntryError))
+            return [None] * len(keys)
+        self._succeeded()
+        return texts
+
+    # -- writes ------------------------------------------------------------------
+    # ``explicit``: a write the user asked for (refresh), which goes to the
+    # store even while the breaker is open, paying its timeout at most.
+
+    def set(self, key: str, value: str, ttl: float | None, *, explicit: bool = False) -> None:
+        if explicit or not self._skipped("set"):
+            try:
+                self._ops.set(key, value, ttl)
+            except Exception as exc:  # noqa: BLE001
+                self._write_failed("set", exc)
+            else:
+                self._succeeded()
+
+    async def aset(
+        self, key: str, value: str, ttl: float | None, *, explicit: bool = False
+    ) -> None:
+        if explicit or not self._skipped("set"):
+            try:
+                await self._ops.aset(key, value, ttl)
+            except Exception as exc:  # noqa: BLE001
+                self._write_failed("set", exc)
+            else:
+                self._succeeded()
+
+    def set_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        if items and not self._skipped("set_many"):
+            try:
+                self._ops.set_many(items, ttl)
+            except Exception as exc:  # noqa: BLE001
+                self._write_failed("set_many", exc)
+            else:
+                self._succeeded()
+
+    async def aset_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        if items and not self._skipped("set_many"):
+            try:
+                await self._ops.aset_many(items, ttl)
+            except Exception as exc:  # noqa: BLE001
+                self._write_failed("set_many", exc)
+            else:
+                self._succeeded()
+
+    def delete(self, key: str, *, explicit: bool = False) -> bool:
+        if explicit or not self._skipped("delete"):
+            try:
+                deleted = bool(self._ops.delete(key))
+            except Exception as exc:  # noqa: BLE001
+                self._write_failed("delete", exc)
+            else:
+                self._succeeded()
+                return deleted
+        return False
+
+    async def adelete(self, key: str, *, explicit: bool = False) -> bool:
+        if explicit or not self._skipped("delete"):
+            try:
+                deleted = bool(await self._ops.adelete(key))
+            except Exception as exc:  # noqa: BLE001
+                self._write_failed("delete", exc)
+            else:
+                self._succeeded()
+                return deleted
+        return False
+
+    # -- explicit operations: whatever the breaker says, and they raise ------------
+
+    def invalidate(self, key: str) -> bool:
+        """Delete ``key``; raise ``BackendError`` if that failed (a silent ``False`` would lie)."""
+        try:
+            deleted = bool(self._ops.delete(key))
+        except Exception as exc:
+            raise self._unreachable("invalidate", exc) from exc
+        self._succeeded()
+        return deleted
+
+    async def ainvalidate(self, key: str) -> bool:
+        try:
+            deleted = bool(await self._ops.adelete(key))
+        except Exception as exc:
+            raise self._unreachable("invalidate", exc) from exc
+        self._succeeded()
+        return deleted
+
+    def clear_prefix(self, prefix: str) -> int:
+        """Remove the keys under ``prefix``; raise ``BackendError`` if the store failed."""
+        try:
+            removed = int(self._ops.clear_prefix(prefix))
+        except Exception as exc:
+            raise self._unreachable("cache_clear", exc) from exc
+        self._succeeded()
+        return removed
+
+    async def aclear_prefix(self, prefix: str) -> int:
+        try:
+            removed = int(await self._ops.aclear_prefix(prefix))
+        except Exception as exc:
+            raise self._unreachable("cache_clear", exc) from exc
+        self._succeeded()
+        return removed
+
+    # -- cache_info ----------------------------------------------------------------
+
+    def size(self) -> tuple[int | None, int | None]:
+        """The store's ``(maxsize, currsize)``, ``None`` where it cannot tell.
+
+        Asking is not using the cache, so a failure here is not counted.
+        """
+        sized = self._ops.sized
+        if sized is None:
+            return None, None
+        try:
+            maxsize = sized.maxsize
+        except Exception:  # noqa: BLE001  (a property that asks an unreachable server)
+            maxsize = None
+        try:
+            currsize: int | None = len(sized)
+        except Exception:  # noqa: BLE001  (unreachable)
+            currsize = None
+        return (maxsize if isinstance(maxsize, int) else None), currsize
+
+    def tier_infos(self) -> tuple[CacheInfo, ...]:
+        """A single store has no tiers."""
+        return ()
+
+
+_LOOP_TEARDOWN = ("GeneratorExit", "no running event loop", "Event loop is closed")
+
+
+def _torn_down_with_its_loop(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _LOOP_TEARDOWN)

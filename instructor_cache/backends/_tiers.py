@@ -1,0 +1,256 @@
+"""L1 -> L2 -> L3 as a composition of guarded stores: read through with backfill, write through.
+
+Each tier is a ``Guard`` of its own, with its own statistics and its
+store's circuit breaker, so a failing tier is skipped, counted and logged
+while the others still serve; tiers never raise for a tier's failure
+(except the explicit ``invalidate`` and ``clear_prefix``, which try every
+tier and then report what failed).
+
+A hit in a lower tier is copied into the faster tiers above it with the
+entry's remaining TTL, read in the same round trip (``get_with_ttl``). A
+tier whose store cannot tell it is read with ``get`` and never copied up:
+the copy could outlive the original. ``compose`` logs that once.
+
+Writes go to every tier in order, fastest first, in the sync and the async
+driver alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from instructor_cache._log import logger
+from instructor_cache._stats import CacheInfo, Stats
+from instructor_cache.backends._async import adapt
+from instructor_cache.backends._contract import Store
+from instructor_cache.backends._guard import Guard, breaker_for
+from instructor_cache.errors import BackendError
+
+__all__ = ["Tiers", "guarded_tiers"]
+
+
+class Tiers:
+    """Guarded tiers, fastest first, used as one guarded store."""
+
+    __slots__ = ("_first", "_first_hit", "_first_miss", "_lower", "_stats", "guards")
+
+    def __init__(self, guards: Sequence[Guard], stats: Sequence[Stats]) -> None:
+        self.guards = tuple(guards)
+        self._stats = tuple(stats)
+        # (level, guard, stats, whether its reads tell the remaining TTL)
+        self._lower = tuple(
+            (level, guard, self._stats[level], guard.reads_ttl)
+            for level, guard in enumerate(self.guards)
+            if level
+        )
+        self._first = self.guards[0].get
+        self._first_hit, self._first_miss = self._stats[0].hit, self._stats[0].miss
+
+    def bypassing(self) -> bool:
+        """Never as a whole: each tier's breaker is its own, and the fastest rarely fails."""
+        return False
+
+    # -- reads -------------------------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        text = self._first(key)  # an L1 hit, the common case, in the fewest steps
+        if text is not None:
+            self._first_hit(0.0)
+            return text
+        self._first_miss()
+        for level, guard, stats, reads_ttl in self._lower:
+            if reads_ttl:
+                entry = guard.get_with_ttl(key)
+                if entry is not None:
+                    stats.hit(0.0)
+                    text, ttl = entry
+                    if ttl is None or ttl > 0:
+                        for upper in self.guards[:level]:
+                            upper.set(key, text, ttl)
+                    return text
+            else:
+                text = guard.get(key)
+                if text is not None:
+                    stats.hit(0.0)
+                    return text
+            stats.miss()
+        return None
+
+    async def aget(self, key: str) -> str | None:
+        text = await self.guards[0].aget(key)
+        if text is not None:
+            self._first_hit(0.0)
+            return text
+        self._first_miss()
+        for level, guard, stats, reads_ttl in self._lower:
+            if reads_ttl:
+                entry = await guard.aget_with_ttl(key)
+                if entry is not None:
+                    stats.hit(0.0)
+                    text, ttl = entry
+                    if ttl is None or ttl > 0:
+                        for upper in self.guards[:level]:
+                            await upper.aset(key, text, ttl)
+                    return text
+            else:
+                text = await guard.aget(key)
+                if text is not None:
+                    stats.hit(0.0)
+                    return text
+            stats.miss()
+        return None
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Each tier is asked once, for what the faster tiers missed; hits are copied up."""
+        found: list[str | None] = [None] * len(keys)
+        wanted = list(range(len(keys)))
+        for level, guard in enumerate(self.guards):
+            texts = guard.get_many([keys[i] for i in wanted])
+            wanted = self._sort(level, keys, wanted, texts, found)
+            if not wanted:
+                break
+        return found
+
+    async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
+        found: list[str | None] = [None] * len(keys)
+        wanted = list(range(len(keys)))
+        for level, guard in enumerate(self.guards):
+            texts = await guard.aget_many([keys[i] for i in wanted])
+            wanted = self._sort(level, keys, wanted, texts, found)
+            if not wanted:
+                break
+        return found
+
+    def _sort(
+        self,
+        level: int,
+        keys: Sequence[str],
+        wanted: list[int],
+        texts: list[str | None],
+        found: list[str | None],
+    ) -> list[int]:
+        """Record one tier's answers; return the positions still missing.
+
+        Bulk hits from a lower tier are not copied up: a bulk read does not
+        tell remaining TTLs, and a copy must not outlive its original.
+        """
+        stats, missing = self._stats[level], []
+        for position, text in zip(wanted, texts, strict=True):
+            if text is None:
+                stats.miss()
+                missing.append(position)
+            else:
+                stats.hit(0.0)
+                found[position] = text
+        return missing
+
+    # -- writes ------------------------------------------------------------------
+
+    def set(self, key: str, value: str, ttl: float | None, *, explicit: bool = False) -> None:
+        for guard in self.guards:
+            guard.set(key, value, ttl, explicit=explicit)
+
+    async def aset(
+        self, key: str, value: str, ttl: float | None, *, explicit: bool = False
+    ) -> None:
+        for guard in self.guards:
+            await guard.aset(key, value, ttl, explicit=explicit)
+
+    def set_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        for guard in self.guards:
+            guard.set_many(items, ttl)
+
+    async def aset_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        for guard in self.guards:
+            await guard.aset_many(items, ttl)
+
+    def delete(self, key: str, *, explicit: bool = False) -> bool:
+        return any([guard.delete(key, explicit=explicit) for guard in self.guards])  # noqa: C419  (every tier)
+
+    async def adelete(self, key: str, *, explicit: bool = False) -> bool:
+        deleted = False
+        for guard in self.guards:
+            deleted = await guard.adelete(key, explicit=explicit) or deleted
+        return deleted
+
+    # -- explicit operations: every tier is tried, then failures are reported ------
+
+    def invalidate(self, key: str) -> bool:
+        deleted, failures = False, []
+        for guard in self.guards:
+            try:
+                deleted = guard.invalidate(key) or deleted
+            except BackendError as exc:  # noqa: PERF203  (every tier must be tried)
+                failures.append(exc)
+        _raise_first(failures)
+        return deleted
+
+    async def ainvalidate(self, key: str) -> bool:
+        deleted, failures = False, []
+        for guard in self.guards:
+            try:
+                deleted = await guard.ainvalidate(key) or deleted
+            except BackendError as exc:  # noqa: PERF203  (every tier must be tried)
+                failures.append(exc)
+        _raise_first(failures)
+        return deleted
+
+    def clear_prefix(self, prefix: str) -> int:
+        """Clear every tier; the count is the largest tier's (entries, not copies)."""
+        removed, failures = 0, []
+        for guard in self.guards:
+            try:
+                removed = max(removed, guard.clear_prefix(prefix))
+            except BackendError as exc:  # noqa: PERF203  (every tier must be tried)
+                failures.append(exc)
+        _raise_first(failures)
+        return removed
+
+    async def aclear_prefix(self, prefix: str) -> int:
+        removed, failures = 0, []
+        for guard in self.guards:
+            try:
+                removed = max(removed, await guard.aclear_prefix(prefix))
+            except BackendError as exc:  # noqa: PERF203  (every tier must be tried)
+                failures.append(exc)
+        _raise_first(failures)
+        return removed
+
+    # -- cache_info ----------------------------------------------------------------
+
+    def size(self) -> tuple[int | None, int | None]:
+        """The fastest tier's, which bounds what a hit costs least."""
+        return self.guards[0].size()
+
+    def tier_infos(self) -> tuple[CacheInfo, ...]:
+        """One ``CacheInfo`` per tier, in tier order."""
+        return tuple(
+            stats.info(*guard.size()) for stats, guard in zip(self._stats, self.guards, strict=True)
+        )
+
+
+def _raise_first(failures: list[BackendError]) -> None:
+    if failures:
+        if len(failures) > 1:
+            raise BackendError("; ".join(map(str, failures))) from failures[0]
+        raise failures[0]
+
+
+def guarded_tiers(tiers: Sequence[Store], name: str) -> Tiers:
+    """Each tier adapted and guarded on its own, counted for ``name`` (one function)."""
+    stats = [Stats() for _ in tiers]
+    guards = [
+        Guard(adapt(tier), tier_stats, f"{name} tier {level + 1}", breaker_for(tier))
+        for level, (tier, tier_stats) in enumerate(zip(tiers, stats, strict=True))
+    ]
+    for level, guard in enumerate(guards[1:], start=2):
+        if not guard.reads_ttl:
+            logger.warning(
+                "instructor_cache: tier %d of %s, %r, cannot tell an entry's remaining TTL "
+                "(it has no get_with_ttl), so its hits are served but never copied to the "
+                "faster tiers above it",
+                level,
+                name,
+                guard.store,
+            )
+    return Tiers(guards, stats)
