@@ -61,10 +61,10 @@ class CachedFunction(Protocol[P, R_co]):
         """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
 
     def cache_clear(self) -> None:
-        """Remove this function's entries (others' in a shared backend stay) and reset stats."""
+        """Remove this function's entries (others' in a shared store stay) and reset stats."""
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The exact key under which the backend stores this call's result."""
+        """The exact key under which the store keeps this call's result."""
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete this call's entry; ``True`` if there was one."""
@@ -93,10 +93,10 @@ class AsyncCachedFunction(Protocol[P, R_co]):
         """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
 
     def cache_clear(self) -> None:
-        """Remove this function's entries (others' in a shared backend stay) and reset stats."""
+        """Remove this function's entries (others' in a shared store stay) and reset stats."""
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The exact key under which the backend stores this call's result."""
+        """The exact key under which the store keeps this call's result."""
 
     async def acache_clear(self) -> None:
         """``cache_clear`` awaited: works with a store only an event loop can reach."""
@@ -127,13 +127,13 @@ def instructor_cache(  # type: ignore[overload-overlap]  # async first: it is th
 def instructor_cache(fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
 def instructor_cache(
-    backend: Store | None = None, **options: Unpack[CacheOptions]
+    store: Store | None = None, **options: Unpack[CacheOptions]
 ) -> CacheDecorator: ...
-def instructor_cache(backend: Any = None, **options: Any) -> Any:
+def instructor_cache(store: Any = None, **options: Any) -> Any:
     """Memoize a function that returns a pydantic model (or list, Optional, JSON types).
 
     Bare (``@instructor_cache``) each function gets its own
-    ``MemoryCache(maxsize=1024)``; otherwise pass a backend and options:
+    ``MemoryCache(maxsize=1024)``; otherwise pass a store and options:
     ``ttl`` (seconds or ``timedelta``), ``key`` (a function of the arguments
     by name), ``ignore`` (parameter names left out of the key), ``namespace``,
     ``version`` (bump it to invalidate), ``cache_if`` (a predicate on the
@@ -143,14 +143,14 @@ def instructor_cache(backend: Any = None, **options: Any) -> Any:
     the function's code, or a constant it reads, makes new keys).
     """
     parsed = parse_options(options)
-    _reject_backend_class(backend)
-    if _is_decoratable(backend):  # @instructor_cache, or instructor_cache(fn, **options)
-        return _decorate(backend, None, parsed)
-    if backend is not None:
-        check_store(backend)
+    _reject_store_class(store)
+    if _is_decoratable(store):  # @instructor_cache, or instructor_cache(fn, **options)
+        return _decorate(store, None, parsed)
+    if store is not None:
+        check_store(store)
 
     def decorator(fn: Any) -> Any:
-        return _decorate(fn, backend, parsed)
+        return _decorate(fn, store, parsed)
 
     return decorator
 
@@ -161,12 +161,12 @@ def _is_decoratable(obj: object) -> bool:
     return callable(obj) and not callable(getattr(obj, "get", None))
 
 
-def _reject_backend_class(obj: object) -> None:
-    """A backend class passed for an instance would be used as one and never store a thing."""
+def _reject_store_class(obj: object) -> None:
+    """A store class passed for an instance would be used as one and never store a thing."""
     if isinstance(obj, type) and callable(getattr(obj, "get", None)):
         name = obj.__qualname__
         raise ConfigurationError(
-            f"instructor_cache() was given the class {name}, not a backend: pass an instance, "
+            f"instructor_cache() was given the class {name}, not a store: pass an instance, "
             f"e.g. @instructor_cache({name}(...))"
         )
 
@@ -186,16 +186,15 @@ def _reject_nameless(fn: object) -> None:
         )
 
 
-def _decorate(fn: Any, backend: Store | None, options: Options) -> Any:
+def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     _reject_nameless(fn)
     if isinstance(fn, classmethod):
         # @instructor_cache above @classmethod: bind the class ourselves, which
         # also works where classmethod no longer chains descriptors (3.13+).
-        return CachedMethod(_decorate(fn.__func__, backend, options), binds_owner=True)
+        return CachedMethod(_decorate(fn.__func__, given, options), binds_owner=True)
     if isinstance(fn, staticmethod) and not isinstance(fn, CachedMethod):
-        return staticmethod(_decorate(fn.__func__, backend, options))
-    if backend is None:
-        backend = MemoryCache(DEFAULT_MAXSIZE)
+        return staticmethod(_decorate(fn.__func__, given, options))
+    backend = MemoryCache(DEFAULT_MAXSIZE) if given is None else given
     memo: Memo[Any] = Memo(fn, options)
     store = compose(backend, memo.stats, memo.name, options.circuit_breaker)
     # A cached method of an inner layer is a descriptor object, which inspect

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import diskcache
 import pytest
+from instructor_cache.backends._protocol import PrefixClearable, Sized
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
 from instructor_cache.backends import Store
-from instructor_cache.backends._protocol import PrefixClearable, Sized
 from instructor_cache.errors import ConfigurationError, CorruptEntryError
 from tests.conftest import Clock, UserDetail, run_in_two_processes
 

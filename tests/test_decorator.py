@@ -15,8 +15,8 @@ import pytest
 from pydantic import BaseModel, Field, field_validator
 
 from instructor_cache import CacheInfo, MemoryCache, instructor_cache
-from instructor_cache.backends import Store
 from instructor_cache.backends import SizedStore as Sized
+from instructor_cache.backends import Store
 from tests import _value_space as space
 from tests.conftest import Clock, FakeLLM, UserDetail
 
@@ -267,9 +267,7 @@ def test_corrupt_entry_is_a_miss_and_is_replaced(
     assert len(llm.calls) == 1
 
 
-def test_corrupt_entry_is_deleted_even_if_the_call_fails(
-    flavour: Flavour, backend: Store
-) -> None:
+def test_corrupt_entry_is_deleted_even_if_the_call_fails(flavour: Flavour, backend: Store) -> None:
     """An undecodable entry is removed although the function raised and stored nothing."""
 
     def failing(text: str) -> UserDetail:
@@ -707,9 +705,7 @@ def test_async_cached_methods_stack() -> None:
     assert Service.run.cache_info().hits == 2
 
 
-def test_cached_results_always_match_a_fresh_computation(
-    flavour: Flavour, backend: Store
-) -> None:
+def test_cached_results_always_match_a_fresh_computation(flavour: Flavour, backend: Store) -> None:
     """Random calls with repeats over the value space and reordered ``**kwargs``: never wrong."""
     rng = random.Random(20261130)
     pool = [space.random_value(rng) for _ in range(40)]

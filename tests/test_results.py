@@ -555,7 +555,7 @@ def test_a_backend_class_instead_of_an_instance_is_a_configuration_error(
     """``@instructor_cache(MemoryCache)`` would never cache: it says to pass an instance."""
     with pytest.raises(ConfigurationError, match=rf"pass an instance.*{backend_class.__name__}\("):
         instructor_cache(backend_class)
-    with pytest.raises(ConfigurationError, match="not a backend"):
+    with pytest.raises(ConfigurationError, match="not a store"):
         instructor_cache(backend_class, ttl=60)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from instructor_cache import (
 )
 from instructor_cache.errors import ConfigurationError
 from tests._redis import free_port
+from tests._stores import BrokenStore, DictStore
 from tests.conftest import Clock, FakeLLM, UserDetail
-from tests.test_faults import BrokenBackend
 
 
 def test_a_lower_tier_hit_is_written_back_above(llm: FakeLLM, disk: Any) -> None:
@@ -51,7 +52,9 @@ def test_backfill_keeps_the_remaining_ttl(tmp_path: Path, clock: Clock) -> None:
     l2.set("k", "v", ttl=100)
     clock.advance(60)
     assert tiered.get("k") == "v"  # backfilled into L1 with ~40 s left
-    assert l1.remaining_ttl("k") == pytest.approx(40)
+    entry = l1.get_with_ttl("k")
+    assert entry is not None
+    assert entry[1] == pytest.approx(40)
     clock.advance(41)
     assert l1.get("k") is None
 
@@ -60,7 +63,7 @@ def test_a_failing_tier_is_skipped_and_counted(llm: FakeLLM, disk: Any) -> None:
     """With L2 down the other tiers still serve, and L2's errors are counted in its own info."""
     l1, l3 = MemoryCache(), disk()
 
-    @instructor_cache(TieredCache(l1, BrokenBackend(), l3), ignore=("llm",))
+    @instructor_cache(TieredCache(l1, BrokenStore(), l3), ignore=("llm",))
     def extract(text: str) -> UserDetail:
         return llm(text)
 
@@ -69,7 +72,9 @@ def test_a_failing_tier_is_skipped_and_counted(llm: FakeLLM, disk: Any) -> None:
     assert extract("Bo is 4") == UserDetail(name="Bo", age=4)  # from L3, past the broken L2
     assert len(llm.calls) == 1
     info = extract.cache_info()
-    assert info.tiers[1].errors > 0
+    # L2: the first call's get and set fail, the second call's get fails (its breaker
+    # opens after 3) and the backfill into it is skipped.
+    assert info.tiers[1].errors == 4
     assert info.tiers[0].errors == info.tiers[2].errors == 0
     assert info.errors == info.tiers[1].errors
     assert l1.get(extract.cache_key("Bo is 4")) is not None  # backfilled past the broken tier
@@ -145,24 +150,70 @@ def test_tiered_cache_needs_backends() -> None:
     """No tiers, or a tier that is not a backend, is a configuration error."""
     with pytest.raises(ConfigurationError):
         TieredCache()
-    with pytest.raises(ConfigurationError, match="is not a backend"):
+    with pytest.raises(ConfigurationError, match="is not a store"):
         TieredCache(MemoryCache(), object())  # type: ignore[arg-type]
 
 
-def test_an_entry_whose_ttl_is_unknown_is_not_copied_up(llm: FakeLLM, clock: Clock) -> None:
-    """A lower tier that cannot tell an entry's TTL serves it, but it is not backfilled above."""
-    from tests.test_faults import DictBackend
-
+def test_an_entry_whose_ttl_is_unknown_is_not_copied_up(
+    llm: FakeLLM, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lower tier that cannot tell an entry's TTL serves it, is not copied up, and says so."""
     l1 = MemoryCache(timer=clock)
 
-    @instructor_cache(TieredCache(l1, DictBackend()), ttl=1, ignore=("llm",))
-    def extract(text: str) -> UserDetail:
-        return llm(text)
+    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
 
+        @instructor_cache(TieredCache(l1, DictStore()), ttl=1, ignore=("llm",))
+        def extract(text: str) -> UserDetail:
+            return llm(text)
+
+    assert any("get_with_ttl" in r.getMessage() for r in caplog.records)
     extract("Fi is 8")
     l1.clear()
     assert extract("Fi is 8") == UserDetail(name="Fi", age=8)  # from L2
     assert len(l1) == 0  # not copied up: it could outlive the original
+    assert len(llm.calls) == 1
+
+
+def test_a_tier_with_only_the_required_methods_serves_async_calls(llm: FakeLLM) -> None:
+    """A sync-only user store works as a tier of an async function (on its worker thread)."""
+    l1, l2 = MemoryCache(), DictStore()
+
+    @instructor_cache(TieredCache(l1, l2), ignore=("llm",))
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    async def scenario() -> None:
+        await extract("Go is 9")
+        l1.clear()
+        assert await extract("Go is 9") == UserDetail(name="Go", age=9)
+
+    asyncio.run(scenario())
+    assert len(llm.calls) == 1
+    assert len(l2.data) == 1
+    assert [t.hits for t in extract.cache_info().tiers] == [0, 1]
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_write_reaches_every_tier_in_order_even_past_a_failing_one(flavour: str) -> None:
+    """Sync and async writes go to each tier, fastest first, and a failing tier stops none."""
+    written: list[str] = []
+
+    class Recording(DictStore):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def set(self, key: str, value: str, ttl: float | None = None) -> None:
+            written.append(self.name)
+            super().set(key, value, ttl)
+
+    tiered = TieredCache(Recording("L1"), BrokenStore(), Recording("L3"))
+    if flavour == "sync":
+        tiered.set("k", "v")
+    else:
+        asyncio.run(tiered.aset("k", "v"))
+    assert written == ["L1", "L3"]
+    assert tiered.get("k") == "v"
 
 
 def test_an_entry_gone_between_read_and_ttl_is_not_copied_up(clock: Clock) -> None:
@@ -170,8 +221,9 @@ def test_an_entry_gone_between_read_and_ttl_is_not_copied_up(clock: Clock) -> No
     l1 = MemoryCache(timer=clock)
 
     class Vanishing(MemoryCache):
-        def remaining_ttl(self, key: str) -> float | None:
-            return 0.0
+        def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+            text = self.get(key)
+            return None if text is None else (text, 0.0)
 
     tiered = TieredCache(l1, Vanishing(timer=clock))
     tiered.tiers[1].set("k", "v")
