@@ -325,7 +325,8 @@ def fallback_contenders(
     """A TieredCache hit that L1 serves; and a call while Redis is down, the breaker open."""
     cls = type(model)
     redis_tier = RedisCache(url, prefix=prefix)
-    dead = RedisCache(dead_url, circuit_breaker=CircuitBreaker(failures=3, cooldown=3600))
+    dead = RedisCache(dead_url)
+    breaker = CircuitBreaker(failures=3, cooldown=3600)
 
     @instructor_cache(TieredCache(MemoryCache(maxsize=1024), redis_tier), ignore=ANSWER)
     def tiered(text: str) -> cls:
@@ -334,10 +335,9 @@ def fallback_contenders(
     def build(text: str) -> cls:  # the uncached work: a fresh, equal model per call
         return cls(**model.__dict__)
 
-    down = instructor_cache(dead)(build)
+    down = instructor_cache(dead, circuit_breaker=breaker)(build)
     for _ in range(3):  # each fails its GET and SET: the breaker opens
         check(down(TEXT) == model, f"{label}: {DOWN} returned a wrong value")
-    breaker = dead.circuit_breaker
     check(breaker.is_open, f"{label}: the breaker did not open: {down.cache_info()}")
 
     def c(name: str, fn: Callable[[str], Any], **kw: Any) -> Contender:

@@ -33,7 +33,7 @@ class Driven(NamedTuple):
 
 def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -> Driven:
     make_key, decode, encode, get = memo.key.build, memo.decode, memo.encode, store.get
-    bypassing = store.bypassing
+    gate, bypassing = store.gate, store.bypassing
     # Over another cached layer, a refresh must reach the function through it
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh = getattr(fn, "refresh", fn)
@@ -51,7 +51,7 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
         return value
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if bypassing():  # a dead store: not even a key
+        if gate.open_until and bypassing():  # a dead store: not even a key
             memo.bypass()
             return fn(*args, **kwargs)
         key = make_key(args, kwargs)
@@ -76,7 +76,7 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
 
 def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -> Driven:
     make_key, decode, encode, get = memo.key.build, memo.decode, memo.encode, store.aget
-    bypassing = store.bypassing
+    gate, bypassing = store.gate, store.bypassing
     call_fresh = getattr(fn, "refresh", fn)
     invalidate_below = getattr(fn, "invalidate", None)
 
@@ -94,7 +94,7 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         return value
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if bypassing():  # a dead store: not even a key
+        if gate.open_until and bypassing():  # a dead store: not even a key
             memo.bypass()
             return await fn(*args, **kwargs)
         key = make_key(args, kwargs)

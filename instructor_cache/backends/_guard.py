@@ -55,10 +55,11 @@ def breaker_for(store: object) -> CircuitBreaker:
 class Guard:
     """One store as one decorated function (or one tier of it) uses it: failing open."""
 
-    __slots__ = ("_log", "_name", "_ops", "_stats", "breaker", "store")
+    __slots__ = ("_aget", "_get", "_log", "_name", "_ops", "_stats", "breaker", "store")
 
     def __init__(self, ops: Adapted, stats: Stats, name: str, breaker: CircuitBreaker) -> None:
         self._ops = ops
+        self._get, self._aget = ops.get, ops.aget  # the hit path: one attribute, not two
         self.store = ops.store
         self._stats = stats
         self._name = name
@@ -91,11 +92,16 @@ class Guard:
             exc,
         )
 
+    @property
+    def gate(self) -> CircuitBreaker:
+        """What the drivers test before each call: ``gate.open_until`` is 0.0 unless skipping."""
+        return self.breaker
+
     def bypassing(self) -> bool:
         """Whether the breaker is open now; if so, count this call as a skipped one.
 
-        The drivers ask first, so that a call on a dead store does not even
-        build its key.
+        The drivers ask (when ``gate.open_until`` is set) before building a
+        key, so that a call on a dead store does not even do that.
         """
         breaker = self.breaker
         if breaker.open_until and breaker.is_open:
@@ -149,29 +155,31 @@ class Guard:
     # -- reads: the hit path, so the breaker costs one attribute test when closed --
 
     def get(self, key: str) -> str | None:
-        if self.breaker.open_until and self._skipped("get"):
+        breaker = self.breaker
+        if breaker.open_until and self._skipped("get"):
             return None
         try:
-            text = self._ops.get(key)
+            text = self._get(key)
         except Exception as exc:  # noqa: BLE001  (see the module docstring)
             if self._read_failed(exc):
                 self.delete(key)
             return None
-        if self.breaker.consecutive:
-            self.breaker.succeeded()
+        if breaker.consecutive:
+            breaker.succeeded()
         return text
 
     async def aget(self, key: str) -> str | None:
-        if self.breaker.open_until and self._skipped("get"):
+        breaker = self.breaker
+        if breaker.open_until and self._skipped("get"):
             return None
         try:
-            text = await self._ops.aget(key)
+            text = await self._aget(key)
         except Exception as exc:  # noqa: BLE001
             if self._read_failed(exc):
                 await self.adelete(key)
             return None
-        if self.breaker.consecutive:
-            self.breaker.succeeded()
+        if breaker.consecutive:
+            breaker.succeeded()
         return text
 
     def get_with_ttl(self, key: str) -> Entry | None:

@@ -29,6 +29,15 @@ from instructor_cache.errors import BackendError
 __all__ = ["Tiers", "guarded_tiers"]
 
 
+class _NeverOpen:
+    """A gate whose ``open_until`` stays 0.0: the drivers never ask tiers to be bypassed."""
+
+    open_until = 0.0
+
+
+_NEVER_OPEN = _NeverOpen()
+
+
 class Tiers:
     """Guarded tiers, fastest first, used as one guarded store."""
 
@@ -46,8 +55,10 @@ class Tiers:
         self._first = self.guards[0].get
         self._first_hit, self._first_miss = self._stats[0].hit, self._stats[0].miss
 
+    gate = _NEVER_OPEN
+    """Tiers are never bypassed as a whole: each tier's breaker is its own."""
+
     def bypassing(self) -> bool:
-        """Never as a whole: each tier's breaker is its own, and the fastest rarely fails."""
         return False
 
     # -- reads -------------------------------------------------------------------
