@@ -15,7 +15,6 @@ left out.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 import threading
 import types
@@ -106,6 +105,8 @@ def _behaviour(cls: type) -> str:
                 for f in dataclasses.fields(info)
             }
             parts.append(f"{kind}:{name}:{described}:{_attribute(None, function)}")
+    import hashlib  # noqa: PLC0415  (once per class: OpenSSL's module loads when needed)
+
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 

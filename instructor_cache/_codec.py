@@ -30,7 +30,6 @@ from pydantic.errors import PydanticInvalidForJsonSchema
 from typing_extensions import TypedDict
 
 from instructor_cache._sameness import one_shot_inside, same_data
-from instructor_cache._schema import return_type_fingerprint
 from instructor_cache.errors import UncacheableFunctionError
 
 __all__ = ["FORMAT_VERSION", "Codec", "DecodeError", "EncodeError"]
@@ -70,6 +69,8 @@ class Codec(Generic[R]):
         self.return_type = return_type
         try:
             self._adapter: TypeAdapter[R] = TypeAdapter(return_type)
+            from instructor_cache._schema import return_type_fingerprint  # noqa: PLC0415  (heavy)
+
             self.fingerprint = return_type_fingerprint(return_type, self._adapter)
             envelope: Any = TypedDict(  # type: ignore[name-match]  # built per return type
                 "Envelope",

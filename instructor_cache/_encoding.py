@@ -50,6 +50,7 @@ import ipaddress
 import itertools
 import pathlib
 import struct
+import sys
 import types
 import typing
 import uuid
@@ -57,14 +58,11 @@ import zoneinfo
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import pydantic
-import pydantic.networks
 import pydantic_core
-from pydantic import AnyUrl, BaseModel, NameEmail
+from pydantic import BaseModel
 
 from instructor_cache._classes import class_behaviour
 from instructor_cache._names import UNNAMED_BUILTINS, is_library, resolves_to, type_path
-from instructor_cache._schema import model_class_fingerprint
 
 __all__ = ["BUILTIN_BASES", "Unencodable", "class_token", "encode"]
 
@@ -110,6 +108,10 @@ def _class_tag(cls: type) -> str:
 
 
 def _model_schema(cls: type[BaseModel]) -> str:
+    # Imported here: pydantic's JSON-schema machinery is not worth loading
+    # with the package; the fingerprint itself is cached per class.
+    from instructor_cache._schema import model_class_fingerprint  # noqa: PLC0415
+
     try:
         return model_class_fingerprint(cls)[:32]
     except Exception:  # noqa: BLE001  (a schema pydantic cannot write has no stable token)
@@ -154,8 +156,6 @@ _BY_TEXT: tuple[type, ...] = (
     ipaddress.IPv6Interface,
     pydantic_core.Url,
     pydantic_core.MultiHostUrl,
-    AnyUrl,
-    pydantic.networks._BaseMultiHostUrl,  # the base of pydantic's multi-host URLs
 )
 
 
@@ -298,8 +298,15 @@ def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per
         return f"P{_str(flavour)}{_str(kind)}{_str(str(value))}"
     if isinstance(value, _BY_TEXT):
         return _object(cls, _str(str(value)))
-    if isinstance(value, NameEmail):
-        return _Node(_object(cls), (value.name, value.email))
+    # pydantic's URL and e-mail types, which cost an import (email, annotated-types)
+    # that no caller needs before one of them exists: none can exist before it.
+    networks = sys.modules.get("pydantic.networks")
+    if networks is not None:
+        # _BaseMultiHostUrl is the base of pydantic's multi-host URLs.
+        if isinstance(value, (networks.AnyUrl, networks._BaseMultiHostUrl)):
+            return _object(cls, _str(str(value)))
+        if isinstance(value, networks.NameEmail):
+            return _Node(_object(cls), (value.name, value.email))
     if typing.get_origin(value) is not None:  # list[User], Optional[User], Literal["a"]
         return _Node("g", (_origin(value), typing.get_args(value)))
     if isinstance(value, type):

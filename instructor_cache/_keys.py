@@ -12,12 +12,12 @@ those are: the head is a label, never the source of uniqueness.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from instructor_cache._annotations import never_encodable
+from instructor_cache._blake import blake2b
 from instructor_cache._encoding import Unencodable, encode
 from instructor_cache._fingerprint import code_fingerprint
 from instructor_cache._identity import (
@@ -122,7 +122,7 @@ class KeyBuilder:
             self._context is not None,
         )
         self._fingerprinted = fn if options.code_fingerprint else None
-        self._base: hashlib.blake2b | None = None
+        self._base: blake2b | None = None
 
         simple = (
             key is None
@@ -144,7 +144,7 @@ class KeyBuilder:
         """Whether what the function captures differs now from when ``key`` was made."""
         return self._context is not None and not key.startswith(self.prefix)
 
-    def _hash_state(self) -> hashlib.blake2b:
+    def _hash_state(self) -> blake2b:
         """The BLAKE2b state fed with the function's identity (and code), made on first use."""
         base = self._base
         if base is None:
@@ -152,7 +152,7 @@ class KeyBuilder:
             if self._fingerprinted is not None:
                 identity += (code_fingerprint(self._fingerprinted),)
             # BLAKE2b-256: as strong as SHA-256 and measurably cheaper per key.
-            base = self._base = hashlib.blake2b(_to_bytes(encode(identity)), digest_size=32)
+            base = self._base = blake2b(_to_bytes(encode(identity)), digest_size=32)
         return base
 
     def _reject_unencodable_annotations(
@@ -210,9 +210,9 @@ class KeyBuilder:
         else:
             tails = [None] * (len(defaults) + 1)
         head, slow, hash_state = self._head, self._slow_build, self._hash_state
-        base: hashlib.blake2b | None = None
+        base: blake2b | None = None
 
-        def start() -> hashlib.blake2b:
+        def start() -> blake2b:
             nonlocal base
             base = hash_state()
             return base
@@ -339,7 +339,7 @@ def _describe(value: Any, exc: Unencodable) -> str:
 
 
 def _short_hash(text: str) -> str:
-    return hashlib.blake2b(_to_bytes(text), digest_size=4).hexdigest()
+    return blake2b(_to_bytes(text), digest_size=4).hexdigest()
 
 
 def _to_bytes(text: str) -> bytes:

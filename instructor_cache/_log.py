@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
 
-__all__ = ["RateLimitedLog", "logger"]
+__all__ = ["RateLimitedLog", "warning"]
 
-logger = logging.getLogger("instructor_cache")
+
+def warning(message: str, *args: Any, exc_info: BaseException | None = None) -> None:
+    """Log on the ``instructor_cache`` logger, importing ``logging`` only when there is news."""
+    import logging  # noqa: PLC0415  (a healthy app never pays for it at import)
+
+    logging.getLogger("instructor_cache").warning(message, *args, exc_info=exc_info)
 
 
 class RateLimitedLog:
@@ -35,4 +39,4 @@ class RateLimitedLog:
         if suppressed:
             message += " (%d similar messages suppressed)"
             args = (*args, suppressed)
-        logger.warning(message, *args, exc_info=exc_info)
+        warning(message, *args, exc_info=exc_info)

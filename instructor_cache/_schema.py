@@ -18,12 +18,10 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import hashlib
-import json
 import typing
 from collections.abc import Iterator, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
@@ -284,6 +282,16 @@ def _with_canonical_examples(field: Any, info: Any) -> Any:
     return {**field, "metadata": {**field["metadata"], "pydantic_js_updates": updates}}
 
 
+class _Hash(Protocol):
+    def hexdigest(self) -> str: ...
+
+
+def _sha256(data: bytes) -> _Hash:
+    import hashlib  # noqa: PLC0415  (decoration time: OpenSSL's module loads when first needed)
+
+    return hashlib.sha256(data)
+
+
 def _json_default(value: Any) -> Any:
     # Objects pydantic left in the schema (a set in json_schema_extra, say).
     canonical = _canonical(value)
@@ -296,8 +304,10 @@ def adapter_fingerprint(adapter: TypeAdapter[Any]) -> str:
         mode: adapter.json_schema(mode=mode, schema_generator=_CanonicalJsonSchema)
         for mode in ("validation", "serialization")
     }
+    import json  # noqa: PLC0415  (decoration time; pydantic alone does not load it)
+
     text = json.dumps(schemas, sort_keys=True, separators=(",", ":"), default=_json_default)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _sha256(text.encode()).hexdigest()
 
 
 def return_type_fingerprint(return_type: Any, adapter: TypeAdapter[Any]) -> str:
@@ -308,7 +318,7 @@ def return_type_fingerprint(return_type: Any, adapter: TypeAdapter[Any]) -> str:
     """
     behaviours = [class_behaviour(cls) for cls in _models_in(return_type)]
     text = ":".join([adapter_fingerprint(adapter), *behaviours])
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _sha256(text.encode()).hexdigest()
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -338,4 +348,4 @@ def model_class_fingerprint(cls: type[BaseModel]) -> str:
     another made at the same address can never be mistaken for it.
     """
     schema = adapter_fingerprint(TypeAdapter(cls))
-    return hashlib.sha256(f"{schema}:{class_behaviour(cls)}".encode()).hexdigest()
+    return _sha256(f"{schema}:{class_behaviour(cls)}".encode()).hexdigest()

@@ -23,7 +23,6 @@ import ast
 import dataclasses
 import enum
 import functools
-import hashlib
 import inspect
 import linecache
 import operator
@@ -33,6 +32,8 @@ import string
 import types
 from collections.abc import Callable
 from typing import Any
+
+from instructor_cache._blake import blake2b
 
 __all__ = [
     "Canon",
@@ -345,4 +346,4 @@ _LITERALS: dict[type, Callable[[Any], str]] = {
 
 def digest(*parts: str) -> str:
     text = "".join(f"{len(part)}:{part}" for part in parts)
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).hexdigest()
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).hexdigest()

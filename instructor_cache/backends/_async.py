@@ -18,13 +18,11 @@ drivers never ask a store what it can do.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from instructor_cache.backends._contract import (
     AsyncBulkStore,
@@ -35,6 +33,9 @@ from instructor_cache.backends._contract import (
     SizedStore,
     Store,
 )
+
+if TYPE_CHECKING:  # asyncio and its executors load on the first async call, not on import
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["Adapted", "adapt", "in_worker"]
 
@@ -149,6 +150,8 @@ def _one_by_one_async(
     Callable[[Sequence[str]], Awaitable[list[str | None]]],
     Callable[[Mapping[str, str], float | None], Awaitable[None]],
 ]:
+    import asyncio  # noqa: PLC0415  (see in_worker)
+
     async def aget_many(keys: Sequence[str]) -> list[str | None]:
         return list(await asyncio.gather(*(store.aget(key) for key in keys)))
 
@@ -169,10 +172,14 @@ _unshared: dict[int, ThreadPoolExecutor] = {}
 
 async def in_worker(store: object, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` on ``store``'s worker thread, awaited without blocking the loop."""
+    import asyncio  # noqa: PLC0415  (already loaded by whoever runs a loop; not by an import)
+
     return await asyncio.get_running_loop().run_in_executor(_worker_of(store), fn, *args)
 
 
 def _worker_of(store: object) -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415  (see in_worker)
+
     try:
         worker = _workers.get(store)
     except TypeError:  # not weakly referenceable

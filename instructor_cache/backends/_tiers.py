@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from instructor_cache._log import logger
+from instructor_cache._log import warning
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._async import adapt
 from instructor_cache.backends._contract import Store
@@ -256,7 +256,7 @@ def guarded_tiers(tiers: Sequence[Store], name: str) -> Tiers:
     ]
     for level, guard in enumerate(guards[1:], start=2):
         if not guard.reads_ttl:
-            logger.warning(
+            warning(
                 "instructor_cache: tier %d of %s, %r, cannot tell an entry's remaining TTL "
                 "(it has no get_with_ttl), so its hits are served but never copied to the "
                 "faster tiers above it",
