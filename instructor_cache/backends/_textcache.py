@@ -291,6 +291,9 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         local = self._local
         pid = os.getpid()
         if getattr(local, "pid", pid) != pid:  # a fork: the parent's connections
+            # Another thread of the parent may have held the lock at the fork;
+            # the child has no other thread to release it.
+            self._connections_lock = threading.Lock()
             self.close()
             local = self._local
         con: _Connection | None = getattr(local, "con", None)
