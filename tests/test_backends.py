@@ -1,94 +1,123 @@
-"""The backend contract, which every built-in backend passes, and disk-specific safety."""
+"""The exported store contract, run on each built-in store, and what memory and disk add."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
+import gc
 import os
 import random
 import sqlite3
 import threading
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import diskcache
 import pytest
-from instructor_cache.backends._protocol import PrefixClearable, Sized
 
 from instructor_cache import DiskCache, MemoryCache, instructor_cache
-from instructor_cache.backends import Store
-from instructor_cache.errors import ConfigurationError, CorruptEntryError
+from instructor_cache.backends._contract import (
+    AsyncBulkStore,
+    AsyncReadsWithTTL,
+    AsyncStore,
+    BulkStore,
+    ReadsWithTTL,
+    SizedStore,
+)
+from instructor_cache.backends.disk import TextOnlyDisk
+from instructor_cache.errors import BackendError, ConfigurationError, CorruptEntryError
+from instructor_cache.testing import StoreContract
 from tests.conftest import Clock, UserDetail, run_in_two_processes
 
 
-def test_backend_satisfies_the_protocol(backend: Store) -> None:
-    """Every built-in backend is a Store and can clear by prefix."""
-    assert isinstance(backend, Store)
-    assert isinstance(backend, PrefixClearable)
+class TestMemoryCache(StoreContract):
+    @pytest.fixture
+    def store(self) -> MemoryCache:
+        return MemoryCache(maxsize=1024)
 
 
-def test_get_set_delete(backend: Store) -> None:
-    """A stored string reads back; delete removes it and reports whether it existed."""
-    assert backend.get("k") is None
-    backend.set("k", "value ü \u2603")
-    assert backend.get("k") == "value ü \u2603"
-    backend.set("k", "replaced")
-    assert backend.get("k") == "replaced"
-    assert backend.delete("k") is True
-    assert backend.delete("k") is False
-    assert backend.get("k") is None
+class TestDiskCache(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[DiskCache]:
+        cache = DiskCache(tmp_path / "cache")
+        yield cache
+        cache.close()
+
+    # A blocking store has no async twins of its own: the async adapter runs
+    # its sync methods on a worker thread, and is tested with it.
+    test_async_twins_match_the_sync_methods = None
+    test_async_get_with_ttl_matches_the_sync_one = None
+    test_async_bulk_twins_match_the_sync_ones = None
 
 
-def test_empty_string_is_a_value(backend: Store) -> None:
-    """An empty string is stored and returned, not confused with a missing entry."""
-    backend.set("k", "")
-    assert backend.get("k") == ""
+def test_memory_cache_has_every_capability() -> None:
+    """MemoryCache reads with TTL, in bulk, counts itself and has inline async twins."""
+    capabilities = (
+        ReadsWithTTL,
+        BulkStore,
+        SizedStore,
+        AsyncStore,
+        AsyncReadsWithTTL,
+        AsyncBulkStore,
+    )
+    cache = MemoryCache()
+    assert [c.__name__ for c in capabilities if not isinstance(cache, c)] == []
 
 
-def test_clear_and_clear_prefix(backend: Store) -> None:
-    """clear_prefix removes exactly the keys under the prefix; clear removes all."""
-    for key in ["ns:f:1", "ns:f:2", "ns:fg:1", "ns:g:1"]:
-        backend.set(key, key)
-    assert isinstance(backend, PrefixClearable)
-    assert backend.clear_prefix("ns:f:") == 2
-    assert [backend.get(k) for k in ["ns:f:1", "ns:fg:1", "ns:g:1"]] == [None, "ns:fg:1", "ns:g:1"]
-    backend.clear()
-    assert backend.get("ns:g:1") is None
-    if isinstance(backend, Sized):  # Redis does not count: a SCAN of the db is too dear
-        assert len(backend) == 0
-
-
-def test_large_value_roundtrips(backend: Store) -> None:
-    """A value larger than diskcache's in-database limit (32 KB) round-trips as text."""
-    big = "x" * 100_000 + "ü"
-    backend.set("big", big)
-    assert backend.get("big") == big
-
-
-def test_async_twins(backend: Store) -> None:
-    """aget/aset/adelete/aclear behave like their sync twins."""
-
-    async def scenario() -> None:
-        await backend.aset("k", "v")
-        assert await backend.aget("k") == "v"
-        assert backend.get("k") == "v"
-        assert await backend.adelete("k") is True
-        await backend.aset("k2", "v2")
-        await backend.aclear()
-        assert await backend.aget("k2") is None
-
-    asyncio.run(scenario())
+def test_disk_cache_is_a_sync_store_with_ttl_reads_bulk_and_size(tmp_path: Path) -> None:
+    """DiskCache has every sync capability and no async methods, which would block a loop."""
+    cache = DiskCache(tmp_path)
+    assert all(isinstance(cache, c) for c in (ReadsWithTTL, BulkStore, SizedStore))
+    assert not any(isinstance(cache, c) for c in (AsyncStore, AsyncReadsWithTTL, AsyncBulkStore))
+    assert not hasattr(cache, "circuit_breaker")  # the guard around a store owns the breaker
 
 
 @pytest.mark.parametrize("ttl", [60, 60.0, datetime.timedelta(seconds=60)], ids=repr)
-def test_memory_ttl_accepts_seconds_and_timedelta(clock: Clock, ttl: object) -> None:
-    """A per-entry ttl in int or float seconds or a timedelta expires the entry on time."""
-    cache = MemoryCache(timer=clock)
-    cache.set("k", "v", ttl=ttl)  # type: ignore[arg-type]
+def test_memory_default_ttl_accepts_seconds_and_timedelta(clock: Clock, ttl: object) -> None:
+    """A default ttl in int or float seconds or a timedelta expires entries on time."""
+    cache = MemoryCache(timer=clock, ttl=ttl)  # type: ignore[arg-type]
+    cache.set("k", "v")
     clock.advance(59.9)
     assert cache.get("k") == "v"
     clock.advance(0.2)
     assert cache.get("k") is None
+
+
+def test_memory_ttl_of_set_overrides_the_default(clock: Clock) -> None:
+    """A ttl given to set (seconds) wins over the default; None keeps the default."""
+    cache = MemoryCache(timer=clock, ttl=60)
+    cache.set("short", "v", ttl=10.0)
+    cache.set("default", "v")
+    assert cache.get_with_ttl("short") == ("v", 10.0)
+    assert cache.get_with_ttl("default") == ("v", 60.0)
+    clock.advance(10.0)
+    assert cache.get_many(["short", "default"]) == [None, "v"]
+    assert cache.get_with_ttl("default") == ("v", 50.0)
+
+
+def test_memory_expired_entries_are_dropped_by_every_read(clock: Clock) -> None:
+    """get_with_ttl and get_many free the slot of an entry they find expired."""
+    cache = MemoryCache(timer=clock)
+    cache.set_many({"a": "1", "b": "2"}, ttl=5.0)
+    cache.set("c", "3")
+    clock.advance(5.0)
+    assert cache.get_with_ttl("a") is None
+    assert cache.get_many(["b", "c", "b"]) == [None, "3", None]
+    assert len(cache) == 1
+
+
+def test_memory_set_many_keeps_the_size_bound_and_recency() -> None:
+    """set_many evicts the least recently used entries beyond maxsize, as many sets would."""
+    cache = MemoryCache(maxsize=3)
+    cache.set("old", "0")
+    cache.set("kept", "1")
+    cache.get("kept")
+    cache.set_many({"a": "a", "b": "b"})
+    assert cache.get_many(["old", "kept", "a", "b"]) == [None, "1", "a", "b"]
+    cache.set_many({str(i): str(i) for i in range(5)})
+    assert cache.get_many(["kept", "2", "3", "4"]) == [None, "2", "3", "4"]
+    assert len(cache) == 3
 
 
 @pytest.mark.parametrize("ttl", [0, -1, float("inf"), "60", True], ids=repr)
@@ -169,14 +198,37 @@ def test_pickled_row_is_a_miss_and_runs_no_code(tmp_path: Path) -> None:
     assert marker.exists()
 
 
-def test_binary_row_is_refused(tmp_path: Path) -> None:
-    """A bytes row is not text this library wrote, so reading it raises CorruptEntryError."""
+# Each way DiskCache reads a row, given a key.
+READERS: dict[str, Callable[[DiskCache, str], object]] = {
+    "get": lambda cache, key: cache.get(key),
+    "get_with_ttl": lambda cache, key: cache.get_with_ttl(key),
+    "get_many": lambda cache, key: cache.get_many(["absent", key]),
+}
+
+
+@pytest.mark.parametrize("read", READERS.values(), ids=READERS.keys())
+def test_binary_row_is_refused(tmp_path: Path, read: Callable[[DiskCache, str], object]) -> None:
+    """A bytes row is not text this library wrote, so every read of it raises CorruptEntryError."""
     with diskcache.Cache(str(tmp_path)) as raw:
         raw.set("k", b"\x80\x04bytes")
     backend = DiskCache(tmp_path)
     with pytest.raises(CorruptEntryError):
-        backend.get("k")
+        read(backend, "k")
     backend.close()
+
+
+@pytest.mark.parametrize("read", READERS.values(), ids=READERS.keys())
+def test_pickled_row_runs_no_code_on_any_read(
+    tmp_path: Path, read: Callable[[DiskCache, str], object]
+) -> None:
+    """get, get_with_ttl and get_many refuse a pickle-mode row without unpickling it."""
+    marker = tmp_path / "pwned"
+    _write_pickle_row(tmp_path / "cache", "k", marker)
+    backend = DiskCache(tmp_path / "cache")
+    with pytest.raises(CorruptEntryError):
+        read(backend, "k")
+    backend.close()
+    assert not marker.exists()
 
 
 def test_disk_persists_across_processes(tmp_path: Path) -> None:
@@ -277,25 +329,171 @@ def test_planted_text_row_pointing_outside_the_directory_is_refused(tmp_path: Pa
 
 
 def test_disk_failures_raise_backend_error_from_the_explicit_api(tmp_path: Path) -> None:
-    """Used on its own, a failing DiskCache raises BackendError naming the cause."""
-    from instructor_cache.errors import BackendError
-
+    """Used on its own, a failing DiskCache raises BackendError naming the cause, in every call."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     backend = DiskCache(blocker / "cache")
-    for operation in (lambda: backend.get("k"), lambda: backend.set("k", "v"), backend.clear):
+    operations: list[Callable[[], object]] = [
+        lambda: backend.get("k"),
+        lambda: backend.get_with_ttl("k"),
+        lambda: backend.get_many(["k"]),
+        lambda: backend.set("k", "v"),
+        lambda: backend.set_many({"k": "v"}),
+        lambda: backend.delete("k"),
+        lambda: backend.clear_prefix("k"),
+        lambda: len(backend),
+        backend.clear,
+    ]
+    for operation in operations:
         with pytest.raises(BackendError, match=r"NotADirectoryError|FileExistsError|OSError"):
             operation()
 
 
+@pytest.mark.parametrize("read", READERS.values(), ids=READERS.keys())
 @pytest.mark.parametrize("policy", ["least-recently-used", "least-frequently-used", "none"])
-def test_disk_reads_honour_the_eviction_policy(tmp_path: Path, policy: str) -> None:
-    """Under a policy that tracks reads, a read still records itself, as diskcache's get does."""
+def test_disk_reads_honour_the_eviction_policy(
+    tmp_path: Path, policy: str, read: Callable[[DiskCache, str], object]
+) -> None:
+    """Under a policy that tracks reads, each read still records itself, as diskcache's get does."""
     backend = DiskCache(tmp_path, eviction_policy=policy)
-    backend.set("k", "v")
-    assert backend.get("k") == "v"
-    assert backend.get("missing") is None
+    backend.set("k", "v", ttl=60.0)
+    assert read(backend, "k") in ("v", ("v", pytest.approx(60.0, abs=5)), [None, "v"])
+    assert read(backend, "missing") in (None, [None, None])
     with diskcache.Cache(str(tmp_path)) as raw:
         (count,) = raw._sql("SELECT access_count FROM Cache WHERE key = 'k'").fetchone()
     assert count == (1 if policy == "least-frequently-used" else 0)
+    backend.close()
+
+
+def _live_connections() -> list[sqlite3.Connection]:
+    gc.collect()
+    return [obj for obj in gc.get_objects() if isinstance(obj, sqlite3.Connection)]
+
+
+def _is_closed(con: sqlite3.Connection) -> bool:
+    try:
+        con.execute("SELECT 1")
+    except sqlite3.ProgrammingError as exc:
+        if "closed" in str(exc):
+            return True
+        raise  # e.g. "created in a thread can only be used in that same thread"
+    return False
+
+
+def test_disk_close_from_another_thread_closes_every_threads_connection(tmp_path: Path) -> None:
+    """close() on the main thread closes the connection of a worker thread that is still alive."""
+    before = {id(con) for con in _live_connections()}
+    backend = DiskCache(tmp_path / "cache")
+    used, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        backend.set("k", "v")
+        assert backend.get("k") == "v"
+        used.set()
+        release.wait(timeout=30)
+        assert backend.get("k") == "v"  # a closed cache reopens on the next use
+        backend.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert used.wait(timeout=30)
+        assert backend.get("k") == "v"  # the main thread's connection too
+        opened = [con for con in _live_connections() if id(con) not in before]
+        assert len(opened) >= 2
+        backend.close()
+        assert [_is_closed(con) for con in opened] == [True] * len(opened)
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        gc.collect()  # an unclosed connection collected here warns (Python 3.13+)
+    assert [
+        con for con in _live_connections() if id(con) not in before and not _is_closed(con)
+    ] == []
+
+
+def test_disk_get_many_reads_more_keys_than_one_query_binds(tmp_path: Path) -> None:
+    """get_many answers thousands of keys, beyond SQLite's 999 bound parameters, in key order."""
+    backend = DiskCache(tmp_path)
+    items = {f"k{i}": f"v{i}" for i in range(2500)}
+    backend.set_many(items)
+    keys = [f"k{i}" for i in reversed(range(2600))] + ["k7", "k7"]
+    expected = [items.get(key) for key in keys]
+    assert backend.get_many(keys) == expected
+    backend.close()
+
+
+def test_disk_get_many_skips_expired_entries(tmp_path: Path) -> None:
+    """An entry whose expire_time has passed is None to get_many and get_with_ttl."""
+    backend = DiskCache(tmp_path)
+    backend.set_many({"a": "1", "b": "2"}, ttl=60.0)
+    with contextlib.closing(sqlite3.connect(tmp_path / "cache.db")) as con, con:
+        con.execute("UPDATE Cache SET expire_time = 1 WHERE key = 'a'")
+    assert backend.get_many(["a", "b"]) == [None, "2"]
+    assert backend.get_with_ttl("a") is None
+    backend.close()
+
+
+def _value_files(directory: Path) -> set[str]:
+    return {
+        os.path.relpath(os.path.join(parent, name), directory)
+        for parent, _, names in os.walk(directory)
+        for name in names
+        if name.endswith(".val")
+    }
+
+
+def test_disk_set_many_stores_nothing_when_one_value_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with a value over the bound stores no item and leaves no value file behind."""
+    monkeypatch.setattr(TextOnlyDisk, "max_file_size", 100_000)
+    backend = DiskCache(tmp_path)
+    backend.set("kept", "old")
+    with pytest.raises(BackendError, match="over the bound"):
+        backend.set_many({"kept": "new", "big": "b" * 50_000, "huge": "h" * 100_001})
+    assert backend.get_many(["kept", "big", "huge"]) == ["old", None, None]
+    assert _value_files(tmp_path) == set()
+    backend.close()
+
+
+def test_disk_set_many_replaces_value_files_it_overwrites(tmp_path: Path) -> None:
+    """Overwriting large entries in a batch removes their old value files once it commits."""
+    backend = DiskCache(tmp_path)
+    backend.set_many({"a": "a" * 50_000, "b": "b" * 50_000})
+    old = _value_files(tmp_path)
+    backend.set_many({"a": "A" * 50_000, "b": "short"})
+    assert backend.get_many(["a", "b"]) == ["A" * 50_000, "short"]
+    assert len(_value_files(tmp_path)) == 1
+    assert not old & _value_files(tmp_path)
+    backend.close()
+
+
+def test_disk_clear_prefix_removes_value_files_and_only_text_keys(tmp_path: Path) -> None:
+    """clear_prefix deletes prefixed rows and their value files, in batches, and no other row."""
+    backend = DiskCache(tmp_path)
+    backend.set_many({f"ns:{i:05}": f"v{i}" for i in range(2500)})
+    backend.set_many({"ns:big1": "x" * 50_000, "ns:big2": "y" * 50_000, "other": "z" * 50_000})
+    with diskcache.Cache(str(tmp_path)) as raw:
+        raw.set(b"ns:bytes", "planted")  # a key this library never writes: left alone
+    assert backend.clear_prefix("ns:") == 2502
+    assert len(_value_files(tmp_path)) == 1
+    assert backend.get("other") == "z" * 50_000
+    assert len(backend) == 2
+    assert backend.clear_prefix("") == 1
+    with diskcache.Cache(str(tmp_path)) as raw:
+        assert list(raw) == [b"ns:bytes"]
+    backend.close()
+
+
+def test_disk_clear_prefix_counts_only_unexpired_entries(tmp_path: Path) -> None:
+    """An expired entry is removed by clear_prefix but not counted, as get no longer sees it."""
+    backend = DiskCache(tmp_path)
+    backend.set_many({"p:a": "1", "p:b": "2"})
+    with contextlib.closing(sqlite3.connect(tmp_path / "cache.db")) as con, con:
+        con.execute("UPDATE Cache SET expire_time = 1 WHERE key = 'p:a'")
+    assert backend.clear_prefix("p:") == 1
+    assert len(backend) == 0
     backend.close()

@@ -13,8 +13,9 @@ import errno
 import os
 import sqlite3
 import stat
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import diskcache
@@ -43,6 +44,12 @@ _STEPS = 1000
 _INDEX_BUDGET = 60.0
 _INDEX_STATEMENTS = ("CREATE INDEX", "CREATE UNIQUE INDEX", "DROP INDEX")
 _ORPHAN_BATCH = 1000
+# Rows clear_prefix deletes per transaction: each statement stays far within
+# the budget, and other writers wait for one batch, not for the whole prefix.
+_DELETE_BATCH = 1000
+# Keys per get_many query: SQLite before 3.32 binds at most 999 parameters,
+# and one is the time.
+_KEYS_PER_QUERY = 998
 # The database and the companion files SQLite opens next to it.
 _DATABASE_FILES = tuple(
     diskcache.core.DBNAME + suffix for suffix in ("", "-journal", "-wal", "-shm")
@@ -145,9 +152,18 @@ class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no 
 
 _SELECT_FILENAMES = "SELECT rowid, filename FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT ?"
 _SELECT_TEXT = (
-    "SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1"
+    "SELECT mode, filename, value, expire_time FROM Cache WHERE key = ? AND raw = 1"
     " AND (expire_time IS NULL OR expire_time > ?)"
 )
+_SELECT_MANY = (
+    "SELECT key, mode, filename, value FROM Cache WHERE key IN ({}) AND raw = 1"
+    " AND (expire_time IS NULL OR expire_time > ?)"
+)
+_SELECT_ROW = "SELECT rowid, filename FROM Cache WHERE key = ? AND raw = 1"
+# Rows whose key is text in [?, upper): with BINARY collation text compares as
+# UTF-8 bytes, in code point order, so that range is exactly the keys that
+# start with a prefix (see _after_prefix), found through the key's index.
+_PREFIXED = "FROM Cache WHERE key >= ?{} AND raw = 1 AND typeof(key) = 'text' ORDER BY key LIMIT ?"
 # Eviction policies under which a read updates nothing (diskcache's EVICTION_POLICY).
 _READ_ONLY_POLICIES = frozenset(
     name for name, policy in diskcache.core.EVICTION_POLICY.items() if policy["get"] is None
@@ -190,6 +206,17 @@ def _check_schema(con: sqlite3.Connection, path: str) -> None:
             )
 
 
+def _after_prefix(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (``None``: there is none)."""
+    stem = prefix.rstrip(chr(0x10FFFF))
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not text SQLite can hold
+        following = 0xE000
+    return stem[:-1] + chr(following)
+
+
 class _Watchdog:
     """A connection's progress handler: it interrupts a statement running past its deadline.
 
@@ -206,6 +233,12 @@ class _Watchdog:
 
     def __call__(self) -> bool:
         return time.monotonic() > self.deadline
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that carries its own ``_Watchdog``, so no thread-local lookup finds it."""
+
+    watchdog: _Watchdog
 
 
 class TextCache(diskcache.Cache):  # type: ignore[misc]
@@ -226,6 +259,10 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
     """
 
     def __init__(self, directory: str, *, timeout: float, **options: Any) -> None:
+        # Every thread's connection, so that close() closes them all from any
+        # thread: an async adapter's worker thread may outlive its use here.
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         self._retry_budget = timeout
         self._budget = timeout + _MARGIN
         # Where to look for a planted journal before each statement: only
@@ -248,24 +285,34 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         self._identity = (info.st_dev, info.st_ino)
 
     @property
-    def _con(self) -> sqlite3.Connection:
+    def _con(self) -> _Connection:
         # diskcache's, with checks on a new connection: a new process (a
         # fork) or thread gets a connection of its own.
         local = self._local
         pid = os.getpid()
-        if getattr(local, "pid", None) != pid:
+        if getattr(local, "pid", pid) != pid:  # a fork: the parent's connections
+            # Another thread of the parent may have held the lock at the fork;
+            # the child has no other thread to release it.
+            self._connections_lock = threading.Lock()
             self.close()
-            local.pid = pid
-        con: sqlite3.Connection | None = getattr(local, "con", None)
+            local = self._local
+        con: _Connection | None = getattr(local, "con", None)
         if con is None:
-            con = self._connect()
+            local.pid = pid
+            con = self._connect(local)
         return con
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, local: threading.local) -> _Connection:
         _check_database_files(self._directory)
         path = os.path.join(self._directory, diskcache.core.DBNAME)
-        con = sqlite3.connect(path, timeout=self._timeout, isolation_level=None)
-        watchdog = _Watchdog()
+        con = sqlite3.connect(
+            path,
+            timeout=self._timeout,
+            isolation_level=None,
+            check_same_thread=False,  # close() may run on another thread; each uses its own
+            factory=_Connection,
+        )
+        con.watchdog = watchdog = _Watchdog()
         con.set_progress_handler(watchdog, _STEPS)
         try:
             watchdog.deadline = time.monotonic() + self._budget
@@ -273,17 +320,31 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         except BaseException:
             con.close()
             raise
-        self._local.con, self._local.watchdog = con, watchdog
+        with self._connections_lock:
+            self._connections.append(con)
+        local.con = con
         for key, value in sorted(self._pragmas.items()):  # per connection, as diskcache does
             self.reset(key, value, update=False)
         ((mode,),) = self._sql("PRAGMA journal_mode").fetchall()
         self._journal_at = None if str(mode).lower() == "wal" else self._directory
         return con
 
+    def close(self) -> None:
+        """Close the connection of every thread that used this cache; the next use reopens.
+
+        diskcache closes only the calling thread's, leaving the others to be
+        closed (with a ``ResourceWarning``) whenever their threads end.
+        """
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+            self._local = threading.local()  # every thread connects afresh
+        for con in connections:
+            con.close()
+
     @property
     def _sql(self) -> Callable[..., sqlite3.Cursor]:
-        execute = self._con.execute
-        watchdog: _Watchdog = self._local.watchdog
+        con = self._con
+        execute, watchdog = con.execute, con.watchdog
         budget, journal_at = self._budget, self._journal_at
 
         def execute_within_budget(statement: str, *args: Any) -> sqlite3.Cursor:
@@ -353,6 +414,26 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
 
         return execute_with_retry
 
+    def _reads_change_nothing(self) -> bool:
+        """Whether a read may skip diskcache's ``get``: no statistics, no read-tracking eviction."""
+        return not self.statistics and self.eviction_policy in _READ_ONLY_POLICIES
+
+    def _statement_connection(self) -> _Connection:
+        """This thread's connection, with the journal checked and the watchdog's deadline set."""
+        con = self._con
+        if self._journal_at is not None:
+            _check_database_files(self._journal_at, _JOURNAL)
+        con.watchdog.deadline = time.monotonic() + self._budget
+        return con
+
+    def _text(self, mode: int, filename: str | None, stored: Any) -> str | None:
+        """A row's text, refused unless this library could have written it."""
+        try:
+            text: str = self._disk.fetch(mode, filename, stored, False)
+        except OSError:  # the file went away under a concurrent delete, as Cache.get allows
+            return None
+        return text
+
     def get_text(self, key: str) -> str | None:
         """``get(key)`` for a string key, in one query and without the generic steps.
 
@@ -373,16 +454,89 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         con = self._con
         if self._journal_at is not None:
             _check_database_files(self._journal_at, _JOURNAL)
-        self._local.watchdog.deadline = time.monotonic() + self._budget
+        con.watchdog.deadline = time.monotonic() + self._budget
         rows = con.execute(_SELECT_TEXT, (key, time.time())).fetchall()
         if not rows:
             return None
-        ((mode, filename, stored),) = rows
-        try:
-            text: str = self._disk.fetch(mode, filename, stored, False)
-        except OSError:  # the file went away under a concurrent delete, as Cache.get allows
+        ((mode, filename, stored, _),) = rows
+        return self._text(mode, filename, stored)
+
+    def get_text_with_expiry(self, key: str) -> tuple[str, float | None] | None:
+        """The text under ``key`` and its Unix ``expire_time`` (``None``: never), in one query."""
+        if not self._reads_change_nothing():
+            value, expires = self.get(key, expire_time=True)
+            return None if value is None else (value, expires)
+        con = self._statement_connection()
+        rows = con.execute(_SELECT_TEXT, (key, time.time())).fetchall()
+        if not rows:
             return None
-        return text
+        ((mode, filename, stored, expires),) = rows
+        text = self._text(mode, filename, stored)
+        return None if text is None else (text, expires)
+
+    def get_texts(self, keys: Sequence[str]) -> list[str | None]:
+        """The text under each key or ``None``, in the order of ``keys``: one query per 998 keys."""
+        if not self._reads_change_nothing():
+            return [self.get(key) for key in keys]
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, str | None] = {}
+        for start in range(0, len(unique), _KEYS_PER_QUERY):
+            chunk = unique[start : start + _KEYS_PER_QUERY]
+            con = self._statement_connection()
+            query = _SELECT_MANY.format(", ".join("?" * len(chunk)))
+            for key, mode, filename, stored in con.execute(query, (*chunk, time.time())):
+                found[key] = self._text(mode, filename, stored)
+        return [found.get(key) for key in keys]
+
+    def set_texts(self, items: Mapping[str, str], expire: float | None) -> None:
+        """Store every item in one transaction: all of them, or (on any failure) none."""
+        now = time.time()
+        expire_time = None if expire is None else now + expire
+        stored: list[tuple[str, tuple[Any, ...]]] = []
+        try:
+            for key, value in items.items():
+                size, mode, filename, db_value = self._disk.store(value, False, key=key)
+                stored.append((key, (expire_time, None, size, mode, filename, db_value)))
+            with self._transact() as (sql, cleanup):
+                for key, columns in stored:
+                    rows = sql(_SELECT_ROW, (key,)).fetchall()
+                    if rows:
+                        ((rowid, old_filename),) = rows
+                        cleanup(old_filename)  # removed once the transaction commits
+                        self._row_update(rowid, now, columns)
+                    else:
+                        self._row_insert(key, True, now, columns)
+                # Culls as many rows as one set per item would.
+                self._cull(now, sql, cleanup, self.cull_limit * len(stored))
+        except BaseException:
+            for _, columns in stored:  # written for rows that were never committed
+                self._disk.remove(columns[4])
+            raise
+
+    def delete_prefixed(self, prefix: str) -> int:
+        """Delete the rows whose key is text starting with ``prefix``; count the unexpired ones.
+
+        Found by a range of the key's index, not by loading every key; in
+        batches, each a transaction of its own. Value files of deleted rows
+        are removed once their batch commits.
+        """
+        upper = _after_prefix(prefix)
+        bounds = (prefix,) if upper is None else (prefix, upper)
+        where = _PREFIXED.format("" if upper is None else " AND key < ?")
+        select = "SELECT filename, expire_time " + where
+        delete = f"DELETE FROM Cache WHERE rowid IN (SELECT rowid {where})"  # noqa: S608  (constants only)
+        removed = 0
+        while True:
+            now = time.time()
+            with self._transact() as (sql, cleanup):
+                rows = sql(select, (*bounds, _DELETE_BATCH)).fetchall()
+                if rows:
+                    sql(delete, (*bounds, _DELETE_BATCH))
+                for filename, _ in rows:
+                    cleanup(filename)
+            removed += sum(1 for _, expires in rows if expires is None or expires > now)
+            if len(rows) < _DELETE_BATCH:
+                return removed
 
     def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
         if value is diskcache.core.ENOVAL or not key.startswith("sqlite_"):

@@ -7,12 +7,12 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
-from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._failures import as_backend_error, backend_error
 from instructor_cache.backends._textcache import (
@@ -22,12 +22,11 @@ from instructor_cache.backends._textcache import (
     TextCache,
     TextOnlyDisk,
 )
-from instructor_cache.backends._threaded import ThreadedAsyncMixin
 
 __all__ = ["DiskCache", "TextOnlyDisk"]
 
 
-class DiskCache(ThreadedAsyncMixin):
+class DiskCache:
     """A ``diskcache.Cache`` at ``directory``, each entry text under its cache key.
 
     The directory can be opened with diskcache itself to look inside. It is
@@ -58,9 +57,10 @@ class DiskCache(ThreadedAsyncMixin):
     removes value files that no row names and that are older than
     ten minutes: what a process killed mid-write leaves behind.
 
-    After a few consecutive failures its ``circuit_breaker`` makes decorated
-    functions skip it for a few seconds, so a locked or broken database costs
-    one timeout per cooldown rather than one per call.
+    It is a blocking, sync store: its failures raise ``BackendError``, and
+    the wrappers the decorator composes around it fail open, trip a circuit
+    breaker and run it on a worker thread for async callers. Connections are
+    per thread; ``close()`` closes those of every thread that used it.
 
     Other keyword arguments are diskcache settings (``size_limit``,
     ``eviction_policy``, ``cull_limit``, ...).
@@ -72,11 +72,9 @@ class DiskCache(ThreadedAsyncMixin):
         *,
         ttl: TTL = None,
         timeout: float = DEFAULT_TIMEOUT,
-        circuit_breaker: CircuitBreaker | None = None,
         **settings: Any,
     ) -> None:
         self.directory = Path(directory)
-        self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
         self._ttl = to_seconds(ttl)
         self._timeout = timeout
         self._settings = settings
@@ -124,21 +122,29 @@ class DiskCache(ThreadedAsyncMixin):
             raise backend_error(self, "get", exc) from exc
         return value
 
-    def remaining_ttl(self, key: str) -> float | None:
-        """Seconds the entry has left: ``None`` for no expiry, 0 for no entry."""
-        with self._failures("remaining_ttl"):
-            value, expires = self.cache.get(key, expire_time=True)
-        if value is None:
-            return 0.0
-        return None if expires is None else max(0.0, expires - time.time())
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        """The text under ``key`` and the seconds it has left (``None``: no expiry), one query."""
+        with self._failures("get_with_ttl"):
+            found = self.cache.get_text_with_expiry(key)
+        if found is None:
+            return None
+        text, expires = found
+        return text, None if expires is None else max(0.0, expires - time.time())
 
-    async def aremaining_ttl(self, key: str) -> float | None:
-        return await self.in_worker(self.remaining_ttl, key)
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        with self._failures("get_many"):
+            return self.cache.get_texts(keys)
 
-    def set(self, key: str, value: str, ttl: TTL = None) -> None:
-        seconds = self._ttl if ttl is None else to_seconds(ttl)
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
         with self._failures("set"):
-            self._writable().set(key, value, expire=seconds)
+            self._writable().set(key, value, expire=self._ttl if ttl is None else ttl)
+
+    def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
+        """Store every item in one transaction: a failure stores none of them."""
+        if not items:
+            return
+        with self._failures("set_many"):
+            self._writable().set_texts(items, self._ttl if ttl is None else ttl)
 
     def delete(self, key: str) -> bool:
         with self._failures("delete"):
@@ -152,9 +158,7 @@ class DiskCache(ThreadedAsyncMixin):
 
     def clear_prefix(self, prefix: str) -> int:
         with self._failures("clear_prefix"):
-            cache = self._writable()
-            doomed = [k for k in cache.iterkeys() if isinstance(k, str) and k.startswith(prefix)]
-            return sum(bool(cache.delete(key)) for key in doomed)
+            return self._writable().delete_prefixed(prefix)
 
     def _failures(self, operation: str) -> contextlib.AbstractContextManager[None]:
         return as_backend_error(self, operation, FAILURES)
@@ -173,7 +177,7 @@ class DiskCache(ThreadedAsyncMixin):
                     self._cache = None
                 if cache not in self._retired:  # two threads may both find it moved
                     self._retired.append(cache)
-            cache.close()  # this thread's connection; close() reaches the worker's
+            cache.close()  # every thread's connection to the old database
             raise FileNotFoundError(
                 errno.ENOENT,
                 "the database was deleted or replaced while open; the next call opens a fresh one",
@@ -182,20 +186,13 @@ class DiskCache(ThreadedAsyncMixin):
         return cache
 
     def close(self) -> None:
-        """Close this thread's and the async worker's connections; the next use reopens them.
+        """Close the connections of every thread that used this cache; the next use reopens.
 
-        diskcache keeps a connection per thread and closes only the calling
-        thread's: connections of other threads that used this cache close
-        when those threads end.
+        It may be called from any thread, such as the event loop's while an
+        async adapter's worker thread did the reads and writes.
         """
         with self._open_lock:
             caches = [*self._retired, *([self._cache] if self._cache is not None else [])]
             self._cache, self._retired = None, []
-
-        def close_all() -> None:
-            for cache in caches:
-                cache.close()
-
-        if caches:
-            self.close_worker(close_all)
-            close_all()
+        for cache in caches:
+            cache.close()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.errors import ConfigurationError
@@ -75,25 +76,60 @@ class MemoryCache:
             return None
         return value
 
-    def remaining_ttl(self, key: str) -> float | None:
-        """Seconds the entry has left: ``None`` for no expiry, 0 for no entry."""
-        entry = self._entries.get(key)
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        """The entry and the seconds it has left (``None``: no expiry), read as ``get`` reads."""
+        entries = self._entries
+        entry = entries.get(key)
         if entry is None:
-            return 0.0
-        if entry[0] == _NEVER:
             return None
-        return max(0.0, entry[0] - self._timer())
+        expires, value = entry
+        remaining = None if expires == _NEVER else expires - self._timer()
+        if remaining is not None and remaining <= 0:
+            self._drop_expired([(key, entry)])
+            return None
+        with contextlib.suppress(KeyError):  # evicted just after the read, which still stands
+            entries.move_to_end(key)
+        return value, remaining
 
-    async def aremaining_ttl(self, key: str) -> float | None:
-        return self.remaining_ttl(key)
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Each text or ``None``, in the order of ``keys``: one pass, one look at the clock."""
+        entries = self._entries
+        now = self._timer()
+        found: list[str | None] = []
+        expired: list[tuple[str, tuple[float, str]]] = []
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None or entry[0] <= now:  # _NEVER (inf) is never <= now
+                found.append(None)
+                if entry is not None:
+                    expired.append((key, entry))
+                continue
+            with contextlib.suppress(KeyError):
+                entries.move_to_end(key)
+            found.append(entry[1])
+        if expired:
+            self._drop_expired(expired)
+        return found
 
-    def set(self, key: str, value: str, ttl: TTL = None) -> None:
-        seconds = self._ttl if ttl is None else to_seconds(ttl)
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        seconds = self._ttl if ttl is None else ttl
         expires = _NEVER if seconds is None else self._timer() + seconds
         entries = self._entries
         with self._lock:
             entries[key] = (expires, value)
             entries.move_to_end(key)
+            while len(entries) > self._maxsize:
+                entries.popitem(last=False)
+
+    def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
+        """Store every item under one lock: the size bound holds after the batch as after a set."""
+        seconds = self._ttl if ttl is None else ttl
+        expires = _NEVER if seconds is None else self._timer() + seconds
+        entries = self._entries
+        with self._lock:
+            for key, value in items.items():
+                entries[key] = (expires, value)
+                entries.move_to_end(key)
             while len(entries) > self._maxsize:
                 entries.popitem(last=False)
 
@@ -106,24 +142,44 @@ class MemoryCache:
             self._entries.clear()
 
     def clear_prefix(self, prefix: str) -> int:
+        """Remove the keys under ``prefix``; count the unexpired ones, which ``get`` would see."""
+        now = self._timer()
         with self._lock:
-            # list() copies the keys in one C call, so a lock-free read moving
+            # list() copies the items in one C call, so a lock-free read moving
             # an entry cannot break the iteration.
-            doomed = [key for key in list(self._entries) if key.startswith(prefix)]
-            for key in doomed:
+            doomed = [item for item in list(self._entries.items()) if item[0].startswith(prefix)]
+            for key, _ in doomed:
                 del self._entries[key]
-        return len(doomed)
+        return sum(1 for _, (expires, _) in doomed if expires > now)
+
+    def _drop_expired(self, expired: list[tuple[str, tuple[float, str]]]) -> None:
+        with self._lock:
+            for key, entry in expired:
+                if self._entries.get(key) is entry:  # not replaced meanwhile by a fresh write
+                    del self._entries[key]
 
     # Nothing here waits on I/O, so the async twins run inline: a thread hop
     # would cost far more than the lookup.
     async def aget(self, key: str) -> str | None:
         return self.get(key)
 
-    async def aset(self, key: str, value: str, ttl: TTL = None) -> None:
+    async def aget_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        return self.get_with_ttl(key)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
+        return self.get_many(keys)
+
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
         self.set(key, value, ttl)
+
+    async def aset_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
+        self.set_many(items, ttl)
 
     async def adelete(self, key: str) -> bool:
         return self.delete(key)
+
+    async def aclear_prefix(self, prefix: str) -> int:
+        return self.clear_prefix(prefix)
 
     async def aclear(self) -> None:
         self.clear()
