@@ -15,11 +15,13 @@ wait a timeout of its own. So the sync pipeline is run without that
 redirect (MOVED, ASK, TRYAGAIN: slots are moving) are sent again, each as
 a command of the cluster client, which follows redirects and learns the new
 slot map. The asyncio cluster pipeline already sends again only redirects.
+
+(The keys a SCAN yields for ``clear_prefix`` are UNLINKed in batches too.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import redis
@@ -28,11 +30,34 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import AskError, MovedError, TryAgainError
 
-__all__ = ["CHUNK", "amget", "apipeline", "chunks", "mget", "pipeline"]
+__all__ = ["CHUNK", "abatches", "amget", "apipeline", "batches", "chunks", "mget", "pipeline"]
 
 CHUNK = 1000
 _REDIRECTS = (MovedError, AskError, TryAgainError)
 Command = tuple[Any, ...]
+
+
+def batches(keys: Iterator[Any], size: int = 500) -> Iterator[list[Any]]:
+    """The keys a SCAN yields, in lists of ``size`` (to UNLINK a list at a time)."""
+    batch: list[Any] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def abatches(keys: AsyncIterator[Any], size: int = 500) -> AsyncIterator[list[Any]]:
+    batch: list[Any] = []
+    async for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -17,7 +17,15 @@ from redis.backoff import NoBackoff
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._deadline import with_deadline
 from instructor_cache.backends._loops import PerLoop
-from instructor_cache.backends._pipelines import amget, apipeline, chunks, mget, pipeline
+from instructor_cache.backends._pipelines import (
+    abatches,
+    amget,
+    apipeline,
+    batches,
+    chunks,
+    mget,
+    pipeline,
+)
 from instructor_cache.backends._turns import (
     NO_TURNS,
     AsyncTurn,
@@ -305,7 +313,7 @@ class RedisCache:
         deleted = 0
         with self._turn("SCAN/UNLINK") as turn:
             client = turn.client
-            for batch in _batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
+            for batch in batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
                 deleted += int(client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
 
@@ -316,7 +324,7 @@ class RedisCache:
         async with self._aturn("SCAN/UNLINK") as turn:
             client = turn.client
             keys = client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)
-            async for batch in _abatches(keys):
+            async for batch in abatches(keys):
                 deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
 
@@ -378,25 +386,3 @@ def _text(value: Any) -> str | None:
 def _escape_glob(text: str) -> str:
     """Escape the characters SCAN MATCH treats as a pattern (``*?[]\\``)."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def _batches(keys: Iterator[Any], size: int = 500) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for key in keys:
-        batch.append(key)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-async def _abatches(keys: AsyncIterator[Any], size: int = 500) -> AsyncIterator[list[Any]]:
-    batch: list[Any] = []
-    async for key in keys:
-        batch.append(key)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
