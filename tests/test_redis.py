@@ -169,6 +169,12 @@ def test_clear_without_a_prefix_refuses_to_empty_the_database(redis_url: str) ->
     backend.close()
 
 
+def test_a_circuit_breaker_given_to_the_store_is_refused_clearly() -> None:
+    """The breaker moved to the decorator's guard: passing one here names the move."""
+    with pytest.raises(ConfigurationError, match="circuit_breaker"):
+        RedisCache("redis://127.0.0.1:6379/0", circuit_breaker=object())
+
+
 def test_a_prefix_ends_at_a_separator(redis_url: str, raw: redis.Redis) -> None:
     """prefix="instructor" stores under "instructor:" and never clears "instructor-staging:"."""
     backend = RedisCache(redis_url, prefix="instructor")

@@ -94,6 +94,12 @@ class RedisCache:
         # A prefix ends at a separator, so that "instructor" never matches the
         # keys of "instructor-staging" when clearing by pattern.
         self.prefix = prefix if not prefix or prefix.endswith(":") else prefix + ":"
+        if "circuit_breaker" in client_options:  # else it would reach redis-py, and fail there
+            raise ConfigurationError(
+                "RedisCache takes no circuit_breaker any more: a store only raises, and the "
+                "circuit breaker belongs to the layer the decorator puts around every store; "
+                "configure it there"
+            )
         self._ttl = to_seconds(ttl)
         self._lock = threading.Lock()
         self._sync: SyncClient | None = None
