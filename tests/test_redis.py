@@ -20,6 +20,14 @@ import redis.asyncio
 import redis.cluster
 
 from instructor_cache import RedisCache, instructor_cache
+from instructor_cache.backends._contract import (
+    AsyncBulkStore,
+    AsyncReadsWithTTL,
+    AsyncStore,
+    BulkStore,
+    ReadsWithTTL,
+    Store,
+)
 from instructor_cache.errors import BackendError, ConfigurationError
 from tests._redis import SlowLink, free_port, running_cluster, running_server
 from tests.conftest import FakeLLM, UserDetail
@@ -167,6 +175,22 @@ def test_clear_without_a_prefix_refuses_to_empty_the_database(redis_url: str) ->
     with pytest.raises(ConfigurationError, match="prefix"):
         backend.clear()
     backend.close()
+
+
+def test_redis_cache_declares_the_store_contract_and_its_capabilities() -> None:
+    """Native async, one read with its TTL and bulk calls are there to be found by type."""
+    backend = RedisCache("redis://127.0.0.1:6379/0")  # nothing is contacted
+    for capability in (
+        Store,
+        AsyncStore,
+        ReadsWithTTL,
+        AsyncReadsWithTTL,
+        BulkStore,
+        AsyncBulkStore,
+    ):
+        assert isinstance(backend, capability), capability.__name__
+    assert not hasattr(backend, "remaining_ttl")
+    assert not hasattr(backend, "circuit_breaker")
 
 
 def test_a_circuit_breaker_given_to_the_store_is_refused_clearly() -> None:
