@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import gc
 import os
+import time
 import urllib.parse
+import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -17,7 +20,16 @@ import redis.asyncio
 import redis.cluster
 
 from instructor_cache import RedisCache, instructor_cache
-from tests._redis import running_server
+from instructor_cache.backends._contract import (
+    AsyncBulkStore,
+    AsyncReadsWithTTL,
+    AsyncStore,
+    BulkStore,
+    ReadsWithTTL,
+    Store,
+)
+from instructor_cache.errors import BackendError, ConfigurationError
+from tests._redis import SlowLink, free_port, running_cluster, running_server
 from tests.conftest import FakeLLM, UserDetail
 
 
@@ -44,12 +56,13 @@ def test_clients_made_from_a_url_have_short_timeouts_and_no_retries(redis_url: s
 def test_the_ttl_is_set_in_the_same_command(redis_url: str, raw: redis.Redis) -> None:
     """An entry written with a ttl carries it in Redis (PX), and reads back its remaining TTL."""
     backend = RedisCache(redis_url, prefix="ttl-test:")
-    backend.set("k", "v", ttl=30)
+    backend.set("k", "v", ttl=30.0)
     assert 29_000 < raw.pttl("ttl-test:k") <= 30_000
-    assert backend.remaining_ttl("k") == pytest.approx(30, abs=1)
+    assert backend.get_with_ttl("k") == ("v", pytest.approx(30, abs=1))
     backend.set("forever", "v")
     assert raw.pttl("ttl-test:forever") == -1
-    assert backend.remaining_ttl("forever") is None
+    assert backend.get_with_ttl("forever") == ("v", None)
+    assert backend.get_with_ttl("absent") is None
     backend.clear()
     backend.close()
 
@@ -158,12 +171,32 @@ def test_a_given_cluster_client_works(llm: FakeLLM, redis_cluster_url: str) -> N
 
 def test_clear_without_a_prefix_refuses_to_empty_the_database(redis_url: str) -> None:
     """A RedisCache with no prefix cannot tell its keys from others': clear() refuses."""
-    from instructor_cache.errors import ConfigurationError
-
     backend = RedisCache(redis_url)
     with pytest.raises(ConfigurationError, match="prefix"):
         backend.clear()
     backend.close()
+
+
+def test_redis_cache_declares_the_store_contract_and_its_capabilities() -> None:
+    """Native async, one read with its TTL and bulk calls are there to be found by type."""
+    backend = RedisCache("redis://127.0.0.1:6379/0")  # nothing is contacted
+    for capability in (
+        Store,
+        AsyncStore,
+        ReadsWithTTL,
+        AsyncReadsWithTTL,
+        BulkStore,
+        AsyncBulkStore,
+    ):
+        assert isinstance(backend, capability), capability.__name__
+    assert not hasattr(backend, "remaining_ttl")
+    assert not hasattr(backend, "circuit_breaker")
+
+
+def test_a_circuit_breaker_given_to_the_store_is_refused_clearly() -> None:
+    """The breaker moved to the decorator's guard: passing one here names the move."""
+    with pytest.raises(ConfigurationError, match="circuit_breaker"):
+        RedisCache("redis://127.0.0.1:6379/0", circuit_breaker=object())
 
 
 def test_a_prefix_ends_at_a_separator(redis_url: str, raw: redis.Redis) -> None:
@@ -179,30 +212,54 @@ def test_a_prefix_ends_at_a_separator(redis_url: str, raw: redis.Redis) -> None:
     backend.close()
 
 
-def test_cache_clear_with_only_an_asyncio_client_does_not_trip_the_breaker(
-    redis_url: str, caplog: pytest.LogCaptureFixture
+async def test_an_asyncio_only_client_serves_the_async_contract_and_refuses_sync_calls(
+    redis_url: str,
 ) -> None:
-    """A sync operation the backend cannot do is a logged misconfiguration, not a dead server."""
+    """Every async method works on a given asyncio client; sync ones raise a ConfigurationError.
 
-    async def scenario() -> None:
-        client = redis.asyncio.Redis.from_url(redis_url)
-        backend = RedisCache(client, prefix="async-only:")
+    A misconfiguration, not a failing Redis: it must not be a BackendError,
+    which a guard would count towards opening its circuit breaker.
+    """
+    client = redis.asyncio.Redis.from_url(redis_url)
+    backend = RedisCache(client, prefix=f"async-only-{uuid.uuid4().hex}:")
+    await backend.aset("a", "1", 30.0)
+    await backend.aset_many({"b": "2", "c": "3"}, 30.0)
+    assert await backend.aget("a") == "1"
+    assert await backend.aget_with_ttl("b") == ("2", pytest.approx(30, abs=1))
+    assert await backend.aget_many(["c", "a", "none"]) == ["3", "1", None]
+    assert await backend.adelete("a") is True
+    assert await backend.aclear_prefix("") == 2
+    assert await backend.aget_many(["b", "c"]) == [None, None]
+    for call in (
+        lambda: backend.get("a"),
+        lambda: backend.set("a", "1"),
+        lambda: backend.delete("a"),
+        lambda: backend.clear_prefix(""),
+        lambda: backend.get_with_ttl("a"),
+        lambda: backend.get_many(["a"]),
+        lambda: backend.set_many({"a": "1"}),
+    ):
+        with pytest.raises(ConfigurationError, match="asyncio client only") as raised:
+            call()
+        assert not isinstance(raised.value, BackendError)
+    await client.aclose()
 
-        @instructor_cache(backend)
-        async def extract(text: str) -> UserDetail:
-            return UserDetail(name=text, age=0)
 
-        await extract("a")
-        for _ in range(5):
-            extract.cache_clear()
-        assert not backend.circuit_breaker.is_open
-        await extract("a")
-        assert extract.cache_info().hits == 1
-        await backend.aclear()
-        await client.aclose()
-
-    asyncio.run(scenario())
-    assert "asyncio client only" in caplog.text
+async def test_a_sync_only_client_serves_the_async_contract_in_a_thread(
+    redis_url: str,
+) -> None:
+    """Given only a sync client, every async method runs it on a worker thread."""
+    client = redis.Redis.from_url(redis_url)
+    backend = RedisCache(client, prefix=f"sync-only-{uuid.uuid4().hex}:")
+    await backend.aset("a", "1", 30.0)
+    await backend.aset_many({"b": "2", "c": "3"}, 30.0)
+    assert await backend.aget("a") == "1"
+    assert await backend.aget_with_ttl("b") == ("2", pytest.approx(30, abs=1))
+    assert await backend.aget_many(["c", "a", "none"]) == ["3", "1", None]
+    assert await backend.adelete("a") is True
+    assert await backend.aclear_prefix("") == 2
+    assert backend.get_many(["b", "c"]) == [None, None]
+    client.close()
 
 
 def test_unix_socket_and_db_number_urls(llm: FakeLLM, tmp_path: Path) -> None:
@@ -288,3 +345,349 @@ def test_loops_closed_without_asyncio_run_release_their_clients(
     assert extract.cache_info().hits == 1
     backend.clear()
     backend.close()
+
+
+# -- one read with its TTL, bulk reads and writes (single node and cluster) -----
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def cluster(request: pytest.FixtureRequest) -> bool:
+    return request.param == "cluster"
+
+
+@pytest.fixture
+def url(cluster: bool, request: pytest.FixtureRequest) -> str:
+    """The session's single node or its cluster, as the test is parametrized."""
+    fixture = "redis_cluster_url" if cluster else "redis_url"
+    found: str = request.getfixturevalue(fixture)
+    return found
+
+
+@pytest.fixture
+def store(url: str, cluster: bool) -> Iterator[RedisCache]:
+    """A RedisCache under a prefix of the test's own, cleared and closed after it."""
+    backend = RedisCache(url, cluster=cluster, prefix=f"bulk:{uuid.uuid4().hex}:")
+    yield backend
+    backend.clear()
+    backend.close()
+
+
+def spread_keys(count: int) -> list[str]:
+    """Keys that land on many slots (and so, on a cluster, on every master)."""
+    return [f"key-{i}" for i in range(count)]
+
+
+def slots_of(backend: RedisCache, keys: list[str]) -> set[int]:
+    return {redis.crc.key_slot((backend.prefix + key).encode()) for key in keys}
+
+
+def test_get_many_returns_values_in_key_order(store: RedisCache) -> None:
+    """Keys over many slots come back in the order asked, duplicates repeated, misses as None."""
+    keys = spread_keys(60)
+    assert len(slots_of(store, keys)) == 60  # an MGET of them all would fail with CROSSSLOT
+    store.set_many({key: f"value of {key}" for key in keys})
+    asked = ["absent", *reversed(keys), keys[3], keys[3]]
+    expected = [None, *(f"value of {key}" for key in reversed(keys))]
+    assert store.get_many(asked) == [*expected, "value of key-3", "value of key-3"]
+
+
+async def test_aget_many_returns_values_in_key_order(store: RedisCache) -> None:
+    """The async twin: keys over many slots, in order, duplicates repeated, misses as None."""
+    keys = spread_keys(60)
+    await store.aset_many({key: f"value of {key}" for key in keys})
+    asked = ["absent", *reversed(keys), keys[3], keys[3]]
+    expected = [None, *(f"value of {key}" for key in reversed(keys))]
+    assert await store.aget_many(asked) == [*expected, "value of key-3", "value of key-3"]
+    await store.aclose()
+
+
+def test_bulk_calls_of_thousands_of_keys_round_trip(store: RedisCache) -> None:
+    """2,500 entries over many slots are written and read back exactly, sync and async."""
+    keys = spread_keys(2500)
+    items = {key: key.upper() * 3 for key in keys}
+    store.set_many(items)
+    assert store.get_many(keys) == [items[key] for key in keys]
+    store.clear()
+
+    async def scenario() -> None:
+        await store.aset_many(items)
+        assert await store.aget_many(keys) == [items[key] for key in keys]
+        await store.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_large_get_many_goes_in_mgets_of_1000_keys(redis_url: str, raw: redis.Redis) -> None:
+    """2,500 keys take three MGETs, so no one command holds the server for long."""
+    backend = RedisCache(redis_url, prefix=f"chunks:{uuid.uuid4().hex}:")
+    keys = spread_keys(2500)
+    backend.set_many(dict.fromkeys(keys, "v"))
+    before = mget_calls(raw)
+    assert backend.get_many(keys) == ["v"] * 2500
+    assert mget_calls(raw) - before == 3
+    backend.clear()
+    backend.close()
+
+
+def mget_calls(server: redis.Redis) -> int:
+    """How many MGETs the server has run (INFO commandstats)."""
+    stats = server.info("commandstats").get("cmdstat_mget", {"calls": 0})
+    calls: int = stats["calls"]
+    return calls
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_set_many_applies_the_ttl_to_every_entry(url: str, cluster: bool, flavour: str) -> None:
+    """set_many's ttl, else the store's default, else none, is set on each entry (PX)."""
+    backend = RedisCache(url, cluster=cluster, prefix=f"ttl:{uuid.uuid4().hex}:", ttl=60)
+    keys = spread_keys(30)
+    given, default = keys[:15], keys[15:]
+    if flavour == "sync":
+        backend.set_many(dict.fromkeys(given, "v"), 30.0)
+        backend.set_many(dict.fromkeys(default, "v"))
+    else:
+
+        async def scenario() -> None:
+            await backend.aset_many(dict.fromkeys(given, "v"), 30.0)
+            await backend.aset_many(dict.fromkeys(default, "v"))
+
+        asyncio.run(scenario())
+    server = plain_client(url, cluster)
+    assert all(29_000 < server.pttl(backend.prefix + key) <= 30_000 for key in given)
+    assert all(59_000 < server.pttl(backend.prefix + key) <= 60_000 for key in default)
+    no_default = RedisCache(url, cluster=cluster, prefix=backend.prefix)
+    no_default.set_many({"forever": "v"})
+    assert server.pttl(backend.prefix + "forever") == -1
+    assert backend.get_many([*keys, "forever"]) == ["v"] * 31
+    backend.clear()
+    backend.close()
+    no_default.close()
+    server.close()
+
+
+def plain_client(url: str, cluster: bool) -> redis.Redis:
+    """redis-py's own client of the node or cluster at ``url``, to look at what was stored."""
+    if cluster:
+        client: redis.Redis = redis.cluster.RedisCluster.from_url(url, decode_responses=True)
+        return client
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def test_bulk_calls_with_nothing_to_do_make_no_round_trip(cluster: bool) -> None:
+    """No keys, no items: [] and nothing done, even with no server to talk to.
+
+    (A cluster client would connect when made, and fail, were it made.)
+    """
+    backend = RedisCache(f"redis://127.0.0.1:{free_port()}/0", cluster=cluster)
+    assert backend.get_many([]) == []
+    backend.set_many({})
+
+    async def scenario() -> None:
+        assert await backend.aget_many([]) == []
+        await backend.aset_many({})
+
+    asyncio.run(scenario())
+    backend.close()
+
+
+def test_get_with_ttl_reads_the_entry_and_its_ttl(store: RedisCache) -> None:
+    """The text and its seconds left; None for no expiry; None for no entry (empty text kept)."""
+    store.set("lasting", "v", 30.0)
+    store.set("forever", "")
+    assert store.get_with_ttl("lasting") == ("v", pytest.approx(30, abs=1))
+    assert store.get_with_ttl("forever") == ("", None)
+    assert store.get_with_ttl("absent") is None
+
+
+async def test_aget_with_ttl_reads_the_entry_and_its_ttl(store: RedisCache) -> None:
+    """The async twin of get_with_ttl."""
+    await store.aset("lasting", "v", 30.0)
+    await store.aset("forever", "")
+    assert await store.aget_with_ttl("lasting") == ("v", pytest.approx(30, abs=1))
+    assert await store.aget_with_ttl("forever") == ("", None)
+    assert await store.aget_with_ttl("absent") is None
+    await store.aclose()
+
+
+class CountingRedis(redis.Redis):
+    """redis-py's client, counting its round trips: commands, and pipelines (one each)."""
+
+    trips = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.trips += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        self.trips += 1
+        return super().pipeline(*args, **kwargs)
+
+
+class CountingCluster(redis.cluster.RedisCluster):
+    """The same for the cluster client."""
+
+    trips = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.trips += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        self.trips += 1
+        return super().pipeline(*args, **kwargs)
+
+
+class CountingAsyncRedis(redis.asyncio.Redis):
+    """The same for the asyncio client."""
+
+    trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.trips += 1
+        return await super().execute_command(*args, **options)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        self.trips += 1
+        return super().pipeline(*args, **kwargs)
+
+
+class CountingAsyncCluster(redis.asyncio.cluster.RedisCluster):
+    """The same for the asyncio cluster client."""
+
+    trips = 0
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        self.trips += 1
+        return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        self.trips += 1
+        return super().pipeline(*args, **kwargs)
+
+
+def test_get_with_ttl_is_one_round_trip(url: str, cluster: bool) -> None:
+    """The entry and its TTL come back from one command, not a GET and then a PTTL."""
+    client = (CountingCluster if cluster else CountingRedis).from_url(url, decode_responses=True)
+    backend = RedisCache(client, prefix=f"trips:{uuid.uuid4().hex}:")
+    backend.set("k", "v", 30.0)
+    backend.get_with_ttl("k")  # the client has connected and learnt the slots
+    client.trips = 0
+    assert backend.get_with_ttl("k") == ("v", pytest.approx(30, abs=1))
+    assert client.trips == 1
+    backend.clear()
+    client.close()
+
+
+async def test_aget_with_ttl_is_one_round_trip(url: str, cluster: bool) -> None:
+    """The async twin: one command for the entry and its TTL."""
+    client = (CountingAsyncCluster if cluster else CountingAsyncRedis).from_url(url)
+    backend = RedisCache(client, prefix=f"trips:{uuid.uuid4().hex}:")
+    await backend.aset("k", "v", 30.0)
+    await backend.aget_with_ttl("k")
+    client.trips = 0
+    assert await backend.aget_with_ttl("k") == ("v", pytest.approx(30, abs=1))
+    assert client.trips == 1
+    await backend.aclear()
+    await client.aclose()
+
+
+async def test_a_burst_of_bulk_reads_waits_in_line_for_the_pool(url: str, cluster: bool) -> None:
+    """500 concurrent aget_many calls on 10 connections all succeed: each waits its turn."""
+    backend = RedisCache(
+        url, cluster=cluster, prefix=f"burst:{uuid.uuid4().hex}:", max_connections=10
+    )
+    keys = spread_keys(20)
+    await backend.aset_many({key: key.upper() for key in keys})
+    asked = [keys[i % 20 :] + keys[: i % 20] for i in range(500)]
+    results = await asyncio.gather(*(backend.aget_many(batch) for batch in asked))
+    assert results == [[key.upper() for key in batch] for batch in asked]
+    await backend.aclear()
+    await backend.aclose()
+    backend.close()
+
+
+def test_bulk_calls_follow_moved_replies(redis_cluster_url: str) -> None:
+    """With a stale slot map (as after resharding), MOVED replies are followed, not failures."""
+    backend = RedisCache(redis_cluster_url, cluster=True, prefix=f"moved:{uuid.uuid4().hex}:")
+    keys = spread_keys(30)
+    backend.set_many(dict.fromkeys(keys, "old"))
+    misdirect(backend.client, backend.prefix, keys)
+    assert backend.get_many(keys) == ["old"] * 30
+    misdirect(backend.client, backend.prefix, keys)
+    backend.set_many(dict.fromkeys(keys, "new"))
+    checker = plain_client(redis_cluster_url, cluster=True)
+    assert [checker.get(backend.prefix + key) for key in keys] == ["new"] * 30
+
+    async def scenario() -> None:
+        client = await backend.aclient()
+        await backend.aget_many(keys)  # the loop's client has learnt the slots
+        misdirect(client, backend.prefix, keys)
+        assert await backend.aget_many(keys) == ["new"] * 30
+        misdirect(client, backend.prefix, keys)
+        await backend.aset_many(dict.fromkeys(keys, "newer"))
+
+    asyncio.run(scenario())
+    assert [checker.get(backend.prefix + key) for key in keys] == ["newer"] * 30
+    checker.close()
+    backend.clear()
+    backend.close()
+
+
+def misdirect(client: Any, prefix: str, keys: list[str]) -> None:
+    """Point the client's slot map for ``keys`` at the wrong master, so the servers say MOVED."""
+    slots = client.nodes_manager.slots_cache
+    primaries = client.get_primaries()
+    for key in keys:
+        slot = client.keyslot(prefix + key)
+        right = slots[slot][0]
+        slots[slot] = [next(node for node in primaries if node.name != right.name)]
+
+
+# A bulk call that falls back pays about one command timeout (0.25 s).
+BOUND = 1.5
+
+
+def test_bulk_calls_on_a_stalled_cluster_master_fail_within_one_timeout(tmp_path: Path) -> None:
+    """With one master stalled, get_many and set_many raise within a timeout, not one per slot."""
+    with running_cluster(tmp_path / "cluster") as nodes:
+        backend = RedisCache(nodes.url, cluster=True, prefix="stalled:")
+        keys = spread_keys(300)  # about 100 slots on each master
+        items = dict.fromkeys(keys, "v")
+        backend.set_many(items)
+        calls: list[Callable[[], Any]] = [
+            lambda: backend.get_many(keys),
+            lambda: backend.set_many(items),
+            lambda: asyncio.run(backend.aget_many(keys)),
+            lambda: asyncio.run(backend.aset_many(items)),
+        ]
+        nodes.servers[1].pause()
+        try:
+            for call in calls:
+                started = time.monotonic()
+                with pytest.raises(BackendError):
+                    call()
+                assert time.monotonic() - started < BOUND
+        finally:
+            nodes.servers[1].resume()
+        backend.close()
+
+
+def test_a_large_get_many_over_a_slow_link_costs_one_timeout(redis_url: str) -> None:
+    """The timeout bounds a whole MGET reply, not each socket read, sync and async."""
+    port = urllib.parse.urlsplit(redis_url).port
+    assert port is not None
+    prefix = f"slow:{uuid.uuid4().hex}:"
+    fast = RedisCache(redis_url, prefix=prefix)
+    keys = spread_keys(20)
+    fast.set_many(dict.fromkeys(keys, "x" * 1024))  # a 20 KB reply: 20 pauses of 0.2 s
+    with SlowLink(port, chunk=1024, pause=0.2) as link:
+        slow = RedisCache(link.url, prefix=prefix)
+        for call in (lambda: slow.get_many(keys), lambda: asyncio.run(slow.aget_many(keys))):
+            started = time.monotonic()
+            with pytest.raises(BackendError, match="Timeout"):
+                call()
+            assert time.monotonic() - started < BOUND
+        assert slow.get_many(keys[:1]) == ["x" * 1024]  # a small reply still comes back
+        slow.close()
+    fast.clear()
+    fast.close()

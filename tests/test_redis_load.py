@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
+from instructor_cache import RedisCache, instructor_cache
 from tests._redis import RedisServer, SlowLink
 from tests.conftest import FakeLLM, UserDetail
 
@@ -114,7 +114,7 @@ def test_many_threads_hitting_at_once_are_all_served(
 def test_a_stalled_server_turns_the_whole_line_away_at_once(tmp_path: Path, llm: FakeLLM) -> None:
     """1,000 calls queued on a stalled Redis all fall back within two timeouts, not ten."""
     server = RedisServer(tmp_path / "redis").start()
-    backend = RedisCache(server.url, circuit_breaker=CircuitBreaker(failures=3, cooldown=30))
+    backend = RedisCache(server.url)
 
     @instructor_cache(backend, ignore=("llm",))
     async def extract(text: str) -> UserDetail:

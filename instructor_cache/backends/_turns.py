@@ -23,7 +23,9 @@ same turn, so a pause of ours does not cost a paid call. A lone command on
 a dead Redis is not tried twice.
 
 ``Turn`` and ``AsyncTurn`` are one command in its turn, as the backend
-uses them; the lines behind them, for threads and for the tasks of one
+uses them; a bulk operation (MGET in chunks, a pipeline) is one turn too,
+however many connections of a cluster it uses at once, so a burst of them
+waits in line like a burst of GETs; the lines behind them, for threads and for the tasks of one
 event loop, share their bookkeeping and are written side by side.
 """
 
@@ -44,6 +46,7 @@ __all__ = ["FAILURES", "NO_TURNS", "AsyncTurn", "AsyncTurns", "NoTurns", "Turn",
 
 W = TypeVar("W")
 C = TypeVar("C")
+R = TypeVar("R")
 
 # What a Redis call can raise: the server's and the client's errors (redis.RedisError
 # covers connection, timeout, authentication and out-of-memory), and the socket's.
@@ -249,7 +252,7 @@ NO_TURNS = NoTurns()
 
 
 class Turn(Generic[C]):
-    """One command (or one SCAN) on the sync client, in its turn; failures as ``BackendError``.
+    """One command (a SCAN, a bulk call) on the sync client, in its turn; failures as BackendError.
 
     A class rather than a generator: it sits on every hit's path.
     """
@@ -285,6 +288,17 @@ class Turn(Generic[C]):
                 raise
         self._seen = seen
         return client.execute_command(*command)
+
+    def call(self, operation: Callable[[C], R]) -> R:
+        """Run ``operation(client)`` (a pipeline, an MGET by slot) as ``run`` runs a command."""
+        try:
+            return operation(self.client)
+        except UNANSWERED:
+            seen = self._turns.again(self._seen, self._answered)
+            if seen is None:
+                raise
+        self._seen = seen
+        return operation(self.client)
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         self._turns.give_back(self._seen, ANSWERED if exc is None else _outcome(exc))
@@ -336,6 +350,17 @@ class AsyncTurn(Generic[C]):
                 raise
         self._seen = seen
         return await client.execute_command(*command)
+
+    async def call(self, operation: Callable[[C], Awaitable[R]]) -> R:
+        """Run ``operation(client)`` as ``run`` runs a command."""
+        try:
+            return await operation(self.client)
+        except UNANSWERED:
+            seen = self._turns.again(self._seen, self._answered)
+            if seen is None:
+                raise
+        self._seen = seen
+        return await operation(self.client)
 
     async def __aexit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         self._turns.give_back(self._seen, ANSWERED if exc is None else _outcome(exc))

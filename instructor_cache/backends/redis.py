@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -13,10 +14,18 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import NoBackoff
 
-from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._deadline import with_deadline
 from instructor_cache.backends._loops import PerLoop
+from instructor_cache.backends._pipelines import (
+    abatches,
+    amget,
+    apipeline,
+    batches,
+    chunks,
+    mget,
+    pipeline,
+)
 from instructor_cache.backends._turns import (
     NO_TURNS,
     AsyncTurn,
@@ -35,6 +44,14 @@ _DEFAULT_CONNECTIONS = 100
 # queries the topology on a connection of its own while commands hold the rest.
 _SPARE_CONNECTIONS = 8
 _SCAN_COUNT = 1000
+# GET and PTTL of one key in one round trip, and atomically: the TTL is the
+# entry's own, not that of a value written between two commands. (The PTTL
+# is sent only for an entry that exists.)
+_GET_WITH_TTL = (
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then return {v, redis.call('PTTL', KEYS[1])} end "
+    "return false"
+)
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
@@ -49,15 +66,16 @@ class RedisCache:
     connect timeout and a whole-command timeout of ``timeout`` seconds (0.25
     by default, where redis-py waits 5 s per socket read) and none of
     redis-py's retries with backoff, so a dead, stalled or slow Redis costs a
-    call a fraction of a second, and after a few failures its
-    ``circuit_breaker`` makes decorated functions skip it for a cooldown
-    without paying even that. ``cluster=True`` (or a cluster client) talks to
-    a Redis Cluster.
+    call a fraction of a second; a failure is raised as ``BackendError``
+    (decorated functions fall back, and their guard's circuit breaker skips
+    a failing Redis for a cooldown). ``cluster=True`` (or a cluster client)
+    talks to a Redis Cluster; bulk reads and writes are grouped by slot.
 
     At most ``max_connections`` (100) commands are in flight per client;
     callers beyond that wait in line for a connection rather than fail, so a
     burst of hits is served in full; the line gives up only when Redis stops
-    answering (see ``_turns``). One pool serves sync calls; async calls get
+    answering (see ``_turns``); a bulk call (``get_many``, ``set_many``)
+    takes one place in that line. One pool serves sync calls; async calls get
     one per event loop, since redis-py's asyncio connections belong to the
     loop that made them. A client you pass in is used as it is, with your
     timeouts and pool.
@@ -71,14 +89,18 @@ class RedisCache:
         ttl: TTL = None,
         timeout: float = _DEFAULT_TIMEOUT,
         cluster: bool = False,
-        circuit_breaker: CircuitBreaker | None = None,
         **client_options: Any,
     ) -> None:
         # A prefix ends at a separator, so that "instructor" never matches the
         # keys of "instructor-staging" when clearing by pattern.
         self.prefix = prefix if not prefix or prefix.endswith(":") else prefix + ":"
+        if "circuit_breaker" in client_options:  # else it would reach redis-py, and fail there
+            raise ConfigurationError(
+                "RedisCache takes no circuit_breaker any more: a store only raises, and the "
+                "circuit breaker belongs to the layer the decorator puts around every store; "
+                "configure it there"
+            )
         self._ttl = to_seconds(ttl)
-        self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
         self._lock = threading.Lock()
         self._sync: SyncClient | None = None
         self._per_loop: PerLoop[AsyncClient] = PerLoop()
@@ -200,29 +222,68 @@ class RedisCache:
         async with self._aturn("GET") as turn:
             return _text(await turn.run("GET", self.prefix + key))
 
-    def remaining_ttl(self, key: str) -> float | None:
-        """Seconds the entry has left (PTTL): ``None`` for no expiry, 0 for no entry."""
-        with self._turn("PTTL") as turn:
-            return _seconds(turn.run("PTTL", self.prefix + key))
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        """The entry and the seconds it has left (``None``: no expiry), in one round trip."""
+        with self._turn("GET+PTTL") as turn:
+            return _with_ttl(turn.run("EVAL", _GET_WITH_TTL, 1, self.prefix + key))
 
-    async def aremaining_ttl(self, key: str) -> float | None:
+    async def aget_with_ttl(self, key: str) -> tuple[str, float | None] | None:
         if self._sync_only:
-            return await asyncio.to_thread(self.remaining_ttl, key)
-        async with self._aturn("PTTL") as turn:
-            return _seconds(await turn.run("PTTL", self.prefix + key))
+            return await asyncio.to_thread(self.get_with_ttl, key)
+        async with self._aturn("GET+PTTL") as turn:
+            return _with_ttl(await turn.run("EVAL", _GET_WITH_TTL, 1, self.prefix + key))
 
-    def set(self, key: str, value: str, ttl: TTL = None) -> None:
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
         command = self._set_command(key, value, ttl)
         with self._turn("SET") as turn:
             turn.run(*command)
 
-    async def aset(self, key: str, value: str, ttl: TTL = None) -> None:
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
         if self._sync_only:
             await asyncio.to_thread(self.set, key, value, ttl)
             return
         command = self._set_command(key, value, ttl)
         async with self._aturn("SET") as turn:
             await turn.run(*command)
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The entries of ``keys`` in their order: MGET, by slot on a cluster, in chunks."""
+        if not keys:
+            return []
+        values: list[Any] = []
+        with self._turn("MGET") as turn:
+            for names in chunks([self.prefix + key for key in keys]):
+                values += turn.call(functools.partial(mget, names=names))
+        return [_text(value) for value in values]
+
+    async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        if self._sync_only:
+            return await asyncio.to_thread(self.get_many, keys)
+        values: list[Any] = []
+        async with self._aturn("MGET") as turn:
+            for names in chunks([self.prefix + key for key in keys]):
+                values += await turn.call(functools.partial(amget, names=names))
+        return [_text(value) for value in values]
+
+    def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
+        """Every entry with the same TTL: SETs in one pipeline (across slots), in chunks."""
+        if not items:
+            return
+        with self._turn("SET (pipeline)") as turn:
+            for commands in chunks(self._set_commands(items, ttl)):
+                turn.call(functools.partial(pipeline, commands=commands))
+
+    async def aset_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
+        if not items:
+            return
+        if self._sync_only:
+            await asyncio.to_thread(self.set_many, items, ttl)
+            return
+        async with self._aturn("SET (pipeline)") as turn:
+            for commands in chunks(self._set_commands(items, ttl)):
+                await turn.call(functools.partial(apipeline, commands=commands))
 
     def delete(self, key: str) -> bool:
         with self._turn("DEL") as turn:
@@ -258,7 +319,7 @@ class RedisCache:
         deleted = 0
         with self._turn("SCAN/UNLINK") as turn:
             client = turn.client
-            for batch in _batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
+            for batch in batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
                 deleted += int(client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
 
@@ -269,7 +330,7 @@ class RedisCache:
         async with self._aturn("SCAN/UNLINK") as turn:
             client = turn.client
             keys = client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)
-            async for batch in _abatches(keys):
+            async for batch in abatches(keys):
                 deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
 
@@ -295,11 +356,14 @@ class RedisCache:
     def _client_and_turns(self) -> tuple[SyncClient, Turns | NoTurns]:
         return self.client, self._turns
 
-    def _set_command(self, key: str, value: str, ttl: TTL) -> tuple[Any, ...]:
-        seconds = self._ttl if ttl is None else to_seconds(ttl)
+    def _set_command(self, key: str, value: str, ttl: float | None) -> tuple[Any, ...]:
+        seconds = self._ttl if ttl is None else ttl
         if seconds is None:
             return ("SET", self.prefix + key, value)
         return ("SET", self.prefix + key, value, "PX", max(1, round(seconds * 1000)))
+
+    def _set_commands(self, items: Mapping[str, str], ttl: float | None) -> list[tuple[Any, ...]]:
+        return [self._set_command(key, value, ttl) for key, value in items.items()]
 
     def _pattern(self, prefix: str) -> str:
         return _escape_glob(self.prefix + prefix) + "*"
@@ -311,6 +375,14 @@ def _seconds(milliseconds: Any) -> float | None:
     return max(0.0, float(milliseconds) / 1000)  # -2, no such key: nothing left
 
 
+def _with_ttl(reply: Any) -> tuple[str, float | None] | None:
+    if reply is None:
+        return None
+    value, milliseconds = reply
+    text = _text(value)
+    return None if text is None else (text, _seconds(milliseconds))
+
+
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -320,25 +392,3 @@ def _text(value: Any) -> str | None:
 def _escape_glob(text: str) -> str:
     """Escape the characters SCAN MATCH treats as a pattern (``*?[]\\``)."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def _batches(keys: Iterator[Any], size: int = 500) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for key in keys:
-        batch.append(key)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-async def _abatches(keys: AsyncIterator[Any], size: int = 500) -> AsyncIterator[list[Any]]:
-    batch: list[Any] = []
-    async for key in keys:
-        batch.append(key)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
