@@ -30,6 +30,7 @@ import time
 
 import pytest
 
+from instructor_cache.backends._async import adapt
 from instructor_cache.backends._contract import (
     AsyncBulkStore,
     AsyncReadsWithTTL,
@@ -258,3 +259,23 @@ class StoreContract:
             assert found is not None
             assert found[1] is not None
             assert 50.0 < found[1] <= 60.0
+
+    def test_async_callers_reach_the_same_entries_through_the_adapter(self, store: Store) -> None:
+        """Whatever async twins it has, an async function's calls see what sync calls stored.
+
+        This is the path a decorated async function takes: the store's own
+        async methods, or its sync ones on a worker thread of its own.
+        """
+        ops = adapt(store)
+        store.set("p:a", "1")
+
+        async def scenario() -> list[str | None]:
+            await ops.aset("p:b", "2", None)
+            await ops.aset_many({"p:c": "3"}, None)
+            found = [await ops.aget("p:a"), *(await ops.aget_many(["p:b", "p:c", "p:x"]))]
+            assert await ops.adelete("p:a") is True
+            assert await ops.aclear_prefix("p:") == 2
+            return found
+
+        assert asyncio.run(scenario()) == ["1", "2", "3", None]
+        assert store.get("p:b") is None

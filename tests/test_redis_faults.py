@@ -27,9 +27,7 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.monotonic() - started
 
 
-def make_extract(
-    backend: RedisCache, llm: FakeLLM, breaker: CircuitBreaker | None = None
-) -> Any:
+def make_extract(backend: RedisCache, llm: FakeLLM, breaker: CircuitBreaker | None = None) -> Any:
     @instructor_cache(backend, ignore=("llm",), circuit_breaker=breaker)
     def extract(text: str) -> UserDetail:
         return llm(text)

@@ -147,8 +147,9 @@ class RedisCache:
         if client is None:
             if self._url is None:
                 raise ConfigurationError(
-                    "this RedisCache was given an asyncio client only: sync calls (and "
-                    "cache_clear) need a URL or a sync client (redis.Redis)"
+                    "this RedisCache was given an asyncio client only: sync calls need a URL "
+                    "or a sync client (redis.Redis); an async function clears its entries "
+                    "with `await fn.acache_clear()`"
                 )
             made = self._make_sync(self._url)
             with self._lock:
