@@ -79,5 +79,7 @@ async def usage() -> None:
     assert_type(await asynchronous.invalidate("a"), bool)
     assert_type(await asynchronous.refresh("a"), UserDetail | None)
     bare.cache_clear()
+    assert_type(await asynchronous.acache_clear(), None)
+    bare.acache_clear()  # type: ignore[attr-defined]  # sync functions clear with cache_clear()
     bare(1)  # type: ignore[arg-type]
     bare("a", wrong=1)  # type: ignore[call-arg]
