@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._log import RateLimitedLog
@@ -31,6 +32,8 @@ from instructor_cache.backends._async import Adapted, Entry
 from instructor_cache.errors import BackendError, ConfigurationError, CorruptEntryError
 
 __all__ = ["Guard", "breaker_for"]
+
+T = TypeVar("T")
 
 _breakers: weakref.WeakKeyDictionary[object, CircuitBreaker] = weakref.WeakKeyDictionary()
 _breakers_lock = threading.Lock()
@@ -299,37 +302,37 @@ class Guard:
 
     def invalidate(self, key: str) -> bool:
         """Delete ``key``; raise ``BackendError`` if that failed (a silent ``False`` would lie)."""
-        try:
-            deleted = bool(self._ops.delete(key))
-        except Exception as exc:
-            raise self._unreachable("invalidate", exc) from exc
-        self._succeeded()
-        return deleted
+        return bool(self._explicitly("invalidate", self._ops.delete, key))
 
     async def ainvalidate(self, key: str) -> bool:
-        try:
-            deleted = bool(await self._ops.adelete(key))
-        except Exception as exc:
-            raise self._unreachable("invalidate", exc) from exc
-        self._succeeded()
-        return deleted
+        return bool(await self._aexplicitly("invalidate", self._ops.adelete, key))
 
     def clear_prefix(self, prefix: str) -> int:
         """Remove the keys under ``prefix``; raise ``BackendError`` if the store failed."""
-        try:
-            removed = int(self._ops.clear_prefix(prefix))
-        except Exception as exc:
-            raise self._unreachable("cache_clear", exc) from exc
-        self._succeeded()
-        return removed
+        return int(self._explicitly("cache_clear", self._ops.clear_prefix, prefix))
 
     async def aclear_prefix(self, prefix: str) -> int:
+        return int(await self._aexplicitly("cache_clear", self._ops.aclear_prefix, prefix))
+
+    def _explicitly(self, operation: str, call: Callable[[str], T], argument: str) -> T:
         try:
-            removed = int(await self._ops.aclear_prefix(prefix))
+            result = call(argument)
         except Exception as exc:
-            raise self._unreachable("cache_clear", exc) from exc
+            raise self._unreachable(operation, exc) from exc
+        return self._succeeded_with(result)
+
+    async def _aexplicitly(
+        self, operation: str, call: Callable[[str], Awaitable[T]], argument: str
+    ) -> T:
+        try:
+            result = await call(argument)
+        except Exception as exc:
+            raise self._unreachable(operation, exc) from exc
+        return self._succeeded_with(result)
+
+    def _succeeded_with(self, result: T) -> T:
         self._succeeded()
-        return removed
+        return result
 
     # -- cache_info ----------------------------------------------------------------
 
