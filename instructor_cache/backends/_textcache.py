@@ -9,10 +9,8 @@ a busy timeout from the Settings table) or change what a read does.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,7 +19,14 @@ from typing import Any
 import diskcache
 
 from instructor_cache.backends import _valuefiles
-from instructor_cache.errors import CorruptEntryError
+from instructor_cache.backends._planted import (
+    JOURNAL,
+    Connection,
+    TextOnlyDisk,
+    Watchdog,
+    check_database_files,
+    check_schema,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "FAILURES", "ORPHAN_AGE", "TextCache", "TextOnlyDisk"]
 
@@ -50,106 +55,6 @@ _DELETE_BATCH = 1000
 # Keys per get_many query: SQLite before 3.32 binds at most 999 parameters,
 # and one is the time.
 _KEYS_PER_QUERY = 998
-# The database and the companion files SQLite opens next to it.
-_DATABASE_FILES = tuple(
-    diskcache.core.DBNAME + suffix for suffix in ("", "-journal", "-wal", "-shm")
-)
-_JOURNAL = (diskcache.core.DBNAME + "-journal",)
-
-
-# Every object diskcache 5 creates, as sqlite_master keeps its SQL: with the
-# index of each eviction policy and of tag_index. Anything else a database
-# holds (a trigger, a view, an altered definition) someone else put there.
-_DISKCACHE_SQL = (
-    "CREATE TABLE Settings ( key TEXT NOT NULL UNIQUE, value)",
-    "CREATE TABLE Cache ( rowid INTEGER PRIMARY KEY, key BLOB, raw INTEGER, store_time REAL,"
-    " expire_time REAL, access_time REAL, access_count INTEGER DEFAULT 0, tag BLOB,"
-    " size INTEGER DEFAULT 0, mode INTEGER DEFAULT 0, filename TEXT, value BLOB)",
-    "CREATE UNIQUE INDEX Cache_key_raw ON Cache(key, raw)",
-    "CREATE INDEX Cache_expire_time ON Cache (expire_time)",
-    "CREATE INDEX Cache_store_time ON Cache (store_time)",
-    "CREATE INDEX Cache_access_time ON Cache (access_time)",
-    "CREATE INDEX Cache_access_count ON Cache (access_count)",
-    "CREATE INDEX Cache_tag_rowid ON Cache(tag, rowid)",
-    "CREATE TRIGGER Settings_count_insert AFTER INSERT ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value + 1 WHERE key = "count"; END',
-    "CREATE TRIGGER Settings_count_delete AFTER DELETE ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value - 1 WHERE key = "count"; END',
-    "CREATE TRIGGER Settings_size_insert AFTER INSERT ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value + NEW.size WHERE key = "size"; END',
-    "CREATE TRIGGER Settings_size_update AFTER UPDATE ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value + NEW.size - OLD.size WHERE key = "size"; END',
-    "CREATE TRIGGER Settings_size_delete AFTER DELETE ON Cache FOR EACH ROW BEGIN"
-    ' UPDATE Settings SET value = value - OLD.size WHERE key = "size"; END',
-)
-# (name, SQL) rows of sqlite_master; SQLite builds each object from its SQL.
-_SCHEMA = frozenset(
-    {
-        ("sqlite_autoindex_Settings_1", None),  # Settings.key's UNIQUE
-        *((sql.replace(" UNIQUE", "").split()[2], sql) for sql in _DISKCACHE_SQL),
-    }
-)
-
-
-class TextOnlyDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type hints
-    """A diskcache ``Disk`` that stores and returns text and never unpickles.
-
-    diskcache decodes each row by the mode stored in that row, so a row
-    someone wrote in pickle mode would run code on read (CVE-2025-69872),
-    whatever this library wrote there. Here any row that is not text is
-    refused with ``CorruptEntryError`` before it is decoded, and keys that
-    are not plain strings are never unpickled either.
-
-    Text too large for the row goes to a value file, written and read as
-    UTF-8 bytes (so it comes back exactly, newlines included) through
-    ``_valuefiles``: only a regular file inside the directory, of at most
-    ``max_file_size`` bytes, is ever read or removed.
-    """
-
-    max_file_size = _valuefiles.MAX_SIZE
-
-    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
-        if type(value) is not str:
-            raise TypeError(f"DiskCache stores text only, got {type(value).__name__}")
-        if len(value) < self.min_file_size:
-            return 0, diskcache.core.MODE_RAW, None, value
-        data = value.encode("utf-8")
-        if len(data) > self.max_file_size:
-            # It could not be read back, so it is not stored.
-            raise OSError(
-                errno.EFBIG,
-                f"a value of {len(data)} bytes is over the bound of "
-                f"{self.max_file_size} (TextOnlyDisk.max_file_size)",
-            )
-        filename = _valuefiles.write(self._directory, data)
-        return len(data), diskcache.core.MODE_TEXT, filename, None
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> str:
-        if mode == diskcache.core.MODE_RAW and type(value) is str:
-            return value
-        parts = _valuefiles.parse(filename) if mode == diskcache.core.MODE_TEXT else None
-        if parts is None:
-            raise CorruptEntryError(
-                f"refusing a row this library did not write (diskcache mode {mode}, "
-                f"file {filename!r})"
-            )
-        data = _valuefiles.read(self._directory, parts, self.max_file_size)
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CorruptEntryError(f"a text file that is not UTF-8: {exc}") from exc
-
-    def remove(self, file_path: str) -> None:
-        # A planted row may name any path ("/etc/important") or a path through
-        # a link: only value files inside the directory are ever removed.
-        _valuefiles.remove(self._directory, file_path)
-
-    def get(self, key: Any, raw: bool) -> Any:
-        if raw and type(key) is str:
-            return key
-        return None  # a key this library did not write: never decoded, never matched
-
-
 _SELECT_FILENAMES = "SELECT rowid, filename FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT ?"
 _SELECT_TEXT = (
     "SELECT mode, filename, value, expire_time FROM Cache WHERE key = ? AND raw = 1"
@@ -170,42 +75,6 @@ _READ_ONLY_POLICIES = frozenset(
 )
 
 
-def _check_database_files(directory: str, names: tuple[str, ...] = _DATABASE_FILES) -> None:
-    """Refuse a database file or companion file that is not a regular file, before SQLite opens it.
-
-    SQLite opens the rollback journal of any database it reads, to look for
-    one left by a crash: a FIFO planted there blocks that read forever, and
-    a link would send reads and writes elsewhere. In WAL mode (diskcache's)
-    only a new connection looks; otherwise every transaction does.
-    """
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(mode):
-            raise OSError(
-                f"refusing {path}: not a regular file ({stat.filemode(mode)}), which SQLite "
-                "could block on or follow; remove it, or point DiskCache at another directory"
-            )
-
-
-def _check_schema(con: sqlite3.Connection, path: str) -> None:
-    """Refuse a database holding anything diskcache does not create.
-
-    A planted trigger runs inside our statements (one that cross-joins a
-    large table never returns), and a planted view or altered table changes
-    what they read. The file is left as it is: it is not ours to repair.
-    """
-    for kind, name, sql in con.execute("SELECT type, name, sql FROM sqlite_master").fetchall():
-        if (name, sql) not in _SCHEMA:
-            raise sqlite3.DatabaseError(
-                f"refusing {path}: it holds a {kind} {name!r} diskcache does not create "
-                f"({sql!r:.200}); remove it, or point DiskCache at another directory"
-            )
-
-
 def _after_prefix(prefix: str) -> str | None:
     """The least string above every string that starts with ``prefix`` (``None``: there is none)."""
     stem = prefix.rstrip(chr(0x10FFFF))
@@ -215,30 +84,6 @@ def _after_prefix(prefix: str) -> str | None:
     if 0xD800 <= following <= 0xDFFF:  # surrogates are not text SQLite can hold
         following = 0xE000
     return stem[:-1] + chr(following)
-
-
-class _Watchdog:
-    """A connection's progress handler: it interrupts a statement running past its deadline.
-
-    SQLite's timeout bounds only the wait for a lock, not a statement that
-    runs long: without this, a trigger planted while the database is open
-    could hold a call forever. The interrupted statement raises
-    ``sqlite3.OperationalError("interrupted")``.
-    """
-
-    __slots__ = ("deadline",)
-
-    def __init__(self) -> None:
-        self.deadline = 0.0
-
-    def __call__(self) -> bool:
-        return time.monotonic() > self.deadline
-
-
-class _Connection(sqlite3.Connection):
-    """A connection that carries its own ``_Watchdog``, so no thread-local lookup finds it."""
-
-    watchdog: _Watchdog
 
 
 class TextCache(diskcache.Cache):  # type: ignore[misc]
@@ -254,7 +99,7 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
 
     Each connection (one per thread) is made only after the database files
     are found to be regular files and its schema to be diskcache's own, and
-    a ``_Watchdog`` interrupts any statement that runs longer than
+    a ``Watchdog`` interrupts any statement that runs longer than
     ``timeout`` plus a second (an index build gets a minute).
     """
 
@@ -285,7 +130,7 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         self._identity = (info.st_dev, info.st_ino)
 
     @property
-    def _con(self) -> _Connection:
+    def _con(self) -> Connection:
         # diskcache's, with checks on a new connection: a new process (a
         # fork) or thread gets a connection of its own.
         local = self._local
@@ -296,27 +141,27 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             self._connections_lock = threading.Lock()
             self.close()
             local = self._local
-        con: _Connection | None = getattr(local, "con", None)
+        con: Connection | None = getattr(local, "con", None)
         if con is None:
             local.pid = pid
             con = self._connect(local)
         return con
 
-    def _connect(self, local: threading.local) -> _Connection:
-        _check_database_files(self._directory)
+    def _connect(self, local: threading.local) -> Connection:
+        check_database_files(self._directory)
         path = os.path.join(self._directory, diskcache.core.DBNAME)
         con = sqlite3.connect(
             path,
             timeout=self._timeout,
             isolation_level=None,
             check_same_thread=False,  # close() may run on another thread; each uses its own
-            factory=_Connection,
+            factory=Connection,
         )
-        con.watchdog = watchdog = _Watchdog()
+        con.watchdog = watchdog = Watchdog()
         con.set_progress_handler(watchdog, _STEPS)
         try:
             watchdog.deadline = time.monotonic() + self._budget
-            _check_schema(con, path)
+            check_schema(con, path)
         except BaseException:
             con.close()
             raise
@@ -349,7 +194,7 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
 
         def execute_within_budget(statement: str, *args: Any) -> sqlite3.Cursor:
             if journal_at is not None:
-                _check_database_files(journal_at, _JOURNAL)
+                check_database_files(journal_at, JOURNAL)
             long = statement.startswith(_INDEX_STATEMENTS)
             watchdog.deadline = time.monotonic() + (_INDEX_BUDGET if long else budget)
             return execute(statement, *args)
@@ -418,11 +263,11 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         """Whether a read may skip diskcache's ``get``: no statistics, no read-tracking eviction."""
         return not self.statistics and self.eviction_policy in _READ_ONLY_POLICIES
 
-    def _statement_connection(self) -> _Connection:
+    def _statement_connection(self) -> Connection:
         """This thread's connection, with the journal checked and the watchdog's deadline set."""
         con = self._con
         if self._journal_at is not None:
-            _check_database_files(self._journal_at, _JOURNAL)
+            check_database_files(self._journal_at, JOURNAL)
         con.watchdog.deadline = time.monotonic() + self._budget
         return con
 
@@ -453,7 +298,7 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             return value
         con = self._con
         if self._journal_at is not None:
-            _check_database_files(self._journal_at, _JOURNAL)
+            check_database_files(self._journal_at, JOURNAL)
         con.watchdog.deadline = time.monotonic() + self._budget
         rows = con.execute(_SELECT_TEXT, (key, time.time())).fetchall()
         if not rows:
