@@ -109,7 +109,6 @@ def _referenced_files(directory: Path) -> set[str]:
     return {name for (name,) in rows}
 
 
-# LEAD: needs the async adapter (the async flavour: DiskCache has no async methods of its own)
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("planted", ["fifo", "link-to-dev-zero"])
 def test_value_file_that_never_ends_is_a_fast_miss(
@@ -134,7 +133,6 @@ def test_value_file_that_never_ends_is_a_fast_miss(
     assert [text for text, *_ in llm.calls] == ["A is 1", "M is 2"]
 
 
-# LEAD: needs the async adapter (async calls on a DiskCache run on its worker thread)
 async def test_value_file_that_blocks_leaves_other_async_calls_free(
     disk: Any, llm: FakeLLM, tmp_path: Path
 ) -> None:
@@ -244,7 +242,6 @@ def _locked(database: Path, release_after: float) -> Iterator[None]:
         process.communicate(timeout=10)
 
 
-# LEAD: needs the async adapter (the async flavour: DiskCache has no async methods of its own)
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_busy_timeout_planted_in_settings_does_not_replace_ours(
     flavour: str, disk: Any, llm: FakeLLM, tmp_path: Path
@@ -369,7 +366,6 @@ def test_clear_removes_value_files_a_crash_left_behind(disk: Any, tmp_path: Path
     assert _value_files(directory) == {str(fresh.relative_to(directory))}
 
 
-# LEAD: needs the async adapter (the async flavour: DiskCache has no async methods of its own)
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_directory_deleted_while_open_is_recreated(
     flavour: str, disk: Any, llm: FakeLLM, tmp_path: Path
@@ -488,7 +484,6 @@ def _schema(database: Path) -> set[tuple[str, str]]:
         return set(con.execute("SELECT type, name FROM sqlite_master"))
 
 
-# LEAD: needs the async adapter (the async flavour: DiskCache has no async methods of its own)
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_database_with_a_planted_trigger_is_refused_not_run(
     flavour: str, disk: Any, tmp_path: Path
@@ -514,7 +509,6 @@ def test_database_with_a_planted_trigger_is_refused_not_run(
     assert _schema(directory / "cache.db") == planted  # not ours to repair
 
 
-# LEAD: needs the async adapter (the async flavour: DiskCache has no async methods of its own)
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_statement_slowed_by_a_trigger_planted_while_open_is_interrupted(
     flavour: str, tmp_path: Path
