@@ -51,6 +51,10 @@ class CircuitBreaker:
         """Whether callers are being turned away now (asking claims no probe)."""
         return self.open_until != 0.0 and self._timer() < self.open_until
 
+    def closed(self) -> bool:
+        """Whether callers may go ahead now, without claiming the probe of a half-open breaker."""
+        return self.open_until == 0.0 or self._timer() >= self.open_until
+
     def allow(self) -> bool:
         """Whether the backend may be called now (closed, or this caller is the probe)."""
         if self.open_until == 0.0:

@@ -314,6 +314,27 @@ def test_refresh_and_invalidate_reach_the_backend_while_its_breaker_is_open(flav
     assert key not in backend.data
 
 
+def test_async_calls_queued_behind_a_locked_database_do_not_each_pay_its_timeout(
+    llm: FakeLLM, lock_holder: tuple[Path, subprocess.Popen[str]], disk: Any
+) -> None:
+    """Once the breaker opens, reads still queued for the disk's worker thread are turned away."""
+    directory, _ = lock_holder
+
+    @instructor_cache(disk(directory), ignore=("llm",))
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    async def burst() -> list[UserDetail]:
+        return await asyncio.gather(*(extract(f"U is {i}") for i in range(40)))
+
+    started = time.monotonic()
+    assert asyncio.run(burst()) == [UserDetail(name="U", age=i) for i in range(40)]
+    # Three reads pay the 0.25 s timeout and open the breaker; one at a time,
+    # the forty queued reads would take ten seconds.
+    assert time.monotonic() - started < 4.0
+    assert extract.cache_info().errors == 80  # 40 reads failed or turned away, 40 writes skipped
+
+
 class TornDownBackend(AsyncDictStore):
     """An async backend whose calls die with their event loop, as tasks on a closed loop do."""
 

@@ -37,7 +37,7 @@ from instructor_cache.backends._contract import (
 if TYPE_CHECKING:  # asyncio and its executors load on the first async call, not on import
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["Adapted", "adapt", "in_worker"]
+__all__ = ["Adapted", "Turned", "adapt", "in_worker"]
 
 T = TypeVar("T")
 Entry = tuple[str, float | None]
@@ -66,8 +66,19 @@ class Adapted:
     sized: SizedStore | None
 
 
-def adapt(store: Store) -> Adapted:
-    """Resolve every operation of ``store`` once: native, on its worker thread, or a fallback."""
+class Turned(Exception):  # noqa: N818  (not an error of the store: a decision not to ask it)
+    """An operation that waited for the worker thread and found it should not run after all."""
+
+
+def adapt(store: Store, runnable: Callable[[], bool] | None = None) -> Adapted:
+    """Resolve every operation of ``store`` once: native, on its worker thread, or a fallback.
+
+    ``runnable`` is asked on the worker thread, just before a queued
+    operation runs: operations that queued behind a store that has since
+    been found failing (a locked database, each costing its timeout) are
+    turned away with ``Turned`` instead of paying that timeout one after
+    another.
+    """
     native = isinstance(store, AsyncStore)
     get_many: Callable[[Sequence[str]], list[str | None]]
     set_many: Callable[[Mapping[str, str], float | None], None]
@@ -80,10 +91,22 @@ def adapt(store: Store) -> Adapted:
     with_ttl = store.get_with_ttl if isinstance(store, ReadsWithTTL) else None
 
     def threaded(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-        async def in_thread(*args: Any) -> T:
-            return await in_worker(store, fn, *args)
+        if runnable is None:
 
-        return in_thread
+            async def in_thread(*args: Any) -> T:
+                return await in_worker(store, fn, *args)
+
+            return in_thread
+
+        def checked(*args: Any) -> T:
+            if not runnable():
+                raise Turned(f"{store!r} was found failing while this operation waited for it")
+            return fn(*args)
+
+        async def in_thread_if_runnable(*args: Any) -> T:
+            return await in_worker(store, checked, *args)
+
+        return in_thread_if_runnable
 
     aget_with_ttl: Callable[[str], Awaitable[Entry | None]] | None = None
     if isinstance(store, AsyncReadsWithTTL):

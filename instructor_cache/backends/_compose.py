@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._stats import Stats
-from instructor_cache.backends._async import adapt
 from instructor_cache.backends._contract import Store
 from instructor_cache.backends._guard import Guard, breaker_for
 from instructor_cache.backends._tiers import Tiers, guarded_tiers
@@ -36,4 +35,4 @@ def compose(
                 "of its own store, so that a failing Redis does not close the memory tier"
             )
         return guarded_tiers(store.tiers, name)
-    return Guard(adapt(store), stats, name, breaker or breaker_for(store))
+    return Guard(store, stats, name, breaker or breaker_for(store))

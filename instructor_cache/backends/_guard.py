@@ -28,7 +28,8 @@ from typing import TypeVar
 from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._stats import CacheInfo, Stats
-from instructor_cache.backends._async import Adapted, Entry
+from instructor_cache.backends._async import Entry, Turned, adapt
+from instructor_cache.backends._contract import Store
 from instructor_cache.errors import BackendError, ConfigurationError, CorruptEntryError
 
 __all__ = ["Guard", "breaker_for"]
@@ -60,8 +61,8 @@ class Guard:
 
     __slots__ = ("_aget", "_get", "_log", "_name", "_ops", "_stats", "breaker", "store")
 
-    def __init__(self, ops: Adapted, stats: Stats, name: str, breaker: CircuitBreaker) -> None:
-        self._ops = ops
+    def __init__(self, store: Store, stats: Stats, name: str, breaker: CircuitBreaker) -> None:
+        self._ops = ops = adapt(store, runnable=breaker.closed)
         self._get, self._aget = ops.get, ops.aget  # the hit path: one attribute, not two
         self.store = ops.store
         self._stats = stats
@@ -83,7 +84,7 @@ class Guard:
         ``loop.close()``, finalised later) says nothing of the store's
         health: it must not open the breaker for every healthy caller.
         """
-        if unhealthy and not _torn_down_with_its_loop(exc):
+        if unhealthy and not isinstance(exc, Turned) and not _torn_down_with_its_loop(exc):
             self.breaker.failed()
         self._stats.error()
         self._log.warning(

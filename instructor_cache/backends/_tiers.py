@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 
 from instructor_cache._log import warning
 from instructor_cache._stats import CacheInfo, Stats
-from instructor_cache.backends._async import adapt
 from instructor_cache.backends._contract import Store
 from instructor_cache.backends._guard import Guard, breaker_for
 from instructor_cache.errors import BackendError
@@ -251,7 +250,7 @@ def guarded_tiers(tiers: Sequence[Store], name: str) -> Tiers:
     """Each tier adapted and guarded on its own, counted for ``name`` (one function)."""
     stats = [Stats() for _ in tiers]
     guards = [
-        Guard(adapt(tier), tier_stats, f"{name} tier {level + 1}", breaker_for(tier))
+        Guard(tier, tier_stats, f"{name} tier {level + 1}", breaker_for(tier))
         for level, (tier, tier_stats) in enumerate(zip(tiers, stats, strict=True))
     ]
     for level, guard in enumerate(guards[1:], start=2):
