@@ -50,14 +50,12 @@ heavy = ("redis", "hiredis", "diskcache")
 import instructor_cache
 from instructor_cache.backends import Store
 loaded = [name for name in heavy if name in sys.modules]
-listed = [name for name in ("DiskCache", "RedisCache") if name in dir(instructor_cache)]
 disk, redis_cache = instructor_cache.DiskCache, instructor_cache.RedisCache
 from instructor_cache.backends import DiskCache, RedisCache
 store = disk(sys.argv[1])
 store.set("k", "v", None)
 print(json.dumps({
     "loaded on import": loaded,
-    "listed before use": listed,
     "names": [disk.__name__, redis_cache.__name__],
     "same classes": disk is DiskCache and redis_cache is RedisCache,
     "disk store works": store.get("k") == "v" and isinstance(store, Store),
@@ -71,8 +69,22 @@ def test_import_leaves_redis_and_diskcache_unloaded(tmp_path: Path) -> None:
     seen = json_under_hash_seed(LAZY_IMPORTS, "0", str(tmp_path / "disk"))
     assert seen == {
         "loaded on import": [],
-        "listed before use": ["DiskCache", "RedisCache"],
         "names": ["DiskCache", "RedisCache"],
         "same classes": True,
         "disk store works": True,
     }
+
+
+LISTED = """
+import json
+import instructor_cache, instructor_cache.backends
+print(json.dumps([
+    sorted(set(module.__all__) - set(dir(module)))
+    for module in (instructor_cache, instructor_cache.backends)
+]))
+"""
+
+
+def test_lazy_names_are_listed_before_first_use() -> None:
+    """dir() of a fresh import lists every name in __all__, lazy ones too (completion, help)."""
+    assert json_under_hash_seed(LISTED, "0") == [[], []]
