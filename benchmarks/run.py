@@ -9,7 +9,9 @@ loopback port, or ``REDIS_URL``) it times instructor_cache hits, sync and async,
 redis-py's own ``get`` + validation on a client with the same options; for the small
 model also a ``TieredCache(MemoryCache(), RedisCache(url))`` hit served from L1 against
 a plain memory hit, and a call while Redis is down and the circuit breaker open against
-the uncached call. It prints our target ratios with PASS/MISS.
+the uncached call. It also times ``import instructor_cache`` against ``from pydantic
+import BaseModel, TypeAdapter``, each in fresh interpreters, interleaved. It prints our
+target ratios with PASS/MISS.
 
 Interleaved because timing A for ten seconds and then B lets clock boost, heat and
 noisy neighbours differ between them, a drift often larger than what we measure.
@@ -19,7 +21,7 @@ inherit what that one left behind (with Redis, a server idle for a while answers
 next calls slower: a fixed order moved a ratio by 0.1x). Each batch starts with one
 untimed call for the same reason. The median over rounds drops the outliers.
 
-Run ``python benchmarks/run.py`` (~50 s) or with ``--quick`` (~5 s). Exit status 1
+Run ``python benchmarks/run.py`` (~60 s) or with ``--quick`` (~7 s). Exit status 1
 means a correctness check failed (a wrong value, an instructor_cache call that missed,
 a tiered hit not served by L1, or a call that reached the dead Redis); timings are
 reported, never asserted.
@@ -37,6 +39,7 @@ import platform
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -90,6 +93,21 @@ TARGETS = (
     ("redis down, breaker open / uncached call", DOWN, UNCACHED, 2.0),
 )
 WIDTH = 52  # of the name columns
+# Import time: each statement timed inside a fresh interpreter (so interpreter start-up,
+# the same for both, does not dilute the ratio); the target is ours over pydantic's.
+IMPORT_OURS, IMPORT_PYDANTIC = (
+    "import instructor_cache",
+    "from pydantic import BaseModel, TypeAdapter",
+)
+IMPORT_GOAL = 1.3
+HEAVY = ("redis", "hiredis", "diskcache")  # what a memory-only user should not pay for
+TIMED_IMPORT = """\
+import sys, time
+start = time.perf_counter_ns()
+{statement}
+elapsed = time.perf_counter_ns() - start
+print(elapsed, *[name for name in {heavy!r} if name in sys.modules])
+"""
 
 
 class UserDetail(BaseModel):
@@ -420,6 +438,46 @@ async def measure(contenders: list[Contender], rounds: int, batch_ns: int) -> No
             c.verify(c.name, before[c.name], c.info(), c.calls - 2)
 
 
+def import_once(statement: str, env: dict[str, str]) -> tuple[float, list[str]]:
+    """Milliseconds ``statement`` takes in a fresh interpreter, and the heavy modules it loaded."""
+    code = TIMED_IMPORT.format(statement=statement, heavy=HEAVY)
+    # Our own interpreter on our own fixed code: nothing untrusted reaches the command.
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    check(done.returncode == 0, f"{statement!r} failed in a fresh interpreter: {done.stderr}")
+    elapsed, *loaded = done.stdout.split()
+    return int(elapsed) / 1e6, loaded
+
+
+def import_times(rounds: int, tmp: str) -> tuple[dict[str, list[float]], list[str]]:
+    """Milliseconds per round for each import statement, and what ``import instructor_cache`` loads.
+
+    Interleaved in a fresh shuffled order each round, for the same reason as the hits. The
+    children import the very package this process imported (the worktree's, not another
+    install). Both read bytecode, as an installed package does: compiling our sources on
+    every run (under ``PYTHONDONTWRITEBYTECODE``) while pydantic's wheel came with its
+    bytecode once tripled our figure. So the children write and read their bytecode under
+    one prefix in ``tmp``, filled by one untimed run of each.
+    """
+    import instructor_cache as ours
+
+    root = str(Path(ours.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "bytecode")
+    statements = [IMPORT_OURS, IMPORT_PYDANTIC]
+    samples: dict[str, list[float]] = {statement: [] for statement in statements}
+    _, loaded = import_once(IMPORT_OURS, env)
+    import_once(IMPORT_PYDANTIC, env)
+    shuffle = random.Random(0).shuffle
+    for _ in range(rounds):
+        shuffle(statements)
+        for statement in statements:
+            samples[statement].append(import_once(statement, env)[0])
+    return samples, loaded
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:  # on Linux platform.processor() is often just the architecture
@@ -434,12 +492,26 @@ def machine() -> str:
     )
 
 
-def report(contenders: list[Contender], labels: list[str]) -> None:
+def report(
+    contenders: list[Contender],
+    labels: list[str],
+    imports: dict[str, list[float]],
+    loaded: list[str],
+) -> None:
     median = {c.name: statistics.median(c.samples) / 1000 for c in contenders}
     print(f"\n{'contender':<{WIDTH}} {'median µs/call':>14} {'IQR µs':>8} {'batch':>6}")
     for c in contenders:
         q1, _, q3 = statistics.quantiles(c.samples, n=4)
         print(f"{c.name:<{WIDTH}} {median[c.name]:>14.3f} {(q3 - q1) / 1000:>8.3f} {c.batch:>6}")
+
+    header = f"{'import, in a fresh interpreter':<{WIDTH}} {'median ms':>14} {'IQR ms':>8}"
+    print(f"\n{header} {'runs':>6}")
+    for statement, samples in imports.items():
+        q1, _, q3 = statistics.quantiles(samples, n=4)
+        shown = f"{statistics.median(samples):>14.1f} {q3 - q1:>8.1f} {len(samples):>6}"
+        print(f"{statement:<{WIDTH}} {shown}")
+    heavy = ", ".join(loaded) or f"none of {', '.join(HEAVY)}"
+    print(f"{'import instructor_cache also loads (info)':<{WIDTH}} {heavy}")
 
     print(f"\n{'target':<{WIDTH}} {'value':>8} {'goal':>10}  result")
     rows = [
@@ -449,6 +521,8 @@ def report(contenders: list[Contender], labels: list[str]) -> None:
         if f"{label}: {num}" in median  # some run on the small model only
     ]
     rows.append(("key building, one str argument", median[KEY], " µs", "<", 1.0))
+    ours, theirs = (statistics.median(imports[s]) for s in (IMPORT_OURS, IMPORT_PYDANTIC))
+    rows.append(("import instructor_cache / pydantic's", ours / theirs, "x", "<=", IMPORT_GOAL))
     for what, value, unit, op, goal in rows:
         verdict = "PASS" if (value <= goal if op == "<=" else value < goal) else "MISS"
         shown, target = f"{value:.2f}{unit}", f"{op} {goal:g}{unit}"
@@ -464,6 +538,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (~5 s), rougher numbers")
     quick = parser.parse_args().quick
     rounds, batch_ns = (150, 1_000_000) if quick else (600, 3_000_000)
+    import_rounds = 5 if quick else 25  # a fresh interpreter each: ~0.1-0.3 s per import
 
     models = {"small": UserDetail(name="Jason", age=25), "large": make_profile()}
     print(f"machine: {machine()}")
@@ -481,13 +556,14 @@ def main() -> int:
             print(f"mode: {'quick' if quick else 'full'}, {rounds} interleaved rounds")
             started = time.perf_counter()
             contenders = asyncio.run(run(models, tmp, urls, rounds, batch_ns))
+            imports, loaded = import_times(import_rounds, tmp)
             elapsed = time.perf_counter() - started
     except CheckFailedError as exc:
         print(f"\nCORRECTNESS CHECK FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(contenders, list(models))
+    report(contenders, list(models), imports, loaded)
     print(f"\nall correctness checks passed; timing took {elapsed:.1f} s")
     return 0
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: the backends every behaviour test runs on, and a simulated LLM."""
+"""Shared fixtures: the backends every behaviour test runs on, a simulated LLM, a clock.
+
+The fakes themselves live in tests/_fakes.py; ``Clock``, ``FakeLLM`` and
+``UserDetail`` are still importable from here for the modules that do so.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache
 from instructor_cache.backends import Store
+from tests._fakes import Clock, FakeLLM, UserDetail
 from tests._redis import running_cluster, running_server
 
-
-class UserDetail(BaseModel):
-    name: str
-    age: int
-
-
-class Clock:
-    """A monotonic clock the tests move by hand, so TTL tests never sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+# What test modules import from here: the fakes are re-exported for those
+# that have not moved to tests._fakes.
+__all__ = ["BackendKind", "Clock", "FakeLLM", "UserDetail", "run_in_two_processes"]
 
 
 class BackendKind(enum.Enum):
@@ -137,18 +127,6 @@ def disk(tmp_path: Path) -> Iterator[Callable[..., DiskCache]]:
 @pytest.fixture
 def backend(make_backend: Callable[..., Store]) -> Store:
     return make_backend()
-
-
-class FakeLLM:
-    """Stands in for the model: counts calls and extracts deterministically from the text."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def __call__(self, text: str, *extra: Any) -> UserDetail:
-        self.calls.append((text, *extra))
-        name, _, age = text.partition(" is ")
-        return UserDetail(name=name, age=int(age or 0))
 
 
 @pytest.fixture
