@@ -68,6 +68,11 @@ __version__ = "0.1.0"
 del typing
 
 
+def __dir__() -> list[str]:
+    """The public names, the lazy ones too, for ``dir()``, completion and ``help()``."""
+    return sorted({*globals(), *__all__})
+
+
 def __getattr__(name: str) -> type:
     """``DiskCache`` and ``RedisCache``, imported with their libraries on first use."""
     if name in ("DiskCache", "RedisCache"):

@@ -47,6 +47,11 @@ _LAZY = {
 }
 
 
+def __dir__() -> list[str]:
+    """The public names, the lazy ones too, for ``dir()``, completion and ``help()``."""
+    return sorted({*globals(), *__all__})
+
+
 def __getattr__(name: str) -> Any:
     """Import a heavy store's module when its class is first asked for."""
     module = _LAZY.get(name)
