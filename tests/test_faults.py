@@ -219,7 +219,8 @@ def test_locked_database_never_freezes_the_app(
 ) -> None:
     """While another process locks the database calls stay fast; caching resumes after."""
     directory, process = lock_holder
-    breaker = CircuitBreaker(failures=2, cooldown=0.5)
+    clock = Clock()
+    breaker = CircuitBreaker(failures=2, cooldown=0.5, timer=clock)
     backend = disk(directory)  # timeout: sub-second, not 60 s
 
     @instructor_cache(backend, ignore=("llm",), circuit_breaker=breaker)
@@ -242,7 +243,7 @@ def test_locked_database_never_freezes_the_app(
     process.stdin.write("\n")
     process.stdin.flush()
     assert process.stdout.readline().strip() == "released"
-    time.sleep(breaker.cooldown)
+    clock.advance(breaker.cooldown)
 
     extract("S is 0")
     calls = len(llm.calls)
