@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 import redis
 
 from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache, instructor_cache
-from tests._stores import DictStore
+from tests._stores import DictStore, SwitchableStore
 from tests.conftest import FakeLLM, UserDetail
 
 LOCKER = """
@@ -168,3 +169,176 @@ def test_malformed_get_with_ttl_of_a_user_tier_does_not_reach_the_caller(
     assert call("A is 1") == UserDetail(name="A", age=1)
     memory.clear()
     assert call("A is 1") == UserDetail(name="A", age=1)
+
+
+BROKEN_STORES = '''
+import time
+
+import pytest
+
+from instructor_cache.testing import StoreContract
+
+
+class TTLStore:
+    """A dict store with expiry, right in everything the subclasses below do not break."""
+
+    def __init__(self):
+        self.data = {}
+
+    def _live(self, key):
+        entry = self.data.get(key)
+        if entry is not None and entry[1] is not None and entry[1] <= time.monotonic():
+            del self.data[key]
+            return None
+        return entry
+
+    def get(self, key):
+        entry = self._live(key)
+        return None if entry is None else entry[0]
+
+    def set(self, key, value, ttl=None):
+        self.data[key] = (value, None if ttl is None else time.monotonic() + ttl, ttl)
+
+    def delete(self, key):
+        return self._live(key) is not None and self.data.pop(key) is not None
+
+    def clear_prefix(self, prefix):
+        doomed = [key for key in list(self.data) if key.startswith(prefix)]
+        live = sum(self._live(key) is not None for key in doomed)
+        for key in doomed:
+            self.data.pop(key, None)
+        return live
+
+
+class OriginalTTLStore(TTLStore):
+    """get_with_ttl tells the TTL the entry was set with, not the TTL it has left."""
+
+    def get_with_ttl(self, key):
+        entry = self._live(key)
+        return None if entry is None else (entry[0], entry[2])
+
+
+class AsyncSetIgnoresTTL(TTLStore):
+    """Native async twins whose aset keeps every entry forever."""
+
+    async def aget(self, key):
+        return self.get(key)
+
+    async def aset(self, key, value, ttl=None):
+        self.set(key, value, None)
+
+    async def adelete(self, key):
+        return self.delete(key)
+
+    async def aclear_prefix(self, prefix):
+        return self.clear_prefix(prefix)
+
+
+class TestBroken(StoreContract):
+    @pytest.fixture
+    def store(self):
+        return {broken}()
+'''
+
+
+@pytest.mark.parametrize("broken", ["OriginalTTLStore", "AsyncSetIgnoresTTL"])
+def test_conformance_suite_fails_a_store_that_breaks_its_ttls(broken: str, tmp_path: Path) -> None:
+    """The exported suite passes a store whose TTLs are wrong, so its copies outlive the original.
+
+    ``OriginalTTLStore.get_with_ttl`` reports the TTL an entry was written
+    with, not what it has left (the suite reads it right after writing, when
+    the two agree), so each backfill of a faster tier restarts the entry's
+    life; ``AsyncSetIgnoresTTL.aset`` stores forever (the suite never lets an
+    async write expire), so an async function's expired results are served.
+    """
+    (tmp_path / "test_broken_store.py").write_text(BROKEN_STORES.replace("{broken}", broken))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_broken_store.py"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "passed" in run.stdout  # the suite did run against the store
+    assert run.returncode == 1, run.stdout[-2000:]  # some test of the suite caught the bug
+
+
+class SameNameStore(SwitchableStore):
+    """A user's store that compares (and hashes) by its configured name, as config objects do."""
+
+    def __init__(self, name: str, *, down: bool = False) -> None:
+        super().__init__(down=down)
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SameNameStore) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+def test_failures_of_one_store_do_not_open_the_breaker_of_an_equal_other(llm: FakeLLM) -> None:
+    """A dead store opens the breaker of a healthy one that merely compares equal to it.
+
+    ``breaker_for`` (and the worker registry) key a WeakKeyDictionary by the
+    store, that is by ``__eq__``/``__hash__``: two distinct stores that
+    compare equal share one breaker, and the healthy one's hits are skipped.
+    """
+    healthy, dead = SameNameStore("cache"), SameNameStore("cache", down=True)
+
+    @instructor_cache(healthy, ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    @instructor_cache(dead, ignore=("llm",))
+    def other(text: str) -> UserDetail:
+        return llm(text)
+
+    assert extract("A is 1") == UserDetail(name="A", age=1)
+    for n in range(3):
+        other(f"B is {n}")
+    assert extract("A is 1") == UserDetail(name="A", age=1)
+    assert extract.cache_info().hits == 1
+    assert [text for text, *_ in llm.calls].count("A is 1") == 1
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_cache_clear_resets_the_statistics_of_every_tier(flavour: str, llm: FakeLLM) -> None:
+    """After cache_clear() a tiered function's per-tier counts, and the errors they add, remain.
+
+    ``cache_clear`` resets the function's own ``Stats`` but not the tiers'
+    (``guarded_tiers`` made them), so ``cache_info().tiers`` and the
+    ``errors`` total summed from them survive the reset.
+    """
+    memory, lower = MemoryCache(), SwitchableStore()
+    if flavour == "sync":
+
+        @instructor_cache(TieredCache(memory, lower), ignore=("llm",))
+        def extract(text: str) -> UserDetail:
+            return llm(text)
+
+        call, clear = extract, extract.cache_clear
+    else:
+
+        @instructor_cache(TieredCache(memory, lower), ignore=("llm",))
+        async def aextract(text: str) -> UserDetail:
+            return llm(text)
+
+        def call(text: str) -> UserDetail:
+            return asyncio.run(aextract(text))
+
+        extract, clear = aextract, aextract.cache_clear  # type: ignore[assignment]
+
+    call("A is 1")
+    call("A is 1")
+    lower.down = True
+    memory.clear()
+    call("A is 1")  # the lower tier fails: an error
+    lower.down = False
+    assert extract.cache_info().errors >= 1
+    clear()
+    info = extract.cache_info()
+    assert (info.hits, info.misses, info.errors) == (0, 0, 0)
+    assert [(tier.hits, tier.misses, tier.errors) for tier in info.tiers] == [(0, 0, 0)] * 2
