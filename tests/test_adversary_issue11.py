@@ -20,7 +20,7 @@ import redis
 
 from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache, instructor_cache
 from tests._stores import DictStore, SwitchableStore
-from tests.conftest import FakeLLM, UserDetail
+from tests.conftest import Clock, FakeLLM, UserDetail
 
 LOCKER = """
 import sqlite3, sys
@@ -342,3 +342,75 @@ def test_cache_clear_resets_the_statistics_of_every_tier(flavour: str, llm: Fake
     info = extract.cache_info()
     assert (info.hits, info.misses, info.errors) == (0, 0, 0)
     assert [(tier.hits, tier.misses, tier.errors) for tier in info.tiers] == [(0, 0, 0)] * 2
+
+
+class PausingTTLStore(DictStore):
+    """A lower tier that, once armed, pauses inside ``get_with_ttl`` after reading the entry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        text = self.get(key)
+        if self.armed and text is not None:
+            self.reading.set()
+            self.release.wait(10)
+        return None if text is None else (text, None)
+
+
+def test_invalidate_during_a_lower_tier_read_is_not_undone_by_the_backfill(llm: FakeLLM) -> None:
+    """An entry invalidated while a lower-tier hit is in flight comes back through the backfill.
+
+    The reader copies the text it read into the faster tier after
+    ``invalidate`` has deleted it from every tier, so the invalidated result
+    is served from memory for the rest of its life, and the function is not
+    called again although ``invalidate`` returned True.
+    """
+    memory, lower = MemoryCache(), PausingTTLStore()
+
+    @instructor_cache(TieredCache(memory, lower), ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("A is 1")
+    memory.clear()
+    lower.armed = True
+    reader = threading.Thread(target=extract, args=("A is 1",))
+    reader.start()
+    assert lower.reading.wait(10)
+    assert extract.invalidate("A is 1") is True  # gone from every tier, as far as it knows
+    lower.armed = False
+    lower.release.set()
+    reader.join(10)
+    assert extract("A is 1") == UserDetail(name="A", age=1)
+    assert len(llm.calls) == 2  # the call after invalidate() reaches the function
+
+
+def test_backfill_keeps_the_faster_tiers_own_ttl_bound(llm: FakeLLM, clock: Clock) -> None:
+    """A copy backfilled into ``MemoryCache(ttl=60)`` lives as long as Redis's day, not a minute.
+
+    "Memory for a minute, the shared tier for a day": an entry this process
+    wrote itself leaves memory after 60 s, but one copied up from the lower
+    tier gets the lower tier's remaining TTL, which overrides the faster
+    tier's own bound, so an invalidation made by another process through
+    the shared tier is not seen here for a day.
+    """
+    shared = MemoryCache(ttl=86400, timer=clock)  # stands in for RedisCache(url, ttl=86400)
+
+    def process() -> Any:
+        @instructor_cache(TieredCache(MemoryCache(ttl=60, timer=clock), shared), ignore=("llm",))
+        def extract(text: str) -> UserDetail:
+            return llm(text)
+
+        return extract
+
+    here, elsewhere = process(), process()
+    elsewhere("A is 1")
+    here("A is 1")  # a hit in the shared tier, copied into this process's memory
+    assert elsewhere.invalidate("A is 1") is True
+    clock.advance(120)  # past memory's minute
+    here("A is 1")
+    assert len(llm.calls) == 2
