@@ -414,3 +414,33 @@ def test_backfill_keeps_the_faster_tiers_own_ttl_bound(llm: FakeLLM, clock: Cloc
     clock.advance(120)  # past memory's minute
     here("A is 1")
     assert len(llm.calls) == 2
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_tiered_clear_does_not_empty_a_redis_database_the_cache_shares(
+    flavour: str, redis_url: str
+) -> None:
+    """``TieredCache.clear()`` over a prefix-less ``RedisCache`` deletes every key of the database.
+
+    ``RedisCache.clear()`` refuses exactly this ("would delete every key in
+    the database"), but ``TieredCache.clear()`` now calls each tier's
+    ``clear_prefix("")``, which on Redis is SCAN MATCH * and UNLINK: the
+    application's own keys (sessions, queues) in that database are gone.
+    """
+    url = redis_url.rsplit("/", 1)[0] + "/7"  # a database of this test's own
+    app = redis.Redis.from_url(url)
+    app.set("app:session:42", "the user's login")
+    shared = RedisCache(url)
+    tiered = TieredCache(MemoryCache(), shared)
+    tiered.set("k", "v")
+    try:
+        with contextlib.suppress(Exception):  # refusing, as RedisCache.clear() does, is right
+            if flavour == "sync":
+                tiered.clear()
+            else:
+                asyncio.run(tiered.aclear())
+        assert app.get("app:session:42") == b"the user's login"
+    finally:
+        app.flushdb()
+        app.close()
+        shared.close()
