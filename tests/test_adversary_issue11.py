@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import diskcache
 import pytest
 import redis
 
@@ -174,6 +176,7 @@ def test_malformed_get_with_ttl_of_a_user_tier_does_not_reach_the_caller(
 BROKEN_STORES = '''
 import time
 
+import diskcache
 import pytest
 
 from instructor_cache.testing import StoreContract
@@ -444,3 +447,27 @@ def test_tiered_clear_does_not_empty_a_redis_database_the_cache_shares(
         app.flushdb()
         app.close()
         shared.close()
+
+
+def test_one_corrupt_row_does_not_make_a_bulk_read_miss_every_key(tmp_path: Path) -> None:
+    """One refused row among many turns the whole ``get_many`` into misses, every time.
+
+    The disk store raises ``CorruptEntryError`` for the batch; the guard then
+    answers ``None`` for every key, good ones included, and deletes nothing,
+    so the next bulk read of those keys misses them all again.
+    """
+    directory = tmp_path / "cache"
+    backend = DiskCache(directory)
+    backend.set("good", "kept")
+    with contextlib.closing(sqlite3.connect(directory / "cache.db")) as con, con:
+        con.execute(
+            "INSERT OR REPLACE INTO Cache (key, raw, store_time, expire_time, access_time,"
+            " access_count, tag, size, mode, filename, value)"
+            " VALUES ('bad', 1, 0, NULL, 0, 0, NULL, 0, ?, 'ab/cd/planted.val', NULL)",
+            (diskcache.core.MODE_TEXT,),
+        )
+    (directory / "ab" / "cd").mkdir(parents=True)
+    (directory / "ab" / "cd" / "planted.val").write_bytes(b"\xff\xfe not text")
+    tiered = TieredCache(backend)
+    assert tiered.get_many(["good", "bad"]) == ["kept", None]
+    assert tiered.get_many(["good", "bad"]) == ["kept", None]
