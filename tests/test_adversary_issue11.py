@@ -471,3 +471,68 @@ def test_one_corrupt_row_does_not_make_a_bulk_read_miss_every_key(tmp_path: Path
     tiered = TieredCache(backend)
     assert tiered.get_many(["good", "bad"]) == ["kept", None]
     assert tiered.get_many(["good", "bad"]) == ["kept", None]
+
+
+CLOSE_UNDER_READERS = """
+import os, shutil, sys, threading, time
+from pydantic import BaseModel
+from instructor_cache import DiskCache, instructor_cache
+
+class Doc(BaseModel):
+    text: str
+
+root, how = sys.argv[1], sys.argv[2]
+backend = DiskCache(os.path.join(root, "cache"))
+
+@instructor_cache(backend)
+def extract(text: str) -> Doc:
+    return Doc(text=text)
+
+extract("hit")
+stop = threading.Event()
+
+def serve_hits():
+    while not stop.is_set():
+        assert extract("hit") == Doc(text="hit")
+
+threads = [threading.Thread(target=serve_hits) for _ in range(3)]
+for thread in threads:
+    thread.start()
+deadline, n = time.monotonic() + 3, 0
+while time.monotonic() < deadline:
+    n += 1
+    if how == "close":  # the app shuts the store down, or an async app closes it from its loop
+        backend.close()
+    else:  # the cache directory is removed while the app runs: the next write retires it
+        shutil.rmtree(os.path.join(root, "cache"), ignore_errors=True)
+        extract(f"miss {n}")
+        extract(f"miss {n}")
+stop.set()
+for thread in threads:
+    thread.join()
+print("survived", n)
+"""
+
+
+@pytest.mark.parametrize("how", ["close", "directory-removed"])
+def test_closing_a_disk_store_while_other_threads_read_does_not_crash_the_process(
+    how: str, tmp_path: Path
+) -> None:
+    """``TextCache.close()`` closes other threads' SQLite connections mid-query: a segfault.
+
+    ``close()`` (called by the app, from an event loop while the adapter's
+    worker reads, or by ``DiskCache._writable`` when it finds the directory
+    removed) closes every thread's connection at once, including ones
+    another thread is executing a statement on; CPython's sqlite3 then
+    crashes the whole process (SIGSEGV) within a few hundred closes.
+    """
+    run = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", CLOSE_UNDER_READERS, str(tmp_path), how],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.startswith("survived")
