@@ -538,3 +538,53 @@ def test_closing_a_disk_store_while_other_threads_read_does_not_crash_the_proces
     )
     assert run.returncode == 0, run.stderr[-1500:]
     assert run.stdout.startswith("survived")
+
+
+ASYNC_CALL_IN_A_FORKED_CHILD = """
+import asyncio, os, signal, sys, time
+from pydantic import BaseModel
+from instructor_cache import DiskCache, instructor_cache
+
+class Doc(BaseModel):
+    text: str
+
+backend = DiskCache(sys.argv[1])
+
+@instructor_cache(backend)
+async def extract(text: str) -> Doc:
+    return Doc(text=text)
+
+asyncio.run(extract("warm"))  # the parent warms the cache, then forks workers
+pid = os.fork()
+if pid == 0:
+    asyncio.run(extract("in the child"))
+    os._exit(0)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+sys.exit("the child's async call never finished")
+"""
+
+
+def test_async_call_in_a_forked_child_does_not_hang(tmp_path: Path) -> None:
+    """An async call on a blocking store in a child forked after the parent used it hangs forever.
+
+    The store's worker is a ThreadPoolExecutor kept in a module dict: the
+    child inherits it without its thread, and since that thread had gone
+    idle in the parent, the executor starts no new one, so the child's work
+    waits in a queue nobody reads (``multiprocessing``'s default on Linux).
+    """
+    run = subprocess.run(
+        [sys.executable, "-c", ASYNC_CALL_IN_A_FORKED_CHILD, str(tmp_path / "cache")],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-1500:]
