@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import os
 import sqlite3
@@ -20,7 +21,14 @@ import diskcache
 import pytest
 import redis
 
-from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache, instructor_cache
+from instructor_cache import (
+    DiskCache,
+    MemoryCache,
+    RedisCache,
+    TieredCache,
+    instructor_cache,
+    make_cache_key,
+)
 from tests._stores import DictStore, SwitchableStore
 from tests.conftest import Clock, FakeLLM, UserDetail
 
@@ -588,3 +596,29 @@ def test_async_call_in_a_forked_child_does_not_hang(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr[-1500:]
+
+
+@dataclasses.dataclass
+class ByParameter:
+    """A key function written as a (mutable, so unhashable) dataclass: a common callable shape."""
+
+    parameter: str
+
+    def __call__(self, args: dict[str, Any]) -> Any:
+        return args[self.parameter]
+
+
+def test_make_cache_key_takes_the_key_function_the_decorator_takes() -> None:
+    """``make_cache_key(..., key=<unhashable callable>)`` raises TypeError; the decorator takes it.
+
+    ``_builder`` is an ``lru_cache`` over ``Options``, whose hash hashes the
+    key function: a non-frozen dataclass callable is unhashable, so the
+    explicit API crashes where the decorated function's ``cache_key`` works.
+    (Present before this change too.)
+    """
+
+    def extract(text: str, trace: int = 0) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    decorated = instructor_cache(extract, key=ByParameter("text"))
+    assert make_cache_key(extract, ("A",), key=ByParameter("text")) == decorated.cache_key("A")
