@@ -117,6 +117,7 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
     async def acache_clear() -> None:
         await store.aclear_prefix(memo.key.prefix)
         memo.stats.reset()
+        store.reset_stats()
 
     return Driven(wrapper, invalidate, refresh, *_clear_and_info(memo, store, acache_clear))
 
@@ -136,6 +137,7 @@ def _clear_and_info(
     def cache_clear() -> None:
         store.clear_prefix(memo.key.prefix)
         memo.stats.reset()
+        store.reset_stats()
 
     def cache_info() -> CacheInfo:
         return memo.cache_info(store.size(), store.tier_infos())

@@ -35,7 +35,11 @@ def make_cache_key(
     if callable(getattr(func, "cache_info", None)):
         func = func.__wrapped__  # type: ignore[attr-defined]  # its own layer's key
     parsed = parse_options(dict(options))
-    return _builder(func, parsed)(tuple(args), kwargs or {})
+    try:
+        build = _builder(func, parsed)
+    except TypeError:  # an unhashable key= (a dataclass instance): made afresh, uncached
+        build = codec_and_keys(func, parsed)[1]
+    return build(tuple(args), kwargs or {})
 
 
 @functools.lru_cache(maxsize=256)

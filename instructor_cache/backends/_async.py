@@ -18,8 +18,6 @@ drivers never ask a store what it can do.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +31,7 @@ from instructor_cache.backends._contract import (
     SizedStore,
     Store,
 )
+from instructor_cache.backends._registry import PerObject
 
 if TYPE_CHECKING:  # asyncio and its executors load on the first async call, not on import
     from concurrent.futures import ThreadPoolExecutor
@@ -186,37 +185,19 @@ def _one_by_one_async(
 
 # One worker thread per store, shared by every function decorated over it:
 # a store whose connections are per thread (SQLite's) then holds one more
-# connection, not one per function. A store that cannot be weakly referenced
-# gets a worker per adapter.
-_workers: weakref.WeakKeyDictionary[object, ThreadPoolExecutor] = weakref.WeakKeyDictionary()
-_workers_lock = threading.Lock()
-_unshared: dict[int, ThreadPoolExecutor] = {}
+# connection, not one per function.
+_workers: PerObject[ThreadPoolExecutor] = PerObject(forget_in_child=True)
 
 
 async def in_worker(store: object, fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` on ``store``'s worker thread, awaited without blocking the loop."""
     import asyncio  # noqa: PLC0415  (already loaded by whoever runs a loop; not by an import)
 
-    return await asyncio.get_running_loop().run_in_executor(_worker_of(store), fn, *args)
+    worker = _workers.get(store, lambda: _new_worker(store))
+    return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
 
 
-def _worker_of(store: object) -> ThreadPoolExecutor:
+def _new_worker(store: object) -> ThreadPoolExecutor:
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415  (see in_worker)
 
-    try:
-        worker = _workers.get(store)
-    except TypeError:  # not weakly referenceable
-        worker = _unshared.get(id(store))
-    if worker is not None:
-        return worker
-    with _workers_lock:
-        name = f"instructor_cache-{type(store).__name__}"
-        try:
-            worker = _workers.get(store)
-            if worker is None:
-                worker = _workers[store] = ThreadPoolExecutor(1, thread_name_prefix=name)
-        except TypeError:
-            worker = _unshared.get(id(store))
-            if worker is None:
-                worker = _unshared[id(store)] = ThreadPoolExecutor(1, thread_name_prefix=name)
-    return worker
+    return ThreadPoolExecutor(1, thread_name_prefix=f"instructor_cache-{type(store).__name__}")

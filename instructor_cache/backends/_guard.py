@@ -20,8 +20,6 @@ written side by side and changed together.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -30,14 +28,14 @@ from instructor_cache._log import RateLimitedLog
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._async import Entry, Turned, adapt
 from instructor_cache.backends._contract import Store
+from instructor_cache.backends._registry import PerObject
 from instructor_cache.errors import BackendError, ConfigurationError, CorruptEntryError
 
 __all__ = ["Guard", "breaker_for"]
 
 T = TypeVar("T")
 
-_breakers: weakref.WeakKeyDictionary[object, CircuitBreaker] = weakref.WeakKeyDictionary()
-_breakers_lock = threading.Lock()
+_breakers: PerObject[CircuitBreaker] = PerObject()
 
 
 def breaker_for(store: object) -> CircuitBreaker:
@@ -46,14 +44,7 @@ def breaker_for(store: object) -> CircuitBreaker:
     A dead Redis is dead for all of them: the second function need not pay
     three timeouts of its own to find out.
     """
-    with _breakers_lock:
-        try:
-            breaker = _breakers.get(store)
-            if breaker is None:
-                breaker = _breakers[store] = CircuitBreaker()
-        except TypeError:  # not weakly referenceable: a breaker of its own
-            breaker = CircuitBreaker()
-    return breaker
+    return _breakers.get(store, CircuitBreaker)
 
 
 class Guard:
@@ -88,10 +79,11 @@ class Guard:
             self.breaker.failed()
         self._stats.error()
         self._log.warning(
-            "instructor_cache: %s on %r failed for %s, calling the function instead: %s: %s",
+            "instructor_cache: %s on %r failed for %s, %s: %s: %s",
             operation,
             self.store,
             self._name,
+            _WHAT_FOLLOWS.get(operation, "calling the function instead"),
             type(exc).__name__,
             exc,
         )
@@ -192,7 +184,7 @@ class Guard:
         if read is None or self._skipped("get"):
             return None
         try:
-            entry = read(key)
+            entry = _checked_entry(read(key))
         except Exception as exc:  # noqa: BLE001
             if self._read_failed(exc):
                 self.delete(key)
@@ -205,7 +197,7 @@ class Guard:
         if read is None or self._skipped("get"):
             return None
         try:
-            entry = await read(key)
+            entry = _checked_entry(await read(key))
         except Exception as exc:  # noqa: BLE001
             if self._read_failed(exc):
                 await self.adelete(key)
@@ -358,6 +350,31 @@ class Guard:
     def tier_infos(self) -> tuple[CacheInfo, ...]:
         """A single store has no tiers."""
         return ()
+
+    def reset_stats(self) -> None:
+        """Nothing of its own: a single store counts into the function's statistics."""
+
+
+# What the caller gets after a failed operation, for the log.
+_WHAT_FOLLOWS = {
+    "set": "so the result is returned but not stored",
+    "set_many": "so the results are returned but not stored",
+    "delete": "so the entry may still be there",
+}
+
+
+def _checked_entry(entry: object) -> Entry | None:
+    """A ``get_with_ttl`` answer of the documented shape, else ``TypeError`` (a counted miss)."""
+    if entry is None:
+        return None
+    if (
+        isinstance(entry, tuple)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and (entry[1] is None or (type(entry[1]) in (int, float) and entry[1] == entry[1]))
+    ):
+        return entry
+    raise TypeError(f"get_with_ttl must return None or (text, seconds or None), got {entry!r}")
 
 
 _LOOP_TEARDOWN = ("GeneratorExit", "no running event loop", "Event loop is closed")

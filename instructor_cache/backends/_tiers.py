@@ -40,7 +40,7 @@ _NEVER_OPEN = _NeverOpen()
 class Tiers:
     """Guarded tiers, fastest first, used as one guarded store."""
 
-    __slots__ = ("_first", "_first_hit", "_first_miss", "_lower", "_stats", "guards")
+    __slots__ = ("_first", "_first_hit", "_first_miss", "_lower", "_stats", "_writes", "guards")
 
     def __init__(self, guards: Sequence[Guard], stats: Sequence[Stats]) -> None:
         self.guards = tuple(guards)
@@ -53,6 +53,10 @@ class Tiers:
         )
         self._first = self.guards[0].get
         self._first_hit, self._first_miss = self._stats[0].hit, self._stats[0].miss
+        # Moves on every write and removal through these tiers: a backfill
+        # whose read began before one of them would copy back what was just
+        # replaced or invalidated, so it is dropped.
+        self._writes = 0
 
     gate = _NEVER_OPEN
     """Tiers are never bypassed as a whole: each tier's breaker is its own."""
@@ -68,13 +72,14 @@ class Tiers:
             self._first_hit(0.0)
             return text
         self._first_miss()
+        writes = self._writes
         for level, guard, stats, reads_ttl in self._lower:
             if reads_ttl:
                 entry = guard.get_with_ttl(key)
                 if entry is not None:
                     stats.hit(0.0)
                     text, ttl = entry
-                    if ttl is None or ttl > 0:
+                    if (ttl is None or ttl > 0) and self._writes == writes:
                         for upper in self.guards[:level]:
                             upper.set(key, text, ttl)
                     return text
@@ -92,13 +97,14 @@ class Tiers:
             self._first_hit(0.0)
             return text
         self._first_miss()
+        writes = self._writes
         for level, guard, stats, reads_ttl in self._lower:
             if reads_ttl:
                 entry = await guard.aget_with_ttl(key)
                 if entry is not None:
                     stats.hit(0.0)
                     text, ttl = entry
-                    if ttl is None or ttl > 0:
+                    if (ttl is None or ttl > 0) and self._writes == writes:
                         for upper in self.guards[:level]:
                             await upper.aset(key, text, ttl)
                     return text
@@ -157,27 +163,33 @@ class Tiers:
     # -- writes ------------------------------------------------------------------
 
     def set(self, key: str, value: str, ttl: float | None, *, explicit: bool = False) -> None:
+        self._writes += 1
         for guard in self.guards:
             guard.set(key, value, ttl, explicit=explicit)
 
     async def aset(
         self, key: str, value: str, ttl: float | None, *, explicit: bool = False
     ) -> None:
+        self._writes += 1
         for guard in self.guards:
             await guard.aset(key, value, ttl, explicit=explicit)
 
     def set_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        self._writes += 1
         for guard in self.guards:
             guard.set_many(items, ttl)
 
     async def aset_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        self._writes += 1
         for guard in self.guards:
             await guard.aset_many(items, ttl)
 
     def delete(self, key: str, *, explicit: bool = False) -> bool:
+        self._writes += 1
         return any([guard.delete(key, explicit=explicit) for guard in self.guards])  # noqa: C419  (every tier)
 
     async def adelete(self, key: str, *, explicit: bool = False) -> bool:
+        self._writes += 1
         deleted = False
         for guard in self.guards:
             deleted = await guard.adelete(key, explicit=explicit) or deleted
@@ -186,6 +198,7 @@ class Tiers:
     # -- explicit operations: every tier is tried, then failures are reported ------
 
     def invalidate(self, key: str) -> bool:
+        self._writes += 1
         deleted, failures = False, []
         for guard in self.guards:
             try:
@@ -196,6 +209,7 @@ class Tiers:
         return deleted
 
     async def ainvalidate(self, key: str) -> bool:
+        self._writes += 1
         deleted, failures = False, []
         for guard in self.guards:
             try:
@@ -207,6 +221,7 @@ class Tiers:
 
     def clear_prefix(self, prefix: str) -> int:
         """Clear every tier; the count is the largest tier's (entries, not copies)."""
+        self._writes += 1
         removed, failures = 0, []
         for guard in self.guards:
             try:
@@ -217,6 +232,7 @@ class Tiers:
         return removed
 
     async def aclear_prefix(self, prefix: str) -> int:
+        self._writes += 1
         removed, failures = 0, []
         for guard in self.guards:
             try:
@@ -232,6 +248,11 @@ class Tiers:
         """The fastest tier's, which bounds what a hit costs least."""
         return self.guards[0].size()
 
+    def reset_stats(self) -> None:
+        """Start every tier's counts again (``cache_clear()``, as ``functools`` does)."""
+        for stats in self._stats:
+            stats.reset()
+
     def tier_infos(self) -> tuple[CacheInfo, ...]:
         """One ``CacheInfo`` per tier, in tier order."""
         return tuple(
@@ -246,15 +267,20 @@ def _raise_first(failures: list[BackendError]) -> None:
         raise failures[0]
 
 
-def guarded_tiers(tiers: Sequence[Store], name: str) -> Tiers:
-    """Each tier adapted and guarded on its own, counted for ``name`` (one function)."""
+def guarded_tiers(tiers: Sequence[Store], name: str, *, warn: bool = True) -> Tiers:
+    """Each tier adapted and guarded on its own, counted for ``name`` (one function).
+
+    ``warn``: log, once for this composition, each lower tier that cannot
+    tell remaining TTLs (a ``TieredCache`` composes its tiers quietly for
+    direct use, and each decorated function says it).
+    """
     stats = [Stats() for _ in tiers]
     guards = [
         Guard(tier, tier_stats, f"{name} tier {level + 1}", breaker_for(tier))
         for level, (tier, tier_stats) in enumerate(zip(tiers, stats, strict=True))
     ]
     for level, guard in enumerate(guards[1:], start=2):
-        if not guard.reads_ttl:
+        if warn and not guard.reads_ttl:
             warning(
                 "instructor_cache: tier %d of %s, %r, cannot tell an entry's remaining TTL "
                 "(it has no get_with_ttl), so its hits are served but never copied to the "

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
-from instructor_cache._ttl import TTL, to_seconds
+from instructor_cache._ttl import TTL, bounded, to_seconds
 from instructor_cache.errors import ConfigurationError
 
 __all__ = ["MemoryCache"]
@@ -112,7 +112,7 @@ class MemoryCache:
         return found
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        seconds = self._ttl if ttl is None else ttl
+        seconds = bounded(ttl, self._ttl)
         expires = _NEVER if seconds is None else self._timer() + seconds
         entries = self._entries
         with self._lock:
@@ -123,7 +123,7 @@ class MemoryCache:
 
     def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
         """Store every item under one lock: the size bound holds after the batch as after a set."""
-        seconds = self._ttl if ttl is None else ttl
+        seconds = bounded(ttl, self._ttl)
         expires = _NEVER if seconds is None else self._timer() + seconds
         entries = self._entries
         with self._lock:

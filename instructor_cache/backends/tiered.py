@@ -32,7 +32,7 @@ class TieredCache:
         for tier in tiers:
             check_store(tier)
         self.tiers = tiers
-        self._tiers = guarded_tiers(tiers, "TieredCache")
+        self._tiers = guarded_tiers(tiers, "TieredCache", warn=False)
 
     def __repr__(self) -> str:
         return f"TieredCache({', '.join(map(repr, self.tiers))})"
