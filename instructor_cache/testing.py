@@ -163,13 +163,19 @@ class StoreContract:
         assert store.get_with_ttl("forever") == ("w", None)
         assert store.get_with_ttl("never-written") is None
 
-    def test_get_with_ttl_does_not_return_an_expired_entry(self, store: Store) -> None:
-        """An entry past its TTL is absent to get_with_ttl as to get."""
+    def test_get_with_ttl_counts_down_and_forgets_expired_entries(self, store: Store) -> None:
+        """The TTL told is what is left, not what was set; an expired entry is absent."""
         _require(store, ReadsWithTTL, "get_with_ttl")
         assert isinstance(store, ReadsWithTTL)
         store.set("k", "v", ttl=SHORT_TTL)
+        store.set("long", "w", ttl=60.0)
         time.sleep(EXPIRY_WAIT)
         assert store.get_with_ttl("k") is None
+        found = store.get_with_ttl("long")
+        assert found is not None
+        assert found[1] is not None
+        # A copy made from this answer must not outlive the original.
+        assert 50.0 < found[1] <= 60.0 - EXPIRY_WAIT + 0.05
 
     def test_get_many_answers_in_key_order(self, store: Store) -> None:
         """get_many returns each key's text or None, in the order asked, duplicates included."""
@@ -279,3 +285,17 @@ class StoreContract:
 
         assert asyncio.run(scenario()) == ["1", "2", "3", None]
         assert store.get("p:b") is None
+
+    def test_async_writes_expire_after_their_ttl(self, store: Store) -> None:
+        """An entry written by an async caller, alone or in bulk, expires like a sync one."""
+        ops = adapt(store)
+
+        async def write() -> None:
+            await ops.aset("one", "1", SHORT_TTL)
+            await ops.aset_many({"many": "2"}, SHORT_TTL)
+            await ops.aset("kept", "3", None)
+
+        asyncio.run(write())
+        assert store.get("one") == "1"
+        time.sleep(EXPIRY_WAIT)
+        assert [store.get(key) for key in ("one", "many", "kept")] == [None, None, "3"]

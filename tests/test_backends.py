@@ -82,7 +82,7 @@ class TestTieredCache(StoreContract):
 
     # A tiered store is read through its tiers: its own reads do not tell a TTL.
     test_get_with_ttl_tells_the_remaining_ttl = None
-    test_get_with_ttl_does_not_return_an_expired_entry = None
+    test_get_with_ttl_counts_down_and_forgets_expired_entries = None
     test_async_get_with_ttl_matches_the_sync_one = None
 
 
