@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from instructor_cache import MemoryCache, RedisCache, TieredCache, instructor_cache
+from instructor_cache import CircuitBreaker, MemoryCache, RedisCache, TieredCache, instructor_cache
 from instructor_cache.backends import (
     AsyncBulkStore,
     AsyncStore,
@@ -19,8 +19,9 @@ from instructor_cache.backends import (
     Store,
 )
 from instructor_cache.backends._async import adapt
-from instructor_cache.errors import BackendError
-from tests._stores import AsyncDictStore, DictStore
+from instructor_cache.backends._guard import breaker_for
+from instructor_cache.errors import BackendError, ConfigurationError
+from tests._stores import AsyncDictStore, DictStore, SwitchableStore
 from tests.conftest import FakeLLM, UserDetail
 
 
@@ -164,3 +165,37 @@ def test_a_tiered_cache_is_itself_a_store() -> None:
     assert tiered.get_many(["a", "b", "c"]) == ["1", "2", None]
     assert tiered.clear_prefix("a") == 1
     assert tiered.get("a") is None
+
+
+def test_circuit_breaker_option_is_checked_when_decorating() -> None:
+    """circuit_breaker= takes a CircuitBreaker, not over a TieredCache (its tiers have theirs)."""
+    with pytest.raises(ConfigurationError, match="must be a CircuitBreaker"):
+        instructor_cache(MemoryCache(), circuit_breaker=3)  # type: ignore[arg-type]
+
+    def extract(text: str) -> UserDetail:
+        return UserDetail(name=text, age=0)
+
+    tiered = instructor_cache(TieredCache(MemoryCache()), circuit_breaker=CircuitBreaker())
+    with pytest.raises(ConfigurationError, match="does not apply to a TieredCache"):
+        tiered(extract)
+
+
+def test_a_given_breaker_is_this_functions_alone(llm: FakeLLM) -> None:
+    """circuit_breaker= replaces the store's shared breaker for one function, not for the others."""
+    store = SwitchableStore(down=True)
+    own = CircuitBreaker(failures=1, cooldown=60)
+
+    @instructor_cache(store, ignore=("llm",), circuit_breaker=own)
+    def first(text: str) -> UserDetail:
+        return llm(text)
+
+    @instructor_cache(store, ignore=("llm",))
+    def second(text: str) -> UserDetail:
+        return llm(text)
+
+    first("Al is 1")
+    assert own.is_open
+    assert not breaker_for(store).is_open
+    attempts = store.attempts
+    second("Al is 1")
+    assert store.attempts == attempts + 2  # its get and set still reach the store
