@@ -44,14 +44,6 @@ _DEFAULT_CONNECTIONS = 100
 # queries the topology on a connection of its own while commands hold the rest.
 _SPARE_CONNECTIONS = 8
 _SCAN_COUNT = 1000
-# GET and PTTL of one key in one round trip, and atomically: the TTL is the
-# entry's own, not that of a value written between two commands. (The PTTL
-# is sent only for an entry that exists.)
-_GET_WITH_TTL = (
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v then return {v, redis.call('PTTL', KEYS[1])} end "
-    "return false"
-)
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
@@ -70,6 +62,8 @@ class RedisCache:
     (decorated functions fall back, and their guard's circuit breaker skips
     a failing Redis for a cooldown). ``cluster=True`` (or a cluster client)
     talks to a Redis Cluster; bulk reads and writes are grouped by slot.
+    It runs no scripts, so a Redis user denied scripting (as on managed
+    Redis) serves it in full.
 
     At most ``max_connections`` (100) commands are in flight per client;
     callers beyond that wait in line for a connection rather than fail, so a
@@ -224,15 +218,25 @@ class RedisCache:
             return _text(await turn.run("GET", self.prefix + key))
 
     def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
-        """The entry and the seconds it has left (``None``: no expiry), in one round trip."""
+        """The entry and the seconds it has left (``None``: no expiry), in one round trip.
+
+        A GET and a PTTL sent together in one pipeline, not a Lua script: a
+        Redis user may be denied scripting (managed Redis often does that),
+        and every read of a tier would then fail. On a cluster both name one
+        key, so one node answers both. The two are not atomic: an entry
+        deleted in between comes back with no time left, so no tier keeps a
+        copy of it.
+        """
+        commands = self._get_and_pttl(key)
         with self._turn("GET+PTTL") as turn:
-            return _with_ttl(turn.run("EVAL", _GET_WITH_TTL, 1, self.prefix + key))
+            return _with_ttl(turn.call(functools.partial(pipeline, commands=commands)))
 
     async def aget_with_ttl(self, key: str) -> tuple[str, float | None] | None:
         if self._sync_only:
             return await asyncio.to_thread(self.get_with_ttl, key)
+        commands = self._get_and_pttl(key)
         async with self._aturn("GET+PTTL") as turn:
-            return _with_ttl(await turn.run("EVAL", _GET_WITH_TTL, 1, self.prefix + key))
+            return _with_ttl(await turn.call(functools.partial(apipeline, commands=commands)))
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         command = self._set_command(key, value, ttl)
@@ -357,6 +361,9 @@ class RedisCache:
     def _client_and_turns(self) -> tuple[SyncClient, Turns | NoTurns]:
         return self.client, self._turns
 
+    def _get_and_pttl(self, key: str) -> tuple[tuple[Any, ...], ...]:
+        return ("GET", self.prefix + key), ("PTTL", self.prefix + key)
+
     def _set_command(self, key: str, value: str, ttl: float | None) -> tuple[Any, ...]:
         seconds = self._ttl if ttl is None else ttl
         if seconds is None:
@@ -373,13 +380,11 @@ class RedisCache:
 def _seconds(milliseconds: Any) -> float | None:
     if milliseconds == -1:  # no expiry
         return None
-    return max(0.0, float(milliseconds) / 1000)  # -2, no such key: nothing left
+    return max(0.0, float(milliseconds) / 1000)  # -2, deleted since the GET: nothing left
 
 
-def _with_ttl(reply: Any) -> tuple[str, float | None] | None:
-    if reply is None:
-        return None
-    value, milliseconds = reply
+def _with_ttl(replies: Sequence[Any]) -> tuple[str, float | None] | None:
+    value, milliseconds = replies
     text = _text(value)
     return None if text is None else (text, _seconds(milliseconds))
 
