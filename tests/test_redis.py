@@ -177,6 +177,46 @@ def test_clear_without_a_prefix_refuses_to_empty_the_database(redis_url: str) ->
     backend.close()
 
 
+@pytest.mark.parametrize("flavour", ["sync", "async", "sync client"])
+def test_clearing_every_key_without_a_prefix_refuses_and_keeps_the_databases_keys(
+    redis_url: str, flavour: str
+) -> None:
+    """A prefix-less cache refuses clear_prefix("") as it refuses clear(); named prefixes clear.
+
+    ``clear_prefix("")`` is what a tiered cache's ``clear()`` asks of each
+    tier; a function's ``cache_clear()`` asks for its own non-empty prefix.
+    """
+    url = redis_url.rsplit("/", 1)[0] + "/8"  # a database of this test's own
+    app = redis.Redis.from_url(url, decode_responses=True)
+    app.set("app:session:42", "the user's login")
+    given = redis.Redis.from_url(url) if flavour == "sync client" else None
+    backend = RedisCache(given or url)
+    backend.set("ns:fn:a", "1")
+    backend.set("ns:other:b", "2")
+
+    async def clear_async(prefix: str) -> int:
+        deleted = await backend.aclear_prefix(prefix)
+        await backend.aclose()
+        return deleted
+
+    clear = backend.clear_prefix if flavour == "sync" else lambda p: asyncio.run(clear_async(p))
+    try:
+        with pytest.raises(ConfigurationError, match="give the RedisCache a prefix"):
+            clear("")
+        if flavour != "sync":
+            with pytest.raises(ConfigurationError, match="give the RedisCache a prefix"):
+                asyncio.run(backend.aclear())
+        assert app.get("app:session:42") == "the user's login"
+        assert clear("ns:fn:") == 1
+        assert sorted(app.keys()) == ["app:session:42", "ns:other:b"]
+    finally:
+        app.flushdb()
+        app.close()
+        backend.close()
+        if given is not None:
+            given.close()
+
+
 def test_redis_cache_declares_the_store_contract_and_its_capabilities() -> None:
     """Native async, one read with its TTL and bulk calls are there to be found by type."""
     backend = RedisCache("redis://127.0.0.1:6379/0")  # nothing is contacted

@@ -301,40 +301,36 @@ class RedisCache:
             return bool(await turn.run("DEL", self.prefix + key))
 
     def clear(self) -> None:
-        """Delete every key under this cache's prefix; never FLUSHDB.
-
-        Without a prefix the cache cannot tell its keys from the db's others,
-        so it refuses rather than empty the database.
-        """
-        self.clear_prefix(self._whole_cache())
+        """Delete every key under this cache's prefix; never FLUSHDB (see ``clear_prefix``)."""
+        self.clear_prefix("")
 
     async def aclear(self) -> None:
-        await self.aclear_prefix(self._whole_cache())
-
-    def _whole_cache(self) -> str:
-        if not self.prefix:
-            raise ConfigurationError(
-                f"{self!r} has no prefix, so clear() would delete every key in the database; "
-                "give it a prefix, or clear one function's entries with cache_clear()"
-            )
-        return ""
+        await self.aclear_prefix("")
 
     def clear_prefix(self, prefix: str) -> int:
-        """Delete the keys under ``prefix`` by SCAN (on every primary of a cluster), never KEYS."""
+        """Delete the keys under ``prefix`` by SCAN (on every primary of a cluster), never KEYS.
+
+        Without a prefix of its own the cache cannot tell its keys from the
+        database's others (an application's sessions, queues), so it refuses
+        to clear them all (``prefix=""``, as ``clear()`` and a tiered cache's
+        ``clear()`` ask) rather than empty the database.
+        """
+        pattern = self._pattern(prefix)
         deleted = 0
         with self._turn("SCAN/UNLINK") as turn:
             client = turn.client
-            for batch in batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
+            for batch in batches(client.scan_iter(match=pattern, count=_SCAN_COUNT)):
                 deleted += int(client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
 
     async def aclear_prefix(self, prefix: str) -> int:
+        pattern = self._pattern(prefix)
         if self._sync_only:
             return await asyncio.to_thread(self.clear_prefix, prefix)
         deleted = 0
         async with self._aturn("SCAN/UNLINK") as turn:
             client = turn.client
-            keys = client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)
+            keys = client.scan_iter(match=pattern, count=_SCAN_COUNT)
             async for batch in abatches(keys):
                 deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
@@ -374,6 +370,13 @@ class RedisCache:
         return [self._set_command(key, value, ttl) for key, value in items.items()]
 
     def _pattern(self, prefix: str) -> str:
+        """The SCAN MATCH pattern of the keys under ``prefix``; never every key of the db."""
+        if not self.prefix + prefix:
+            raise ConfigurationError(
+                f"{self!r} has no prefix, so clearing it would delete every key in the "
+                "database; give the RedisCache a prefix (RedisCache(url, prefix='myapp')), "
+                "or clear one function's entries with its cache_clear()"
+            )
         return _escape_glob(self.prefix + prefix) + "*"
 
 
