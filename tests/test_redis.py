@@ -19,7 +19,7 @@ import redis
 import redis.asyncio
 import redis.cluster
 
-from instructor_cache import RedisCache, instructor_cache
+from instructor_cache import MemoryCache, RedisCache, TieredCache, instructor_cache
 from instructor_cache.backends._contract import (
     AsyncBulkStore,
     AsyncReadsWithTTL,
@@ -175,6 +175,46 @@ def test_clear_without_a_prefix_refuses_to_empty_the_database(redis_url: str) ->
     with pytest.raises(ConfigurationError, match="prefix"):
         backend.clear()
     backend.close()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async", "sync client"])
+def test_clearing_every_key_without_a_prefix_refuses_and_keeps_the_databases_keys(
+    redis_url: str, flavour: str
+) -> None:
+    """A prefix-less cache refuses clear_prefix("") as it refuses clear(); named prefixes clear.
+
+    ``clear_prefix("")`` is what a tiered cache's ``clear()`` asks of each
+    tier; a function's ``cache_clear()`` asks for its own non-empty prefix.
+    """
+    url = redis_url.rsplit("/", 1)[0] + "/8"  # a database of this test's own
+    app = redis.Redis.from_url(url, decode_responses=True)
+    app.set("app:session:42", "the user's login")
+    given = redis.Redis.from_url(url) if flavour == "sync client" else None
+    backend = RedisCache(given or url)
+    backend.set("ns:fn:a", "1")
+    backend.set("ns:other:b", "2")
+
+    async def clear_async(prefix: str) -> int:
+        deleted = await backend.aclear_prefix(prefix)
+        await backend.aclose()
+        return deleted
+
+    clear = backend.clear_prefix if flavour == "sync" else lambda p: asyncio.run(clear_async(p))
+    try:
+        with pytest.raises(ConfigurationError, match="give the RedisCache a prefix"):
+            clear("")
+        if flavour != "sync":
+            with pytest.raises(ConfigurationError, match="give the RedisCache a prefix"):
+                asyncio.run(backend.aclear())
+        assert app.get("app:session:42") == "the user's login"
+        assert clear("ns:fn:") == 1
+        assert sorted(app.keys()) == ["app:session:42", "ns:other:b"]
+    finally:
+        app.flushdb()
+        app.close()
+        backend.close()
+        if given is not None:
+            given.close()
 
 
 def test_redis_cache_declares_the_store_contract_and_its_capabilities() -> None:
@@ -571,6 +611,103 @@ async def test_aget_with_ttl_is_one_round_trip(url: str, cluster: bool) -> None:
     assert client.trips == 1
     await backend.aclear()
     await client.aclose()
+
+
+@pytest.fixture
+def without_scripting(url: str, cluster: bool) -> Iterator[str]:
+    """The URL of a user who may read and write keys but not run scripts (as managed Redis may).
+
+    On a cluster the user is made on every node: ACLs are not shared.
+    """
+    admin = plain_client(url, cluster)
+    user = f"noscript{uuid.uuid4().hex[:8]}"
+    nodes: dict[str, Any] = (
+        {"target_nodes": redis.cluster.RedisCluster.ALL_NODES} if cluster else {}
+    )
+    admin.execute_command(
+        "ACL", "SETUSER", user, "on", ">secret", "~*", "+@all", "-@scripting", **nodes
+    )
+    try:
+        yield url.replace("redis://", f"redis://{user}:secret@", 1)
+    finally:
+        admin.execute_command("ACL", "DELUSER", user, **nodes)
+        admin.close()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async", "asyncio client"])
+def test_get_with_ttl_needs_no_permission_to_run_scripts(
+    without_scripting: str, cluster: bool, flavour: str
+) -> None:
+    """A user denied scripting reads entries with their TTL, on a node or cluster, sync or async."""
+    denied = plain_client(without_scripting, cluster)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        denied.eval("return 1", 1, "k")  # the user may indeed not run scripts
+    denied.close()
+    prefix = f"noscript:{uuid.uuid4().hex}:"
+
+    async def scenario() -> list[tuple[str, float | None] | None]:
+        given = (redis.asyncio.cluster.RedisCluster if cluster else redis.asyncio.Redis).from_url(
+            without_scripting
+        )
+        if flavour == "async":
+            backend = RedisCache(without_scripting, cluster=cluster, prefix=prefix)
+        else:
+            backend = RedisCache(given, prefix=prefix)
+        await backend.aset("lasting", "v", 30.0)
+        await backend.aset("forever", "w")
+        found = [await backend.aget_with_ttl(key) for key in ("lasting", "forever", "absent")]
+        await backend.aclear()
+        await backend.aclose()
+        await given.aclose()
+        return found
+
+    if flavour == "sync":
+        backend = RedisCache(without_scripting, cluster=cluster, prefix=prefix)
+        backend.set("lasting", "v", 30.0)
+        backend.set("forever", "w")
+        found = [backend.get_with_ttl(key) for key in ("lasting", "forever", "absent")]
+        backend.clear()
+        backend.close()
+    else:
+        found = asyncio.run(scenario())
+    assert found == [("v", pytest.approx(30, abs=1)), ("w", None), None]
+
+
+class _DeletingPipeline(redis.client.Pipeline):
+    """A real pipeline that sends a DEL of the key between its GET and PTTL, as a rival might."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args[0] == "PTTL":
+            super().execute_command("DEL", args[1])
+        return super().execute_command(*args, **options)
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        got, _deleted, pttl = super().execute(raise_on_error)
+        return [got, pttl]
+
+
+class DeletesBetweenGetAndPttl(redis.Redis):
+    """redis-py's client, whose pipelines delete the key between its GET and its PTTL."""
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _DeletingPipeline:
+        return _DeletingPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+
+def test_an_entry_deleted_between_its_get_and_pttl_has_no_time_left(redis_url: str) -> None:
+    """Deleted after its GET (PTTL -2), the text is served with 0 s left, so no tier copies it."""
+    client = DeletesBetweenGetAndPttl.from_url(redis_url, decode_responses=True)
+    backend = RedisCache(client, prefix=f"race:{uuid.uuid4().hex}:")
+    backend.set("k", "v", 30.0)
+    assert backend.get_with_ttl("k") == ("v", 0.0)
+    assert backend.get("k") is None  # the DEL did run between the two
+    assert backend.get_with_ttl("absent") is None
+    memory = MemoryCache()
+    backend.set("k", "v", 30.0)
+    assert TieredCache(memory, backend).get("k") == "v"
+    assert memory.get("k") is None
+    client.close()
 
 
 async def test_a_burst_of_bulk_reads_waits_in_line_for_the_pool(url: str, cluster: bool) -> None:

@@ -44,14 +44,6 @@ _DEFAULT_CONNECTIONS = 100
 # queries the topology on a connection of its own while commands hold the rest.
 _SPARE_CONNECTIONS = 8
 _SCAN_COUNT = 1000
-# GET and PTTL of one key in one round trip, and atomically: the TTL is the
-# entry's own, not that of a value written between two commands. (The PTTL
-# is sent only for an entry that exists.)
-_GET_WITH_TTL = (
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v then return {v, redis.call('PTTL', KEYS[1])} end "
-    "return false"
-)
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
@@ -70,6 +62,8 @@ class RedisCache:
     (decorated functions fall back, and their guard's circuit breaker skips
     a failing Redis for a cooldown). ``cluster=True`` (or a cluster client)
     talks to a Redis Cluster; bulk reads and writes are grouped by slot.
+    It runs no scripts, so a Redis user denied scripting (as on managed
+    Redis) serves it in full.
 
     At most ``max_connections`` (100) commands are in flight per client;
     callers beyond that wait in line for a connection rather than fail, so a
@@ -224,15 +218,25 @@ class RedisCache:
             return _text(await turn.run("GET", self.prefix + key))
 
     def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
-        """The entry and the seconds it has left (``None``: no expiry), in one round trip."""
+        """The entry and the seconds it has left (``None``: no expiry), in one round trip.
+
+        A GET and a PTTL sent together in one pipeline, not a Lua script: a
+        Redis user may be denied scripting (managed Redis often does that),
+        and every read of a tier would then fail. On a cluster both name one
+        key, so one node answers both. The two are not atomic: an entry
+        deleted in between comes back with no time left, so no tier keeps a
+        copy of it.
+        """
+        commands = self._get_and_pttl(key)
         with self._turn("GET+PTTL") as turn:
-            return _with_ttl(turn.run("EVAL", _GET_WITH_TTL, 1, self.prefix + key))
+            return _with_ttl(turn.call(functools.partial(pipeline, commands=commands)))
 
     async def aget_with_ttl(self, key: str) -> tuple[str, float | None] | None:
         if self._sync_only:
             return await asyncio.to_thread(self.get_with_ttl, key)
+        commands = self._get_and_pttl(key)
         async with self._aturn("GET+PTTL") as turn:
-            return _with_ttl(await turn.run("EVAL", _GET_WITH_TTL, 1, self.prefix + key))
+            return _with_ttl(await turn.call(functools.partial(apipeline, commands=commands)))
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         command = self._set_command(key, value, ttl)
@@ -297,40 +301,36 @@ class RedisCache:
             return bool(await turn.run("DEL", self.prefix + key))
 
     def clear(self) -> None:
-        """Delete every key under this cache's prefix; never FLUSHDB.
-
-        Without a prefix the cache cannot tell its keys from the db's others,
-        so it refuses rather than empty the database.
-        """
-        self.clear_prefix(self._whole_cache())
+        """Delete every key under this cache's prefix; never FLUSHDB (see ``clear_prefix``)."""
+        self.clear_prefix("")
 
     async def aclear(self) -> None:
-        await self.aclear_prefix(self._whole_cache())
-
-    def _whole_cache(self) -> str:
-        if not self.prefix:
-            raise ConfigurationError(
-                f"{self!r} has no prefix, so clear() would delete every key in the database; "
-                "give it a prefix, or clear one function's entries with cache_clear()"
-            )
-        return ""
+        await self.aclear_prefix("")
 
     def clear_prefix(self, prefix: str) -> int:
-        """Delete the keys under ``prefix`` by SCAN (on every primary of a cluster), never KEYS."""
+        """Delete the keys under ``prefix`` by SCAN (on every primary of a cluster), never KEYS.
+
+        Without a prefix of its own the cache cannot tell its keys from the
+        database's others (an application's sessions, queues), so it refuses
+        to clear them all (``prefix=""``, as ``clear()`` and a tiered cache's
+        ``clear()`` ask) rather than empty the database.
+        """
+        pattern = self._pattern(prefix)
         deleted = 0
         with self._turn("SCAN/UNLINK") as turn:
             client = turn.client
-            for batch in batches(client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)):
+            for batch in batches(client.scan_iter(match=pattern, count=_SCAN_COUNT)):
                 deleted += int(client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
 
     async def aclear_prefix(self, prefix: str) -> int:
+        pattern = self._pattern(prefix)
         if self._sync_only:
             return await asyncio.to_thread(self.clear_prefix, prefix)
         deleted = 0
         async with self._aturn("SCAN/UNLINK") as turn:
             client = turn.client
-            keys = client.scan_iter(match=self._pattern(prefix), count=_SCAN_COUNT)
+            keys = client.scan_iter(match=pattern, count=_SCAN_COUNT)
             async for batch in abatches(keys):
                 deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
@@ -357,6 +357,9 @@ class RedisCache:
     def _client_and_turns(self) -> tuple[SyncClient, Turns | NoTurns]:
         return self.client, self._turns
 
+    def _get_and_pttl(self, key: str) -> tuple[tuple[Any, ...], ...]:
+        return ("GET", self.prefix + key), ("PTTL", self.prefix + key)
+
     def _set_command(self, key: str, value: str, ttl: float | None) -> tuple[Any, ...]:
         seconds = self._ttl if ttl is None else ttl
         if seconds is None:
@@ -367,19 +370,24 @@ class RedisCache:
         return [self._set_command(key, value, ttl) for key, value in items.items()]
 
     def _pattern(self, prefix: str) -> str:
+        """The SCAN MATCH pattern of the keys under ``prefix``; never every key of the db."""
+        if not self.prefix + prefix:
+            raise ConfigurationError(
+                f"{self!r} has no prefix, so clearing it would delete every key in the "
+                "database; give the RedisCache a prefix (RedisCache(url, prefix='myapp')), "
+                "or clear one function's entries with its cache_clear()"
+            )
         return _escape_glob(self.prefix + prefix) + "*"
 
 
 def _seconds(milliseconds: Any) -> float | None:
     if milliseconds == -1:  # no expiry
         return None
-    return max(0.0, float(milliseconds) / 1000)  # -2, no such key: nothing left
+    return max(0.0, float(milliseconds) / 1000)  # -2, deleted since the GET: nothing left
 
 
-def _with_ttl(reply: Any) -> tuple[str, float | None] | None:
-    if reply is None:
-        return None
-    value, milliseconds = reply
+def _with_ttl(replies: Sequence[Any]) -> tuple[str, float | None] | None:
+    value, milliseconds = replies
     text = _text(value)
     return None if text is None else (text, _seconds(milliseconds))
 
