@@ -20,7 +20,7 @@ from instructor_cache.backends import (
 )
 from instructor_cache.backends._async import adapt
 from instructor_cache.backends._guard import breaker_for
-from instructor_cache.errors import BackendError, ConfigurationError
+from instructor_cache.errors import ConfigurationError
 from tests._stores import AsyncDictStore, DictStore, SwitchableStore
 from tests.conftest import FakeLLM, UserDetail
 
@@ -145,7 +145,7 @@ def test_an_async_only_redis_client_clears_with_acache_clear(redis_url: str) -> 
         await extract("a")
         key = "async-only:" + extract.cache_key("a")
         assert await client.exists(key)
-        with pytest.raises(BackendError, match=r"await fn\.acache_clear\(\)"):
+        with pytest.raises(ConfigurationError, match=r"await fn\.acache_clear\(\)"):
             extract.cache_clear()  # no sync client to reach Redis with: it says so
         assert await client.exists(key)
         assert extract.cache_info().misses == 1  # a failed clear resets nothing

@@ -307,9 +307,14 @@ class Guard:
     async def aclear_prefix(self, prefix: str) -> int:
         return int(await self._aexplicitly("cache_clear", self._ops.aclear_prefix, prefix))
 
+    # A ConfigurationError (a RedisCache asked to clear a database it cannot
+    # tell its keys in) is raised as it is: its message says what to change.
     def _explicitly(self, operation: str, call: Callable[[str], T], argument: str) -> T:
         try:
             result = call(argument)
+        except ConfigurationError:
+            self._stats.error()
+            raise
         except Exception as exc:
             raise self._unreachable(operation, exc) from exc
         return self._succeeded_with(result)
@@ -319,6 +324,9 @@ class Guard:
     ) -> T:
         try:
             result = await call(argument)
+        except ConfigurationError:
+            self._stats.error()
+            raise
         except Exception as exc:
             raise self._unreachable(operation, exc) from exc
         return self._succeeded_with(result)

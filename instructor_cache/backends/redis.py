@@ -14,7 +14,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import NoBackoff
 
-from instructor_cache._ttl import TTL, to_seconds
+from instructor_cache._ttl import TTL, bounded, to_seconds
 from instructor_cache.backends._deadline import with_deadline
 from instructor_cache.backends._loops import PerLoop
 from instructor_cache.backends._pipelines import (
@@ -361,7 +361,7 @@ class RedisCache:
         return ("GET", self.prefix + key), ("PTTL", self.prefix + key)
 
     def _set_command(self, key: str, value: str, ttl: float | None) -> tuple[Any, ...]:
-        seconds = self._ttl if ttl is None else ttl
+        seconds = bounded(ttl, self._ttl)
         if seconds is None:
             return ("SET", self.prefix + key, value)
         return ("SET", self.prefix + key, value, "PX", max(1, round(seconds * 1000)))
