@@ -241,7 +241,11 @@ READERS: dict[str, Callable[[DiskCache, str], object]] = {
 }
 
 
-@pytest.mark.parametrize("read", READERS.values(), ids=READERS.keys())
+# The reads of one key, which raise for a refused row (get_many answers a miss for it).
+SINGLE_READERS = {name: READERS[name] for name in ("get", "get_with_ttl")}
+
+
+@pytest.mark.parametrize("read", SINGLE_READERS.values(), ids=SINGLE_READERS.keys())
 def test_binary_row_is_refused(tmp_path: Path, read: Callable[[DiskCache, str], object]) -> None:
     """A bytes row is not text this library wrote, so every read of it raises CorruptEntryError."""
     with diskcache.Cache(str(tmp_path)) as raw:
@@ -252,11 +256,11 @@ def test_binary_row_is_refused(tmp_path: Path, read: Callable[[DiskCache, str], 
     backend.close()
 
 
-@pytest.mark.parametrize("read", READERS.values(), ids=READERS.keys())
+@pytest.mark.parametrize("read", SINGLE_READERS.values(), ids=SINGLE_READERS.keys())
 def test_pickled_row_runs_no_code_on_any_read(
     tmp_path: Path, read: Callable[[DiskCache, str], object]
 ) -> None:
-    """get, get_with_ttl and get_many refuse a pickle-mode row without unpickling it."""
+    """get and get_with_ttl refuse a pickle-mode row without unpickling it."""
     marker = tmp_path / "pwned"
     _write_pickle_row(tmp_path / "cache", "k", marker)
     backend = DiskCache(tmp_path / "cache")
@@ -264,6 +268,26 @@ def test_pickled_row_runs_no_code_on_any_read(
         read(backend, "k")
     backend.close()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("policy", ["none", "least-recently-used"])
+@pytest.mark.parametrize("row", ["pickle", "bytes"])
+def test_disk_bulk_read_misses_a_refused_row_alone(tmp_path: Path, row: str, policy: str) -> None:
+    """get_many answers None for a refused row, never unpickled, and the good rows' texts."""
+    directory, marker = tmp_path / "cache", tmp_path / "pwned"
+    if row == "pickle":
+        _write_pickle_row(directory, "bad", marker)
+    else:
+        with diskcache.Cache(str(directory)) as raw:
+            raw.set("bad", b"\x80\x04bytes")
+    backend = DiskCache(directory, eviction_policy=policy)  # LRU: each key read through get
+    backend.set_many({"good": "kept", "large": "x" * 100_000})
+    keys = ["good", "bad", "absent", "large", "bad"]
+    assert backend.get_many(keys) == ["kept", None, None, "x" * 100_000, None]
+    assert not marker.exists()
+    backend.set("bad", "replaced")  # a miss the next write replaces
+    assert backend.get_many(keys) == ["kept", "replaced", None, "x" * 100_000, "replaced"]
+    backend.close()
 
 
 def test_disk_persists_across_processes(tmp_path: Path) -> None:
@@ -415,8 +439,19 @@ def _is_closed(con: sqlite3.Connection) -> bool:
     return False
 
 
-def test_disk_close_from_another_thread_closes_every_threads_connection(tmp_path: Path) -> None:
-    """close() on the main thread closes the connection of a worker thread that is still alive."""
+def _opened_since(before: set[int]) -> list[sqlite3.Connection]:
+    return [con for con in _live_connections() if id(con) not in before]
+
+
+def _assert_none_left_open(before: set[int]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        gc.collect()  # an unclosed connection collected here warns (Python 3.13+)
+    assert [con for con in _opened_since(before) if not _is_closed(con)] == []
+
+
+def test_disk_close_from_another_thread_closes_an_idle_threads_connection(tmp_path: Path) -> None:
+    """DiskCache.close() on the main thread closes an idle worker thread's connection too."""
     before = {id(con) for con in _live_connections()}
     backend = DiskCache(tmp_path / "cache")
     used, release = threading.Event(), threading.Event()
@@ -434,19 +469,49 @@ def test_disk_close_from_another_thread_closes_every_threads_connection(tmp_path
     try:
         assert used.wait(timeout=30)
         assert backend.get("k") == "v"  # the main thread's connection too
-        opened = [con for con in _live_connections() if id(con) not in before]
+        opened = _opened_since(before)
         assert len(opened) >= 2
-        backend.close()
+        backend.close()  # no call is in progress: the cache goes, and every connection with it
         assert [_is_closed(con) for con in opened] == [True] * len(opened)
     finally:
         release.set()
         thread.join(timeout=30)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)
-        gc.collect()  # an unclosed connection collected here warns (Python 3.13+)
-    assert [
-        con for con in _live_connections() if id(con) not in before and not _is_closed(con)
-    ] == []
+    _assert_none_left_open(before)
+
+
+def test_disk_connection_is_closed_by_its_own_thread_on_next_use_or_end(tmp_path: Path) -> None:
+    """close() leaves a live thread's connection (maybe mid-statement) to that thread to close."""
+    before = {id(con) for con in _live_connections()}
+    backend = DiskCache(tmp_path / "cache")
+    used, closed, reused, release = (threading.Event() for _ in range(4))
+
+    def worker() -> None:
+        backend.set("k", "v")
+        used.set()
+        assert closed.wait(timeout=30)
+        assert backend.get("k") == "v"  # finds its connection stale: closes it, reconnects
+        reused.set()
+        release.wait(timeout=30)  # then ends, still holding its fresh connection
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert used.wait(timeout=30)
+        (first,) = _opened_since(before)  # the worker's, idle now, so safe to look at here
+        backend.cache.close()  # the store stays open: only the connections go stale
+        assert not _is_closed(first)
+        closed.set()
+        assert reused.wait(timeout=30)
+        assert _is_closed(first)
+        (fresh,) = [con for con in _opened_since(before) if not _is_closed(con)]
+    finally:
+        closed.set()
+        release.set()
+        thread.join(timeout=30)
+    assert _is_closed(fresh)  # its thread ended: closed without another close()
+    del first, fresh
+    _assert_none_left_open(before)
+    backend.close()
 
 
 def test_disk_get_many_reads_more_keys_than_one_query_binds(tmp_path: Path) -> None:

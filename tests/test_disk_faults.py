@@ -620,3 +620,83 @@ def test_journal_planted_while_open_is_refused_outside_wal_mode(tmp_path: Path) 
     assert "cache.db-journal: not a regular file" in report["refused"]
     assert report["errors"] >= 1
     assert report["paid"] == ["A is 1", "A is 1", "B is 2"]
+
+
+@contextlib.contextmanager
+def _call_in_progress(
+    backend: DiskCache, database: Path, call: Callable[[DiskCache], object]
+) -> Iterator[list[object]]:
+    """``call(backend)`` on another thread, held mid-call (waiting for a lock) inside the block.
+
+    That thread has used ``backend`` before, so it has a connection of its
+    own. The list yielded gets the call's outcome: what it returned, or raised.
+    """
+    outcome: list[object] = []
+    ready, go = threading.Event(), threading.Event()
+
+    def run() -> None:
+        backend.get("warm")
+        ready.set()
+        go.wait(timeout=30)
+        try:
+            outcome.append(call(backend))
+        except BackendError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    locker = sqlite3.connect(database, timeout=5, isolation_level=None)
+    try:
+        assert ready.wait(timeout=30)
+        locker.execute("BEGIN EXCLUSIVE")
+        go.set()
+        deadline = time.monotonic() + 30
+        while backend.cache._calls == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert backend.cache._calls == 1
+        yield outcome
+    finally:
+        go.set()
+        locker.execute("ROLLBACK")
+        locker.close()
+        thread.join(timeout=30)
+
+
+def test_close_during_another_threads_write_lets_it_finish(disk: Any, tmp_path: Path) -> None:
+    """close() closes no connection under a call in progress: the call closes them as it ends."""
+    backend = disk(tmp_path / "cache", timeout=10.0)
+    backend.set("k", "v")  # this thread's connection
+    cache = backend.cache
+    with _call_in_progress(
+        backend, tmp_path / "cache" / "cache.db", lambda backend: backend.set("late", "written")
+    ) as outcome:
+        backend.close()
+        assert not cache.all_closed
+    assert outcome == [None]
+    assert cache.all_closed
+    assert backend.get("late") == "written"  # the next call reopens
+    assert backend.get("k") == "v"
+
+
+def test_database_removed_under_a_call_is_reopened_only_after_it(disk: Any, tmp_path: Path) -> None:
+    """No new database opens at the path of a deleted one while a call still uses the old one."""
+    directory = tmp_path / "cache"
+    # Outside WAL mode, so that a lock holds up a read too.
+    backend = disk(directory, timeout=10.0, sqlite_journal_mode="delete")
+    backend.set("k", "v")
+    old = backend.cache
+    with _call_in_progress(
+        backend, directory / "cache.db", lambda backend: backend.get("k")
+    ) as outcome:
+        (directory / "cache.db").unlink()
+        with pytest.raises(BackendError, match="FileNotFoundError"):
+            backend.set("k", "new")  # finds it deleted: retired
+        with pytest.raises(BackendError, match="still uses the deleted database"):
+            backend.get("k")
+        assert not old.all_closed
+    assert outcome == ["v"]  # read from the deleted database, where the read began
+    assert old.all_closed
+    assert backend.get("k") is None  # a fresh database
+    backend.set("k", "new")
+    assert backend.get("k") == "new"
+    assert backend.cache is not old

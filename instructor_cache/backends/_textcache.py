@@ -9,10 +9,13 @@ a busy timeout from the Settings table) or change what a read does.
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +30,7 @@ from instructor_cache.backends._planted import (
     check_database_files,
     check_schema,
 )
+from instructor_cache.errors import CorruptEntryError
 
 __all__ = ["DEFAULT_TIMEOUT", "FAILURES", "ORPHAN_AGE", "TextCache", "TextOnlyDisk"]
 
@@ -86,6 +90,59 @@ def _after_prefix(prefix: str) -> str | None:
     return stem[:-1] + chr(following)
 
 
+class _Held:
+    """One thread's connection, in that thread's slot of a cache's ``threading.local``.
+
+    It is closed by its thread, or when its slot goes (the thread ended, or
+    the cache was collected), or by ``TextCache.retire`` once no call is in
+    progress: never while its thread may be running a statement on it, which
+    would crash the process (CPython's sqlite3 frees what the statement
+    still uses). ``registry`` lets ``retire`` find it without keeping it
+    alive, so a thread's end still closes it.
+    """
+
+    __slots__ = ("__weakref__", "con", "connecting", "generation", "pid", "registry")
+
+    def __init__(
+        self, con: Connection, generation: int, registry: dict[int, weakref.ref[_Held]]
+    ) -> None:
+        self.con = con
+        self.generation = generation
+        self.pid = os.getpid()
+        self.connecting = True  # until its checks and pragmas are done
+        self.registry = registry
+        registry[id(self)] = weakref.ref(self)
+
+    def close(self) -> None:
+        self.registry.pop(id(self), None)
+        with contextlib.suppress(sqlite3.Error):
+            self.con.close()
+
+    __del__ = close
+
+
+# Every open cache, for the fork hook below.
+_caches: weakref.WeakSet[TextCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child's count of calls starts at zero, under a new lock.
+
+    Another thread of the parent may have held the lock, or been in a
+    call, at the fork: the child has no such thread to release them. A
+    cache the parent was retiring is closed now, as its last call would.
+    """
+    for cache in list(_caches):
+        cache._calls_lock = threading.Lock()
+        cache._calls = 0
+        if cache._retiring and not cache.all_closed:
+            cache._close_all()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class TextCache(diskcache.Cache):  # type: ignore[misc]
     """A ``diskcache.Cache`` that bounds every wait, refuses planted content, and reads text lean.
 
@@ -104,10 +161,17 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
     """
 
     def __init__(self, directory: str, *, timeout: float, **options: Any) -> None:
-        # Every thread's connection, so that close() closes them all from any
-        # thread: an async adapter's worker thread may outlive its use here.
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._local = threading.local()  # diskcache's own replaces it: here for a failed open
+        # Bumped by close(): a thread whose connection is older closes it and reconnects.
+        self._generations = itertools.count()
+        self._generation = next(self._generations)
+        self._held: dict[int, weakref.ref[_Held]] = {}  # every thread's, for retire()
+        # Calls in progress (see enter), and whether retire() stopped new ones.
+        self._calls = 0
+        self._calls_lock = threading.Lock()  # replaced in a forked child
+        self._retiring = False
+        self.all_closed = False  # retired, and every connection closed
+        self._identity: tuple[int, int] | None = None
         self._retry_budget = timeout
         self._budget = timeout + _MARGIN
         # Where to look for a planted journal before each statement: only
@@ -128,63 +192,72 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             self.close()  # a failed open (a locked database) must not leak its connection
             raise
         self._identity = (info.st_dev, info.st_ino)
+        _caches.add(self)
 
     @property
     def _con(self) -> Connection:
         # diskcache's, with checks on a new connection: a new process (a
-        # fork) or thread gets a connection of its own.
-        local = self._local
-        pid = os.getpid()
-        if getattr(local, "pid", pid) != pid:  # a fork: the parent's connections
-            # Another thread of the parent may have held the lock at the fork;
-            # the child has no other thread to release it.
-            self._connections_lock = threading.Lock()
-            self.close()
-            local = self._local
-        con: Connection | None = getattr(local, "con", None)
-        if con is None:
-            local.pid = pid
-            con = self._connect(local)
-        return con
+        # fork) or thread gets a connection of its own, and so does a thread
+        # whose connection a close() made stale.
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and held.generation == self._generation and held.pid == os.getpid():
+            return held.con
+        return self._reconnect(held)
 
-    def _connect(self, local: threading.local) -> Connection:
+    def _reconnect(self, held: _Held | None) -> Connection:
+        local = self._local
+        if held is not None and held.connecting and held.pid == os.getpid():
+            return held.con  # being set up by this thread (its pragmas), whatever close() did
+        if held is not None:  # this thread's own, or in a forked child the parent's copy
+            del local.held
+            held.close()
+        generation = self._generation  # read first: a close() from now on makes it stale
         check_database_files(self._directory)
         path = os.path.join(self._directory, diskcache.core.DBNAME)
+        self._check_identity(path)
         con = sqlite3.connect(
             path,
             timeout=self._timeout,
             isolation_level=None,
-            check_same_thread=False,  # close() may run on another thread; each uses its own
+            # Only this thread uses it and closes it, but a cache or thread
+            # that is gone is cleaned up on whichever thread drops it (_Held).
+            check_same_thread=False,
             factory=Connection,
         )
         con.watchdog = watchdog = Watchdog()
         con.set_progress_handler(watchdog, _STEPS)
+        local.held = held = _Held(con, generation, self._held)
         try:
+            self._check_identity(path)  # the file SQLite opened, before it reads a page
             watchdog.deadline = time.monotonic() + self._budget
             check_schema(con, path)
+            for key, value in sorted(self._pragmas.items()):  # per connection, as diskcache does
+                self.reset(key, value, update=False)
+            ((mode,),) = self._sql("PRAGMA journal_mode").fetchall()
         except BaseException:
-            con.close()
+            del local.held  # the next use connects afresh, with every check and pragma
+            held.close()
             raise
-        with self._connections_lock:
-            self._connections.append(con)
-        local.con = con
-        for key, value in sorted(self._pragmas.items()):  # per connection, as diskcache does
-            self.reset(key, value, update=False)
-        ((mode,),) = self._sql("PRAGMA journal_mode").fetchall()
+        held.connecting = False
         self._journal_at = None if str(mode).lower() == "wal" else self._directory
         return con
 
     def close(self) -> None:
-        """Close the connection of every thread that used this cache; the next use reopens.
+        """Close this thread's connection now; another thread's on its next use, or when it ends.
 
-        diskcache closes only the calling thread's, leaving the others to be
-        closed (with a ``ResourceWarning``) whenever their threads end.
+        A thread may be running a statement on its connection right now, and
+        closing it from here would crash the process (CPython's sqlite3 frees
+        what that statement still uses). So each connection is closed only by
+        its own thread, which finds it stale on its next use and reconnects,
+        or once nothing can use it any more: when its thread ends or this
+        cache is collected (see ``_Held``).
         """
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-            self._local = threading.local()  # every thread connects afresh
-        for con in connections:
-            con.close()
+        self._generation = next(self._generations)
+        local = self._local
+        held: _Held | None = getattr(local, "held", None)
+        if held is not None:
+            del local.held
+            held.close()
 
     @property
     def _sql(self) -> Callable[..., sqlite3.Cursor]:
@@ -200,6 +273,57 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             return execute(statement, *args)
 
         return execute_within_budget
+
+    def _check_identity(self, path: str) -> None:
+        """Refuse to connect a thread to another database than the one this cache opened.
+
+        SQLite shares the ``-wal`` and ``-shm`` files by name: connections to
+        a deleted database and to a new one at its path would use (and
+        truncate, or on close delete) each other's, crashing the process
+        (SIGBUS) or losing writes. So a new database is only ever opened by
+        a new cache, once every connection to the old one is closed.
+        """
+        if self._identity is not None and self.moved():
+            raise FileNotFoundError(
+                errno.ENOENT, "the database was deleted or replaced while open", path
+            )
+
+    def enter(self) -> bool:
+        """Count a call that will use this thread's connection; ``False`` once retired."""
+        with self._calls_lock:
+            if self._retiring:
+                return False
+            self._calls += 1
+            return True
+
+    def leave(self) -> None:
+        """End a call ``enter`` counted: the last one out of a retiring cache closes it."""
+        with self._calls_lock:
+            self._calls -= 1
+            last = self._retiring and self._calls == 0
+        if last:
+            self._close_all()
+
+    def retire(self) -> None:
+        """Take no new calls, and close every connection once no call is in progress.
+
+        Right now if none is, else when the last one ends, on its thread:
+        then no thread can be running a statement on any of them.
+        """
+        with self._calls_lock:
+            if self._retiring:
+                return
+            self._retiring = True
+            idle = self._calls == 0
+        if idle:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        for ref in self._held.copy().values():
+            held = ref()
+            if held is not None:
+                held.close()
+        self.all_closed = True
 
     def moved(self) -> bool:
         """Whether the database file was deleted or replaced since this cache opened it.
@@ -320,9 +444,15 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         return None if text is None else (text, expires)
 
     def get_texts(self, keys: Sequence[str]) -> list[str | None]:
-        """The text under each key or ``None``, in the order of ``keys``: one query per 998 keys."""
+        """The text under each key or ``None``, in the order of ``keys``: one query per 998 keys.
+
+        A refused row (``CorruptEntryError`` from ``get``) is ``None`` here,
+        a miss the next write replaces: raising would make the whole batch
+        miss, good rows too, on every read, since nothing says which row to
+        delete.
+        """
         if not self._reads_change_nothing():
-            return [self.get(key) for key in keys]
+            return [self._get_or_none(key) for key in keys]
         unique = list(dict.fromkeys(keys))
         found: dict[str, str | None] = {}
         for start in range(0, len(unique), _KEYS_PER_QUERY):
@@ -330,8 +460,16 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             con = self._statement_connection()
             query = _SELECT_MANY.format(", ".join("?" * len(chunk)))
             for key, mode, filename, stored in con.execute(query, (*chunk, time.time())):
-                found[key] = self._text(mode, filename, stored)
+                with contextlib.suppress(CorruptEntryError):
+                    found[key] = self._text(mode, filename, stored)
         return [found.get(key) for key in keys]
+
+    def _get_or_none(self, key: str) -> str | None:
+        try:
+            value: str | None = self.get(key)
+        except CorruptEntryError:
+            return None
+        return value
 
     def set_texts(self, items: Mapping[str, str], expire: float | None) -> None:
         """Store every item in one transaction: all of them, or (on any failure) none."""

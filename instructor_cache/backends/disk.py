@@ -7,7 +7,7 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class DiskCache:
     It is a blocking, sync store: its failures raise ``BackendError``, and
     the wrappers the decorator composes around it fail open, trip a circuit
     breaker and run it on a worker thread for async callers. Connections are
-    per thread; ``close()`` closes those of every thread that used it.
+    per thread; ``close()`` closes them all as soon as no call is in progress.
 
     Other keyword arguments are diskcache settings (``size_limit``,
     ``eviction_policy``, ``cull_limit``, ...).
@@ -79,7 +79,7 @@ class DiskCache:
         self._timeout = timeout
         self._settings = settings
         self._cache: TextCache | None = None
-        self._retired: list[TextCache] = []  # moved away: connections left to close
+        self._moved: list[TextCache] = []  # deleted or replaced, maybe still in use
         self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -92,107 +92,133 @@ class DiskCache:
         if cache is None:
             with self._open_lock:
                 if self._cache is None:
-                    self._cache = TextCache(
-                        str(self.directory),
-                        timeout=self._timeout,
-                        disk=TextOnlyDisk,
-                        **self._settings,
-                    )
+                    self._cache = self._open()
                 cache = self._cache
         return cache
+
+    def _open(self) -> TextCache:
+        # A new database at the path of a deleted one shares its -wal and
+        # -shm files by name (see TextCache._check_identity): it waits until
+        # every connection to the deleted one is closed.
+        self._moved = [cache for cache in self._moved if not cache.all_closed]
+        if self._moved:
+            raise OSError(
+                errno.EBUSY,
+                "a call in progress still uses the deleted database; a later call opens a new one",
+                os.path.join(self.directory, diskcache.core.DBNAME),
+            )
+        return TextCache(
+            str(self.directory), timeout=self._timeout, disk=TextOnlyDisk, **self._settings
+        )
 
     @property
     def maxsize(self) -> int | None:
         return None  # bounded by bytes (size_limit), not by a count
 
     def __len__(self) -> int:
-        with self._failures("len"):
-            return len(self.cache)
+        with self._call("len") as cache:
+            return len(cache)
 
     def get(self, key: str) -> str | None:
         # The hit path: a plain try (free until it raises) rather than the
-        # context manager the other methods use, and the attribute before the
-        # property (not ``or``: a Cache's truth is its length, a SQL query).
+        # context manager the other methods use.
         try:
-            cache = self._cache
-            if cache is None:
-                cache = self.cache
-            value = cache.get_text(key)
+            cache = self._enter()
+            try:
+                value = cache.get_text(key)
+            finally:
+                cache.leave()
         except FAILURES as exc:
             raise backend_error(self, "get", exc) from exc
         return value
 
     def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
         """The text under ``key`` and the seconds it has left (``None``: no expiry), one query."""
-        with self._failures("get_with_ttl"):
-            found = self.cache.get_text_with_expiry(key)
+        with self._call("get_with_ttl") as cache:
+            found = cache.get_text_with_expiry(key)
         if found is None:
             return None
         text, expires = found
         return text, None if expires is None else max(0.0, expires - time.time())
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
-        with self._failures("get_many"):
-            return self.cache.get_texts(keys)
+        with self._call("get_many") as cache:
+            return cache.get_texts(keys)
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        with self._failures("set"):
-            self._writable().set(key, value, expire=self._ttl if ttl is None else ttl)
+        with self._call("set", write=True) as cache:
+            cache.set(key, value, expire=self._ttl if ttl is None else ttl)
 
     def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
         """Store every item in one transaction: a failure stores none of them."""
         if not items:
             return
-        with self._failures("set_many"):
-            self._writable().set_texts(items, self._ttl if ttl is None else ttl)
+        with self._call("set_many", write=True) as cache:
+            cache.set_texts(items, self._ttl if ttl is None else ttl)
 
     def delete(self, key: str) -> bool:
-        with self._failures("delete"):
-            return bool(self._writable().delete(key))
+        with self._call("delete", write=True) as cache:
+            return bool(cache.delete(key))
 
     def clear(self) -> None:
-        with self._failures("clear"):
-            cache = self._writable()
+        with self._call("clear", write=True) as cache:
             cache.clear()
             cache.sweep_orphans(older_than=time.time() - ORPHAN_AGE)
 
     def clear_prefix(self, prefix: str) -> int:
-        with self._failures("clear_prefix"):
-            return self._writable().delete_prefixed(prefix)
+        with self._call("clear_prefix", write=True) as cache:
+            return cache.delete_prefixed(prefix)
 
-    def _failures(self, operation: str) -> contextlib.AbstractContextManager[None]:
-        return as_backend_error(self, operation, FAILURES)
+    @contextlib.contextmanager
+    def _call(self, operation: str, *, write: bool = False) -> Iterator[TextCache]:
+        """The open cache for one call, counted (see ``close``); failures as ``BackendError``.
 
-    def _writable(self) -> TextCache:
-        """The open cache, unless its database was deleted or replaced: then it is retired.
-
-        A stat per write (not per read: a hit from a deleted database is
+        A write first checks that the database was not deleted or replaced:
+        a stat per write (not per read: a hit from a deleted database is
         still the value written) catches a directory removed while the app
         runs. That write fails; the next operation opens a fresh database.
         """
-        cache = self.cache
-        if cache.moved():
-            with self._open_lock:
-                if self._cache is cache:
-                    self._cache = None
-                if cache not in self._retired:  # two threads may both find it moved
-                    self._retired.append(cache)
-            cache.close()  # every thread's connection to the old database
-            raise FileNotFoundError(
-                errno.ENOENT,
-                "the database was deleted or replaced while open; the next call opens a fresh one",
-                os.path.join(cache.directory, diskcache.core.DBNAME),
-            )
-        return cache
+        with as_backend_error(self, operation, FAILURES):
+            cache = self._enter()
+            try:
+                if write and cache.moved():
+                    self._retire(cache, moved=True)
+                    raise FileNotFoundError(
+                        errno.ENOENT,
+                        "the database was deleted or replaced while open; a later call opens "
+                        "a fresh one",
+                        os.path.join(cache.directory, diskcache.core.DBNAME),
+                    )
+                yield cache
+            finally:
+                cache.leave()
+
+    def _enter(self) -> TextCache:
+        """The open cache, with this call counted in it, so that it closes only after the call."""
+        for _ in range(3):  # close() may retire the cache between the lookup and the count
+            cache = self._cache
+            if cache is None:
+                cache = self.cache
+            if cache.enter():
+                return cache
+        raise OSError(errno.EBUSY, "the cache was closed at each of three attempts to use it")
+
+    def _retire(self, cache: TextCache, *, moved: bool = False) -> None:
+        with self._open_lock:
+            if self._cache is cache:  # two threads may both retire it
+                self._cache = None
+            if moved and cache not in self._moved:
+                self._moved.append(cache)
+        cache.retire()
 
     def close(self) -> None:
-        """Close the connections of every thread that used this cache; the next use reopens.
+        """Close every thread's connection: now, or as the last call in progress returns.
 
         It may be called from any thread, such as the event loop's while an
-        async adapter's worker thread did the reads and writes.
+        async adapter's worker thread did the reads and writes; the next use
+        reopens. No connection is ever closed under a statement another
+        thread is running on it, which would crash the process.
         """
-        with self._open_lock:
-            caches = [*self._retired, *([self._cache] if self._cache is not None else [])]
-            self._cache, self._retired = None, []
-        for cache in caches:
-            cache.close()
+        cache = self._cache
+        if cache is not None:
+            self._retire(cache)
