@@ -9,10 +9,12 @@ import os
 import random
 import sqlite3
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import diskcache
 import pytest
@@ -597,3 +599,28 @@ def test_disk_clear_prefix_counts_only_unexpired_entries(tmp_path: Path) -> None
     assert backend.clear_prefix("p:") == 1
     assert len(backend) == 0
     backend.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk", "redis"])
+def test_a_stores_own_ttl_bounds_a_longer_ttl_asked_for(
+    kind: str, tmp_path: Path, redis_url: str
+) -> None:
+    """A store made with ttl=0.3 keeps nothing longer, whatever TTL a write asks for."""
+    store: Any
+    if kind == "memory":
+        store = MemoryCache(ttl=0.3)
+    elif kind == "disk":
+        store = DiskCache(tmp_path / "bounded", ttl=0.3)
+    else:
+        store = RedisCache(redis_url, prefix=f"bounded-{uuid.uuid4().hex}:", ttl=0.3)
+    store.set("asked-a-day", "v", 86400.0)
+    store.set_many({"many": "w"}, 86400.0)
+    store.set("shorter", "x", 0.1)
+    found = store.get_with_ttl("asked-a-day")
+    assert found is not None
+    assert found[1] is not None
+    assert found[1] <= 0.3
+    time.sleep(0.5)
+    assert [store.get(key) for key in ("asked-a-day", "many", "shorter")] == [None, None, None]
+    if kind != "memory":
+        store.close()

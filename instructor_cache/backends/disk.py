@@ -13,7 +13,7 @@ from typing import Any
 
 import diskcache
 
-from instructor_cache._ttl import TTL, to_seconds
+from instructor_cache._ttl import TTL, bounded, to_seconds
 from instructor_cache.backends._failures import as_backend_error, backend_error
 from instructor_cache.backends._textcache import (
     DEFAULT_TIMEOUT,
@@ -147,14 +147,14 @@ class DiskCache:
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         with self._call("set", write=True) as cache:
-            cache.set(key, value, expire=self._ttl if ttl is None else ttl)
+            cache.set(key, value, expire=bounded(ttl, self._ttl))
 
     def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
         """Store every item in one transaction: a failure stores none of them."""
         if not items:
             return
         with self._call("set_many", write=True) as cache:
-            cache.set_texts(items, self._ttl if ttl is None else ttl)
+            cache.set_texts(items, bounded(ttl, self._ttl))
 
     def delete(self, key: str) -> bool:
         with self._call("delete", write=True) as cache:
