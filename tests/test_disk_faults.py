@@ -651,9 +651,9 @@ def _call_in_progress(
         locker.execute("BEGIN EXCLUSIVE")
         go.set()
         deadline = time.monotonic() + 30
-        while backend.cache._calls == 0 and time.monotonic() < deadline:
+        while backend.cache.calls_in_progress == 0 and time.monotonic() < deadline:
             time.sleep(0.001)
-        assert backend.cache._calls == 1
+        assert backend.cache.calls_in_progress == 1
         yield outcome
     finally:
         go.set()

@@ -121,20 +121,28 @@ class _Held:
     __del__ = close
 
 
+def _count(counter: itertools.count[int]) -> int:
+    # count's repr is "count(N)": reading it does not advance it.
+    return int(repr(counter)[6:-1])
+
+
 # Every open cache, for the fork hook below.
 _caches: weakref.WeakSet[TextCache] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    """A forked child's count of calls starts at zero, under a new lock.
+    """A forked child's count of calls starts at zero, and its connections afresh.
 
     Another thread of the parent may have held the lock, or been in a
-    call, at the fork: the child has no such thread to release them. A
-    cache the parent was retiring is closed now, as its last call would.
+    call, at the fork: the child has no such thread to release them. The
+    parent's connections are stale in the child (a new generation), so each
+    thread connects anew. A cache the parent was retiring is closed now, as
+    its last call would.
     """
     for cache in list(_caches):
         cache._calls_lock = threading.Lock()
-        cache._calls = 0
+        cache._entered, cache._left = itertools.count(), itertools.count()
+        cache._generation = next(cache._generations)
         if cache._retiring and not cache.all_closed:
             cache._close_all()
 
@@ -166,9 +174,9 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         self._generations = itertools.count()
         self._generation = next(self._generations)
         self._held: dict[int, weakref.ref[_Held]] = {}  # every thread's, for retire()
-        # Calls in progress (see enter), and whether retire() stopped new ones.
-        self._calls = 0
-        self._calls_lock = threading.Lock()  # replaced in a forked child
+        # Calls begun and ended (see enter), and whether retire() stopped new ones.
+        self._entered, self._left = itertools.count(), itertools.count()
+        self._calls_lock = threading.Lock()  # for retire(); replaced in a forked child
         self._retiring = False
         self.all_closed = False  # retired, and every connection closed
         self._identity: tuple[int, int] | None = None
@@ -200,7 +208,7 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
         # fork) or thread gets a connection of its own, and so does a thread
         # whose connection a close() made stale.
         held: _Held | None = getattr(self._local, "held", None)
-        if held is not None and held.generation == self._generation and held.pid == os.getpid():
+        if held is not None and held.generation == self._generation:  # a fork moves it too
             return held.con
         return self._reconnect(held)
 
@@ -288,20 +296,30 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
                 errno.ENOENT, "the database was deleted or replaced while open", path
             )
 
+    # Calls are counted without a lock, on the hit path: ``next()`` on an
+    # ``itertools.count`` is one atomic step under the GIL. A call counts
+    # itself in, then looks at ``_retiring``; ``retire`` sets ``_retiring``,
+    # then compares the counts. So either retire sees the call (and leaves
+    # the closing to the last call out), or the call sees retire and backs
+    # out before touching a connection.
+
+    @property
+    def calls_in_progress(self) -> int:
+        """Calls between ``enter`` and ``leave`` now (for tests and for curiosity)."""
+        return _count(self._entered) - _count(self._left)
+
     def enter(self) -> bool:
         """Count a call that will use this thread's connection; ``False`` once retired."""
-        with self._calls_lock:
-            if self._retiring:
-                return False
-            self._calls += 1
-            return True
+        next(self._entered)
+        if self._retiring:
+            self.leave()
+            return False
+        return True
 
     def leave(self) -> None:
         """End a call ``enter`` counted: the last one out of a retiring cache closes it."""
-        with self._calls_lock:
-            self._calls -= 1
-            last = self._retiring and self._calls == 0
-        if last:
+        next(self._left)
+        if self._retiring and _count(self._entered) == _count(self._left):
             self._close_all()
 
     def retire(self) -> None:
@@ -314,16 +332,18 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             if self._retiring:
                 return
             self._retiring = True
-            idle = self._calls == 0
-        if idle:
+        if _count(self._entered) == _count(self._left):
             self._close_all()
 
     def _close_all(self) -> None:
-        for ref in self._held.copy().values():
-            held = ref()
-            if held is not None:
-                held.close()
-        self.all_closed = True
+        with self._calls_lock:  # the last call out and retire() may both get here
+            if self.all_closed:
+                return
+            for ref in self._held.copy().values():
+                held = ref()
+                if held is not None:
+                    held.close()
+            self.all_closed = True
 
     def moved(self) -> bool:
         """Whether the database file was deleted or replaced since this cache opened it.

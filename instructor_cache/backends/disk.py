@@ -123,7 +123,9 @@ class DiskCache:
         # The hit path: a plain try (free until it raises) rather than the
         # context manager the other methods use.
         try:
-            cache = self._enter()
+            cache = self._cache
+            if cache is None or not cache.enter():
+                cache = self._enter()
             try:
                 value = cache.get_text(key)
             finally:
