@@ -235,7 +235,8 @@ def test_locked_database_never_freezes_the_app(
     assert max(durations) < 1.5  # diskcache's own default would wait 60 s, twice
     assert breaker.is_open
     assert durations[-1] < 0.05  # the open breaker costs no timeout at all
-    assert extract.cache_info().errors >= 6
+    # The first call's get and set fail (the breaker opens); five calls go straight through.
+    assert extract.cache_info().errors == 7
     assert len(llm.calls) == 6
 
     assert process.stdin is not None
@@ -249,7 +250,7 @@ def test_locked_database_never_freezes_the_app(
     calls = len(llm.calls)
     assert extract("S is 0") == UserDetail(name="S", age=0)
     assert len(llm.calls) == calls  # caching resumed once the lock was gone
-    assert extract.cache_info().hits >= 1
+    assert extract.cache_info().hits == 1
     assert not breaker.is_open
     backend.close()
 
