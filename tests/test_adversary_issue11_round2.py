@@ -1,0 +1,215 @@
+"""Adversarial reproducers for issue 11, second round: each fails on the code it was written for."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from instructor_cache import DiskCache, TieredCache, instructor_cache
+from instructor_cache.errors import BackendError
+from tests._stores import DictStore
+from tests.conftest import FakeLLM, UserDetail
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (a crash there must not take pytest with it)."""
+    path = os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", code, *args],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+# A writer waits inside SQLite for a lock another connection holds, so its
+# call is in progress. close() retires the cache; between retire's read of
+# the "entered" counter and its read of the "left" counter, a caller that
+# had read ``backend._cache`` just before close() counts itself in, finds
+# the cache retiring and backs out. The trace function below makes that
+# interleaving (one the GIL allows between any two bytecodes) happen every
+# run instead of once in a long while.
+CLOSE_AS_A_LATE_CALLER_BACKS_OUT = """
+import os, sqlite3, sys, threading, time
+from instructor_cache import DiskCache
+from instructor_cache.errors import BackendError
+
+directory = os.path.join(sys.argv[1], "cache")
+backend = DiskCache(directory, timeout=10.0)
+backend.set("k", "v")
+cache = backend.cache
+locker = sqlite3.connect(os.path.join(directory, "cache.db"), isolation_level=None)
+locker.execute("BEGIN IMMEDIATE")
+outcome = []
+
+def write():
+    try:
+        backend.set("late", "written")
+        outcome.append("written")
+    except BackendError as exc:
+        outcome.append(repr(exc))
+
+writer = threading.Thread(target=write)
+writer.start()
+while cache.calls_in_progress == 0:
+    time.sleep(0.001)
+time.sleep(0.3)  # the writer is now waiting in SQLite's busy handler
+
+reads = []
+
+def late_caller_backs_out(frame, event, arg):
+    caller = frame.f_back.f_code.co_name if frame.f_back else None
+    if event == "call" and frame.f_code.co_name == "_count" and caller == "retire":
+        reads.append(frame)
+        if len(reads) == 2:  # after retire read "entered", before it reads "left"
+            assert cache.enter() is False
+
+sys.settrace(late_caller_backs_out)
+backend.close()
+sys.settrace(None)
+print("all closed under the writer:", cache.all_closed, flush=True)
+locker.execute("ROLLBACK")
+locker.close()
+writer.join(30)
+print("writer:", outcome, flush=True)
+print("read back:", backend.get("late"), flush=True)
+"""
+
+
+def test_close_never_closes_connections_under_a_call_in_progress_when_a_late_caller_backs_out(
+    tmp_path: Path,
+) -> None:
+    """``retire`` reads the call counters apart: a caller backing out between makes them equal.
+
+    ``retire`` (and ``leave``) read ``_entered`` and then ``_left``; a call
+    that had found the cache just before ``close()`` counts itself in and
+    out in between, adding one to ``_left`` only. With one call in progress,
+    entered-then (1) equals left-now (1): ``_close_all`` closes every
+    connection, the in-progress writer's too, while it is inside SQLite.
+    Here the write is lost; a reader mid-statement crashes the process (the
+    first round's segfault). Fix: read ``_left`` before ``_entered`` in
+    ``retire`` and ``leave`` (a later "entered" can only be larger, so equal
+    counts then do mean no call was in progress).
+    """
+    run = _run(CLOSE_AS_A_LATE_CALLER_BACKS_OUT, str(tmp_path))
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.splitlines() == [
+        "all closed under the writer: False",
+        "writer: ['written']",
+        "read back: written",
+    ]
+
+
+class TTLDictStore(DictStore):
+    """A lower tier that tells the remaining TTL with its read, so tiers backfill from it."""
+
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        text = self.get(key)
+        return None if text is None else (text, None)
+
+
+class SlowWritingStore(DictStore):
+    """A faster tier whose write, once armed, takes a while (I/O) between starting and storing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.writing = threading.Event()
+        self.release = threading.Event()
+
+    def set(self, key: str, value: str, ttl: float | None = None) -> None:
+        if self.armed:
+            self.writing.set()
+            self.release.wait(10)
+        super().set(key, value, ttl)
+
+
+def test_invalidate_during_a_backfill_write_is_not_undone_by_it(llm: FakeLLM) -> None:
+    """An entry invalidated while its backfill copy is being written comes back from that copy.
+
+    ``TieredCache.get`` compares the write counter once, before it copies
+    the lower tier's hit up; ``invalidate`` that lands while the copy is
+    being written (any store with I/O takes that long) deletes every tier,
+    then the copy lands in the faster tier, which serves the invalidated
+    result and the function is never called again. Fix: check the counter
+    again after each copy, and delete the copy if a write or invalidation
+    came in meanwhile (or hold a per-key generation the copy must match).
+    """
+    upper, lower = SlowWritingStore(), TTLDictStore()
+
+    @instructor_cache(TieredCache(upper, lower), ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("A is 1")
+    upper.data.clear()  # only the lower tier has it: the next read backfills
+    upper.armed = True
+    reader = threading.Thread(target=extract, args=("A is 1",))
+    reader.start()
+    assert upper.writing.wait(10)
+    assert extract.invalidate("A is 1") is True
+    upper.armed = False
+    upper.release.set()
+    reader.join(10)
+    assert extract("A is 1") == UserDetail(name="A", age=1)
+    assert len(llm.calls) == 2  # the call after invalidate() reaches the function
+
+
+def test_database_deleted_after_close_is_not_reopened_while_a_call_still_uses_it(
+    tmp_path: Path,
+) -> None:
+    """After ``close()``, a deleted database is reopened at once, though a call still uses the old.
+
+    ``DiskCache._open`` waits for the connections of a cache retired as
+    *moved*, but ``close()`` retires without recording it: when the
+    directory is then removed (an app shutting down and cleaning up while
+    a worker still writes, or a test fixture), the next call opens a new
+    database at the same path while the old cache's connections are open,
+    the case ``TextCache._check_identity`` says shares ``-wal`` and ``-shm``
+    files by name. Fix: keep every retired, not yet closed cache in
+    ``_moved`` (or check ``moved()`` in ``_open`` against the last cache).
+    """
+    directory = tmp_path / "cache"
+    backend = DiskCache(directory, timeout=10.0)
+    backend.set("k", "v")  # this thread's connection to the database about to be deleted
+    old = backend.cache
+    locker = sqlite3.connect(directory / "cache.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    outcome: list[object] = []
+
+    def write() -> None:
+        try:
+            backend.set("late", "written")
+            outcome.append("written")
+        except BackendError as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while old.calls_in_progress == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        backend.close()  # the call in progress keeps the old connections open
+        assert not old.all_closed
+        (directory / "cache.db").unlink()
+        with pytest.raises(BackendError, match="still uses the deleted database"):
+            backend.set("new", "value")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        writer.join(30)
+    assert old.all_closed
+    backend.set("new", "value")
+    assert backend.get("new") == "value"
