@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from instructor_cache import DiskCache, TieredCache, instructor_cache
+from instructor_cache import CircuitBreaker, DiskCache, TieredCache, instructor_cache
 from instructor_cache.errors import BackendError
 from tests._stores import DictStore
-from tests.conftest import FakeLLM, UserDetail
+from tests.conftest import Clock, FakeLLM, UserDetail
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,3 +213,85 @@ def test_database_deleted_after_close_is_not_reopened_while_a_call_still_uses_it
     assert old.all_closed
     backend.set("new", "value")
     assert backend.get("new") == "value"
+
+
+class FlakySyncStore(DictStore):
+    """A user's blocking store (sync methods only) that fails while ``down``, as a dead server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def get(self, key: str) -> str | None:
+        if self.down:
+            raise ConnectionError("store is down")
+        return super().get(key)
+
+
+async def test_async_calls_close_the_breaker_of_a_blocking_store_that_recovered(
+    llm: FakeLLM, clock: Clock
+) -> None:
+    """Once a blocking store's breaker opens, async calls never close it again: every call pays.
+
+    After the cooldown, ``allow()`` makes the caller the probe and moves
+    ``open_until`` a cooldown ahead; the probe then queues on the store's
+    worker thread, where ``runnable`` (``breaker.closed``) finds the breaker
+    not closed and turns the probe away as ``Turned``, which counts neither
+    as a failure nor as a success. So the breaker stays half-open forever:
+    each cooldown's probe is turned away, every other call skips the store,
+    and an async app pays for every call although the store is back (the
+    same for ``DiskCache`` after one locked spell). Fix: let the operation
+    that claimed the probe run (pass ``runnable`` only to operations queued
+    while the breaker was closed, or check ``is_open`` against the moment
+    the operation was queued).
+    """
+    store = FlakySyncStore()
+    breaker = CircuitBreaker(failures=1, cooldown=5.0, timer=clock)
+
+    @instructor_cache(store, ignore=("llm",), circuit_breaker=breaker)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    await extract("A is 1")
+    store.down = True
+    await extract("B is 2")  # the failed read opens the breaker
+    store.down = False
+    clock.advance(60)  # long past the cooldown: the store is back
+    for _ in range(3):
+        assert await extract("A is 1") == UserDetail(name="A", age=1)
+        clock.advance(60)
+    assert [text for text, *_ in llm.calls] == ["A is 1", "B is 2"]
+
+
+async def test_async_calls_on_a_disk_store_hit_again_after_a_locked_spell(
+    llm: FakeLLM, clock: Clock, tmp_path: Path
+) -> None:
+    """A database locked for a moment opens the breaker, and async hits never come back after it.
+
+    The same as above on a real ``DiskCache``: another process (here a
+    connection) holds the database locked once, the async read fails and
+    opens the breaker, and from then on every async call pays, the
+    unlocked database untouched.
+    """
+    directory = tmp_path / "cache"
+    # Outside WAL mode, so that the lock holds up a read too.
+    backend = DiskCache(directory, sqlite_journal_mode="delete")
+    breaker = CircuitBreaker(failures=1, cooldown=5.0, timer=clock)
+
+    @instructor_cache(backend, ignore=("llm",), circuit_breaker=breaker)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    await extract("A is 1")
+    locker = sqlite3.connect(directory / "cache.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        await extract("B is 2")  # the read waits out the timeout, fails, opens the breaker
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    clock.advance(60)
+    for _ in range(3):
+        assert await extract("A is 1") == UserDetail(name="A", age=1)
+        clock.advance(60)
+    assert [text for text, *_ in llm.calls] == ["A is 1", "B is 2"]
