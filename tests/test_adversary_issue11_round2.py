@@ -295,3 +295,39 @@ async def test_async_calls_on_a_disk_store_hit_again_after_a_locked_spell(
         assert await extract("A is 1") == UserDetail(name="A", age=1)
         clock.advance(60)
     assert [text for text, *_ in llm.calls] == ["A is 1", "B is 2"]
+
+
+@pytest.mark.parametrize("operation", ["invalidate", "acache_clear", "refresh"])
+async def test_explicit_async_operations_reach_a_blocking_store_while_its_breaker_is_open(
+    operation: str, llm: FakeLLM, clock: Clock
+) -> None:
+    """An async invalidate, clear or refresh is turned away unasked while the breaker is open.
+
+    Explicit operations go to the store "whatever the breaker says" (the
+    sync ones do), but on a blocking store the async ones run on its worker
+    thread through ``runnable``, which turns them away as ``Turned``: the
+    store is never asked, ``invalidate``/``acache_clear`` raise
+    ``BackendError`` (and count a failure that keeps the breaker open), and
+    ``refresh`` stores nothing. Fix: no ``runnable`` check for explicit
+    operations (an ``Adapted`` twin without it).
+    """
+    store = FlakySyncStore()
+    breaker = CircuitBreaker(failures=1, cooldown=5.0, timer=clock)
+
+    @instructor_cache(store, ignore=("llm",), circuit_breaker=breaker)
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    await extract("A is 1")
+    store.down = True
+    await extract("B is 2")  # the failed read opens the breaker
+    store.down = False  # back, but the breaker is still open
+    if operation == "invalidate":
+        assert await extract.invalidate("A is 1") is True
+        assert extract.cache_key("A is 1") not in store.data
+    elif operation == "acache_clear":
+        await extract.acache_clear()
+        assert store.data == {}
+    else:
+        assert await extract.refresh("C is 3") == UserDetail(name="C", age=3)
+        assert extract.cache_key("C is 3") in store.data
