@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -331,3 +332,37 @@ async def test_explicit_async_operations_reach_a_blocking_store_while_its_breake
     else:
         assert await extract.refresh("C is 3") == UserDetail(name="C", age=3)
         assert extract.cache_key("C is 3") in store.data
+
+
+def test_threads_that_connect_after_the_directory_was_removed_resume_caching(
+    llm: FakeLLM, clock: Clock, tmp_path: Path
+) -> None:
+    """After the cache directory is removed, calls on threads new to the store never cache again.
+
+    A thread's first connection checks the database's identity and fails
+    with ``FileNotFoundError`` ("deleted or replaced while open"), but only
+    a *write* retires the cache (``DiskCache._call``). Each new thread's
+    read fails and counts towards the breaker; once the breaker opens the
+    writes are skipped, and every probe is another read that fails the
+    same way (the failed thread reconnects each time): the store is dead
+    for good and a thread-per-request server pays for every call. Here the
+    breaker opens at one failure; at the default three it takes three new
+    threads reading at once. Fix: retire the cache as moved when
+    ``_reconnect``'s identity check fails, so the next call opens afresh.
+    """
+    directory = tmp_path / "cache"
+    backend = DiskCache(directory)
+    breaker = CircuitBreaker(failures=1, cooldown=5.0, timer=clock)
+
+    @instructor_cache(backend, ignore=("llm",), circuit_breaker=breaker)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("A is 1")
+    shutil.rmtree(directory)
+    for _ in range(4):  # requests, each on a thread of its own, cooldowns apart
+        request = threading.Thread(target=extract, args=("A is 1",))
+        request.start()
+        request.join(10)
+        clock.advance(60)
+    assert extract.cache_info().hits >= 1  # caching resumed in a fresh database
