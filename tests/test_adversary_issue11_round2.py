@@ -366,3 +366,66 @@ def test_threads_that_connect_after_the_directory_was_removed_resume_caching(
         request.join(10)
         clock.advance(60)
     assert extract.cache_info().hits >= 1  # caching resumed in a fresh database
+
+
+# A thread opens the store (its first call) while another process holds the
+# database locked, so it waits inside DiskCache._open, under _open_lock; the
+# main thread forks a worker meanwhile, as multiprocessing does on Linux.
+FORK_WHILE_ANOTHER_THREAD_OPENS = """
+import contextlib, os, signal, sqlite3, sys, threading, time
+from pydantic import BaseModel
+from instructor_cache import DiskCache, instructor_cache
+
+class Doc(BaseModel):
+    text: str
+
+directory = sys.argv[1]
+first = DiskCache(directory)
+first.set("warm", "up")  # the database exists
+first.close()
+backend = DiskCache(directory, timeout=3.0)
+
+@instructor_cache(backend)
+def extract(text: str) -> Doc:
+    return Doc(text=text)
+
+locker = sqlite3.connect(os.path.join(directory, "cache.db"), isolation_level=None)
+locker.execute("BEGIN EXCLUSIVE")
+opener = threading.Thread(target=extract, args=("in the parent",))
+opener.start()
+time.sleep(0.5)  # the opener now waits for the lock inside DiskCache._open
+pid = os.fork()
+if pid == 0:
+    extract("in the child")
+    os._exit(0)
+locker.execute("ROLLBACK")
+locker.close()
+opener.join()
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.05)
+os.kill(pid, signal.SIGKILL)
+os.waitpid(pid, 0)
+sys.exit("the child's call never returned")
+"""
+
+
+def test_call_in_a_child_forked_while_another_thread_opens_the_store_returns(
+    tmp_path: Path,
+) -> None:
+    """A child forked while another thread holds ``DiskCache._open_lock`` hangs on its first call.
+
+    The fork hook gives each ``TextCache`` a fresh ``_calls_lock``, but
+    ``DiskCache._open_lock`` is inherited as it was: held by a thread that
+    does not exist in the child. A thread holds it while it opens the
+    database, which waits up to ``timeout`` when another process has it
+    locked; a worker forked in that window blocks on its first decorated
+    call forever (``cache`` waits for the lock; ``_retire`` would too).
+    Fix: replace every ``DiskCache``'s ``_open_lock`` after a fork (a
+    WeakSet of DiskCaches and the existing ``register_at_fork`` hook).
+    """
+    run = _run(FORK_WHILE_ANOTHER_THREAD_OPENS, str(tmp_path / "cache"))
+    assert run.returncode == 0, run.stderr[-1500:]
