@@ -429,3 +429,68 @@ def test_call_in_a_child_forked_while_another_thread_opens_the_store_returns(
     """
     run = _run(FORK_WHILE_ANOTHER_THREAD_OPENS, str(tmp_path / "cache"))
     assert run.returncode == 0, run.stderr[-1500:]
+
+
+# One get_many (a single SELECT over 998 keys) on a database whose WAL index
+# spans two 32 KiB regions of the -shm file; the trace function holds it at
+# its first progress-handler tick, inside the statement, while the database
+# file is removed, the store closed, and the next call made.
+REOPEN_UNDER_A_RUNNING_SELECT = """
+import os, sys, threading
+from instructor_cache import DiskCache
+from instructor_cache.errors import BackendError
+
+directory = os.path.join(sys.argv[1], "cache")
+database = os.path.join(directory, "cache.db")
+backend = DiskCache(directory, sqlite_wal_autocheckpoint=0)  # a WAL that keeps its frames
+keys = [f"k{i}" for i in range(6000)]
+backend.set_many({key: "x" * 3000 for key in keys})
+paused, resume = threading.Event(), threading.Event()
+
+def pause_once(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "__call__" and not paused.is_set():
+        if frame.f_code.co_filename.endswith("_planted.py"):  # the Watchdog's tick
+            paused.set()
+            resume.wait(30)
+
+outcome = []
+
+def read():
+    sys.settrace(pause_once)
+    try:
+        outcome.append(sum(text is not None for text in backend.get_many(keys)))
+    except BackendError as exc:
+        outcome.append(repr(exc))
+
+reader = threading.Thread(target=read)
+reader.start()
+assert paused.wait(30)
+os.remove(database)  # the database file goes; its -wal and -shm stay
+backend.close()  # the app closes the store; the next call reopens
+try:
+    backend.set("new", "value")
+except BackendError:
+    pass
+resume.set()
+reader.join(30)
+print("reader:", outcome)
+"""
+
+
+def test_reopening_after_close_and_a_removed_database_does_not_crash_a_running_read(
+    tmp_path: Path,
+) -> None:
+    """A read in progress on a removed database dies of SIGBUS when close() lets a new one open.
+
+    The same hole as the test above, shown as the crash it causes: the new
+    database at the path opens the old one's ``-shm`` by name, takes it for
+    its own (the old connections' locks are this process's, so they do not
+    conflict) and truncates it to one region; the read still running on the
+    old database then touches the second region of its mapping, past the
+    end of the file: the process dies (SIGBUS, exit 135). A thread pool
+    under load with close() and a cleanup removing ``*.db`` hits it within
+    seconds without any pausing.
+    """
+    run = _run(REOPEN_UNDER_A_RUNNING_SELECT, str(tmp_path))
+    assert run.returncode == 0, run.stderr[-1500:]
+    assert run.stdout.splitlines() == ["reader: [6000]"]
