@@ -178,8 +178,9 @@ def test_database_deleted_after_close_is_not_reopened_while_a_call_still_uses_it
     a worker still writes, or a test fixture), the next call opens a new
     database at the same path while the old cache's connections are open,
     the case ``TextCache._check_identity`` says shares ``-wal`` and ``-shm``
-    files by name. Fix: keep every retired, not yet closed cache in
-    ``_moved`` (or check ``moved()`` in ``_open`` against the last cache).
+    files by name (the SIGBUS test below shows the crash). Fix: keep every
+    retired, not yet closed cache in ``_moved`` (or refuse in ``_open``
+    while a retired cache that ``moved()`` still has a connection open).
     """
     directory = tmp_path / "cache"
     backend = DiskCache(directory, timeout=10.0)
