@@ -51,9 +51,19 @@ class CircuitBreaker:
         """Whether callers are being turned away now (asking claims no probe)."""
         return self.open_until != 0.0 and self._timer() < self.open_until
 
-    def closed(self) -> bool:
-        """Whether callers may go ahead now, without claiming the probe of a half-open breaker."""
-        return self.open_until == 0.0 or self._timer() >= self.open_until
+    def watch(self) -> Callable[[], bool]:
+        """A check, made now and asked later: ``False`` if the breaker has opened since.
+
+        An operation let through now (the breaker closed, or this caller the
+        probe, or an explicit operation that goes through anyway) keeps its
+        place; one that waited while others found the store failing does not.
+        """
+        seen = self.open_until
+
+        def still_wanted() -> bool:
+            return self.open_until == seen or not self.is_open
+
+        return still_wanted
 
     def allow(self) -> bool:
         """Whether the backend may be called now (closed, or this caller is the probe)."""

@@ -70,6 +70,10 @@ class Stats:
             duration = min(duration, MAX_DURATION) if duration > 0.0 else 0.0
         self.time_saved += duration
 
+    def tier_hit(self) -> None:
+        """A hit in one tier: counted; the time it saved is counted once, by the function."""
+        next(self._hits)
+
     def miss(self) -> None:
         next(self._misses)
 

@@ -199,3 +199,40 @@ def test_a_given_breaker_is_this_functions_alone(llm: FakeLLM) -> None:
     attempts = store.attempts
     second("Al is 1")
     assert store.attempts == attempts + 2  # its get and set still reach the store
+
+
+@pytest.mark.parametrize(
+    ("seconds", "copied"),
+    [(float("inf"), True), (5, True), (float("-inf"), False)],
+    ids=["infinite", "an-int", "minus-infinity"],
+)
+def test_a_user_tiers_ttl_answer_is_read_as_meant(seconds: float, copied: bool) -> None:
+    """Infinity is no expiry and an int is seconds (copied up); minus infinity is expired."""
+
+    class Answering(DictStore):
+        def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+            text = self.get(key)
+            return None if text is None else (text, seconds)
+
+    upper, lower = MemoryCache(), Answering()
+    lower.set("k", "v")
+    tiered = TieredCache(upper, lower)
+    assert tiered.get("k") == "v"
+    assert (upper.get("k") == "v") is copied
+
+
+def test_a_bulk_answer_of_the_wrong_length_is_a_counted_miss() -> None:
+    """A user's get_many that answers for fewer keys than asked misses them all, no exception."""
+
+    class Short(DictStore):
+        def get_many(self, keys: Any) -> list[str | None]:
+            return [self.get(key) for key in keys][:-1]
+
+        def set_many(self, items: Any, ttl: float | None = None) -> None:
+            for key, value in items.items():
+                self.set(key, value, ttl)
+
+    store = Short()
+    store.set("a", "1")
+    tiered = TieredCache(store)
+    assert tiered.get_many(["a", "b"]) == [None, None]

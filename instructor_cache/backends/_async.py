@@ -69,14 +69,15 @@ class Turned(Exception):  # noqa: N818  (not an error of the store: a decision n
     """An operation that waited for the worker thread and found it should not run after all."""
 
 
-def adapt(store: Store, runnable: Callable[[], bool] | None = None) -> Adapted:
+def adapt(store: Store, watch: Callable[[], Callable[[], bool]] | None = None) -> Adapted:
     """Resolve every operation of ``store`` once: native, on its worker thread, or a fallback.
 
-    ``runnable`` is asked on the worker thread, just before a queued
-    operation runs: operations that queued behind a store that has since
-    been found failing (a locked database, each costing its timeout) are
-    turned away with ``Turned`` instead of paying that timeout one after
-    another.
+    ``watch()`` is called when an operation is queued for the worker thread
+    and returns a check asked just before it runs there: operations that
+    queued behind a store found failing since (a locked database, each
+    costing its timeout) are turned away with ``Turned`` instead of paying
+    that timeout one after another, while an operation let through as it
+    stands (a probe, an explicit one) still runs.
     """
     native = isinstance(store, AsyncStore)
     get_many: Callable[[Sequence[str]], list[str | None]]
@@ -90,22 +91,22 @@ def adapt(store: Store, runnable: Callable[[], bool] | None = None) -> Adapted:
     with_ttl = store.get_with_ttl if isinstance(store, ReadsWithTTL) else None
 
     def threaded(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-        if runnable is None:
+        if watch is None:
 
             async def in_thread(*args: Any) -> T:
                 return await in_worker(store, fn, *args)
 
             return in_thread
 
-        def checked(*args: Any) -> T:
-            if not runnable():
+        def checked(still_wanted: Callable[[], bool], *args: Any) -> T:
+            if not still_wanted():
                 raise Turned(f"{store!r} was found failing while this operation waited for it")
             return fn(*args)
 
-        async def in_thread_if_runnable(*args: Any) -> T:
-            return await in_worker(store, checked, *args)
+        async def in_thread_if_wanted(*args: Any) -> T:
+            return await in_worker(store, checked, watch(), *args)
 
-        return in_thread_if_runnable
+        return in_thread_if_wanted
 
     aget_with_ttl: Callable[[str], Awaitable[Entry | None]] | None = None
     if isinstance(store, AsyncReadsWithTTL):

@@ -20,6 +20,7 @@ written side by side and changed together.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -53,7 +54,7 @@ class Guard:
     __slots__ = ("_aget", "_get", "_log", "_name", "_ops", "_stats", "breaker", "store")
 
     def __init__(self, store: Store, stats: Stats, name: str, breaker: CircuitBreaker) -> None:
-        self._ops = ops = adapt(store, runnable=breaker.closed)
+        self._ops = ops = adapt(store, watch=breaker.watch)
         self._get, self._aget = ops.get, ops.aget  # the hit path: one attribute, not two
         self.store = ops.store
         self._stats = stats
@@ -209,7 +210,7 @@ class Guard:
         if not keys or self._skipped("get_many"):
             return [None] * len(keys)
         try:
-            texts = self._ops.get_many(keys)
+            texts = _checked_texts(self._ops.get_many(keys), keys)
         except Exception as exc:  # noqa: BLE001
             self.failed("get_many", exc, unhealthy=not isinstance(exc, CorruptEntryError))
             return [None] * len(keys)
@@ -220,7 +221,7 @@ class Guard:
         if not keys or self._skipped("get_many"):
             return [None] * len(keys)
         try:
-            texts = await self._ops.aget_many(keys)
+            texts = _checked_texts(await self._ops.aget_many(keys), keys)
         except Exception as exc:  # noqa: BLE001
             self.failed("get_many", exc, unhealthy=not isinstance(exc, CorruptEntryError))
             return [None] * len(keys)
@@ -375,14 +376,22 @@ def _checked_entry(entry: object) -> Entry | None:
     """A ``get_with_ttl`` answer of the documented shape, else ``TypeError`` (a counted miss)."""
     if entry is None:
         return None
-    if (
-        isinstance(entry, tuple)
-        and len(entry) == 2
-        and isinstance(entry[0], str)
-        and (entry[1] is None or (type(entry[1]) in (int, float) and entry[1] == entry[1]))
-    ):
-        return entry
+    if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
+        text, seconds = entry
+        if seconds is None:
+            return text, None
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            seconds = float(seconds)
+            if not math.isnan(seconds):  # infinity is no expiry
+                return text, (None if seconds == math.inf else seconds)
     raise TypeError(f"get_with_ttl must return None or (text, seconds or None), got {entry!r}")
+
+
+def _checked_texts(texts: object, keys: Sequence[str]) -> list[str | None]:
+    """A ``get_many`` answer of one text or ``None`` per key, else ``TypeError`` (all miss)."""
+    if isinstance(texts, list) and len(texts) == len(keys):
+        return [text if isinstance(text, str) else None for text in texts]
+    raise TypeError(f"get_many must return a list of {len(keys)} texts or None, got {texts!r:.200}")
 
 
 _LOOP_TEARDOWN = ("GeneratorExit", "no running event loop", "Event loop is closed")

@@ -5,7 +5,8 @@ compared with ``==``: two stores that compare equal (a user's dataclass
 store, two clients of different servers with one name) must not share a
 breaker, or one dead server would turn the other's hits away. An entry goes
 when its object is collected; an object that cannot be weakly referenced
-gets a value of its own at each request, never shared.
+is kept, with its value, for the life of the process (so its ``id`` is
+never reused by another): such stores are few and long-lived.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class PerObject(Generic[V]):
 
     def __init__(self, *, forget_in_child: bool = False) -> None:
         self._values: dict[int, V] = {}
+        self._kept: list[object] = []  # objects that cannot be weakly referenced
         self._lock = threading.Lock()
         if forget_in_child:
             # A forked child inherits the values but not the threads behind them
@@ -42,8 +44,8 @@ class PerObject(Generic[V]):
             if value is None:
                 try:
                     weakref.finalize(obj, self._values.pop, key, None)
-                except TypeError:  # not weakly referenceable: a value of its own
-                    return make()
+                except TypeError:  # not weakly referenceable: kept alive, so its id stays its own
+                    self._kept.append(obj)
                 value = self._values[key] = make()
         return value
 

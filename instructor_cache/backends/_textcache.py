@@ -319,7 +319,7 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
     def leave(self) -> None:
         """End a call ``enter`` counted: the last one out of a retiring cache closes it."""
         next(self._left)
-        if self._retiring and _count(self._entered) == _count(self._left):
+        if self._retiring and self._idle():
             self._close_all()
 
     def retire(self) -> None:
@@ -332,8 +332,14 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             if self._retiring:
                 return
             self._retiring = True
-        if _count(self._entered) == _count(self._left):
+        if self._idle():
             self._close_all()
+
+    def _idle(self) -> bool:
+        # ``_left`` first: a late caller counting in and backing out between
+        # the two reads then shows as one more in than out, never as idle.
+        left = _count(self._left)
+        return _count(self._entered) == left
 
     def _close_all(self) -> None:
         with self._calls_lock:  # the last call out and retire() may both get here

@@ -52,7 +52,7 @@ class Tiers:
             if level
         )
         self._first = self.guards[0].get
-        self._first_hit, self._first_miss = self._stats[0].hit, self._stats[0].miss
+        self._first_hit, self._first_miss = self._stats[0].tier_hit, self._stats[0].miss
         # Moves on every write and removal through these tiers: a backfill
         # whose read began before one of them would copy back what was just
         # replaced or invalidated, so it is dropped.
@@ -69,7 +69,7 @@ class Tiers:
     def get(self, key: str) -> str | None:
         text = self._first(key)  # an L1 hit, the common case, in the fewest steps
         if text is not None:
-            self._first_hit(0.0)
+            self._first_hit()
             return text
         self._first_miss()
         writes = self._writes
@@ -77,16 +77,19 @@ class Tiers:
             if reads_ttl:
                 entry = guard.get_with_ttl(key)
                 if entry is not None:
-                    stats.hit(0.0)
+                    stats.tier_hit()
                     text, ttl = entry
                     if (ttl is None or ttl > 0) and self._writes == writes:
                         for upper in self.guards[:level]:
                             upper.set(key, text, ttl)
+                        if self._writes != writes:  # one landed while copying: undo the copies
+                            for upper in self.guards[:level]:
+                                upper.delete(key)
                     return text
             else:
                 text = guard.get(key)
                 if text is not None:
-                    stats.hit(0.0)
+                    stats.tier_hit()
                     return text
             stats.miss()
         return None
@@ -94,7 +97,7 @@ class Tiers:
     async def aget(self, key: str) -> str | None:
         text = await self.guards[0].aget(key)
         if text is not None:
-            self._first_hit(0.0)
+            self._first_hit()
             return text
         self._first_miss()
         writes = self._writes
@@ -102,16 +105,19 @@ class Tiers:
             if reads_ttl:
                 entry = await guard.aget_with_ttl(key)
                 if entry is not None:
-                    stats.hit(0.0)
+                    stats.tier_hit()
                     text, ttl = entry
                     if (ttl is None or ttl > 0) and self._writes == writes:
                         for upper in self.guards[:level]:
                             await upper.aset(key, text, ttl)
+                        if self._writes != writes:  # one landed while copying: undo the copies
+                            for upper in self.guards[:level]:
+                                await upper.adelete(key)
                     return text
             else:
                 text = await guard.aget(key)
                 if text is not None:
-                    stats.hit(0.0)
+                    stats.tier_hit()
                     return text
             stats.miss()
         return None
@@ -156,7 +162,7 @@ class Tiers:
                 stats.miss()
                 missing.append(position)
             else:
-                stats.hit(0.0)
+                stats.tier_hit()
                 found[position] = text
         return missing
 

@@ -7,6 +7,7 @@ import errno
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,19 @@ from instructor_cache.backends._textcache import (
 )
 
 __all__ = ["DiskCache", "TextOnlyDisk"]
+
+# Every DiskCache, for the fork hook below.
+_disks: weakref.WeakSet[DiskCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child gets a free open lock: the thread that held it at the fork is not there."""
+    for disk in list(_disks):
+        disk._open_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class DiskCache:
@@ -79,8 +93,9 @@ class DiskCache:
         self._timeout = timeout
         self._settings = settings
         self._cache: TextCache | None = None
-        self._moved: list[TextCache] = []  # deleted or replaced, maybe still in use
-        self._open_lock = threading.Lock()
+        self._retired: list[TextCache] = []  # closed or moved, maybe still in use
+        self._open_lock = threading.Lock()  # replaced in a forked child
+        _disks.add(self)
 
     def __repr__(self) -> str:
         return f"DiskCache({str(self.directory)!r}, ttl={self._ttl}, timeout={self._timeout})"
@@ -99,9 +114,10 @@ class DiskCache:
     def _open(self) -> TextCache:
         # A new database at the path of a deleted one shares its -wal and
         # -shm files by name (see TextCache._check_identity): it waits until
-        # every connection to the deleted one is closed.
-        self._moved = [cache for cache in self._moved if not cache.all_closed]
-        if self._moved:
+        # every connection to the deleted one is closed. A retired cache
+        # (closed, or found moved) may have been deleted since it retired.
+        self._retired = [cache for cache in self._retired if not cache.all_closed]
+        if any(cache.moved() for cache in self._retired):
             raise OSError(
                 errno.EBUSY,
                 "a call in progress still uses the deleted database; a later call opens a new one",
@@ -131,6 +147,7 @@ class DiskCache:
             finally:
                 cache.leave()
         except FAILURES as exc:
+            self._retire_if_moved()
             raise backend_error(self, "get", exc) from exc
         return value
 
@@ -181,19 +198,23 @@ class DiskCache:
         runs. That write fails; the next operation opens a fresh database.
         """
         with as_backend_error(self, operation, FAILURES):
-            cache = self._enter()
             try:
-                if write and cache.moved():
-                    self._retire(cache, moved=True)
-                    raise FileNotFoundError(
-                        errno.ENOENT,
-                        "the database was deleted or replaced while open; a later call opens "
-                        "a fresh one",
-                        os.path.join(cache.directory, diskcache.core.DBNAME),
-                    )
-                yield cache
-            finally:
-                cache.leave()
+                cache = self._enter()
+                try:
+                    if write and cache.moved():
+                        self._retire(cache)
+                        raise FileNotFoundError(
+                            errno.ENOENT,
+                            "the database was deleted or replaced while open; a later call "
+                            "opens a fresh one",
+                            os.path.join(cache.directory, diskcache.core.DBNAME),
+                        )
+                    yield cache
+                finally:
+                    cache.leave()
+            except FAILURES:
+                self._retire_if_moved()
+                raise
 
     def _enter(self) -> TextCache:
         """The open cache, with this call counted in it, so that it closes only after the call."""
@@ -205,13 +226,24 @@ class DiskCache:
                 return cache
         raise OSError(errno.EBUSY, "the cache was closed at each of three attempts to use it")
 
-    def _retire(self, cache: TextCache, *, moved: bool = False) -> None:
+    def _retire(self, cache: TextCache) -> None:
         with self._open_lock:
             if self._cache is cache:  # two threads may both retire it
                 self._cache = None
-            if moved and cache not in self._moved:
-                self._moved.append(cache)
+            if cache not in self._retired:
+                self._retired.append(cache)
         cache.retire()
+
+    def _retire_if_moved(self) -> None:
+        """After a failure: a database deleted under us is retired, so that a later call reopens.
+
+        A read fails on it too (a new thread cannot connect to it), and while
+        the breaker skips writes, a write would never find out.
+        """
+        cache = self._cache
+        with contextlib.suppress(OSError):
+            if cache is not None and cache.moved():
+                self._retire(cache)
 
     def close(self) -> None:
         """Close every thread's connection: now, or as the last call in progress returns.
