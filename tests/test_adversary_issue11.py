@@ -29,38 +29,9 @@ from instructor_cache import (
     instructor_cache,
     make_cache_key,
 )
+from tests._locks import locked
 from tests._stores import DictStore, SwitchableStore
 from tests.conftest import Clock, FakeLLM, UserDetail
-
-LOCKER = """
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
-con.execute("BEGIN EXCLUSIVE")
-con.execute("SELECT count(*) FROM Cache").fetchall()
-print("locked", flush=True)
-sys.stdin.readline()
-"""
-
-
-@contextlib.contextmanager
-def _locked(database: Path, release_after: float) -> Iterator[None]:
-    """Another process holds ``database`` locked, at most ``release_after`` seconds."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(database)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    timer = threading.Timer(release_after, process.kill)
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "locked"
-        timer.start()
-        yield
-    finally:
-        timer.cancel()
-        process.kill()
-        process.communicate(timeout=10)
 
 
 async def test_concurrent_async_calls_on_a_locked_disk_do_not_queue_behind_each_timeout(
@@ -80,7 +51,7 @@ async def test_concurrent_async_calls_on_a_locked_disk_do_not_queue_behind_each_
         return llm(text)
 
     texts = [f"N{i} is {i}" for i in range(40)]
-    with _locked(tmp_path / "cache" / "cache.db", release_after=60.0):
+    with locked(tmp_path / "cache" / "cache.db", release_after=60.0):
         started = time.monotonic()
         results = await asyncio.gather(*(extract(text) for text in texts))
         elapsed = time.monotonic() - started

@@ -28,6 +28,7 @@ import pytest
 from instructor_cache import DiskCache, instructor_cache
 from instructor_cache.backends.disk import TextOnlyDisk
 from instructor_cache.errors import BackendError, CorruptEntryError
+from tests._locks import locked
 from tests.conftest import FakeLLM, UserDetail
 
 FLAVOURS = ["sync", "async"]
@@ -211,37 +212,6 @@ def test_large_value_comes_back_exactly(disk: Any, tmp_path: Path) -> None:
     assert backend.get("k") == value
 
 
-LOCKER = """
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
-con.execute("BEGIN EXCLUSIVE")
-con.execute("SELECT count(*) FROM Cache").fetchall()
-print("locked", flush=True)
-sys.stdin.readline()
-"""
-
-
-@contextlib.contextmanager
-def _locked(database: Path, release_after: float) -> Iterator[None]:
-    """Another process holds ``database`` locked, at most ``release_after`` seconds."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(database)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    timer = threading.Timer(release_after, process.kill)  # a wait of an hour fails, not hangs
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "locked"
-        timer.start()
-        yield
-    finally:
-        timer.cancel()
-        process.kill()
-        process.communicate(timeout=10)
-
-
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_busy_timeout_planted_in_settings_does_not_replace_ours(
     flavour: str, disk: Any, llm: FakeLLM, tmp_path: Path
@@ -256,7 +226,7 @@ def test_busy_timeout_planted_in_settings_does_not_replace_ours(
         con.execute("INSERT OR REPLACE INTO Settings VALUES ('sqlite_busy_timeout', 3600000)")
     extract, call = _decorated(backend, llm, flavour)
 
-    with _locked(directory / "cache.db", release_after=5.0):
+    with locked(directory / "cache.db", release_after=5.0):
         started = time.monotonic()
         assert call("T is 1") == UserDetail(name="T", age=1)
         elapsed = time.monotonic() - started
