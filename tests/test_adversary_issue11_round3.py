@@ -9,6 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from instructor_cache import CircuitBreaker, instructor_cache
 from tests._stores import DictStore
 from tests.conftest import Clock, FakeLLM, UserDetail
@@ -152,3 +154,84 @@ async def test_an_explicit_async_invalidate_queued_while_a_read_hangs_reaches_th
     await read
     assert await invalidate is True
     assert extract.cache_key("A is 1") not in store.data
+
+
+# A writer thread waits inside SQLite for a lock another connection holds:
+# sqlite3_step holds its connection's mutex while it waits. The main thread
+# forks; the child reports what a read gives it. The parent gives the child
+# a few seconds, then kills it and says so.
+FORK_WHILE_A_CALL_WAITS_IN_SQLITE = """
+import os, signal, sqlite3, sys, threading, time
+from instructor_cache import DiskCache
+from instructor_cache.errors import BackendError
+
+directory = os.path.join(sys.argv[1], "cache")
+backend = DiskCache(directory, timeout=3.0)
+backend.set("k", "v")
+cache = backend.cache
+locker = sqlite3.connect(os.path.join(directory, "cache.db"), isolation_level=None)
+locker.execute("BEGIN IMMEDIATE")
+
+def write():
+    try:
+        backend.set("late", "x")
+    except BackendError:
+        pass
+
+writer = threading.Thread(target=write)
+writer.start()
+while cache.calls_in_progress == 0:
+    time.sleep(0.001)
+time.sleep(0.3)  # inside SQLite's busy wait, holding its connection's mutex
+if sys.argv[2] == "close":
+    backend.close()  # retiring: the last call out would close every connection
+pid = os.fork()
+if pid == 0:
+    try:
+        answer = repr(backend.get("k"))
+    except BackendError:  # a new database cannot be opened while the lock is held: fail open
+        answer = "BackendError"
+    os.write(1, f"child: {answer}\\n".encode())
+    os._exit(0)
+deadline = time.monotonic() + 6
+while time.monotonic() < deadline:
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        break
+    time.sleep(0.02)
+else:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    print("child hung")
+locker.execute("ROLLBACK")
+writer.join(10)
+"""
+
+
+@pytest.mark.parametrize("closing", ["open", "close"])
+def test_a_child_forked_while_another_thread_waits_in_sqlite_does_not_hang(
+    closing: str, tmp_path: Path
+) -> None:
+    """A child forked while another thread is inside a DiskCache statement hangs before it runs.
+
+    ``sqlite3_step`` holds its connection's mutex (serialized mode) for
+    the whole statement, a busy wait on another process's lock included.
+    In the child that mutex stays locked forever, held by a thread that is
+    not there; yet the child closes that connection: the thread's slot of
+    ``TextCache._local`` goes with the thread state at the fork, so
+    ``_Held.__del__`` calls ``con.close()``, which finalizes its statements
+    and waits on the mutex (and the fork hook's ``_close_all`` does the
+    same for a cache ``close()`` was retiring). The child never gets to
+    its first line: a ``multiprocessing`` worker (fork start method) or a
+    pre-forking server started while a request thread reads the cache is
+    stuck for good. Fix: never close a connection in another process than
+    the one that opened it (``_Held.close`` checks ``pid`` and leaks the
+    parent's connection, as SQLite asks: no use of it across a fork, close
+    included), and let the fork hook mark a retiring cache closed without
+    closing anything.
+    """
+    run = _run(FORK_WHILE_A_CALL_WAITS_IN_SQLITE, str(tmp_path), closing)
+    assert run.returncode == 0, run.stderr[-1500:]
+    # After close() the child opens the database anew, which the lock holds
+    # up until the timeout: failing open is right there; hanging never is.
+    answers = ["child: 'v'"] if closing == "open" else ["child: 'v'", "child: BackendError"]
+    assert run.stdout.splitlines() in [[answer] for answer in answers]
