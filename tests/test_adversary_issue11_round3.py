@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dis
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
-from instructor_cache import CircuitBreaker, instructor_cache
+from instructor_cache import CircuitBreaker, TieredCache, instructor_cache
 from tests._stores import DictStore
 from tests.conftest import Clock, FakeLLM, UserDetail
 
@@ -235,3 +238,85 @@ def test_a_child_forked_while_another_thread_waits_in_sqlite_does_not_hang(
     # up until the timeout: failing open is right there; hanging never is.
     answers = ["child: 'v'"] if closing == "open" else ["child: 'v'", "child: BackendError"]
     assert run.stdout.splitlines() in [[answer] for answer in answers]
+
+
+class SlowReadingTTLStore(DictStore):
+    """A lower tier that tells the remaining TTL; once ``armed``, its read returns late."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        text = self.get(key)
+        if self.armed:
+            self.reading.set()
+            self.release.wait(10)
+        return None if text is None else (text, None)
+
+
+def test_an_invalidate_whose_count_races_another_write_still_stops_a_backfill(
+    llm: FakeLLM,
+) -> None:
+    """``_writes += 1`` is a read, an add and a store: two writers at once count as one.
+
+    An ``invalidate`` reads ``Tiers._writes`` (n), the GIL passes to
+    another thread whose write moves it to n + 1, a read then takes n + 1
+    as its starting count and reads the lower tier's entry; the
+    invalidate stores n + 1 (the other write's count is lost) and deletes
+    every tier. The read finds the count unchanged, copies the entry it
+    read up and does not undo it: the invalidated result is served from
+    the faster tier from then on and the function is never called again.
+    The pause below (in the invalidate, right after it reads the counter)
+    is one the GIL allows between any two bytecodes. Fix: count with
+    ``itertools.count`` (``next()`` is one atomic step) or under a lock.
+    """
+    upper, lower = DictStore(), SlowReadingTTLStore()
+
+    @instructor_cache(TieredCache(upper, lower), ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("A is 1")
+    upper.data.clear()  # only the lower tier has it: the next read backfills
+    counted, resume = threading.Event(), threading.Event()
+
+    def pause_between_read_and_store(frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if code.co_name != "invalidate" or not code.co_filename.endswith("_tiers.py"):
+            return None
+        # The instruction right after the first read of ``self._writes``.
+        instructions = list(dis.get_instructions(code))
+        read = next(i for i, ins in enumerate(instructions) if ins.argval == "_writes")
+        after_read = instructions[read + 1].offset
+        frame.f_trace_opcodes = True
+
+        def opcodes(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "opcode" and frame.f_lasti == after_read and not counted.is_set():
+                counted.set()
+                resume.wait(10)
+            return opcodes
+
+        return opcodes
+
+    def invalidate() -> None:
+        sys.settrace(pause_between_read_and_store)
+        extract.invalidate("A is 1")
+
+    invalidator = threading.Thread(target=invalidate)
+    invalidator.start()
+    assert counted.wait(10)
+    extract.invalidate("B is 2")  # another write, counted meanwhile
+    lower.armed = True
+    reader = threading.Thread(target=extract, args=("A is 1",))
+    reader.start()
+    assert lower.reading.wait(10)
+    lower.armed = False
+    resume.set()
+    invalidator.join(10)
+    lower.release.set()
+    reader.join(10)
+    assert extract("A is 1") == UserDetail(name="A", age=1)
+    assert [text for text, *_ in llm.calls] == ["A is 1", "A is 1"]
