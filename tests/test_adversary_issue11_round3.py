@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from instructor_cache import CircuitBreaker, TieredCache, instructor_cache
+from instructor_cache import CircuitBreaker, DiskCache, TieredCache, instructor_cache
 from tests._stores import DictStore
 from tests.conftest import Clock, FakeLLM, UserDetail
 
@@ -320,3 +320,38 @@ def test_an_invalidate_whose_count_races_another_write_still_stops_a_backfill(
     reader.join(10)
     assert extract("A is 1") == UserDetail(name="A", age=1)
     assert [text for text, *_ in llm.calls] == ["A is 1", "A is 1"]
+
+
+def test_threads_that_connect_after_the_wal_and_shm_were_removed_resume_caching(
+    llm: FakeLLM, clock: Clock, tmp_path: Path
+) -> None:
+    """After the database's ``-wal`` and ``-shm`` are removed, threads new to the store never cache.
+
+    The database file itself stays, so ``moved()`` is false and nothing
+    retires the cache; the connection opened before keeps the deleted
+    ``-shm`` mapped, and SQLite gives every later thread's connection
+    "disk I/O error" for as long as that one is open (until ``close()``).
+    Each new thread's read and write fail, the breaker opens, each probe
+    fails the same way: a thread-per-request server pays for every call
+    from then on (a cleanup removing ``*-wal`` files, a backup tool moving
+    them). Fix: when a new thread's connection fails with an I/O error
+    while ``-wal`` or ``-shm`` is missing (or their identity changed since
+    the cache opened), retire the cache so that the next call reopens.
+    """
+    directory = tmp_path / "cache"
+    backend = DiskCache(directory)
+    breaker = CircuitBreaker(failures=1, cooldown=5.0, timer=clock)
+
+    @instructor_cache(backend, ignore=("llm",), circuit_breaker=breaker)
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("A is 1")  # this thread's connection stays open
+    for suffix in ("-wal", "-shm"):
+        (directory / f"cache.db{suffix}").unlink()
+    for _ in range(4):  # requests, each on a thread of its own, cooldowns apart
+        request = threading.Thread(target=extract, args=("B is 2",))
+        request.start()
+        request.join(10)
+        clock.advance(60)
+    assert extract.cache_info().hits >= 1  # caching resumed
