@@ -355,3 +355,82 @@ def test_threads_that_connect_after_the_wal_and_shm_were_removed_resume_caching(
         request.join(10)
         clock.advance(60)
     assert extract.cache_info().hits >= 1  # caching resumed
+
+
+# One process of the app: reads commands ("set k v", "get k") from stdin and
+# answers each on a line: "ok", the value read, or "error" (BackendError).
+WORKER = """
+import os, sys
+from instructor_cache import DiskCache
+from instructor_cache.errors import BackendError
+
+backend = DiskCache(os.path.join(sys.argv[1], "cache"))
+for line in sys.stdin:
+    operation, *args = line.split()
+    try:
+        answer = "ok" if operation == "set" else repr(backend.get(*args))
+        if operation == "set":
+            backend.set(*args)
+    except BackendError:
+        answer = "error"
+    print(answer, flush=True)
+"""
+
+
+class Worker:
+    """A process of the app using the cache directory, driven one command at a time."""
+
+    def __init__(self, root: Path) -> None:
+        path = os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(root)],
+            env={**os.environ, "PYTHONPATH": path},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, command: str) -> str:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
+def test_a_write_after_the_wal_and_shm_were_removed_is_not_lost_to_other_processes(
+    tmp_path: Path,
+) -> None:
+    """A process whose connection outlived the removal of ``-wal`` and ``-shm`` writes to no one.
+
+    Its connection keeps the deleted ``-wal`` open and the deleted
+    ``-shm`` mapped; ``moved()`` looks at the database file only, which
+    is still there, so each write is reported stored, and that process
+    reads it back, while every other process (which opened a new
+    ``-wal``) never sees it; once the writer exits, it cannot checkpoint
+    (the other process holds the database) and the write is gone for
+    good: each of those results is paid for again. Fix: let the write
+    check (``moved()``) also notice that ``-wal`` is missing or another
+    file than the one this cache's connections use, and fail the write
+    and retire the cache, as for a removed database.
+    """
+    writer = Worker(tmp_path)
+    other = Worker(tmp_path)
+    try:
+        assert writer.ask("set a 1") == "ok"  # the writer's connection is open
+        for suffix in ("-wal", "-shm"):
+            (tmp_path / "cache" / f"cache.db{suffix}").unlink()
+        assert other.ask("get a") in ("None", "'1'")  # connects anew
+        answers = [writer.ask("set x 1") for _ in range(3)]  # the first may fail, counted
+        assert "ok" in answers
+    finally:
+        writer.stop()
+    try:
+        assert other.ask("get x") == "'1'"
+    finally:
+        other.stop()
