@@ -15,6 +15,7 @@ import pytest
 
 from instructor_cache import CircuitBreaker, DiskCache, TieredCache, instructor_cache
 from instructor_cache.errors import BackendError
+from tests._disk_race import A_READ_PAUSED_INSIDE_ITS_SELECT
 from tests._stores import DictStore
 from tests.conftest import Clock, FakeLLM, UserDetail
 
@@ -436,37 +437,9 @@ def test_call_in_a_child_forked_while_another_thread_opens_the_store_returns(
 # spans two 32 KiB regions of the -shm file; the trace function holds it at
 # its first progress-handler tick, inside the statement, while the database
 # file is removed, the store closed, and the next call made.
-REOPEN_UNDER_A_RUNNING_SELECT = """
-import os, sys, threading
-from instructor_cache import DiskCache
-from instructor_cache.errors import BackendError
-
-directory = os.path.join(sys.argv[1], "cache")
-database = os.path.join(directory, "cache.db")
-backend = DiskCache(directory, sqlite_wal_autocheckpoint=0)  # a WAL that keeps its frames
-keys = [f"k{i}" for i in range(6000)]
-backend.set_many({key: "x" * 3000 for key in keys})
-paused, resume = threading.Event(), threading.Event()
-
-def pause_once(frame, event, arg):
-    if event == "call" and frame.f_code.co_name == "__call__" and not paused.is_set():
-        if frame.f_code.co_filename.endswith("_planted.py"):  # the Watchdog's tick
-            paused.set()
-            resume.wait(30)
-
-outcome = []
-
-def read():
-    sys.settrace(pause_once)
-    try:
-        outcome.append(sum(text is not None for text in backend.get_many(keys)))
-    except BackendError as exc:
-        outcome.append(repr(exc))
-
-reader = threading.Thread(target=read)
-reader.start()
-assert paused.wait(30)
-os.remove(database)  # the database file goes; its -wal and -shm stay
+REOPEN_UNDER_A_RUNNING_SELECT = (
+    A_READ_PAUSED_INSIDE_ITS_SELECT
+    + """
 backend.close()  # the app closes the store; the next call reopens
 try:
     backend.set("new", "value")
@@ -476,6 +449,7 @@ resume.set()
 reader.join(30)
 print("reader:", outcome)
 """
+)
 
 
 def test_reopening_after_close_and_a_removed_database_does_not_crash_a_running_read(

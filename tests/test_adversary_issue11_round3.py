@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from instructor_cache import CircuitBreaker, DiskCache, TieredCache, instructor_cache
+from tests._disk_race import A_READ_PAUSED_INSIDE_ITS_SELECT
 from tests._stores import DictStore
 from tests.conftest import Clock, FakeLLM, UserDetail
 
@@ -37,37 +38,9 @@ def _run(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 # The round-2 SIGBUS script, except that the new database is opened by a
 # second DiskCache at the same directory (two decorated functions, each
 # given ``DiskCache("./cache")``), not by the first one after close().
-SECOND_STORE_REOPENS_UNDER_A_RUNNING_SELECT = """
-import os, sys, threading
-from instructor_cache import DiskCache
-from instructor_cache.errors import BackendError
-
-directory = os.path.join(sys.argv[1], "cache")
-database = os.path.join(directory, "cache.db")
-backend = DiskCache(directory, sqlite_wal_autocheckpoint=0)  # a WAL that keeps its frames
-keys = [f"k{i}" for i in range(6000)]
-backend.set_many({key: "x" * 3000 for key in keys})
-paused, resume = threading.Event(), threading.Event()
-
-def pause_once(frame, event, arg):
-    if event == "call" and frame.f_code.co_name == "__call__" and not paused.is_set():
-        if frame.f_code.co_filename.endswith("_planted.py"):  # the Watchdog's tick
-            paused.set()
-            resume.wait(30)
-
-outcome = []
-
-def read():
-    sys.settrace(pause_once)
-    try:
-        outcome.append(sum(text is not None for text in backend.get_many(keys)))
-    except BackendError as exc:
-        outcome.append(repr(exc))
-
-reader = threading.Thread(target=read)
-reader.start()
-assert paused.wait(30)
-os.remove(database)  # the database file goes; its -wal and -shm stay
+SECOND_STORE_REOPENS_UNDER_A_RUNNING_SELECT = (
+    A_READ_PAUSED_INSIDE_ITS_SELECT
+    + """
 other = DiskCache(directory)  # another function's store, same directory
 try:
     other.set("new", "value")
@@ -77,6 +50,7 @@ resume.set()
 reader.join(30)
 print("reader:", outcome)
 """
+)
 
 
 def test_a_second_store_at_the_same_directory_does_not_crash_a_read_on_a_removed_database(
