@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 
 class DictStore:
     """A user's store with the four required methods and nothing else (sync only)."""
@@ -81,3 +83,25 @@ class BrokenStore(SwitchableStore):
 
     def __init__(self) -> None:
         super().__init__(down=True)
+
+
+class PausingTTLStore(DictStore):
+    """A lower tier that tells remaining TTLs; once ``armed``, its read returns only on ``release``.
+
+    ``reading`` is set when an armed read has found its entry (or, with
+    ``on_misses``, any armed read), so a test can act in between.
+    """
+
+    def __init__(self, *, on_misses: bool = False) -> None:
+        super().__init__()
+        self.armed = False
+        self.on_misses = on_misses
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        text = self.get(key)
+        if self.armed and (text is not None or self.on_misses):
+            self.reading.set()
+            self.release.wait(10)
+        return None if text is None else (text, None)

@@ -30,7 +30,8 @@ from instructor_cache import (
     make_cache_key,
 )
 from tests._locks import locked
-from tests._stores import DictStore, SwitchableStore
+from tests._stores import DictStore, PausingTTLStore, SwitchableStore
+from tests._subprocess import waiting_for_the_child
 from tests.conftest import Clock, FakeLLM, UserDetail
 
 
@@ -326,23 +327,6 @@ def test_cache_clear_resets_the_statistics_of_every_tier(flavour: str, llm: Fake
     assert [(tier.hits, tier.misses, tier.errors) for tier in info.tiers] == [(0, 0, 0)] * 2
 
 
-class PausingTTLStore(DictStore):
-    """A lower tier that, once armed, pauses inside ``get_with_ttl`` after reading the entry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.armed = False
-        self.reading = threading.Event()
-        self.release = threading.Event()
-
-    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
-        text = self.get(key)
-        if self.armed and text is not None:
-            self.reading.set()
-            self.release.wait(10)
-        return None if text is None else (text, None)
-
-
 def test_invalidate_during_a_lower_tier_read_is_not_undone_by_the_backfill(llm: FakeLLM) -> None:
     """An entry invalidated while a lower-tier hit is in flight comes back through the backfill.
 
@@ -538,16 +522,7 @@ pid = os.fork()
 if pid == 0:
     asyncio.run(extract("in the child"))
     os._exit(0)
-deadline = time.monotonic() + 10
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        sys.exit(os.waitstatus_to_exitcode(status))
-    time.sleep(0.05)
-os.kill(pid, signal.SIGKILL)
-os.waitpid(pid, 0)
-sys.exit("the child's async call never finished")
-"""
+""" + waiting_for_the_child(10, "the child's async call never finished")
 
 
 def test_async_call_in_a_forked_child_does_not_hang(tmp_path: Path) -> None:

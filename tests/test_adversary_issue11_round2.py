@@ -17,6 +17,7 @@ from instructor_cache import CircuitBreaker, DiskCache, TieredCache, instructor_
 from instructor_cache.errors import BackendError
 from tests._disk_race import A_READ_PAUSED_INSIDE_ITS_SELECT
 from tests._stores import DictStore
+from tests._subprocess import waiting_for_the_child
 from tests.conftest import Clock, FakeLLM, UserDetail
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -403,16 +404,7 @@ if pid == 0:
 locker.execute("ROLLBACK")
 locker.close()
 opener.join()
-deadline = time.monotonic() + 20
-while time.monotonic() < deadline:
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        sys.exit(os.waitstatus_to_exitcode(status))
-    time.sleep(0.05)
-os.kill(pid, signal.SIGKILL)
-os.waitpid(pid, 0)
-sys.exit("the child's call never returned")
-"""
+""" + waiting_for_the_child(20, "the child's call never returned")
 
 
 def test_call_in_a_child_forked_while_another_thread_opens_the_store_returns(

@@ -16,7 +16,7 @@ import pytest
 
 from instructor_cache import CircuitBreaker, DiskCache, TieredCache, instructor_cache
 from tests._disk_race import A_READ_PAUSED_INSIDE_ITS_SELECT
-from tests._stores import DictStore
+from tests._stores import DictStore, PausingTTLStore
 from tests.conftest import Clock, FakeLLM, UserDetail
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -214,23 +214,6 @@ def test_a_child_forked_while_another_thread_waits_in_sqlite_does_not_hang(
     assert run.stdout.splitlines() in [[answer] for answer in answers]
 
 
-class SlowReadingTTLStore(DictStore):
-    """A lower tier that tells the remaining TTL; once ``armed``, its read returns late."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.armed = False
-        self.reading = threading.Event()
-        self.release = threading.Event()
-
-    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
-        text = self.get(key)
-        if self.armed:
-            self.reading.set()
-            self.release.wait(10)
-        return None if text is None else (text, None)
-
-
 def test_an_invalidate_whose_count_races_another_write_still_stops_a_backfill(
     llm: FakeLLM,
 ) -> None:
@@ -247,7 +230,7 @@ def test_an_invalidate_whose_count_races_another_write_still_stops_a_backfill(
     is one the GIL allows between any two bytecodes. Fix: count with
     ``itertools.count`` (``next()`` is one atomic step) or under a lock.
     """
-    upper, lower = DictStore(), SlowReadingTTLStore()
+    upper, lower = DictStore(), PausingTTLStore(on_misses=True)
 
     @instructor_cache(TieredCache(upper, lower), ignore=("llm",))
     def extract(text: str) -> UserDetail:
