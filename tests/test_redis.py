@@ -262,13 +262,7 @@ async def test_an_asyncio_only_client_serves_the_async_contract_and_refuses_sync
     """
     client = redis.asyncio.Redis.from_url(redis_url)
     backend = RedisCache(client, prefix=f"async-only-{uuid.uuid4().hex}:")
-    await backend.aset("a", "1", 30.0)
-    await backend.aset_many({"b": "2", "c": "3"}, 30.0)
-    assert await backend.aget("a") == "1"
-    assert await backend.aget_with_ttl("b") == ("2", pytest.approx(30, abs=1))
-    assert await backend.aget_many(["c", "a", "none"]) == ["3", "1", None]
-    assert await backend.adelete("a") is True
-    assert await backend.aclear_prefix("") == 2
+    await _serves_the_async_contract(backend)
     assert await backend.aget_many(["b", "c"]) == [None, None]
     for call in (
         lambda: backend.get("a"),
@@ -285,12 +279,8 @@ async def test_an_asyncio_only_client_serves_the_async_contract_and_refuses_sync
     await client.aclose()
 
 
-async def test_a_sync_only_client_serves_the_async_contract_in_a_thread(
-    redis_url: str,
-) -> None:
-    """Given only a sync client, every async method runs it on a worker thread."""
-    client = redis.Redis.from_url(redis_url)
-    backend = RedisCache(client, prefix=f"sync-only-{uuid.uuid4().hex}:")
+async def _serves_the_async_contract(backend: RedisCache) -> None:
+    """Every async method of the contract, on an empty ``backend``, answers as documented."""
     await backend.aset("a", "1", 30.0)
     await backend.aset_many({"b": "2", "c": "3"}, 30.0)
     assert await backend.aget("a") == "1"
@@ -298,6 +288,15 @@ async def test_a_sync_only_client_serves_the_async_contract_in_a_thread(
     assert await backend.aget_many(["c", "a", "none"]) == ["3", "1", None]
     assert await backend.adelete("a") is True
     assert await backend.aclear_prefix("") == 2
+
+
+async def test_a_sync_only_client_serves_the_async_contract_in_a_thread(
+    redis_url: str,
+) -> None:
+    """Given only a sync client, every async method runs it on a worker thread."""
+    client = redis.Redis.from_url(redis_url)
+    backend = RedisCache(client, prefix=f"sync-only-{uuid.uuid4().hex}:")
+    await _serves_the_async_contract(backend)
     assert backend.get_many(["b", "c"]) == [None, None]
     client.close()
 
