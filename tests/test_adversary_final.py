@@ -1,0 +1,60 @@
+"""Final adversary pass over the store layer and keys: each test fails on the code it was written for."""
+
+from __future__ import annotations
+
+import threading
+
+from instructor_cache import MemoryCache, TieredCache, instructor_cache
+from tests._stores import DictStore
+from tests.conftest import FakeLLM, UserDetail
+
+
+class _PausingTTLStore(DictStore):
+    """A lower tier that, once armed, pauses inside ``get_with_ttl`` after reading the entry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def get_with_ttl(self, key: str) -> tuple[str, float | None] | None:
+        text = self.get(key)
+        if self.armed and text is not None:
+            self.armed = False
+            self.reading.set()
+            self.release.wait(10)
+        return None if text is None else (text, None)
+
+
+def test_a_delete_through_the_tiered_store_itself_is_not_undone_by_a_decorated_backfill(
+    llm: FakeLLM,
+) -> None:
+    """A ``TieredCache.delete`` made while a decorated call reads a lower tier is undone.
+
+    The backfill guard counts writes per composition: the decorated
+    function's tiers and the ``TieredCache``'s own are composed apart, each
+    with its own counter, so a delete through the store itself (or through
+    another function decorated over it) does not stop the decorated call
+    from copying the deleted entry into memory, where it is served again.
+    """
+    memory, lower = MemoryCache(), _PausingTTLStore()
+    tiered = TieredCache(memory, lower)
+
+    @instructor_cache(tiered, ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("A is 1")
+    key = extract.cache_key("A is 1")
+    memory.clear()
+    lower.armed = True
+    reader = threading.Thread(target=extract, args=("A is 1",))
+    reader.start()
+    assert lower.reading.wait(10)
+    assert tiered.delete(key) is True  # gone from every tier
+    lower.release.set()
+    reader.join(10)
+    assert tiered.get(key) is None  # what was deleted stays deleted
+    extract("A is 1")
+    assert len(llm.calls) == 2
