@@ -1,8 +1,14 @@
-"""Final adversary pass over the store layer and keys: each test fails on the code it was written for."""
+"""Final adversary pass over the stores and keys: each test fails on the code it was written for."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import pathlib
 import threading
+from typing import Any
+
+import pytest
 
 from instructor_cache import MemoryCache, TieredCache, instructor_cache
 from tests._stores import DictStore
@@ -58,3 +64,59 @@ def test_a_delete_through_the_tiered_store_itself_is_not_undone_by_a_decorated_b
     assert tiered.get(key) is None  # what was deleted stays deleted
     extract("A is 1")
     assert len(llm.calls) == 2
+
+
+class Money(decimal.Decimal):
+    """An amount that carries its currency as an instance attribute."""
+
+    currency: str
+
+
+class Stamp(datetime.date):
+    """A date that carries the calendar it was read from as an instance attribute."""
+
+    calendar: str
+
+
+class Document(pathlib.PurePosixPath):
+    """A path that carries the language of the file as an instance attribute."""
+
+    language: str
+
+
+def _tagged(kind: str, tag: str) -> Any:
+    value: Any
+    if kind == "decimal":
+        value = Money("1")
+        value.currency = tag
+    elif kind == "date":
+        value = Stamp(2024, 1, 1)
+        value.calendar = tag
+    else:
+        value = Document("/a")
+        value.language = tag
+    return value
+
+
+@pytest.mark.parametrize("kind", ["decimal", "date", "path"])
+def test_subclass_instances_that_differ_in_their_attributes_do_not_share_a_key(
+    kind: str,
+) -> None:
+    """Two instances of a Decimal, date or path subclass that differ in an attribute share a key.
+
+    ``_encoding`` keys these by class and text (``str``, ``isoformat``),
+    leaving out the instance's ``__dict__``, which the builtin subclasses
+    (a ``str`` subclass) keep through ``_instance_state``; so the function,
+    which reads the attribute, is answered with another call's result.
+    """
+    calls: list[str] = []
+
+    @instructor_cache(ignore=("calls",))
+    def describe(value: Any) -> UserDetail:
+        tag = next(iter(vars(value).values()))
+        calls.append(tag)
+        return UserDetail(name=tag, age=1)
+
+    assert describe(_tagged(kind, "first")).name == "first"
+    assert describe(_tagged(kind, "second")).name == "second"
+    assert calls == ["first", "second"]
