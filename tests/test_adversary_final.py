@@ -6,9 +6,12 @@ import datetime
 import decimal
 import pathlib
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import AnyUrl, NameEmail
 
 from instructor_cache import MemoryCache, TieredCache, instructor_cache
 from tests._stores import DictStore
@@ -69,51 +72,61 @@ def test_a_delete_through_the_tiered_store_itself_is_not_undone_by_a_decorated_b
 class Money(decimal.Decimal):
     """An amount that carries its currency as an instance attribute."""
 
-    currency: str
-
 
 class Stamp(datetime.date):
     """A date that carries the calendar it was read from as an instance attribute."""
-
-    calendar: str
 
 
 class Document(pathlib.PurePosixPath):
     """A path that carries the language of the file as an instance attribute."""
 
-    language: str
+
+class Endpoint(AnyUrl):
+    """A URL (pydantic.networks, encoded by its lazy branch) that carries a tenant."""
+
+
+class Recipient(NameEmail):
+    """An e-mail address (pydantic.networks) that carries a mailing list."""
+
+
+class Ticket(uuid.UUID):
+    """A UUID that carries a queue name (set through ``object.__setattr__``: UUID is frozen)."""
+
+
+_MADE: dict[str, Callable[[], Any]] = {
+    "decimal": lambda: Money("1"),
+    "date": lambda: Stamp(2024, 1, 1),
+    "path": lambda: Document("/a"),
+    "url": lambda: Endpoint("https://example.com/"),
+    "email": lambda: Recipient("A", "a@example.com"),
+    "uuid": lambda: Ticket(int=1),
+}
 
 
 def _tagged(kind: str, tag: str) -> Any:
-    value: Any
-    if kind == "decimal":
-        value = Money("1")
-        value.currency = tag
-    elif kind == "date":
-        value = Stamp(2024, 1, 1)
-        value.calendar = tag
-    else:
-        value = Document("/a")
-        value.language = tag
+    value = _MADE[kind]()
+    object.__setattr__(value, "tag", tag)
     return value
 
 
-@pytest.mark.parametrize("kind", ["decimal", "date", "path"])
+@pytest.mark.parametrize("kind", sorted(_MADE))
 def test_subclass_instances_that_differ_in_their_attributes_do_not_share_a_key(
     kind: str,
 ) -> None:
-    """Two instances of a Decimal, date or path subclass that differ in an attribute share a key.
+    """Subclass instances (a Decimal, date, path, URL, e-mail, UUID) told apart by an attribute.
 
-    ``_encoding`` keys these by class and text (``str``, ``isoformat``),
-    leaving out the instance's ``__dict__``, which the builtin subclasses
-    (a ``str`` subclass) keep through ``_instance_state``; so the function,
-    which reads the attribute, is answered with another call's result.
+    ``_encoding`` keys these by class and text (``str``, ``isoformat``,
+    name and address) and, unlike the builtin subclasses (a ``str``
+    subclass), which keep it through ``_instance_state``, leaves out
+    the instance's own attributes; so two instances the function tells
+    apart share a key, and the second call is answered with the first's
+    result.
     """
     calls: list[str] = []
 
     @instructor_cache(ignore=("calls",))
     def describe(value: Any) -> UserDetail:
-        tag = next(iter(vars(value).values()))
+        tag: str = value.tag
         calls.append(tag)
         return UserDetail(name=tag, age=1)
 
