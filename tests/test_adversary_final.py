@@ -133,3 +133,33 @@ def test_subclass_instances_that_differ_in_their_attributes_do_not_share_a_key(
     assert describe(_tagged(kind, "first")).name == "first"
     assert describe(_tagged(kind, "second")).name == "second"
     assert calls == ["first", "second"]
+
+
+def test_a_paid_result_reaches_the_caller_when_a_capture_becomes_unencodable_during_the_call(
+    llm: FakeLLM,
+) -> None:
+    """A closure that creates its client lazily loses the result it just paid for.
+
+    At decoration the captured ``client`` is ``None``, which encodes; the
+    call sets it to a client object, and ``Memo.check_context``, run after
+    the paid call to warn about moving captures, re-reads the context
+    through ``KeyBuilder.prefix`` and raises ``UnencodableArgumentError``,
+    so the caller gets an exception instead of the paid result (the
+    memo's own rule: "nothing here may raise, the caller has paid").
+    """
+
+    def make() -> Any:
+        client: object | None = None
+
+        @instructor_cache
+        def extract(text: str) -> UserDetail:
+            nonlocal client
+            if client is None:
+                client = object()  # the lazily made API client
+            return llm(text)
+
+        return extract
+
+    extract = make()
+    assert extract("A is 1") == UserDetail(name="A", age=1)
+    assert len(llm.calls) == 1
