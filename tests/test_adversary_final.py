@@ -151,7 +151,7 @@ def test_a_paid_result_reaches_the_caller_when_a_capture_becomes_unencodable_dur
     def make() -> Any:
         client: object | None = None
 
-        @instructor_cache
+        @instructor_cache(ignore=("llm",))
         def extract(text: str) -> UserDetail:
             nonlocal client
             if client is None:
