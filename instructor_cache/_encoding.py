@@ -285,28 +285,28 @@ def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per
         # isoformat() keeps the UTC offset but neither the zone, whose rules
         # decide what adding a day does, nor fold, which picks the repeated hour.
         zone = _zone(value.tzinfo, value)
-        return _object(cls, _str(value.isoformat()) + _str(zone) + f"i{value.fold};")
+        return _kept(value, _object(cls, _str(value.isoformat()) + _str(zone) + f"i{value.fold};"))
     if isinstance(value, datetime.date):
-        return _object(cls, _str(value.isoformat()))
+        return _kept(value, _object(cls, _str(value.isoformat())))
     if isinstance(value, datetime.timedelta):
-        return _Node(_object(cls), (value.days, value.seconds, value.microseconds))
+        return _kept(value, _Node(_object(cls), (value.days, value.seconds, value.microseconds)))
     if isinstance(value, pathlib.PurePath):
         # By flavour and pathlib's class name, not module: pathlib.PosixPath
         # lives in pathlib._local on 3.13+. A subclass of the user's by path.
         flavour = "windows" if isinstance(value, pathlib.PureWindowsPath) else "posix"
         kind = cls.__qualname__ if cls.__module__.startswith("pathlib") else type_path(cls)
-        return f"P{_str(flavour)}{_str(kind)}{_str(str(value))}"
+        return _kept(value, f"P{_str(flavour)}{_str(kind)}{_str(str(value))}")
     if isinstance(value, _BY_TEXT):
-        return _object(cls, _str(str(value)))
+        return _kept(value, _object(cls, _str(str(value))))
     # pydantic's URL and e-mail types, which cost an import (email, annotated-types)
     # that no caller needs before one of them exists: none can exist before it.
     networks = sys.modules.get("pydantic.networks")
     if networks is not None:
         # _BaseMultiHostUrl is the base of pydantic's multi-host URLs.
         if isinstance(value, (networks.AnyUrl, networks._BaseMultiHostUrl)):
-            return _object(cls, _str(str(value)))
+            return _kept(value, _object(cls, _str(str(value))))
         if isinstance(value, networks.NameEmail):
-            return _Node(_object(cls), (value.name, value.email))
+            return _kept(value, _Node(_object(cls), (value.name, value.email)))
     if typing.get_origin(value) is not None:  # list[User], Optional[User], Literal["a"]
         return _Node("g", (_origin(value), typing.get_args(value)))
     if isinstance(value, type):
@@ -315,6 +315,31 @@ def _node(value: Any) -> _Node | str:  # noqa: PLR0911, PLR0912  (one branch per
         if isinstance(value, base):
             return _subclass_node(value, base)
     raise Unencodable(value)
+
+
+def _kept(value: Any, plain: _Node | str) -> _Node | str:
+    """``plain``, the token of a value read by its text or parts, with what a subclass adds.
+
+    A class of the user's own (``class Money(Decimal)`` with a ``currency``)
+    may carry attributes its text does not show: two instances that differ
+    only there must not share a key. Classes of Python and of libraries add
+    nothing, so their tokens stay as they are.
+    """
+    cls = type(value)
+    if is_library(cls):
+        return plain
+    state = {name: item for name, item in _instance_state(value, {}).items() if _users(name, cls)}
+    if not state:
+        return plain
+    # A tag no other token has, then what the plain token showed, then the state.
+    shown = plain if isinstance(plain, str) else tuple(plain.parts)
+    return _Node(_object(cls, "+"), (shown, state))
+
+
+def _users(name: str, cls: type) -> bool:
+    """Whether ``name`` (from ``_instance_state``) is in ``__dict__`` or a user class's slot."""
+    owner, _, _ = name.rpartition(".")
+    return not owner or any(k.__qualname__ == owner and not is_library(k) for k in cls.__mro__)
 
 
 def _subclass_node(value: Any, base: type) -> _Node:

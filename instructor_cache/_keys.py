@@ -141,8 +141,18 @@ class KeyBuilder:
         return f"{self._root}~{_short_hash(self._context.read())}:"
 
     def context_moved(self, key: str) -> bool:
-        """Whether what the function captures differs now from when ``key`` was made."""
-        return self._context is not None and not key.startswith(self.prefix)
+        """Whether what the function captures differs now from when ``key`` was made.
+
+        Asked after the call, which has been paid for: a capture the call
+        made unencodable (a lazily created client) is a change like any
+        other, never an error that would lose the result.
+        """
+        if self._context is None:
+            return False
+        try:
+            return not key.startswith(self.prefix)
+        except (Unencodable, UnencodableArgumentError):
+            return True
 
     def _hash_state(self) -> blake2b:
         """The BLAKE2b state fed with the function's identity (and code), made on first use."""

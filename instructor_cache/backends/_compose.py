@@ -11,7 +11,7 @@ from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._stats import Stats
 from instructor_cache.backends._contract import Store
 from instructor_cache.backends._guard import Guard, breaker_for
-from instructor_cache.backends._tiers import Tiers, guarded_tiers
+from instructor_cache.backends._tiers import Tiers
 from instructor_cache.backends.tiered import TieredCache
 from instructor_cache.errors import ConfigurationError
 
@@ -34,5 +34,5 @@ def compose(
                 "circuit_breaker= does not apply to a TieredCache: each tier has the breaker "
                 "of its own store, so that a failing Redis does not close the memory tier"
             )
-        return guarded_tiers(store.tiers, name)
+        return store.guarded_for(name)
     return Guard(store, stats, name, breaker or breaker_for(store))

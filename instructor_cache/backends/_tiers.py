@@ -43,7 +43,12 @@ class Tiers:
 
     __slots__ = ("_first", "_first_hit", "_first_miss", "_lower", "_stats", "_writes", "guards")
 
-    def __init__(self, guards: Sequence[Guard], stats: Sequence[Stats]) -> None:
+    def __init__(
+        self,
+        guards: Sequence[Guard],
+        stats: Sequence[Stats],
+        writes: itertools.count[int] | None = None,
+    ) -> None:
         self.guards = tuple(guards)
         self._stats = tuple(stats)
         # (level, guard, stats, whether its reads tell the remaining TTL)
@@ -57,7 +62,10 @@ class Tiers:
         # Moves on every write and removal through these tiers: a backfill
         # whose read began before one of them would copy back what was just
         # replaced or invalidated, so it is dropped.
-        self._writes = itertools.count()  # next() is atomic; += on an int is not
+        # Shared by every composition of one TieredCache (each decorated
+        # function's, and its own for direct use), so a write through any of
+        # them stops the others' backfills. next() is atomic; += is not.
+        self._writes = itertools.count() if writes is None else writes
 
     gate = _NEVER_OPEN
     """Tiers are never bypassed as a whole: each tier's breaker is its own."""
@@ -278,7 +286,13 @@ def _raise_first(failures: list[BackendError]) -> None:
         raise failures[0]
 
 
-def guarded_tiers(tiers: Sequence[Store], name: str, *, warn: bool = True) -> Tiers:
+def guarded_tiers(
+    tiers: Sequence[Store],
+    name: str,
+    *,
+    warn: bool = True,
+    writes: itertools.count[int] | None = None,
+) -> Tiers:
     """Each tier adapted and guarded on its own, counted for ``name`` (one function).
 
     ``warn``: log, once for this composition, each lower tier that cannot
@@ -300,4 +314,4 @@ def guarded_tiers(tiers: Sequence[Store], name: str, *, warn: bool = True) -> Ti
                 name,
                 guard.store,
             )
-    return Tiers(guards, stats)
+    return Tiers(guards, stats, writes)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 from instructor_cache.backends._contract import ClosableStore, Store, check_store
-from instructor_cache.backends._tiers import guarded_tiers
+from instructor_cache.backends._tiers import Tiers, guarded_tiers
 from instructor_cache.errors import ConfigurationError
 
 __all__ = ["TieredCache"]
@@ -32,7 +33,12 @@ class TieredCache:
         for tier in tiers:
             check_store(tier)
         self.tiers = tiers
-        self._tiers = guarded_tiers(tiers, "TieredCache", warn=False)
+        self._writes = itertools.count()  # every composition's writes, for their backfills
+        self._tiers = guarded_tiers(tiers, "TieredCache", warn=False, writes=self._writes)
+
+    def guarded_for(self, name: str) -> Tiers:
+        """The tiers guarded and counted for one decorated function, sharing the write count."""
+        return guarded_tiers(self.tiers, name, writes=self._writes)
 
     def __repr__(self) -> str:
         return f"TieredCache({', '.join(map(repr, self.tiers))})"
