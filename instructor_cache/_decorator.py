@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Protocol, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Concatenate, Literal, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self, Unpack
 
+from instructor_cache._batch import Progress, WarmCounts, batch_methods
 from instructor_cache._drivers import async_driver, sync_driver
 from instructor_cache._keys import IGNORED_ATTRIBUTE
 from instructor_cache._memo import Memo
@@ -72,6 +73,36 @@ class CachedFunction(Protocol[P, R_co]):
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Call the function and overwrite this call's entry with the new result."""
 
+    @overload
+    def map(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        progress: Progress = ...,
+    ) -> Sequence[R_co]: ...
+    @overload
+    def map(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        progress: Progress = ...,
+    ) -> Sequence[R_co | BaseException]: ...
+    def map(self, items: Iterable[Any], **options: Any) -> list[Any]:
+        """Call for every item, in input order: one bulk read, each distinct miss paid once.
+
+        An item is the argument of a one-parameter function; otherwise a
+        tuple is the positional arguments, a dict the keyword arguments.
+        """
+
+    def warm(
+        self, items: Iterable[Any], *, concurrency: int = ..., progress: Progress = ...
+    ) -> WarmCounts:
+        """Compute and store what is not cached yet; count hits, computed and failed inputs."""
+
 
 class AsyncCachedFunction(Protocol[P, R_co]):
     """A decorated async function: the original signature plus cache controls."""
@@ -106,6 +137,36 @@ class AsyncCachedFunction(Protocol[P, R_co]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
         """Call the function and overwrite this call's entry with the new result."""
+
+    @overload
+    async def amap(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[False] = ...,
+        progress: Progress = ...,
+    ) -> Sequence[R_co]: ...
+    @overload
+    async def amap(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = ...,
+        return_exceptions: Literal[True],
+        progress: Progress = ...,
+    ) -> Sequence[R_co | BaseException]: ...
+    async def amap(self, items: Iterable[Any], **options: Any) -> list[Any]:
+        """Await a call for every item, in input order: one bulk read, each distinct miss paid once.
+
+        An item is the argument of a one-parameter function; otherwise a
+        tuple is the positional arguments, a dict the keyword arguments.
+        """
+
+    async def awarm(
+        self, items: Iterable[Any], *, concurrency: int = ..., progress: Progress = ...
+    ) -> WarmCounts:
+        """Compute and store what is not cached yet; count hits, computed and failed inputs."""
 
 
 class CacheDecorator(Protocol):
@@ -186,6 +247,17 @@ def _reject_nameless(fn: object) -> None:
         )
 
 
+def _takes_one_argument(fn: Any) -> bool:
+    """Whether ``map`` passes each item whole: the function (past ``self``) has one parameter."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    if takes_self(fn):
+        parameters = parameters[1:]
+    return len(parameters) == 1 and parameters[0].kind not in (
+        inspect.Parameter.VAR_POSITIONAL,
+        inspect.Parameter.VAR_KEYWORD,
+    )
+
+
 def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     _reject_nameless(fn)
     if isinstance(fn, classmethod):
@@ -217,5 +289,7 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     wrapper.cache_key = cache_key  # type: ignore[attr-defined]
     wrapper.invalidate = driven.invalidate  # type: ignore[attr-defined]
     wrapper.refresh = driven.refresh  # type: ignore[attr-defined]
+    for name, method in batch_methods(driven.batches, _takes_one_argument(fn)).items():
+        setattr(wrapper, name, method)
     setattr(wrapper, IGNORED_ATTRIBUTE, memo.key.ignored)
     return CachedMethod(wrapper) if takes_self(fn) else wrapper

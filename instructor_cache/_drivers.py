@@ -1,19 +1,20 @@
 """The two drivers: all the I/O of a decorated function, once sync and once async.
 
 The ``Memo`` decides (key, hit or miss, what to store); the guarded store
-(``backends._compose``) fails open; a driver only runs the steps in order.
-The two are the same skeleton written twice, side by side, once with
-``await``: change them together. A hit is: build the key, one read, one
-decode.
+(``backends._compose``) fails open; a miss goes to ``_misses`` (single-flight);
+a driver only runs the steps in order. The two are the same skeleton
+written twice, side by side, once with ``await``: change them together. A
+hit is: build the key, one read, one decode.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from instructor_cache._batch import AsyncBatches, SyncBatches
 from instructor_cache._memo import MISS, Memo
+from instructor_cache._misses import AsyncMisses, SyncMisses
 from instructor_cache._stats import CacheInfo
 from instructor_cache.backends._compose import GuardedStore
 
@@ -29,39 +30,32 @@ class Driven(NamedTuple):
     cache_clear: Callable[[], None]
     acache_clear: Callable[[], Any] | None
     cache_info: Callable[[], CacheInfo]
+    batches: SyncBatches | AsyncBatches
 
 
 def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -> Driven:
-    make_key, decode, encode, get = memo.key.build, memo.decode, memo.encode, store.get
+    make_key, decode, get = memo.key.build, memo.decode, store.get
     gate, bypassing = store.gate, store.bypassing
+    misses = SyncMisses(fn, memo, store, memo.single_flight)
+    miss, compute, flights = misses.miss, misses.compute, misses.flights
     # Over another cached layer, a refresh must reach the function through it
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh = getattr(fn, "refresh", fn)
     invalidate_below = getattr(fn, "invalidate", None)
 
-    def fill(key: str, call: Callable[..., Any], args: Any, kwargs: Any, replacing: bool) -> Any:
-        started = time.perf_counter()
-        value = call(*args, **kwargs)
-        memo.check_context(key)
-        text = encode(value, time.perf_counter() - started)
-        if text is not None:
-            store.set(key, text, memo.ttl, explicit=replacing)
-        elif replacing:  # a refresh that stores nothing must not leave the old entry
-            store.delete(key, explicit=True)
-        return value
-
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if gate.open_until and bypassing():  # a dead store: not even a key
-            memo.bypass()
+            memo.missed()
             return fn(*args, **kwargs)
         key = make_key(args, kwargs)
+        landings = flights.landings
         text = get(key)
-        value = decode(text)
-        if value is not MISS:
-            return value
         if text is not None:
+            value = decode(text)
+            if value is not MISS:
+                return value
             store.delete(key)  # it did not decode
-        return fill(key, fn, args, kwargs, False)
+        return miss(key, landings, args, kwargs)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
         removed = store.invalidate(make_key(args, kwargs))
@@ -69,42 +63,39 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
         return bool(removed or below)
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
-        return fill(make_key(args, kwargs), call_fresh, args, kwargs, True)
+        key = make_key(args, kwargs)
+        value, text = compute(key, call_fresh, args, kwargs)
+        if text is not None:
+            store.set(key, text, memo.ttl, explicit=True)
+        else:  # a refresh that stores nothing must not leave the old entry
+            store.delete(key, explicit=True)
+        return value
 
-    return Driven(wrapper, invalidate, refresh, *_clear_and_info(memo, store, None))
+    batches = SyncBatches(memo, store, misses)
+    return Driven(wrapper, invalidate, refresh, *_clear_and_info(memo, store, None), batches)
 
 
 def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -> Driven:
-    make_key, decode, encode, get = memo.key.build, memo.decode, memo.encode, store.aget
+    make_key, decode, get = memo.key.build, memo.decode, store.aget
     gate, bypassing = store.gate, store.bypassing
+    misses = AsyncMisses(fn, memo, store, memo.single_flight)
+    miss, compute, flights = misses.miss, misses.compute, misses.flights
     call_fresh = getattr(fn, "refresh", fn)
     invalidate_below = getattr(fn, "invalidate", None)
 
-    async def fill(
-        key: str, call: Callable[..., Any], args: Any, kwargs: Any, replacing: bool
-    ) -> Any:
-        started = time.perf_counter()
-        value = await call(*args, **kwargs)
-        memo.check_context(key)
-        text = encode(value, time.perf_counter() - started)
-        if text is not None:
-            await store.aset(key, text, memo.ttl, explicit=replacing)
-        elif replacing:  # a refresh that stores nothing must not leave the old entry
-            await store.adelete(key, explicit=True)
-        return value
-
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if gate.open_until and bypassing():  # a dead store: not even a key
-            memo.bypass()
+            memo.missed()
             return await fn(*args, **kwargs)
         key = make_key(args, kwargs)
+        landings = flights.landings
         text = await get(key)
-        value = decode(text)
-        if value is not MISS:
-            return value
         if text is not None:
+            value = decode(text)
+            if value is not MISS:
+                return value
             await store.adelete(key)  # it did not decode
-        return await fill(key, fn, args, kwargs, False)
+        return await miss(key, landings, args, kwargs)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         removed = await store.ainvalidate(make_key(args, kwargs))
@@ -112,14 +103,23 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         return bool(removed or below)
 
     async def refresh(*args: Any, **kwargs: Any) -> Any:
-        return await fill(make_key(args, kwargs), call_fresh, args, kwargs, True)
+        key = make_key(args, kwargs)
+        value, text = await compute(key, call_fresh, args, kwargs)
+        if text is not None:
+            await store.aset(key, text, memo.ttl, explicit=True)
+        else:  # a refresh that stores nothing must not leave the old entry
+            await store.adelete(key, explicit=True)
+        return value
 
     async def acache_clear() -> None:
         await store.aclear_prefix(memo.key.prefix)
         memo.stats.reset()
         store.reset_stats()
 
-    return Driven(wrapper, invalidate, refresh, *_clear_and_info(memo, store, acache_clear))
+    batches = AsyncBatches(memo, store, misses)
+    return Driven(
+        wrapper, invalidate, refresh, *_clear_and_info(memo, store, acache_clear), batches
+    )
 
 
 def _clear_and_info(

@@ -13,6 +13,7 @@ those are: the head is a label, never the source of uniqueness.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ IGNORED_ATTRIBUTE = "__instructor_cache_ignore__"
 KeyBuildFunction = Callable[[tuple[Any, ...], Mapping[str, Any]], str]
 
 _KEY_FORMAT = "instructor_cache/key/2"
+_FIRST_KEY_LOCK = threading.RLock()  # an RLock: fingerprinting may decorate (and key) again
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -158,11 +160,17 @@ class KeyBuilder:
         """The BLAKE2b state fed with the function's identity (and code), made on first use."""
         base = self._base
         if base is None:
-            identity = self._identity
-            if self._fingerprinted is not None:
-                identity += (code_fingerprint(self._fingerprinted),)
-            # BLAKE2b-256: as strong as SHA-256 and measurably cheaper per key.
-            base = self._base = blake2b(_to_bytes(encode(identity)), digest_size=32)
+            # Once, before any call runs the function: threads making the first
+            # keys at once must not each fingerprint code another has started
+            # running (what it reads may have moved), nor get different keys.
+            with _FIRST_KEY_LOCK:
+                base = self._base
+                if base is None:
+                    identity = self._identity
+                    if self._fingerprinted is not None:
+                        identity += (code_fingerprint(self._fingerprinted),)
+                    # BLAKE2b-256: as strong as SHA-256 and measurably cheaper per key.
+                    base = self._base = blake2b(_to_bytes(encode(identity)), digest_size=32)
         return base
 
     def _reject_unencodable_annotations(

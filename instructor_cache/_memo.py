@@ -52,6 +52,7 @@ class Memo(Generic[R]):
         "_unstorable_log",
         "key",
         "name",
+        "single_flight",
         "stats",
         "ttl",
     )
@@ -61,6 +62,7 @@ class Memo(Generic[R]):
         self.name = self.key.name
         self._read_envelope = self._codec.read_envelope
         self.ttl = options.ttl
+        self.single_flight = options.single_flight
         self.stats = Stats()
         self._count_hit = self.stats.hit  # bound once: decode() is the hit path
         self._cache_if = options.cache_if
@@ -68,22 +70,19 @@ class Memo(Generic[R]):
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
         self._drift_log = RateLimitedLog(interval=float("inf"))
 
-    def decode(self, text: str | None) -> R | Literal[Miss.MISS]:
-        """Return the cached result in ``text``, or ``MISS``; count which it was.
+    def decode(self, text: str) -> R | Literal[Miss.MISS]:
+        """Return the cached result in ``text`` and count a hit, or return ``MISS``.
 
         Text that does not decode (corrupt, an older format, a model that has
-        changed since) is a miss and an error; the caller deletes it. This is
-        the hit path, so it validates through the codec's ``read_envelope``
+        changed since) is counted as an error; the caller deletes it, and
+        counts the miss when it pays for the call (``missed``). This is the
+        hit path, so it validates through the codec's ``read_envelope``
         directly rather than through ``Codec.decode``'s extra frame.
         """
-        if text is None:
-            self.stats.miss()
-            return MISS
         try:
             envelope = self._read_envelope(text)
         except Exception as exc:  # noqa: BLE001  (a validator may raise anything)
             self.stats.error()
-            self.stats.miss()
             self._decode_log.warning(
                 "instructor_cache: a stored entry of %s does not decode, calling the function "
                 "instead: %s",
@@ -126,8 +125,8 @@ class Memo(Generic[R]):
                 self.name,
             )
 
-    def bypass(self) -> None:
-        """Count a call made straight through while the store's breaker is open."""
+    def missed(self) -> None:
+        """Count a call that ran the function: nothing stored, nor computed alongside, served it."""
         self.stats.miss()
 
     def cache_info(

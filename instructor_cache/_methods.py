@@ -4,7 +4,7 @@ A plain function's attributes are reached through a bound method without
 ``self``: ``obj.method.cache_key(x)`` would key ``method(self=x)``. A
 function whose first parameter is ``self`` or ``cls`` is therefore wrapped
 in ``CachedMethod``, whose ``__get__`` binds the instance into ``__call__``,
-``cache_key``, ``invalidate`` and ``refresh``. Plain functions stay plain
+``cache_key``, ``invalidate``, ``refresh`` and the batches (``map``...). Plain functions stay plain
 functions, so their hits pay for no extra frame.
 
 Both pickle and copy by reference, as methods and ``functools.lru_cache``
@@ -106,6 +106,18 @@ class BoundCachedMethod:
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         return self._wrapper.refresh(self.__self__, *args, **kwargs)  # type: ignore[attr-defined]
+
+    def map(self, items: Any, **options: Any) -> Any:
+        return self._wrapper.map(items, _instance=(self.__self__,), **options)  # type: ignore[attr-defined]
+
+    def warm(self, items: Any, **options: Any) -> Any:
+        return self._wrapper.warm(items, _instance=(self.__self__,), **options)  # type: ignore[attr-defined]
+
+    def amap(self, items: Any, **options: Any) -> Any:
+        return self._wrapper.amap(items, _instance=(self.__self__,), **options)  # type: ignore[attr-defined]
+
+    def awarm(self, items: Any, **options: Any) -> Any:
+        return self._wrapper.awarm(items, _instance=(self.__self__,), **options)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
         if name == "_wrapper":  # not set yet (an object being unpickled): no endless lookup

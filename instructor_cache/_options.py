@@ -20,7 +20,14 @@ from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.errors import ConfigurationError
 
-__all__ = ["CacheOptions", "KeyFunction", "KeyOptions", "Options", "parse_options"]
+__all__ = [
+    "SINGLE_FLIGHT_SECONDS",
+    "CacheOptions",
+    "KeyFunction",
+    "KeyOptions",
+    "Options",
+    "parse_options",
+]
 
 KeyFunction = Callable[[dict[str, Any]], Any]
 """Receives the call's arguments by parameter name, defaults applied; returns an encodable value."""
@@ -43,6 +50,13 @@ class CacheOptions(KeyOptions, total=False):
     ttl: TTL
     cache_if: Callable[[Any], bool] | None
     circuit_breaker: CircuitBreaker | None
+    single_flight: bool | float
+
+
+SINGLE_FLIGHT_SECONDS = 60.0
+"""How long ``single_flight=True`` lets a call wait for the same call elsewhere.
+
+It is also how long the store's lock lives if its holder dies."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,8 @@ class Options:
     ttl: float | None = None
     cache_if: Callable[[Any], bool] | None = None
     circuit_breaker: CircuitBreaker | None = None
+    single_flight: float | None = SINGLE_FLIGHT_SECONDS
+    """Seconds a call waits for the same call elsewhere before paying itself; ``None``: off."""
 
 
 def parse_options(options: dict[str, Any]) -> Options:
@@ -127,6 +143,19 @@ def _breaker(value: Any) -> CircuitBreaker | None:
     return value
 
 
+def _single_flight(value: Any) -> float | None:
+    if value is True:
+        return SINGLE_FLIGHT_SECONDS
+    if value is False:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf"):
+        return float(value)
+    raise ConfigurationError(
+        "single_flight must be True, False or the seconds a call may wait for the same call "
+        f"running elsewhere (a positive number, e.g. single_flight=120), got {value!r}"
+    )
+
+
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "key": _callable("key"),
     "ignore": _ignore,
@@ -137,6 +166,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "ttl": to_seconds,
     "cache_if": _callable("cache_if"),
     "circuit_breaker": _breaker,
+    "single_flight": _single_flight,
 }
 
 # One spelling: the typed options, their parsed form and their checks name the same things.

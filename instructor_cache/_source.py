@@ -29,6 +29,7 @@ import operator
 import pathlib
 import re
 import string
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,7 @@ _UNCANONICAL = frozenset(
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _MAX_NESTING = 32
+_LINECACHE_LOCK = threading.Lock()
 _FUTURE_FLAGS = functools.reduce(
     operator.or_, (getattr(__future__, name).compiler_flag for name in __future__.all_feature_names)
 )
@@ -174,8 +176,12 @@ def chain_of(node: ast.Attribute) -> tuple[str, ...] | None:
 def source_nodes(function: types.FunctionType) -> list[ast.AST] | None:
     """The syntax nodes of function, or None when its source is missing or not what runs."""
     code = function.__code__
-    linecache.checkcache(code.co_filename)
-    lines = linecache.getlines(code.co_filename, function.__globals__)
+    # linecache is not thread-safe: one thread's checkcache() can drop the
+    # entry another is reading, which then finds no source and fingerprints
+    # the function differently (first concurrent calls got other keys).
+    with _LINECACHE_LOCK:
+        linecache.checkcache(code.co_filename)
+        lines = linecache.getlines(code.co_filename, function.__globals__)
     # Compiled with the function's future flags: a notebook carries a cell's
     # ``from __future__ import annotations`` over to the cells after it.
     flags = code.co_flags & _FUTURE_FLAGS

@@ -105,3 +105,12 @@ class PausingTTLStore(DictStore):
             self.reading.set()
             self.release.wait(10)
         return None if text is None else (text, None)
+
+
+async def aclose_clients(store: object) -> None:
+    """Close the asyncio Redis clients a test's event loop made, before that loop closes."""
+    from instructor_cache import RedisCache, TieredCache
+
+    for tier in store.tiers if isinstance(store, TieredCache) else (store,):
+        if isinstance(tier, RedisCache):
+            await tier.aclose()

@@ -1,0 +1,405 @@
+"""Batches: ``map``/``amap`` and ``warm``/``awarm`` of a decorated function.
+
+A batch builds every key, reads them all with one bulk read (one MGET on
+Redis, grouped by slot on a Cluster; one query on disk; each tier once,
+for what the faster tiers missed), pays once for each distinct input that
+missed, with at most ``concurrency`` calls at a time, and writes the new
+results back with bulk writes. Each distinct miss goes through the same
+single-flight as a single call (``_misses``), so a single call made
+meanwhile with the same input waits for the batch instead of paying too;
+the batch settles its leaders' results in bulk, every ``_FLUSH_SIZE``
+results or ``_FLUSH_EVERY`` seconds, so such a caller waits no longer.
+
+The sync and async runs are the same steps, side by side: change them
+together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import importlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, NamedTuple
+
+from instructor_cache._memo import MISS, Memo
+from instructor_cache._misses import AsyncMisses, Claim, SyncMisses
+from instructor_cache.backends._compose import GuardedStore
+from instructor_cache.errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "AsyncBatches",
+    "Progress",
+    "SyncBatches",
+    "WarmCounts",
+    "batch_methods",
+    "calls_of",
+]
+
+_FLUSH_SIZE = 100
+_FLUSH_EVERY = 0.5
+
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+Progress = Callable[[int, int], object] | bool | None
+"""``progress=``: a callable given (done, total) as items finish, or ``True``: a tqdm bar."""
+
+
+class WarmCounts(NamedTuple):
+    """What ``warm`` did, counted over distinct inputs."""
+
+    hits: int
+    """Already cached."""
+    computed: int
+    """Missing, and computed now (by this batch, or by a call it waited for)."""
+    failed: int
+    """Missing, and the function raised (or the arguments could not be keyed)."""
+
+
+def calls_of(items: Iterable[Any], single: bool, instance: tuple[Any, ...] = ()) -> list[Call]:
+    """Each item as a call's arguments.
+
+    A function of one parameter takes each item as that argument, whatever
+    it is. Otherwise a ``tuple`` (exactly) is the positional arguments, a
+    ``dict`` (exactly) the keyword arguments, anything else the first
+    argument. ``instance`` goes first in every call (a bound method's).
+    """
+    calls: list[Call] = []
+    for item in items:
+        if single:
+            calls.append(((*instance, item), {}))
+        elif type(item) is tuple:
+            calls.append(((*instance, *item), {}))
+        elif type(item) is dict:
+            calls.append((instance, item))
+        else:
+            calls.append(((*instance, item), {}))
+    return calls
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+class _Batch:
+    """One run's bookkeeping, without I/O: positions by key, results, progress."""
+
+    def __init__(self, memo: Memo[Any], calls: list[Call], progress: Progress) -> None:
+        self.memo, self.calls = memo, calls
+        self.results: list[Any] = [None] * len(calls)
+        self.positions: dict[str, list[int]] = {}
+        self.hits = self.computed = self.failed = 0
+        self._tick = _progress(progress, len(calls))
+        self._done = 0
+        for position, (args, kwargs) in enumerate(calls):
+            key = self._key(position, args, kwargs)
+            if key is not None:
+                self.positions.setdefault(key, []).append(position)
+        self.pending: list[Claim] = []
+        self.pending_since = 0.0
+        self._pending_lock = threading.Lock()
+
+    def _key(self, position: int, args: Any, kwargs: Any) -> str | None:
+        try:
+            return self.memo.key.build(args, kwargs)
+        except Exception as exc:  # noqa: BLE001  (UnencodableArgumentError, a bad key=, a TypeError)
+            self.fail([position], exc)
+            return None
+
+    def found(self, keys: list[str], texts: list[str | None]) -> list[str]:
+        """Serve the keys the bulk read found; return those still to compute."""
+        missing = []
+        for key, text in zip(keys, texts, strict=True):
+            value = MISS if text is None else self.memo.decode(text)
+            if value is MISS:
+                missing.append(key)
+                continue
+            self.hits += 1
+            self.share(key, value)
+        return missing
+
+    def share(self, key: str, value: Any) -> None:
+        """Give ``value`` to every position of ``key``; the repeats get copies, counted as hits."""
+        first, *repeats = self.positions[key]
+        self.results[first] = value
+        for position in repeats:
+            self.results[position] = _copy(value)
+            self.memo.stats.tier_hit()
+        self.step(1 + len(repeats))
+
+    def fail(self, positions: list[int], exc: BaseException) -> None:
+        self.failed += 1
+        for position in positions:
+            self.results[position] = _Failed(exc)
+        self.step(len(positions))
+
+    def finished(self, key: str, future: Future[Any] | asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self.fail(self.positions[key], asyncio.CancelledError())
+            return
+        exc = future.exception()
+        if exc is not None:
+            self.fail(self.positions[key], exc)
+        else:
+            self.computed += 1
+            self.share(key, future.result())
+
+    def settle(self, claim: Claim) -> None:
+        with self._pending_lock:
+            if not self.pending:
+                self.pending_since = time.monotonic()
+            self.pending.append(claim)
+
+    def take_due(self, everything: bool) -> list[Claim]:
+        """The claims to settle now: all of them at the end, else once enough have waited."""
+        with self._pending_lock:
+            due = everything or (
+                len(self.pending) >= _FLUSH_SIZE
+                or time.monotonic() - self.pending_since >= _FLUSH_EVERY
+            )
+            if not due or not self.pending:
+                return []
+            claims, self.pending = self.pending, []
+            return claims
+
+    def step(self, count: int) -> None:
+        self._done += count
+        if self._tick is not None:
+            self._tick(self._done, len(self.calls))
+
+    def outcome(self, return_exceptions: bool) -> list[Any]:
+        if return_exceptions:
+            return [r.error if isinstance(r, _Failed) else r for r in self.results]
+        for result in self.results:
+            if isinstance(result, _Failed):
+                raise result.error
+        return self.results
+
+    def counts(self) -> WarmCounts:
+        return WarmCounts(self.hits, self.computed, self.failed)
+
+
+class SyncBatches:
+    def __init__(self, memo: Memo[Any], store: GuardedStore, misses: SyncMisses) -> None:
+        self.memo, self.store, self.misses = memo, store, misses
+
+    def map(
+        self, calls: list[Call], concurrency: int, return_exceptions: bool, progress: Progress
+    ) -> list[Any]:
+        return self.run(calls, concurrency, progress).outcome(return_exceptions)
+
+    def warm(self, calls: list[Call], concurrency: int, progress: Progress) -> WarmCounts:
+        return self.run(calls, concurrency, progress).counts()
+
+    def run(self, calls: list[Call], concurrency: int, progress: Progress) -> _Batch:
+        _check_concurrency(concurrency)
+        batch = _Batch(self.memo, calls, progress)
+        keys, store = list(batch.positions), self.store
+        landings = self.misses.flights.landings
+        bypassed = store.gate.open_until and store.bypassing()
+        texts: list[str | None] = [None] * len(keys) if bypassed else store.get_many(keys)
+        missing = batch.found(keys, texts)
+        for key in _undecodable(keys, texts, missing):
+            store.delete(key)
+        if not missing:
+            return batch
+
+        def pay(key: str) -> Any:
+            args, kwargs = calls[batch.positions[key][0]]
+            return self.misses.miss(key, landings, args, kwargs, batch.settle)
+
+        with ThreadPoolExecutor(min(concurrency, len(missing))) as pool:
+            running = {
+                pool.submit(contextvars.copy_context().run, pay, key): key for key in missing
+            }
+            try:
+                waiting: set[Future[Any]] = set(running)
+                while waiting:
+                    done, waiting = wait(waiting, _FLUSH_EVERY, FIRST_COMPLETED)
+                    for future in done:
+                        batch.finished(running[future], future)
+                    self.flush(batch, everything=False)
+            finally:
+                for future in running:
+                    future.cancel()
+                pool.shutdown(wait=True)
+                self.flush(batch, everything=True)
+        return batch
+
+    def flush(self, batch: _Batch, *, everything: bool) -> None:
+        claims = batch.take_due(everything)
+        if claims:
+            self.misses.settle_many(claims)
+
+
+class AsyncBatches:
+    def __init__(self, memo: Memo[Any], store: GuardedStore, misses: AsyncMisses) -> None:
+        self.memo, self.store, self.misses = memo, store, misses
+
+    async def map(
+        self, calls: list[Call], concurrency: int, return_exceptions: bool, progress: Progress
+    ) -> list[Any]:
+        return (await self.run(calls, concurrency, progress)).outcome(return_exceptions)
+
+    async def warm(self, calls: list[Call], concurrency: int, progress: Progress) -> WarmCounts:
+        return (await self.run(calls, concurrency, progress)).counts()
+
+    async def run(self, calls: list[Call], concurrency: int, progress: Progress) -> _Batch:
+        _check_concurrency(concurrency)
+        batch = _Batch(self.memo, calls, progress)
+        keys, store = list(batch.positions), self.store
+        landings = self.misses.flights.landings
+        bypassed = store.gate.open_until and store.bypassing()
+        texts: list[str | None] = [None] * len(keys) if bypassed else await store.aget_many(keys)
+        missing = batch.found(keys, texts)
+        for key in _undecodable(keys, texts, missing):
+            await store.adelete(key)
+        if not missing:
+            return batch
+        slots = asyncio.Semaphore(concurrency)
+
+        async def pay(key: str) -> Any:
+            args, kwargs = calls[batch.positions[key][0]]
+            async with slots:
+                return await self.misses.miss(key, landings, args, kwargs, batch.settle)
+
+        running = {asyncio.ensure_future(pay(key)): key for key in missing}
+        try:
+            waiting: set[asyncio.Future[Any]] = set(running)
+            while waiting:
+                done, waiting = await asyncio.wait(
+                    waiting, timeout=_FLUSH_EVERY, return_when=FIRST_COMPLETED
+                )
+                for future in done:
+                    batch.finished(running[future], future)
+                await self.flush(batch, everything=False)
+        finally:
+            unfinished = [future for future in running if not future.done()]
+            for future in unfinished:
+                future.cancel()
+            if unfinished:  # cancelled leaders hand their flights on; let them land first
+                await asyncio.gather(*unfinished, return_exceptions=True)
+            await self.flush(batch, everything=True)
+        return batch
+
+    async def flush(self, batch: _Batch, *, everything: bool) -> None:
+        claims = batch.take_due(everything)
+        if claims:
+            await self.misses.settle_many(claims)
+
+
+def _undecodable(keys: list[str], texts: list[str | None], missing: list[str]) -> list[str]:
+    """The keys read with a text that did not decode: deleted, as a single call deletes them."""
+    missed = set(missing)
+    return [
+        key for key, text in zip(keys, texts, strict=True) if text is not None and key in missed
+    ]
+
+
+def _check_concurrency(concurrency: object) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigurationError(
+            f"concurrency must be a positive int (calls at a time), got {concurrency!r}"
+        )
+
+
+def _progress(progress: Progress, total: int) -> Callable[[int, int], object] | None:
+    if progress is None or progress is False:
+        return None
+    if callable(progress):
+        return progress
+    if progress is True:
+        try:
+            tqdm = importlib.import_module("tqdm.auto").tqdm
+        except ImportError:
+            raise ConfigurationError(
+                "progress=True draws a tqdm bar, and tqdm is not installed: pip install tqdm, "
+                "or pass a callable, progress=lambda done, total: ..."
+            ) from None
+        bar = tqdm(total=total)
+
+        def tick(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+            if done >= _total:
+                bar.close()
+
+        return tick
+    raise ConfigurationError(
+        f"progress must be None, True (a tqdm bar) or a callable(done, total), got {progress!r}"
+    )
+
+
+def _copy(value: Any) -> Any:
+    """A repeat's own copy of a value, as a hit would give it; the value itself if it cannot."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001  (an object that refuses to be copied is shared)
+        return value
+
+
+DEFAULT_CONCURRENCY = 8
+
+
+def batch_methods(
+    batches: SyncBatches | AsyncBatches, single: bool
+) -> dict[str, Callable[..., Any]]:
+    """The decorated function's ``map`` and ``warm`` (``amap``, ``awarm`` when it is async).
+
+    ``_instance`` is how a bound method passes its ``self``; it is not part
+    of the public signature.
+    """
+    if isinstance(batches, SyncBatches):
+        sync = batches
+
+        def map_(
+            items: Iterable[Any],
+            *,
+            concurrency: int = DEFAULT_CONCURRENCY,
+            return_exceptions: bool = False,
+            progress: Progress = None,
+            _instance: tuple[Any, ...] = (),
+        ) -> list[Any]:
+            """Call for every item (see README: Batches); results in input order."""
+            calls = calls_of(items, single, _instance)
+            return sync.map(calls, concurrency, return_exceptions, progress)
+
+        def warm(
+            items: Iterable[Any],
+            *,
+            concurrency: int = DEFAULT_CONCURRENCY,
+            progress: Progress = None,
+            _instance: tuple[Any, ...] = (),
+        ) -> WarmCounts:
+            """Compute and store what is missing; count hits, computed and failed inputs."""
+            return sync.warm(calls_of(items, single, _instance), concurrency, progress)
+
+        return {"map": map_, "warm": warm}
+    native = batches
+
+    async def amap(
+        items: Iterable[Any],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        return_exceptions: bool = False,
+        progress: Progress = None,
+        _instance: tuple[Any, ...] = (),
+    ) -> list[Any]:
+        """Await a call for every item (see README: Batches); results in input order."""
+        calls = calls_of(items, single, _instance)
+        return await native.map(calls, concurrency, return_exceptions, progress)
+
+    async def awarm(
+        items: Iterable[Any],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        progress: Progress = None,
+        _instance: tuple[Any, ...] = (),
+    ) -> WarmCounts:
+        """Compute and store what is missing; count hits, computed and failed inputs."""
+        return await native.warm(calls_of(items, single, _instance), concurrency, progress)
+
+    return {"amap": amap, "awarm": awarm}

@@ -1,0 +1,151 @@
+"""Single-flight in one process: concurrent calls with one key run the function once.
+
+A ``Flight`` is one running computation of one key. Calls that miss the
+store while it runs join it and wait, instead of paying the provider
+again: a thread on an ``Event``, an asyncio task on a future of its own
+event loop, woken with ``call_soon_threadsafe`` (so tasks of several loops
+in several threads can wait on one leader). Waiting is always bounded by
+the caller. The table of flights holds no I/O and knows no store: the
+drivers' miss path (``_misses``) decides what waiting on a flight means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable
+
+__all__ = ["Flight", "Flights"]
+
+_REMEMBERED = 4096
+
+
+class Flight:
+    """One computation of one key; its outcome is read once ``landed``.
+
+    ``text`` is what the leader stored (``None``: nothing was storable),
+    ``error`` the exception it raised, ``abandoned`` set when it stopped
+    without either (cancelled, interrupted): a waiter then takes over.
+    """
+
+    __slots__ = ("_done", "_lock", "_wakers", "abandoned", "error", "text")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._wakers: list[Callable[[], None]] = []
+        self.text: str | None = None
+        self.error: Exception | None = None
+        self.abandoned = False
+
+    def land(self) -> None:
+        with self._lock:
+            self._done.set()
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
+
+    def wait(self, timeout: float) -> bool:
+        """Block this thread until the flight lands; ``False`` if ``timeout`` ran out first."""
+        return self._done.wait(timeout)
+
+    async def await_landing(self, timeout: float) -> bool:
+        """Wait in this task until the flight lands; ``False`` if ``timeout`` ran out first.
+
+        A cancelled waiter only stops waiting: the leader's call is its own
+        task's, and goes on.
+        """
+        loop = asyncio.get_running_loop()
+        landed: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            # A loop that has closed has no one waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, landed)
+
+        with self._lock:
+            if self._done.is_set():
+                return True
+            self._wakers.append(wake)
+        try:
+            await asyncio.wait_for(landed, timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            with self._lock:
+                if wake in self._wakers:
+                    self._wakers.remove(wake)
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Flights:
+    """The flights of one decorated function, by key, shared by its threads and event loops.
+
+    ``landings`` moves each time a flight lands. A call reads it before its
+    store read; if a flight of its key landed since (and stored its value
+    after that read), the new leader reads the store again before paying.
+    """
+
+    __slots__ = ("_flying", "_landed", "_leading", "_lock", "landings")
+
+    def __init__(self) -> None:
+        self._flying: dict[str, Flight] = {}
+        self._lock = threading.Lock()
+        self.landings = 0
+        self._landed: dict[str, int] = {}  # the latest landings, oldest first
+        # The keys this call stack (thread or task, and tasks it spawned) is
+        # computing: a call that would wait on its own flight would wait out
+        # its whole bound, so it computes instead.
+        self._leading: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+            "instructor_cache_leading", default=frozenset()
+        )
+
+    def join(self, key: str) -> tuple[Flight, bool]:
+        """The flight computing ``key``, and whether the caller just started it (and leads it)."""
+        with self._lock:
+            flight = self._flying.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flying[key] = Flight()
+            return flight, True
+
+    def land(self, key: str, flight: Flight) -> None:
+        """Take ``flight`` off the table, then wake its waiters (who may start a new one)."""
+        with self._lock:
+            if self._flying.get(key) is flight:
+                del self._flying[key]
+            self.landings += 1
+            self._landed.pop(key, None)
+            self._landed[key] = self.landings
+            if len(self._landed) > _REMEMBERED:
+                del self._landed[next(iter(self._landed))]
+        flight.land()
+
+    def landed_since(self, key: str, landings: int) -> bool:
+        """Whether a flight of ``key`` may have landed after ``landings`` was read."""
+        if landings == self.landings:
+            return False
+        with self._lock:
+            number = self._landed.get(key)
+            if number is not None:
+                return number > landings
+            # Not remembered: it landed before the oldest we remember, if ever.
+            oldest = next(iter(self._landed.values()), landings + 1)
+            return oldest > landings + 1
+
+    def lead(self, key: str) -> contextvars.Token[frozenset[str]]:
+        return self._leading.set(self._leading.get() | {key})
+
+    def led(self, token: contextvars.Token[frozenset[str]]) -> None:
+        self._leading.reset(token)
+
+    def leads(self, key: str) -> bool:
+        """Whether this call stack is itself computing ``key`` (a recursive call)."""
+        return key in self._leading.get()
