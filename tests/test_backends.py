@@ -61,6 +61,7 @@ class TestDiskCache(StoreContract):
     test_async_twins_match_the_sync_methods = None
     test_async_get_with_ttl_matches_the_sync_one = None
     test_async_bulk_twins_match_the_sync_ones = None
+    test_async_lock_twins_match_the_sync_ones = None
 
 
 class TestRedisCache(StoreContract):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from instructor_cache._stats import Stats
 from instructor_cache.backends import AsyncLockingStore, LockingStore, Store
 from instructor_cache.backends._guard import Guard
 from instructor_cache.backends._tiers import Tiers, guarded_tiers
+from tests._locks import locked
 from tests._redis import RedisServer
 from tests._stores import DictStore
 from tests.conftest import Clock
@@ -71,11 +74,14 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def test_redis_cache_locks_natively_and_memory_does_not() -> None:
-    """RedisCache has locks with native async twins; a memory store (one process's) has none."""
+def test_redis_and_disk_lock_and_memory_does_not(tmp_path: Path) -> None:
+    """RedisCache locks with native async twins, DiskCache sync only; memory (one process's) not."""
     cache = RedisCache(prefix="never-connected")
     assert isinstance(cache, LockingStore)
     assert isinstance(cache, AsyncLockingStore)
+    disk = DiskCache(tmp_path)
+    assert isinstance(disk, LockingStore)
+    assert not isinstance(disk, AsyncLockingStore)  # a blocking store: on its worker thread
     assert not isinstance(MemoryCache(), LockingStore)
 
 
@@ -213,12 +219,97 @@ def test_tiers_lock_in_redis_under_memory_and_disk(
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+def test_tiers_lock_on_disk_when_no_slower_tier_locks(tmp_path: Path, flavour: str) -> None:
+    """Memory over disk: the lock is taken on disk, where another process on the machine sees it."""
+    disk, elsewhere = DiskCache(tmp_path / "shared"), DiskCache(tmp_path / "shared")
+    try:
+        tiers = guarded_tiers([MemoryCache(), disk], "extract")
+        assert tiers.locks is True
+        assert lock(tiers, flavour, "k", "a") is True
+        assert elsewhere.lock("k", "b", 60.0) is False
+        unlock(tiers, flavour, "k", "a")
+        assert elsewhere.lock("k", "b", 60.0) is True
+    finally:
+        disk.close()
+        elsewhere.close()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_tiers_without_a_locking_tier_give_no_lock(flavour: str) -> None:
     """Tiers none of which has a lock say so, and lock answers None."""
     tiers = guarded_tiers([MemoryCache(), DictStore()], "extract", warn=False)
     assert tiers.locks is False
     assert lock(tiers, flavour, "k", "a") is None
     unlock(tiers, flavour, "k", "a")
+
+
+HOLDER = """
+import sys
+from instructor_cache import DiskCache
+disk = DiskCache(sys.argv[1])
+token = "other-process"
+print(disk.lock("k", token, 60.0) if sys.argv[2] == "lock" else disk.unlock("k", token))
+"""
+
+
+def _in_another_process(directory: Path, action: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", HOLDER, str(directory), action],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+def test_disk_locks_are_shared_by_the_processes_of_a_directory(tmp_path: Path) -> None:
+    """A lock another process took on the directory (then exited) holds here until released."""
+    disk = DiskCache(tmp_path)
+    try:
+        assert _in_another_process(tmp_path, "lock") == "True"
+        assert disk.lock("k", "here", 60.0) is False
+        assert disk.unlock("k", "here") is False
+        assert disk.get("k") is None
+        assert _in_another_process(tmp_path, "unlock") == "True"
+        assert disk.lock("k", "here", 60.0) is True
+        assert _in_another_process(tmp_path, "lock") == "False"
+    finally:
+        disk.close()
+
+
+def test_disk_locks_with_an_eviction_policy_that_tracks_reads(tmp_path: Path) -> None:
+    """With statistics and LRU eviction (reads that write), locks keep their semantics."""
+    disk = DiskCache(tmp_path, eviction_policy="least-recently-used", statistics=True)
+    try:
+        assert disk.lock("k", "a", 60.0) is True
+        assert disk.lock("k", "a", 60.0) is True
+        assert disk.lock("k", "b", 60.0) is False
+        assert disk.unlock("k", "b") is False
+        assert disk.unlock("k", "a") is True
+        assert disk.lock("k", "b", 60.0) is True
+    finally:
+        disk.close()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_lock_on_a_locked_database_is_no_lock_within_a_timeout(
+    tmp_path: Path, flavour: str
+) -> None:
+    """While another process holds the database locked, lock answers None within its timeout."""
+    disk = DiskCache(tmp_path)
+    guard, stats = guarded(disk)
+    try:
+        assert lock(guard, flavour, "warm", "a") is True  # the database exists
+        with locked(tmp_path / "cache.db", release_after=60.0):
+            held, took = timed(lambda: lock(guard, flavour, "k", "a"))
+            _, took_to_unlock = timed(lambda: unlock(guard, flavour, "warm", "a"))
+        assert held is None
+        assert took < BOUND
+        assert took_to_unlock < BOUND
+        assert stats.errors == 2
+    finally:
+        disk.close()
 
 
 @pytest.fixture
