@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from instructor_cache.backends import AsyncLockingStore, LockingStore, Store
 from instructor_cache.backends._guard import Guard
 from instructor_cache.backends._tiers import Tiers, guarded_tiers
 from tests._locks import locked
-from tests._redis import RedisServer
+from tests._redis import RedisServer, running_cluster
 from tests._stores import DictStore
 from tests.conftest import Clock
 
@@ -56,6 +56,12 @@ def guarded(store: Store, breaker: CircuitBreaker | None = None) -> tuple[Guard,
 def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     started = time.monotonic()
     result = call()
+    return result, time.monotonic() - started
+
+
+async def atimed(call: Awaitable[Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = await call
     return result, time.monotonic() - started
 
 
@@ -148,6 +154,42 @@ def test_lock_on_a_paused_redis_costs_a_timeout_not_a_hang(
     assert took < BOUND
     assert took_to_unlock < BOUND
     assert stats.errors == 2
+
+
+def test_locks_on_a_stalled_cluster_cost_a_timeout_not_a_hang(tmp_path: Path) -> None:
+    """With every master of a Cluster stalled, lock and unlock, sync and async, each end in time."""
+    with running_cluster(tmp_path / "cluster") as nodes:
+        store = RedisCache(nodes.url, cluster=True, prefix="stalled:")
+        guard, stats = guarded(store, CircuitBreaker(failures=100))
+
+        async def both_async() -> tuple[bool | None, float, float]:
+            held, took = await atimed(guard.alock("k", "a", 60.0))
+            _, took_to_unlock = await atimed(guard.aunlock("warm", "a"))
+            return held, took, took_to_unlock
+
+        async def warm() -> bool | None:  # each loop's client knows the slots before the stall
+            return await guard.alock("warm", "a", 60.0)
+
+        assert guard.lock("warm", "a", 60.0) is True
+        loop = asyncio.new_event_loop()
+        try:
+            assert loop.run_until_complete(warm()) is True
+            for server in nodes.servers:
+                server.pause()
+            try:
+                held, took = timed(lambda: guard.lock("k", "a", 60.0))
+                _, took_to_unlock = timed(lambda: guard.unlock("warm", "a"))
+                assert (held, took < BOUND, took_to_unlock < BOUND) == (None, True, True)
+                held, took, took_to_unlock = loop.run_until_complete(both_async())
+                assert (held, took < BOUND, took_to_unlock < BOUND) == (None, True, True)
+            finally:
+                for server in nodes.servers:
+                    server.resume()
+        finally:
+            loop.run_until_complete(store.aclose())
+            loop.close()
+            store.close()
+        assert stats.errors == 4
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
