@@ -12,7 +12,7 @@ A store author subclasses ``StoreContract`` in their own tests and gives it a
             return MyStore()
 
 Every test of the required methods runs; a test of an optional capability
-(``get_with_ttl``, ``get_many``/``set_many``, a size, async twins) is skipped,
+(``get_with_ttl``, ``get_many``/``set_many``, a size, locks, async twins) is skipped,
 saying which, when the store lacks it. A store whose keys live on a shared
 server passes as long as the fixture gives it a namespace of its own (a fresh
 key prefix): ``clear_prefix("")`` must then clear only that namespace.
@@ -33,9 +33,11 @@ import pytest
 from instructor_cache.backends._async import adapt
 from instructor_cache.backends._contract import (
     AsyncBulkStore,
+    AsyncLockingStore,
     AsyncReadsWithTTL,
     AsyncStore,
     BulkStore,
+    LockingStore,
     ReadsWithTTL,
     SizedStore,
     Store,
@@ -47,6 +49,8 @@ __all__ = ["StoreContract"]
 # LIKE wildcards, escapes, and text outside ASCII.
 ODD_KEYS = ("a:b", "a*", "a?", "a[b]", "a[", "a\\", "a%", "a_", "a b", "ä€𝄞")
 SHORT_TTL, EXPIRY_WAIT = 0.3, 0.5
+# A lock's TTL in the test that waits for one to expire, and how long it may take at most.
+LOCK_TTL, LOCK_EXPIRY_BOUND = 0.2, 10.0
 
 
 def _require(store: object, capability: type, what: str) -> None:
@@ -299,3 +303,108 @@ class StoreContract:
         assert store.get("one") == "1"
         time.sleep(EXPIRY_WAIT)
         assert [store.get(key) for key in ("one", "many", "kept")] == [None, None, "3"]
+
+    def test_lock_is_exclusive_and_released_only_by_its_holder(self, store: Store) -> None:
+        """A held lock is refused to another token, released by its holder's token alone."""
+        _require(store, LockingStore, "lock/unlock")
+        assert isinstance(store, LockingStore)
+        assert store.lock("k", "a", 60.0) is True
+        assert store.lock("k", "a", 60.0) is True  # its holder, asking again after a lost reply
+        assert store.lock("k", "b", 60.0) is False
+        assert store.unlock("k", "b") is False
+        assert store.lock("k", "b", 60.0) is False
+        assert store.lock("other", "b", 60.0) is True  # each key has its own lock
+        assert store.unlock("k", "a") is True
+        assert store.unlock("k", "a") is False
+        assert store.lock("k", "b", 60.0) is True
+        assert store.unlock("never-locked", "a") is False
+
+    def test_lock_frees_itself_after_its_ttl(self, store: Store) -> None:
+        """A lock never released frees itself after its TTL; its old holder cannot free the next."""
+        _require(store, LockingStore, "lock/unlock")
+        assert isinstance(store, LockingStore)
+        assert store.lock("k", "dead", LOCK_TTL) is True
+        assert store.lock("k", "next", 60.0) is False
+        deadline = time.monotonic() + LOCK_EXPIRY_BOUND
+        while not store.lock("k", "next", 60.0):
+            assert time.monotonic() < deadline, "a lock outlived its TTL"
+            time.sleep(0.02)
+        assert store.unlock("k", "dead") is False  # the new holder's lock is not the old one's
+        assert store.lock("k", "dead", 60.0) is False
+        assert store.unlock("k", "next") is True
+
+    def test_lock_is_never_read_as_an_entry(self, store: Store) -> None:
+        """A lock is invisible to every read of its key, and entries and locks never touch."""
+        _require(store, LockingStore, "lock/unlock")
+        assert isinstance(store, LockingStore)
+        assert store.lock("k", "a", 60.0) is True
+        assert store.get("k") is None
+        if isinstance(store, BulkStore):
+            assert store.get_many(["k"]) == [None]
+        if isinstance(store, ReadsWithTTL):
+            assert store.get_with_ttl("k") is None
+        assert store.delete("k") is False
+        store.set("k", "v")
+        assert store.get("k") == "v"
+        assert store.delete("k") is True
+        assert store.lock("k", "b", 60.0) is False  # deleting the entry left the lock alone
+        assert store.unlock("k", "a") is True
+        assert store.get("k") is None
+
+    def test_clear_prefix_leaves_locking_working(self, store: Store) -> None:
+        """clear_prefix may drop the locks under its prefix, and locks work as before after it."""
+        _require(store, LockingStore, "lock/unlock")
+        assert isinstance(store, LockingStore)
+        assert store.lock("p:k", "a", 60.0) is True
+        assert store.lock("q", "a", 60.0) is True
+        store.set("p:k", "v")
+        assert store.clear_prefix("p:") >= 1
+        assert store.get("p:k") is None
+        holder = "a" if store.lock("p:k", "b", 60.0) is False else "b"
+        assert store.unlock("p:k", holder) is True
+        assert store.lock("p:k", "c", 60.0) is True
+        assert store.lock("q", "b", 60.0) is False  # outside the prefix: still held
+        assert store.unlock("q", "a") is True
+
+    def test_async_lock_twins_match_the_sync_ones(self, store: Store) -> None:
+        """alock and aunlock take and release the same locks as lock and unlock."""
+        _require(store, AsyncLockingStore, "alock/aunlock")
+        assert isinstance(store, AsyncLockingStore)
+        assert isinstance(store, LockingStore)
+        locks = store
+
+        async def scenario() -> list[bool]:
+            return [
+                await locks.alock("k", "a", 60.0),
+                await locks.alock("k", "a", 60.0),
+                await locks.alock("k", "b", 60.0),
+                await locks.aunlock("k", "b"),
+                await locks.alock("j", "a", 60.0),
+                await locks.aunlock("j", "a"),
+            ]
+
+        assert asyncio.run(scenario()) == [True, True, False, False, True, True]
+        assert store.lock("k", "b", 60.0) is False
+        assert store.unlock("k", "a") is True
+        assert store.lock("j", "b", 60.0) is True
+
+    def test_async_callers_lock_through_the_adapter(self, store: Store) -> None:
+        """Whatever async twins it has, a locking store's locks reach async callers."""
+        _require(store, LockingStore, "lock/unlock")
+        ops = adapt(store)
+        assert ops.alock is not None
+        assert ops.aunlock is not None
+        alock, aunlock = ops.alock, ops.aunlock
+
+        async def scenario() -> list[bool]:
+            return [
+                await alock("k", "a", 60.0),
+                await alock("k", "b", 60.0),
+                await aunlock("k", "b"),
+                await aunlock("k", "a"),
+                await alock("k", "b", 60.0),
+            ]
+
+        assert asyncio.run(scenario()) == [True, False, False, True, True]
+        assert isinstance(store, LockingStore)
+        assert store.unlock("k", "b") is True

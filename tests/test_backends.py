@@ -39,6 +39,15 @@ class TestMemoryCache(StoreContract):
     def store(self) -> MemoryCache:
         return MemoryCache(maxsize=1024)
 
+    # Locks between processes are for a shared store: within one process the
+    # decorator's own single-flight is enough.
+    test_lock_is_exclusive_and_released_only_by_its_holder = None
+    test_lock_frees_itself_after_its_ttl = None
+    test_lock_is_never_read_as_an_entry = None
+    test_clear_prefix_leaves_locking_working = None
+    test_async_lock_twins_match_the_sync_ones = None
+    test_async_callers_lock_through_the_adapter = None
+
 
 class TestDiskCache(StoreContract):
     @pytest.fixture
@@ -52,6 +61,7 @@ class TestDiskCache(StoreContract):
     test_async_twins_match_the_sync_methods = None
     test_async_get_with_ttl_matches_the_sync_one = None
     test_async_bulk_twins_match_the_sync_ones = None
+    test_async_lock_twins_match_the_sync_ones = None
 
 
 class TestRedisCache(StoreContract):
@@ -86,6 +96,14 @@ class TestTieredCache(StoreContract):
     test_get_with_ttl_tells_the_remaining_ttl = None
     test_get_with_ttl_counts_down_and_forgets_expired_entries = None
     test_async_get_with_ttl_matches_the_sync_one = None
+    # Used directly, a tiered store has no lock of its own: a decorated function's
+    # tiers lock in their shared tier (see _tiers).
+    test_lock_is_exclusive_and_released_only_by_its_holder = None
+    test_lock_frees_itself_after_its_ttl = None
+    test_lock_is_never_read_as_an_entry = None
+    test_clear_prefix_leaves_locking_working = None
+    test_async_lock_twins_match_the_sync_ones = None
+    test_async_callers_lock_through_the_adapter = None
 
 
 def test_memory_cache_has_every_capability() -> None:

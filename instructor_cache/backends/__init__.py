@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from instructor_cache.backends._contract import (
     AsyncBulkStore,
+    AsyncLockingStore,
     AsyncReadsWithTTL,
     AsyncStore,
     BulkStore,
     ClosableStore,
+    LockingStore,
     ReadsWithTTL,
     SizedStore,
     Store,
@@ -28,11 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncBulkStore",
+    "AsyncLockingStore",
     "AsyncReadsWithTTL",
     "AsyncStore",
     "BulkStore",
     "ClosableStore",
     "DiskCache",
+    "LockingStore",
     "MemoryCache",
     "ReadsWithTTL",
     "RedisCache",

@@ -10,7 +10,8 @@ decorated, how to run it:
   store and the event loop is never blocked;
 - fallback for an optional capability the store lacks: ``get_many`` and
   ``set_many`` become one call per key; ``get_with_ttl`` is absent (``None``),
-  which tiers read as "cannot tell" and do not backfill from.
+  which tiers read as "cannot tell" and do not backfill from; so are the
+  lock operations, which the guard reads as "no lock to be had".
 
 So a user's blocking store gets async for free, and the guard and the
 drivers never ask a store what it can do.
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from instructor_cache.backends._contract import (
     AsyncBulkStore,
+    AsyncLockingStore,
     AsyncReadsWithTTL,
     AsyncStore,
     BulkStore,
+    LockingStore,
     ReadsWithTTL,
     SizedStore,
     Store,
@@ -67,6 +70,11 @@ class Adapted:
     # None where the store cannot tell an entry's remaining TTL in its read.
     get_with_ttl: Callable[[str], Entry | None] | None
     aget_with_ttl: Callable[[str], Awaitable[Entry | None]] | None
+    # None where the store has no lock shared between processes.
+    lock: Callable[[str, str, float], bool] | None
+    unlock: Callable[[str, str], bool] | None
+    alock: Callable[[str, str, float], Awaitable[bool]] | None
+    aunlock: Callable[[str, str], Awaitable[bool]] | None
     sized: SizedStore | None
 
 
@@ -118,6 +126,16 @@ def adapt(store: Store, watch: Callable[[], Callable[[], bool]] | None = None) -
         aget_with_ttl = store.aget_with_ttl
     elif with_ttl is not None:
         aget_with_ttl = threaded(with_ttl)
+    lock: Callable[[str, str, float], bool] | None = None
+    unlock: Callable[[str, str], bool] | None = None
+    alock: Callable[[str, str, float], Awaitable[bool]] | None = None
+    aunlock: Callable[[str, str], Awaitable[bool]] | None = None
+    if isinstance(store, LockingStore):
+        lock, unlock = store.lock, store.unlock
+        if isinstance(store, AsyncLockingStore):
+            alock, aunlock = store.alock, store.aunlock
+        else:
+            alock, aunlock = threaded(store.lock), threaded(store.unlock)
     if isinstance(store, AsyncBulkStore):
         aget_many, aset_many = store.aget_many, store.aset_many
     elif native and not isinstance(store, BulkStore):
@@ -155,6 +173,10 @@ def adapt(store: Store, watch: Callable[[], Callable[[], bool]] | None = None) -
         aset_many=aset_many,
         get_with_ttl=with_ttl,
         aget_with_ttl=aget_with_ttl,
+        lock=lock,
+        unlock=unlock,
+        alock=alock,
+        aunlock=aunlock,
         sized=_sized(store),
     )
 

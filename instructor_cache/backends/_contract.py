@@ -27,6 +27,12 @@ decorator is built; what a store lacks gets the fallback written next to it:
 - ``SizedStore``: ``maxsize`` and ``__len__``, for ``cache_info()``.
   Fallback: ``None`` for both, as ``functools`` reports for an unbounded
   cache.
+- ``LockingStore``: ``lock`` and ``unlock``, a short lock per entry shared
+  by every process that uses the store, so that one of them computes a
+  missing entry while the others wait for it (``AsyncLockingStore`` for
+  ``alock``/``aunlock``; without them, the sync methods on the worker
+  thread). Fallback: single-flight stays within one process, and each
+  process may pay for the same entry once.
 
 ``instructor_cache.testing`` holds the conformance suite a store runs to
 show it keeps this contract.
@@ -42,10 +48,12 @@ from instructor_cache.errors import ConfigurationError
 __all__ = [
     "REQUIRED",
     "AsyncBulkStore",
+    "AsyncLockingStore",
     "AsyncReadsWithTTL",
     "AsyncStore",
     "BulkStore",
     "ClosableStore",
+    "LockingStore",
     "ReadsWithTTL",
     "SizedStore",
     "Store",
@@ -117,6 +125,41 @@ class AsyncBulkStore(Protocol):
 
 
 @runtime_checkable
+class LockingStore(Protocol):
+    """A short lock per entry, seen by every process that shares the store.
+
+    ``key`` is the entry's key, as given to ``get`` and ``set``; where the
+    lock lives is the store's business, but it is never read as an entry
+    (``get(key)`` does not see it) and never takes the place of one.
+    ``clear_prefix`` may remove the locks under its prefix too. A lock is
+    released by its holder or by its TTL, so a holder that dies frees it.
+    """
+
+    def lock(self, key: str, token: str, ttl: float) -> bool:
+        """Take the short lock that guards computing ``key``'s entry.
+
+        True if this caller now holds it (it was free or expired, or
+        ``token`` already held it, so that a call sent again after a lost
+        reply still answers True), False if another holder has it. ``ttl``
+        seconds (a float > 0) bounds it.
+        """
+
+    def unlock(self, key: str, token: str) -> bool:
+        """Release the lock only if ``token`` still holds it (compare-and-delete).
+
+        True if released; False if it had expired, or another holder has it.
+        """
+
+
+@runtime_checkable
+class AsyncLockingStore(Protocol):
+    """The async twin of ``LockingStore``."""
+
+    async def alock(self, key: str, token: str, ttl: float) -> bool: ...
+    async def aunlock(self, key: str, token: str) -> bool: ...
+
+
+@runtime_checkable
 class ClosableStore(Protocol):
     """Holds connections or files that ``close()`` releases (a tiered store closes its tiers)."""
 
@@ -148,5 +191,5 @@ def check_store(store: object) -> None:
         raise ConfigurationError(
             f"{store!r} is not a store: it lacks {', '.join(missing)}. A store has "
             f"{', '.join(REQUIRED)} (see instructor_cache.Store); async twins, "
-            "get_with_ttl, get_many/set_many and a size are optional."
+            "get_with_ttl, get_many/set_many, lock/unlock and a size are optional."
         )

@@ -51,7 +51,7 @@ def breaker_for(store: object) -> CircuitBreaker:
 class Guard:
     """One store as one decorated function (or one tier of it) uses it: failing open."""
 
-    __slots__ = ("_aget", "_get", "_log", "_name", "_ops", "_stats", "breaker", "store")
+    __slots__ = ("_aget", "_get", "_log", "_name", "_ops", "_stats", "breaker", "locks", "store")
 
     def __init__(self, store: Store, stats: Stats, name: str, breaker: CircuitBreaker) -> None:
         self._ops = ops = adapt(store, watch=breaker.watch)
@@ -61,6 +61,8 @@ class Guard:
         self._name = name
         self.breaker = breaker
         self._log = RateLimitedLog()
+        self.locks = ops.lock is not None
+        """Whether the store offers a lock shared between processes (``LockingStore``)."""
 
     @property
     def reads_ttl(self) -> bool:
@@ -293,6 +295,54 @@ class Guard:
                 return deleted
         return False
 
+    # -- the lock under which one process computes an entry ------------------------
+    # ``None``: no lock to be had (the store has none, the breaker is open, or
+    # the store failed), so the caller computes without waiting. Never raises.
+
+    def lock(self, key: str, token: str, ttl: float) -> bool | None:
+        take = self._ops.lock
+        if take is None or self._skipped("lock"):
+            return None
+        try:
+            held = _checked_answer("lock", take(key, token, ttl))
+        except Exception as exc:  # noqa: BLE001
+            self.failed("lock", exc)
+            return None
+        self._succeeded()
+        return held
+
+    async def alock(self, key: str, token: str, ttl: float) -> bool | None:
+        take = self._ops.alock
+        if take is None or self._skipped("lock"):
+            return None
+        try:
+            held = _checked_answer("lock", await take(key, token, ttl))
+        except Exception as exc:  # noqa: BLE001
+            self.failed("lock", exc)
+            return None
+        self._succeeded()
+        return held
+
+    def unlock(self, key: str, token: str) -> None:
+        release = self._ops.unlock
+        if release is not None and not self._skipped("unlock"):
+            try:
+                _checked_answer("unlock", release(key, token))
+            except Exception as exc:  # noqa: BLE001
+                self.failed("unlock", exc)
+            else:
+                self._succeeded()
+
+    async def aunlock(self, key: str, token: str) -> None:
+        release = self._ops.aunlock
+        if release is not None and not self._skipped("unlock"):
+            try:
+                _checked_answer("unlock", await release(key, token))
+            except Exception as exc:  # noqa: BLE001
+                self.failed("unlock", exc)
+            else:
+                self._succeeded()
+
     # -- explicit operations: whatever the breaker says, and they raise ------------
 
     def invalidate(self, key: str) -> bool:
@@ -371,7 +421,20 @@ _WHAT_FOLLOWS = {
     "set": "so the result is returned but not stored",
     "set_many": "so the results are returned but not stored",
     "delete": "so the entry may still be there",
+    "lock": "so the function is called without waiting for another process to compute it",
+    "unlock": "so the lock stays until its TTL ends",
 }
+
+
+def _checked_answer(operation: str, answer: object) -> bool:
+    """A ``lock``/``unlock`` answer that is a bool, else ``TypeError`` (a counted failure).
+
+    Anything else (a reply object, ``None``) must not read as "held elsewhere", which
+    would make the caller wait for nothing.
+    """
+    if isinstance(answer, bool):
+        return answer
+    raise TypeError(f"{operation} must return True or False, got {answer!r:.200}")
 
 
 def _checked_entry(entry: object) -> Entry | None:

@@ -523,6 +523,20 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
                 self._disk.remove(columns[4])
             raise
 
+    def delete_holding(self, key: str, text: str) -> bool:
+        """Delete ``key``'s row only while it holds ``text`` (unexpired); True if it did.
+
+        The read and the delete are one write transaction, so no other
+        process can replace the row in between (a compare-and-delete).
+        """
+        with self._transact() as (sql, cleanup):
+            if self.get_text(key) != text:
+                return False
+            ((rowid, filename),) = sql(_SELECT_ROW, (key,)).fetchall()
+            sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
+            cleanup(filename)
+            return True
+
     def delete_prefixed(self, prefix: str) -> int:
         """Delete the rows whose key is text starting with ``prefix``; count the unexpired ones.
 

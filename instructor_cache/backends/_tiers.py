@@ -13,6 +13,11 @@ the copy could outlive the original. ``compose`` logs that once.
 
 Writes go to every tier in order, fastest first, in the sync and the async
 driver alike.
+
+The lock under which one process computes an entry lives in the slowest
+tier that offers one (``LockingStore``): that is the tier the processes
+share (Redis under a memory tier), where a lock in a faster tier would be
+seen by this process alone.
 """
 
 from __future__ import annotations
@@ -41,7 +46,17 @@ _NEVER_OPEN = _NeverOpen()
 class Tiers:
     """Guarded tiers, fastest first, used as one guarded store."""
 
-    __slots__ = ("_first", "_first_hit", "_first_miss", "_lower", "_stats", "_writes", "guards")
+    __slots__ = (
+        "_first",
+        "_first_hit",
+        "_first_miss",
+        "_locker",
+        "_lower",
+        "_stats",
+        "_writes",
+        "guards",
+        "locks",
+    )
 
     def __init__(
         self,
@@ -66,6 +81,9 @@ class Tiers:
         # function's, and its own for direct use), so a write through any of
         # them stops the others' backfills. next() is atomic; += is not.
         self._writes = itertools.count() if writes is None else writes
+        self._locker = next((guard for guard in reversed(self.guards) if guard.locks), None)
+        self.locks = self._locker is not None
+        """Whether a tier offers a lock shared between processes (see the module)."""
 
     gate = _NEVER_OPEN
     """Tiers are never bypassed as a whole: each tier's breaker is its own."""
@@ -213,6 +231,22 @@ class Tiers:
         for guard in self.guards:
             deleted = await guard.adelete(key, explicit=explicit) or deleted
         return deleted
+
+    # -- the lock, in the slowest tier that has one: ``None`` if none does ---------
+
+    def lock(self, key: str, token: str, ttl: float) -> bool | None:
+        return None if self._locker is None else self._locker.lock(key, token, ttl)
+
+    async def alock(self, key: str, token: str, ttl: float) -> bool | None:
+        return None if self._locker is None else await self._locker.alock(key, token, ttl)
+
+    def unlock(self, key: str, token: str) -> None:
+        if self._locker is not None:
+            self._locker.unlock(key, token)
+
+    async def aunlock(self, key: str, token: str) -> None:
+        if self._locker is not None:
+            await self._locker.aunlock(key, token)
 
     # -- explicit operations: every tier is tried, then failures are reported ------
 

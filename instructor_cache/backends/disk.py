@@ -26,6 +26,10 @@ from instructor_cache.backends._textcache import (
 
 __all__ = ["DiskCache", "TextOnlyDisk"]
 
+# A lock is a row of its own under its entry's key and this suffix, as in
+# RedisCache: an entry's key ends in its hexadecimal digest, never so.
+_LOCK_SUFFIX = ":lock"
+
 # Every DiskCache, for the fork hook below.
 _disks: weakref.WeakSet[DiskCache] = weakref.WeakSet()
 
@@ -84,6 +88,11 @@ class DiskCache:
     the wrappers the decorator composes around it fail open, trip a circuit
     breaker and run it on a worker thread for async callers. Connections are
     per thread; ``close()`` closes them all as soon as no call is in progress.
+
+    It is a ``LockingStore`` for the processes of one machine that share the
+    directory: a lock is a row of its own (``key + ":lock"``, counted by
+    ``len``), taken by diskcache's atomic ``add`` and released by a
+    compare-and-delete in one transaction.
 
     Other keyword arguments are diskcache settings (``size_limit``,
     ``eviction_policy``, ``cull_limit``, ...).
@@ -204,6 +213,17 @@ class DiskCache:
     def clear_prefix(self, prefix: str) -> int:
         with self._call("clear_prefix", write=True) as cache:
             return cache.delete_prefixed(prefix)
+
+    def lock(self, key: str, token: str, ttl: float) -> bool:
+        name = key + _LOCK_SUFFIX
+        with self._call("lock", write=True) as cache:
+            # add() refuses a row that is there unexpired: then it is ours
+            # only if this holder asked before (a call sent again).
+            return bool(cache.add(name, token, expire=ttl)) or cache.get_text(name) == token
+
+    def unlock(self, key: str, token: str) -> bool:
+        with self._call("unlock", write=True) as cache:
+            return cache.delete_holding(key + _LOCK_SUFFIX, token)
 
     @contextlib.contextmanager
     def _call(self, operation: str, *, write: bool = False) -> Iterator[TextCache]:

@@ -15,6 +15,7 @@ import redis.cluster
 from redis.backoff import NoBackoff
 
 from instructor_cache._ttl import TTL, bounded, to_seconds
+from instructor_cache.backends import _redis_lock
 from instructor_cache.backends._deadline import with_deadline
 from instructor_cache.backends._loops import PerLoop
 from instructor_cache.backends._pipelines import (
@@ -64,6 +65,12 @@ class RedisCache:
     talks to a Redis Cluster; bulk reads and writes are grouped by slot.
     It runs no scripts, so a Redis user denied scripting (as on managed
     Redis) serves it in full.
+
+    It is a ``LockingStore``: ``lock`` and ``unlock`` take and release the
+    short lock under which one process computes a missing entry while the
+    others wait, a key of its own (``prefix + key + ":lock"``, which no
+    entry's key ends with); on a Cluster it hashes on its own name, so it
+    may live on another node than its entry (see ``_redis_lock``).
 
     At most ``max_connections`` (100) commands are in flight per client;
     callers beyond that wait in line for a connection rather than fail, so a
@@ -300,6 +307,35 @@ class RedisCache:
         async with self._aturn("DEL") as turn:
             return bool(await turn.run("DEL", self.prefix + key))
 
+    # -- the lock under which one process computes an entry (see _redis_lock) ------
+
+    def lock(self, key: str, token: str, ttl: float) -> bool:
+        commands = _redis_lock.lock_commands(self._lock_name(key), token, ttl)
+        with self._turn("SET NX (lock)") as turn:
+            return _redis_lock.holds(
+                turn.call(functools.partial(pipeline, commands=commands)), token
+            )
+
+    async def alock(self, key: str, token: str, ttl: float) -> bool:
+        if self._sync_only:
+            return await asyncio.to_thread(self.lock, key, token, ttl)
+        commands = _redis_lock.lock_commands(self._lock_name(key), token, ttl)
+        async with self._aturn("SET NX (lock)") as turn:
+            replies = await turn.call(functools.partial(apipeline, commands=commands))
+        return _redis_lock.holds(replies, token)
+
+    def unlock(self, key: str, token: str) -> bool:
+        release = functools.partial(_redis_lock.unlock, name=self._lock_name(key), token=token)
+        with self._turn("WATCH/DEL (unlock)") as turn:
+            return turn.call(release)
+
+    async def aunlock(self, key: str, token: str) -> bool:
+        if self._sync_only:
+            return await asyncio.to_thread(self.unlock, key, token)
+        release = functools.partial(_redis_lock.aunlock, name=self._lock_name(key), token=token)
+        async with self._aturn("WATCH/DEL (unlock)") as turn:
+            return await turn.call(release)
+
     def clear(self) -> None:
         """Delete every key under this cache's prefix; never FLUSHDB (see ``clear_prefix``)."""
         self.clear_prefix("")
@@ -356,6 +392,9 @@ class RedisCache:
 
     def _client_and_turns(self) -> tuple[SyncClient, Turns | NoTurns]:
         return self.client, self._turns
+
+    def _lock_name(self, key: str) -> str:
+        return _redis_lock.lock_name(self.prefix + key)
 
     def _get_and_pttl(self, key: str) -> tuple[tuple[Any, ...], ...]:
         return ("GET", self.prefix + key), ("PTTL", self.prefix + key)
