@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from instructor_cache.backends._contract import (
+    AsyncBulkReadsWithTTL,
     AsyncBulkStore,
     AsyncReadsWithTTL,
     AsyncStore,
+    BulkReadsWithTTL,
     BulkStore,
     ClosableStore,
     ReadsWithTTL,
@@ -27,9 +29,11 @@ if TYPE_CHECKING:
     from instructor_cache.backends.redis import RedisCache
 
 __all__ = [
+    "AsyncBulkReadsWithTTL",
     "AsyncBulkStore",
     "AsyncReadsWithTTL",
     "AsyncStore",
+    "BulkReadsWithTTL",
     "BulkStore",
     "ClosableStore",
     "DiskCache",
