@@ -11,7 +11,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,11 @@ import redis
 import redis.cluster
 
 from instructor_cache import CircuitBreaker, MemoryCache, RedisCache, TieredCache, instructor_cache
-from instructor_cache.backends._coalesce import MAX_BATCH
+from instructor_cache.backends._coalesce import MAX_BATCH, Coalescer
+from instructor_cache.errors import CorruptEntryError
 from tests._fakes import FakeLLM, UserDetail
 from tests._redis import RedisServer
+from tests._stores import AsyncDictStore
 
 ROUND_TRIPS = 50  # what a burst of 1,000 cached calls may cost at most
 
@@ -370,3 +372,68 @@ def test_bulk_reads_with_ttl_answer_as_single_reads_in_key_order(made: Made, kin
         assert found[1] is not None
         assert 50.0 < found[1] <= 60.0
     assert store.get_many_with_ttl([]) == []
+
+
+class RefusingBulkStore(AsyncDictStore):
+    """A user's store with native bulk reads that refuses a planted entry, as DiskCache does."""
+
+    PLANTED = "not text this library wrote"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bulk_reads = 0
+
+    def get(self, key: str) -> str | None:
+        text = super().get(key)
+        if text == self.PLANTED:
+            raise CorruptEntryError(f"refused the entry under {key!r}")
+        return text
+
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        return [self.get(key) for key in keys]
+
+    def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
+        for key, value in items.items():
+            self.set(key, value, ttl)
+
+    async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
+        self.bulk_reads += 1
+        return self.get_many(keys)
+
+    async def aset_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
+        self.set_many(items, ttl)
+
+
+def test_a_corrupt_entry_in_a_coalesced_read_is_deleted_and_the_others_served(
+    llm: FakeLLM,
+) -> None:
+    """A bulk read refused for one bad entry: that entry is replaced, every other one is served."""
+    store = RefusingBulkStore()
+    extract = decorated(store, llm)
+    asked = texts(20)
+    asyncio.run(warm(extract, asked))
+    store.data[extract.cache_key(asked[7])] = RefusingBulkStore.PLANTED
+    reads_before, errors_before = store.bulk_reads, extract.cache_info().errors
+    assert asyncio.run(burst(extract, asked)) == [expected(text) for text in asked]
+    assert llm.calls[len(asked) :] == [(asked[7],)]  # only the refused entry was paid again
+    assert store.data[extract.cache_key(asked[7])] != RefusingBulkStore.PLANTED
+    assert store.bulk_reads == reads_before + 1  # one coalesced read found it
+    assert extract.cache_info().errors == errors_before + 1  # the bad entry, counted once
+
+
+def test_a_bulk_read_cancelled_before_it_began_leaves_no_caller_waiting() -> None:
+    """Callers whose batch's read was cancelled get a miss, and the next read is answered."""
+    store = MemoryCache()
+    store.set("a", "1")
+
+    async def scenario() -> tuple[list[str | None], str | None]:
+        coalescer: Coalescer[str | None] = Coalescer(store.aget_many, None)
+        callers = [asyncio.ensure_future(coalescer.read(key)) for key in ("a", "b", "a")]
+        await asyncio.sleep(0)  # they have joined the batch; its read has not begun
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and task not in callers:
+                task.cancel()
+        missed = await asyncio.wait_for(asyncio.gather(*callers), timeout=10)
+        return missed, await asyncio.wait_for(coalescer.read("a"), timeout=10)
+
+    assert asyncio.run(scenario()) == ([None, None, None], "1")

@@ -19,11 +19,13 @@ DataLoader pattern. A lone read pays that one tick.
 - ``read_many`` is the guard's bulk read, which fails open itself: a failed
   read is one failure for the whole batch (counted, logged and fed to the
   breaker once, not once per waiter), and every waiter gets a miss. Should it
-  be cancelled (its loop shutting down), the waiters still waiting get a miss.
+  end otherwise (cancelled as its loop shuts down, even before it began), the
+  waiters still waiting get a miss too: none waits for ever.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -71,7 +73,7 @@ class Coalescer(Generic[R]):
     ``miss`` is what a waiter gets when its batch was never answered.
     """
 
-    __slots__ = ("_local", "_miss", "_read_many", "_running_loop", "_size", "_tasks")
+    __slots__ = ("_local", "_miss", "_read_many", "_running_loop", "_size", "_task", "_tasks")
 
     def __init__(
         self,
@@ -82,6 +84,9 @@ class Coalescer(Generic[R]):
         import asyncio  # noqa: PLC0415  (see TYPE_CHECKING above)
 
         self._running_loop = asyncio.get_running_loop
+        # A Task made as such, not by the loop's task factory: an eager one
+        # would start the read, and close the batch, before anyone joined it.
+        self._task = asyncio.Task
         self._read_many = read_many
         self._miss = miss
         self._size = size
@@ -95,7 +100,9 @@ class Coalescer(Generic[R]):
         batch: _Batch[R] | None = getattr(self._local, "batch", None)
         if batch is None or batch.loop is not loop:
             batch = self._local.batch = _Batch(loop)
-            loop.call_soon(self._close, batch)
+            task = self._task(self._answer(batch), loop=loop)  # its first step is a tick on
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._done, batch))
         future: asyncio.Future[R] = loop.create_future()
         waiting = batch.waiters.get(key)
         if waiting is not None:
@@ -106,23 +113,26 @@ class Coalescer(Generic[R]):
                 self._local.batch = None  # full: the next read opens another
         return await future
 
-    def _close(self, batch: _Batch[R]) -> None:
-        """One tick on: every read of the tick has joined; start the bulk read."""
+    async def _answer(self, batch: _Batch[R]) -> None:
+        """One tick after the batch opened: every read of that tick has joined it; read them."""
         if getattr(self._local, "batch", None) is batch:
             self._local.batch = None
-        task = batch.loop.create_task(self._answer(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, batch: _Batch[R]) -> None:
         keys = list(batch.waiters)
-        answers: Sequence[R] = [self._miss] * len(keys)
-        try:
-            read = await self._read_many(keys)
-            if len(read) == len(keys):  # else no waiter could be told which is its own
-                answers = read
-        finally:
+        answers = await self._read_many(keys)
+        if len(answers) == len(keys):  # else no waiter could be told which is its own
             for key, answer in zip(keys, answers, strict=True):
-                for future in batch.waiters[key]:
-                    if not future.done():  # cancelled meanwhile
-                        future.set_result(answer)
+                _tell(batch.waiters[key], answer)
+
+    def _done(self, batch: _Batch[R], task: asyncio.Task[None]) -> None:
+        """However the read ended (cancelled, even before it began), no waiter is left waiting."""
+        self._tasks.discard(task)
+        if getattr(self._local, "batch", None) is batch:
+            self._local.batch = None
+        for waiting in batch.waiters.values():
+            _tell(waiting, self._miss)
+
+
+def _tell(waiting: list[asyncio.Future[R]], answer: R) -> None:
+    for future in waiting:
+        if not future.done():  # cancelled meanwhile, or told already
+            future.set_result(answer)
