@@ -70,7 +70,7 @@ class _Misses:
         self.fn, self.memo, self.store = fn, memo, store
         self.single_flight, self.bound = bound is not None, bound or 0.0
         self.flights = Flights()
-        self.locks = bool(getattr(store, "locks", False))
+        self.locks = store.locks
         self.waited_out = RateLimitedLog()
 
     def served(self, text: str | None) -> Any:
@@ -188,7 +188,7 @@ class SyncMisses(_Misses):
     def release(self, claim: Claim) -> None:
         self.flights.land(claim.key, claim.flight)
         if claim.held:
-            self.store.unlock(claim.key, claim.token)  # type: ignore[union-attr]
+            self.store.unlock(claim.key, claim.token)
 
     def wait_elsewhere(self, key: str, token: str) -> tuple[str | None, bool]:
         """Take the store's lock, or wait for the value its holder stores; then read the entry.
@@ -196,7 +196,7 @@ class SyncMisses(_Misses):
         Returns the entry's text (or ``None``) and whether we hold the lock.
         """
         store, bound = self.store, self.bound
-        held = store.lock(key, token, bound)  # type: ignore[union-attr]
+        held = store.lock(key, token, bound)
         deadline, delay = time.monotonic() + bound, _FIRST_POLL
         while held is False:
             text = store.get(key)
@@ -207,7 +207,7 @@ class SyncMisses(_Misses):
                 return text, False
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, _LONGEST_POLL)
-            held = store.lock(key, token, bound)  # type: ignore[union-attr]
+            held = store.lock(key, token, bound)
         # Held: its last holder may have stored the entry just before letting go.
         # None: no lock to be had (the store is down): compute.
         return store.get(key) if held else None, bool(held)
@@ -305,11 +305,11 @@ class AsyncMisses(_Misses):
     async def release(self, claim: Claim) -> None:
         self.flights.land(claim.key, claim.flight)
         if claim.held:
-            await self.store.aunlock(claim.key, claim.token)  # type: ignore[union-attr]
+            await self.store.aunlock(claim.key, claim.token)
 
     async def wait_elsewhere(self, key: str, token: str) -> tuple[str | None, bool]:
         store, bound = self.store, self.bound
-        held = await store.alock(key, token, bound)  # type: ignore[union-attr]
+        held = await store.alock(key, token, bound)
         deadline, delay = time.monotonic() + bound, _FIRST_POLL
         while held is False:
             text = await store.aget(key)
@@ -320,7 +320,7 @@ class AsyncMisses(_Misses):
                 return text, False
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, _LONGEST_POLL)
-            held = await store.alock(key, token, bound)  # type: ignore[union-attr]
+            held = await store.alock(key, token, bound)
         return await store.aget(key) if held else None, bool(held)
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from instructor_cache.backends._contract import (
+    AsyncBulkReadsWithTTL,
     AsyncBulkStore,
     AsyncLockingStore,
     AsyncReadsWithTTL,
     AsyncStore,
+    BulkReadsWithTTL,
     BulkStore,
     ClosableStore,
     LockingStore,
@@ -29,10 +31,12 @@ if TYPE_CHECKING:
     from instructor_cache.backends.redis import RedisCache
 
 __all__ = [
+    "AsyncBulkReadsWithTTL",
     "AsyncBulkStore",
     "AsyncLockingStore",
     "AsyncReadsWithTTL",
     "AsyncStore",
+    "BulkReadsWithTTL",
     "BulkStore",
     "ClosableStore",
     "DiskCache",

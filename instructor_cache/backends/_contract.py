@@ -24,6 +24,11 @@ decorator is built; what a store lacks gets the fallback written next to it:
   could outlive the original), and decorating says so once in the log.
 - ``BulkStore``: ``get_many`` and ``set_many`` (``AsyncBulkStore`` for the
   ``a`` twins), one round trip for many keys. Fallback: one call per key.
+  A store with native ``aget_many`` also has the single async reads of one
+  event-loop tick coalesced into one ``aget_many`` (see ``_coalesce``).
+- ``BulkReadsWithTTL``: ``get_many_with_ttl``, ``get_with_ttl`` for many keys
+  in one round trip (``AsyncBulkReadsWithTTL`` for ``aget_many_with_ttl``,
+  which coalesces a lower tier's reads). Fallback: single reads.
 - ``SizedStore``: ``maxsize`` and ``__len__``, for ``cache_info()``.
   Fallback: ``None`` for both, as ``functools`` reports for an unbounded
   cache.
@@ -47,10 +52,12 @@ from instructor_cache.errors import ConfigurationError
 
 __all__ = [
     "REQUIRED",
+    "AsyncBulkReadsWithTTL",
     "AsyncBulkStore",
     "AsyncLockingStore",
     "AsyncReadsWithTTL",
     "AsyncStore",
+    "BulkReadsWithTTL",
     "BulkStore",
     "ClosableStore",
     "LockingStore",
@@ -157,6 +164,22 @@ class AsyncLockingStore(Protocol):
 
     async def alock(self, key: str, token: str, ttl: float) -> bool: ...
     async def aunlock(self, key: str, token: str) -> bool: ...
+
+
+@runtime_checkable
+class BulkReadsWithTTL(Protocol):
+    """``get_with_ttl`` for many keys in one round trip, answers in the order of ``keys``."""
+
+    def get_many_with_ttl(self, keys: Sequence[str]) -> list[tuple[str, float | None] | None]: ...
+
+
+@runtime_checkable
+class AsyncBulkReadsWithTTL(Protocol):
+    """The async twin of ``BulkReadsWithTTL``."""
+
+    async def aget_many_with_ttl(
+        self, keys: Sequence[str]
+    ) -> list[tuple[str, float | None] | None]: ...
 
 
 @runtime_checkable

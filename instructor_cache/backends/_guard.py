@@ -8,6 +8,11 @@ log) and answers as if the entry were absent. The guard is also the one
 owner of the circuit breaker: a store that keeps failing is skipped for a
 cooldown instead of costing its timeout on every call. Stores only raise.
 
+On a store with native async bulk reads (Redis), the async single reads of
+one event-loop tick are coalesced into one bulk read (see ``_coalesce``),
+guarded here as one read: a failure is counted, logged and fed to the
+breaker once for the batch.
+
 The explicit operations a user asks for (``invalidate``, ``cache_clear``)
 are the exception: they raise ``BackendError``, since a caller who removes
 an entry relies on it being gone.
@@ -28,13 +33,15 @@ from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._async import Entry, Turned, adapt
-from instructor_cache.backends._contract import Store
+from instructor_cache.backends._coalesce import Coalescer, coalesces
+from instructor_cache.backends._contract import AsyncBulkReadsWithTTL, Store
 from instructor_cache.backends._registry import PerObject
 from instructor_cache.errors import BackendError, ConfigurationError, CorruptEntryError
 
 __all__ = ["Guard", "breaker_for"]
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 _breakers: PerObject[CircuitBreaker] = PerObject()
 
@@ -51,7 +58,19 @@ def breaker_for(store: object) -> CircuitBreaker:
 class Guard:
     """One store as one decorated function (or one tier of it) uses it: failing open."""
 
-    __slots__ = ("_aget", "_get", "_log", "_name", "_ops", "_stats", "breaker", "locks", "store")
+    __slots__ = (
+        "_aget",
+        "_get",
+        "_log",
+        "_name",
+        "_ops",
+        "_reads",
+        "_reads_with_ttl",
+        "_stats",
+        "breaker",
+        "locks",
+        "store",
+    )
 
     def __init__(self, store: Store, stats: Stats, name: str, breaker: CircuitBreaker) -> None:
         self._ops = ops = adapt(store, watch=breaker.watch)
@@ -63,6 +82,15 @@ class Guard:
         self._log = RateLimitedLog()
         self.locks = ops.lock is not None
         """Whether the store offers a lock shared between processes (``LockingStore``)."""
+        # Decided once: only a store whose async single reads are round trips
+        # has them coalesced; the others keep their path (memory inline, disk
+        # on its worker thread).
+        self._reads: Coalescer[str | None] | None = None
+        self._reads_with_ttl: Coalescer[Entry | None] | None = None
+        if coalesces(self.store):
+            self._reads = Coalescer(self._aget_batch, None)
+            if isinstance(self.store, AsyncBulkReadsWithTTL):
+                self._reads_with_ttl = Coalescer(self._aget_with_ttl_batch, None)
 
     @property
     def reads_ttl(self) -> bool:
@@ -171,6 +199,8 @@ class Guard:
         breaker = self.breaker
         if breaker.open_until and self._skipped("get"):
             return None
+        if self._reads is not None:
+            return await self._reads.read(key)
         try:
             text = await self._aget(key)
         except Exception as exc:  # noqa: BLE001
@@ -199,14 +229,9 @@ class Guard:
         read = self._ops.aget_with_ttl
         if read is None or self._skipped("get"):
             return None
-        try:
-            entry = _checked_entry(await read(key))
-        except Exception as exc:  # noqa: BLE001
-            if self._read_failed(exc):
-                await self.adelete(key)
-            return None
-        self._succeeded()
-        return entry
+        if self._reads_with_ttl is not None:
+            return await self._reads_with_ttl.read(key)
+        return await self._aget_with_ttl_one(key)
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
         if not keys or self._skipped("get_many"):
@@ -229,6 +254,62 @@ class Guard:
             return [None] * len(keys)
         self._succeeded()
         return texts
+
+    # -- coalesced reads: the single reads of one loop tick as one bulk read ------
+
+    async def _aget_batch(self, keys: Sequence[str]) -> list[str | None]:
+        return await self._read_batch(self._ops.aget_many, _checked_texts, self._aget_one, keys)
+
+    async def _aget_with_ttl_batch(self, keys: Sequence[str]) -> list[Entry | None]:
+        read_many = self.store.aget_many_with_ttl  # type: ignore[attr-defined]  # see __init__
+        return await self._read_batch(read_many, _checked_entries, self._aget_with_ttl_one, keys)
+
+    async def _read_batch(
+        self,
+        read_many: Callable[[Sequence[str]], Awaitable[object]],
+        checked: Callable[[object, Sequence[str]], list[A | None]],
+        read_one: Callable[[str], Awaitable[A | None]],
+        keys: Sequence[str],
+    ) -> list[A | None]:
+        """One bulk read, guarded as one read: a failure is one failure, and all miss.
+
+        A bulk read that finds a corrupt entry cannot say whose it is: then
+        each key is read on its own, as it would have been, and a corrupt
+        entry is deleted.
+        """
+        try:
+            answers = checked(await read_many(keys), keys)
+        except CorruptEntryError:
+            import asyncio  # noqa: PLC0415  (loaded by now: this runs on a loop)
+
+            return list(await asyncio.gather(*(read_one(key) for key in keys)))
+        except Exception as exc:  # noqa: BLE001  (see the module docstring)
+            self.failed("get", exc)
+            return [None] * len(keys)
+        self._succeeded()
+        return answers
+
+    async def _aget_one(self, key: str) -> str | None:
+        # aget's own body, which keeps it inline: it is the hit path of every store.
+        try:
+            text = await self._aget(key)
+        except Exception as exc:  # noqa: BLE001
+            if self._read_failed(exc):
+                await self.adelete(key)
+            return None
+        self._succeeded()
+        return text
+
+    async def _aget_with_ttl_one(self, key: str) -> Entry | None:
+        read = self._ops.aget_with_ttl
+        try:
+            entry = _checked_entry(await read(key)) if read is not None else None
+        except Exception as exc:  # noqa: BLE001
+            if self._read_failed(exc):
+                await self.adelete(key)
+            return None
+        self._succeeded()
+        return entry
 
     # -- writes ------------------------------------------------------------------
     # ``explicit``: a write the user asked for (refresh), which goes to the
@@ -457,6 +538,15 @@ def _checked_texts(texts: object, keys: Sequence[str]) -> list[str | None]:
     if isinstance(texts, list) and len(texts) == len(keys):
         return [text if isinstance(text, str) else None for text in texts]
     raise TypeError(f"get_many must return a list of {len(keys)} texts or None, got {texts!r:.200}")
+
+
+def _checked_entries(entries: object, keys: Sequence[str]) -> list[Entry | None]:
+    """A ``get_many_with_ttl`` answer: one ``get_with_ttl`` answer per key, else ``TypeError``."""
+    if isinstance(entries, list) and len(entries) == len(keys):
+        return [_checked_entry(entry) for entry in entries]
+    raise TypeError(
+        f"get_many_with_ttl must return a list of {len(keys)} entries, got {entries!r:.200}"
+    )
 
 
 _LOOP_TEARDOWN = ("GeneratorExit", "no running event loop", "Event loop is closed")

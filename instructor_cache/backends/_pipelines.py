@@ -16,6 +16,10 @@ redirect (MOVED, ASK, TRYAGAIN: slots are moving) are sent again, each as
 a command of the cluster client, which follows redirects and learns the new
 slot map. The asyncio cluster pipeline already sends again only redirects.
 
+Reads with remaining TTLs (``get_many_with_ttl``) are a GET and a PTTL per
+key in one pipeline: both name one key, so on a Cluster one node answers
+the pair, and the cluster pipeline groups the pairs by node.
+
 (The keys a SCAN yields for ``clear_prefix`` are UNLINKed in batches too.)
 """
 
@@ -30,7 +34,18 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import AskError, MovedError, TryAgainError
 
-__all__ = ["CHUNK", "abatches", "amget", "apipeline", "batches", "chunks", "mget", "pipeline"]
+__all__ = [
+    "CHUNK",
+    "abatches",
+    "amget",
+    "amget_with_pttl",
+    "apipeline",
+    "batches",
+    "chunks",
+    "mget",
+    "mget_with_pttl",
+    "pipeline",
+]
 
 CHUNK = 1000
 _REDIRECTS = (MovedError, AskError, TryAgainError)
@@ -109,6 +124,28 @@ async def amget(
     untyped: Any = client
     values: list[Any] = await untyped.execute_command("MGET", *names)
     return values
+
+
+def mget_with_pttl(
+    client: redis.Redis | redis.cluster.RedisCluster, names: Sequence[str]
+) -> list[tuple[Any, Any]]:
+    """``(value, milliseconds left)`` of each of ``names``, in their order: one pipeline."""
+    return _pairs(pipeline(client, _gets_and_pttls(names)))
+
+
+async def amget_with_pttl(
+    client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster, names: Sequence[str]
+) -> list[tuple[Any, Any]]:
+    """The same on an asyncio client."""
+    return _pairs(await apipeline(client, _gets_and_pttls(names)))
+
+
+def _gets_and_pttls(names: Sequence[str]) -> list[Command]:
+    return [command for name in names for command in (("GET", name), ("PTTL", name))]
+
+
+def _pairs(replies: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(replies[::2], replies[1::2], strict=True))
 
 
 def _by_slot(

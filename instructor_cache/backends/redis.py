@@ -19,12 +19,15 @@ from instructor_cache.backends import _redis_lock
 from instructor_cache.backends._deadline import with_deadline
 from instructor_cache.backends._loops import PerLoop
 from instructor_cache.backends._pipelines import (
+    CHUNK,
     abatches,
     amget,
+    amget_with_pttl,
     apipeline,
     batches,
     chunks,
     mget,
+    mget_with_pttl,
     pipeline,
 )
 from instructor_cache.backends._turns import (
@@ -278,6 +281,33 @@ class RedisCache:
             for names in chunks([self.prefix + key for key in keys]):
                 values += await turn.call(functools.partial(amget, names=names))
         return [_text(value) for value in values]
+
+    def get_many_with_ttl(self, keys: Sequence[str]) -> list[tuple[str, float | None] | None]:
+        """``get_with_ttl`` for many keys: their GET+PTTL pairs in one pipeline, in chunks.
+
+        What coalesced reads of a lower tier use, so that a burst of them
+        still backfills the tiers above with each entry's remaining life.
+        """
+        if not keys:
+            return []
+        pairs: list[tuple[Any, Any]] = []
+        with self._turn("GET+PTTL (pipeline)") as turn:
+            for names in chunks([self.prefix + key for key in keys], CHUNK // 2):
+                pairs += turn.call(functools.partial(mget_with_pttl, names=names))
+        return [_with_ttl(pair) for pair in pairs]
+
+    async def aget_many_with_ttl(
+        self, keys: Sequence[str]
+    ) -> list[tuple[str, float | None] | None]:
+        if not keys:
+            return []
+        if self._sync_only:
+            return await asyncio.to_thread(self.get_many_with_ttl, keys)
+        pairs: list[tuple[Any, Any]] = []
+        async with self._aturn("GET+PTTL (pipeline)") as turn:
+            for names in chunks([self.prefix + key for key in keys], CHUNK // 2):
+                pairs += await turn.call(functools.partial(amget_with_pttl, names=names))
+        return [_with_ttl(pair) for pair in pairs]
 
     def set_many(self, items: Mapping[str, str], ttl: float | None = None) -> None:
         """Every entry with the same TTL: SETs in one pipeline (across slots), in chunks."""
