@@ -199,7 +199,7 @@ class SyncMisses(_Misses):
         held = store.lock(key, token, bound)
         deadline, delay = time.monotonic() + bound, _FIRST_POLL
         while held is False:
-            text = store.get(key)
+            text = store.recheck(key)
             remaining = deadline - time.monotonic()
             if text is not None or remaining <= 0:
                 if text is None:
@@ -210,7 +210,7 @@ class SyncMisses(_Misses):
             held = store.lock(key, token, bound)
         # Held: its last holder may have stored the entry just before letting go.
         # None: no lock to be had (the store is down): compute.
-        return store.get(key) if held else None, bool(held)
+        return store.recheck(key) if held else None, bool(held)
 
 
 class AsyncMisses(_Misses):
@@ -312,7 +312,7 @@ class AsyncMisses(_Misses):
         held = await store.alock(key, token, bound)
         deadline, delay = time.monotonic() + bound, _FIRST_POLL
         while held is False:
-            text = await store.aget(key)
+            text = await store.arecheck(key)
             remaining = deadline - time.monotonic()
             if text is not None or remaining <= 0:
                 if text is None:
@@ -321,7 +321,7 @@ class AsyncMisses(_Misses):
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, _LONGEST_POLL)
             held = await store.alock(key, token, bound)
-        return await store.aget(key) if held else None, bool(held)
+        return await store.arecheck(key) if held else None, bool(held)
 
 
 def _texts(claims: list[Claim]) -> dict[str, str]:

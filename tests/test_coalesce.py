@@ -318,7 +318,14 @@ def test_a_burst_on_a_failed_redis_falls_back_feeding_the_breaker_once(
     breaker = CircuitBreaker(failures=10**6, cooldown=60)  # never skips: every read is tried
     failures_seen: list[int] = []
 
-    @instructor_cache(store, ignore=("breaker", "failures_seen"), circuit_breaker=breaker)
+    # single_flight=False: each leader's lock attempt would feed the breaker too;
+    # this test counts the reads' failures alone.
+    @instructor_cache(
+        store,
+        ignore=("breaker", "failures_seen"),
+        circuit_breaker=breaker,
+        single_flight=False,
+    )
     async def extract(text: str) -> UserDetail:
         failures_seen.append(breaker.consecutive)  # the read's failures, before any write's
         return expected(text)

@@ -380,9 +380,25 @@ class Guard:
     # ``None``: no lock to be had (the store has none, the breaker is open, or
     # the store failed), so the caller computes without waiting. Never raises.
 
+    def recheck(self, key: str) -> str | None:
+        """The entry, read again by a caller waiting on (or just given) the store's lock."""
+        return self.get(key)
+
+    async def arecheck(self, key: str) -> str | None:
+        return await self.aget(key)
+
+    def _failing(self) -> bool:
+        """No lock is asked of a store whose last operation failed, or whose breaker is open.
+
+        The call goes on without one (it computes), and a store that is down
+        costs it no second timeout: the lock is an optimisation, never a cost.
+        """
+        breaker = self.breaker
+        return bool(breaker.open_until or breaker.consecutive)
+
     def lock(self, key: str, token: str, ttl: float) -> bool | None:
         take = self._ops.lock
-        if take is None or self._skipped("lock"):
+        if take is None or self._failing():
             return None
         try:
             held = _checked_answer("lock", take(key, token, ttl))
@@ -394,7 +410,7 @@ class Guard:
 
     async def alock(self, key: str, token: str, ttl: float) -> bool | None:
         take = self._ops.alock
-        if take is None or self._skipped("lock"):
+        if take is None or self._failing():
             return None
         try:
             held = _checked_answer("lock", await take(key, token, ttl))

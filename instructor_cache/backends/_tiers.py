@@ -240,6 +240,17 @@ class Tiers:
     async def alock(self, key: str, token: str, ttl: float) -> bool | None:
         return None if self._locker is None else await self._locker.alock(key, token, ttl)
 
+    def recheck(self, key: str) -> str | None:
+        """The entry as the locking tier holds it, for a caller waiting on (or just given) its lock.
+
+        Another process stores there before it lets go; reading only there
+        keeps the tiers' statistics to what calls asked.
+        """
+        return None if self._locker is None else self._locker.get(key)
+
+    async def arecheck(self, key: str) -> str | None:
+        return None if self._locker is None else await self._locker.aget(key)
+
     def unlock(self, key: str, token: str) -> None:
         if self._locker is not None:
             self._locker.unlock(key, token)
