@@ -1,0 +1,126 @@
+"""Adversarial reproducers for issue 12 (one call per distinct input): each shows a bug."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from instructor_cache import DiskCache, MemoryCache, RedisCache, instructor_cache
+from instructor_cache.backends import Store
+from tests._fakes import UserDetail
+from tests._stores import aclose_clients
+
+TEXTS = [f"user{i} is {20 + i}" for i in range(10)]
+
+
+def _answer(text: str) -> UserDetail:
+    name, _, age = text.partition(" is ")
+    return UserDetail(name=name, age=int(age))
+
+
+async def test_an_amap_cancelled_again_while_winding_down_leaves_no_flight_behind() -> None:
+    """A batch cancelled a second time while it cancels its running calls still lands the flights
+    of the calls it finished, so a later call of those inputs does not wait out single_flight."""
+    calls: list[str] = []
+
+    @instructor_cache(MemoryCache(), single_flight=30, ignore=("calls",))
+    async def extract(text: str) -> UserDetail:
+        calls.append(text)
+        if text == TEXTS[1]:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.3)  # cleanup on cancel (closing a stream) takes a moment
+                raise
+        return _answer(text)
+
+    batch = asyncio.ensure_future(extract.amap([TEXTS[0], TEXTS[1]]))
+    while len(calls) < 2:  # the fast item has finished, the slow one is running
+        await asyncio.sleep(0.01)
+    batch.cancel()
+    await asyncio.sleep(0.1)  # the batch is now cancelling the slow call and waiting for it
+    batch.cancel()  # cancelled again, as anyio's cancel scopes do at every await
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert await asyncio.wait_for(extract(TEXTS[0]), timeout=10) == _answer(TEXTS[0])
+    assert calls.count(TEXTS[0]) == 1  # the finished call's result was stored, not paid again
+
+
+def test_a_flight_that_started_before_a_refresh_does_not_overwrite_the_refreshed_entry() -> None:
+    """A call computing when refresh() stores a new result must not store its older one over it,
+    or every later call is answered with the result the refresh replaced."""
+    version = [1]
+    started, release = threading.Event(), threading.Event()
+
+    @instructor_cache(MemoryCache(), ignore=("version", "started", "release"))
+    def extract(text: str) -> UserDetail:
+        answer = version[0]
+        if answer == 1:
+            started.set()
+            release.wait(10)
+        return UserDetail(name=text, age=answer)
+
+    with ThreadPoolExecutor(1) as pool:
+        older = pool.submit(extract, "Ann")
+        assert started.wait(10)
+        version[0] = 2  # the provider's answer changes; the user refreshes
+        assert extract.refresh("Ann") == UserDetail(name="Ann", age=2)
+        release.set()
+        assert older.result(10) == UserDetail(name="Ann", age=1)
+    assert extract("Ann") == UserDetail(name="Ann", age=2)
+
+
+@pytest.fixture(params=["disk", "redis"])
+def locking_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """A store with a lock shared between processes."""
+    if request.param == "disk":
+        return lambda: DiskCache(tmp_path / "cache")
+    url = request.getfixturevalue("redis_url")
+    return lambda: RedisCache(url, prefix=f"test:{uuid.uuid4().hex}:")
+
+
+async def test_a_waiter_behind_a_leader_that_took_over_a_dead_holders_lock_does_not_pay_too(
+    locking_store: Callable[[], Store],
+) -> None:
+    """When another process died holding the lock, the call that takes it over computes once:
+    the calls waiting on it in this process must not time out meanwhile and pay again."""
+    calls: list[str] = []
+    store = locking_store()
+
+    @instructor_cache(store, single_flight=1, ignore=("calls",))
+    async def extract(text: str) -> UserDetail:
+        calls.append(text)
+        await asyncio.sleep(0.5)
+        return _answer(text)
+
+    # Another process took the lock (with the same single_flight) and was SIGKILLed.
+    assert store.lock(extract.cache_key(TEXTS[0]), "a-killed-process", 1.0)  # type: ignore[attr-defined]
+    results = await asyncio.gather(extract(TEXTS[0]), extract(TEXTS[0]))
+    await aclose_clients(store)
+    assert results == [_answer(TEXTS[0])] * 2
+    assert calls == [TEXTS[0]]  # one process died: one call replaces its, not two
+
+
+def test_a_call_that_recurses_through_a_worker_thread_does_not_wait_out_its_own_flight() -> None:
+    """A function that calls itself with the same input on a worker thread (which does not
+    inherit the context that marks the leader) waits single_flight seconds on its own flight."""
+    calls: list[str] = []
+
+    @instructor_cache(MemoryCache(), single_flight=10, ignore=("calls",))
+    def extract(text: str) -> UserDetail:
+        calls.append(text)
+        if len(calls) == 1:
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(extract, text).result()
+        return _answer(text)
+
+    started = time.monotonic()
+    assert extract(TEXTS[0]) == _answer(TEXTS[0])
+    assert time.monotonic() - started < 5  # generous: the inner call needs milliseconds
