@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 import uuid
@@ -124,3 +125,78 @@ def test_a_call_that_recurses_through_a_worker_thread_does_not_wait_out_its_own_
     started = time.monotonic()
     assert extract(TEXTS[0]) == _answer(TEXTS[0])
     assert time.monotonic() - started < 5  # generous: the inner call needs milliseconds
+
+
+def test_a_map_interrupted_again_while_winding_down_leaves_no_flight_behind() -> None:
+    """A second Ctrl-C while map waits for its running calls still lands the flights of the calls
+    it finished, so a later call of those inputs does not wait out single_flight."""
+    calls: list[str] = []
+    main = threading.get_ident()
+
+    @instructor_cache(MemoryCache(), single_flight=30, ignore=("calls", "main"))
+    def extract(text: str) -> UserDetail:
+        calls.append(text)
+        if text == TEXTS[1]:
+            time.sleep(0.3)  # the fast item has finished by now
+            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C ...
+            time.sleep(0.3)
+            signal.pthread_kill(main, signal.SIGINT)  # ... and again, while map winds down
+            time.sleep(0.3)
+        return _answer(text)
+
+    with pytest.raises(KeyboardInterrupt):
+        extract.map([TEXTS[0], TEXTS[1]], concurrency=2)
+    with ThreadPoolExecutor(1) as pool:
+        later = pool.submit(extract, TEXTS[0])
+        assert later.result(timeout=10) == _answer(TEXTS[0])
+
+
+def test_a_huge_single_flight_does_not_crash_a_waiting_thread() -> None:
+    """single_flight accepts any finite number of seconds; a thread waiting that long must not
+    raise OverflowError instead of getting the result."""
+    started, release = threading.Event(), threading.Event()
+
+    @instructor_cache(MemoryCache(), single_flight=1e10, ignore=("started", "release"))
+    def extract(text: str) -> UserDetail:
+        started.set()
+        release.wait(10)
+        return _answer(text)
+
+    with ThreadPoolExecutor(2) as pool:
+        leader = pool.submit(extract, TEXTS[0])
+        assert started.wait(10)
+        follower = pool.submit(extract, TEXTS[0])
+        time.sleep(0.1)  # the follower is waiting on the leader's flight
+        release.set()
+        assert leader.result(10) == _answer(TEXTS[0])
+        assert follower.result(10) == _answer(TEXTS[0])
+
+
+def test_a_function_of_one_keyword_only_parameter_maps_its_items() -> None:
+    """For a function of one parameter each item is that argument (README), also when the
+    parameter is keyword-only; today every item fails with TypeError, dicts included."""
+
+    @instructor_cache(MemoryCache())
+    def extract(*, text: str) -> UserDetail:
+        return _answer(text)
+
+    assert extract.map(TEXTS[:2]) == [_answer(t) for t in TEXTS[:2]]
+
+
+async def test_a_follower_cancelled_as_its_flight_lands_is_cancelled() -> None:
+    """A waiting task cancelled in the tick its flight lands must end cancelled, not swallow the
+    cancellation and return (asyncio.wait_for does that on Python 3.11)."""
+
+    @instructor_cache(MemoryCache())
+    async def extract(text: str) -> UserDetail:
+        await asyncio.sleep(0.05)
+        return _answer(text)
+
+    leader = asyncio.create_task(extract(TEXTS[0]))
+    await asyncio.sleep(0.01)
+    follower = asyncio.create_task(extract(TEXTS[0]))
+    await asyncio.sleep(0.01)
+    await leader  # the flight has landed; the follower has not run since
+    follower.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await follower
