@@ -48,14 +48,20 @@ class Flight:
             wake()
 
     def wait(self, timeout: float) -> bool:
-        """Block this thread until the flight lands; ``False`` if ``timeout`` ran out first."""
-        return self._done.wait(timeout)
+        """Block this thread until the flight lands; ``False`` if ``timeout`` ran out first.
+
+        A lock waits at most ``TIMEOUT_MAX`` seconds at a time (some 292 years): a
+        longer ``single_flight`` would raise ``OverflowError`` here.
+        """
+        return self._done.wait(min(timeout, threading.TIMEOUT_MAX))
 
     async def await_landing(self, timeout: float) -> bool:
         """Wait in this task until the flight lands; ``False`` if ``timeout`` ran out first.
 
         A cancelled waiter only stops waiting: the leader's call is its own
-        task's, and goes on.
+        task's, and goes on. ``asyncio.wait``, not ``wait_for``: on Python 3.11
+        ``wait_for`` swallows a cancellation that arrives in the tick the
+        flight lands, and the cancelled task would go on as if never cancelled.
         """
         loop = asyncio.get_running_loop()
         landed: asyncio.Future[None] = loop.create_future()
@@ -70,14 +76,12 @@ class Flight:
                 return True
             self._wakers.append(wake)
         try:
-            await asyncio.wait_for(landed, timeout)
-        except asyncio.TimeoutError:
-            return False
+            await asyncio.wait((landed,), timeout=timeout)
         finally:
             with self._lock:
                 if wake in self._wakers:
                     self._wakers.remove(wake)
-        return True
+        return landed.done()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
