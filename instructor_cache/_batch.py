@@ -60,18 +60,23 @@ class WarmCounts(NamedTuple):
     """Missing, and the function raised (or the arguments could not be keyed)."""
 
 
-def calls_of(items: Iterable[Any], single: bool, instance: tuple[Any, ...] = ()) -> list[Call]:
+def calls_of(
+    items: Iterable[Any], single: bool, instance: tuple[Any, ...] = (), keyword: str | None = None
+) -> list[Call]:
     """Each item as a call's arguments.
 
     A function of one parameter takes each item as that argument, whatever
-    it is. Otherwise a ``tuple`` (exactly) is the positional arguments, a
-    ``dict`` (exactly) the keyword arguments, anything else the first
-    argument. ``instance`` goes first in every call (a bound method's).
+    it is (by name, ``keyword``, when the parameter is keyword-only).
+    Otherwise a ``tuple`` (exactly) is the positional arguments, a ``dict``
+    (exactly) the keyword arguments, anything else the first argument.
+    ``instance`` goes first in every call (a bound method's).
     """
     calls: list[Call] = []
     for item in items:
         if single:
-            calls.append(((*instance, item), {}))
+            calls.append(
+                ((*instance, item), {}) if keyword is None else (instance, {keyword: item})
+            )
         elif type(item) is tuple:
             calls.append(((*instance, *item), {}))
         elif type(item) is dict:
@@ -345,7 +350,7 @@ DEFAULT_CONCURRENCY = 8
 
 
 def batch_methods(
-    batches: SyncBatches | AsyncBatches, single: bool
+    batches: SyncBatches | AsyncBatches, single: bool, keyword: str | None = None
 ) -> dict[str, Callable[..., Any]]:
     """The decorated function's ``map`` and ``warm`` (``amap``, ``awarm`` when it is async).
 
@@ -364,7 +369,7 @@ def batch_methods(
             _instance: tuple[Any, ...] = (),
         ) -> list[Any]:
             """Call for every item (see README: Batches); results in input order."""
-            calls = calls_of(items, single, _instance)
+            calls = calls_of(items, single, _instance, keyword)
             return sync.map(calls, concurrency, return_exceptions, progress)
 
         def warm(
@@ -375,7 +380,7 @@ def batch_methods(
             _instance: tuple[Any, ...] = (),
         ) -> WarmCounts:
             """Compute and store what is missing; count hits, computed and failed inputs."""
-            return sync.warm(calls_of(items, single, _instance), concurrency, progress)
+            return sync.warm(calls_of(items, single, _instance, keyword), concurrency, progress)
 
         return {"map": map_, "warm": warm}
     native = batches
@@ -389,7 +394,7 @@ def batch_methods(
         _instance: tuple[Any, ...] = (),
     ) -> list[Any]:
         """Await a call for every item (see README: Batches); results in input order."""
-        calls = calls_of(items, single, _instance)
+        calls = calls_of(items, single, _instance, keyword)
         return await native.map(calls, concurrency, return_exceptions, progress)
 
     async def awarm(
@@ -400,6 +405,6 @@ def batch_methods(
         _instance: tuple[Any, ...] = (),
     ) -> WarmCounts:
         """Compute and store what is missing; count hits, computed and failed inputs."""
-        return await native.warm(calls_of(items, single, _instance), concurrency, progress)
+        return await native.warm(calls_of(items, single, _instance, keyword), concurrency, progress)
 
     return {"amap": amap, "awarm": awarm}

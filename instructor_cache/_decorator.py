@@ -247,15 +247,17 @@ def _reject_nameless(fn: object) -> None:
         )
 
 
-def _takes_one_argument(fn: Any) -> bool:
-    """Whether ``map`` passes each item whole: the function (past ``self``) has one parameter."""
+def _one_parameter(fn: Any) -> inspect.Parameter | None:
+    """The parameter ``map`` passes each item as, whole: the function's only one (past ``self``)."""
     parameters = list(inspect.signature(fn).parameters.values())
     if takes_self(fn):
         parameters = parameters[1:]
-    return len(parameters) == 1 and parameters[0].kind not in (
+    if len(parameters) == 1 and parameters[0].kind not in (
         inspect.Parameter.VAR_POSITIONAL,
         inspect.Parameter.VAR_KEYWORD,
-    )
+    ):
+        return parameters[0]
+    return None
 
 
 def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
@@ -289,7 +291,9 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     wrapper.cache_key = cache_key  # type: ignore[attr-defined]
     wrapper.invalidate = driven.invalidate  # type: ignore[attr-defined]
     wrapper.refresh = driven.refresh  # type: ignore[attr-defined]
-    for name, method in batch_methods(driven.batches, _takes_one_argument(fn)).items():
+    only = _one_parameter(fn)
+    keyword = only.name if only is not None and only.kind is only.KEYWORD_ONLY else None
+    for name, method in batch_methods(driven.batches, only is not None, keyword).items():
         setattr(wrapper, name, method)
     setattr(wrapper, IGNORED_ATTRIBUTE, memo.key.ignored)
     return CachedMethod(wrapper) if takes_self(fn) else wrapper
