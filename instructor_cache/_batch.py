@@ -22,12 +22,12 @@ import copy
 import importlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 
 from instructor_cache._memo import MISS, Memo
-from instructor_cache._misses import AsyncMisses, Claim, SyncMisses
+from instructor_cache._misses import AsyncMisses, Claim, Settle, SyncMisses
 from instructor_cache.backends._compose import GuardedStore
 from instructor_cache.errors import ConfigurationError
 
@@ -107,6 +107,7 @@ class _Batch:
         self.pending: list[Claim] = []
         self.pending_since = 0.0
         self._pending_lock = threading.Lock()
+        self._late: Settle | None = None
 
     def _key(self, position: int, args: Any, kwargs: Any) -> str | None:
         try:
@@ -155,9 +156,24 @@ class _Batch:
 
     def settle(self, claim: Claim) -> None:
         with self._pending_lock:
-            if not self.pending:
-                self.pending_since = time.monotonic()
-            self.pending.append(claim)
+            late = self._late
+            if late is None:
+                if not self.pending:
+                    self.pending_since = time.monotonic()
+                self.pending.append(claim)
+                return
+        late(claim)  # the batch has wound down: no flush will come for it
+
+    def close(self, late: Settle) -> list[Claim]:
+        """Wind down: the claims left to settle; one settled from now on goes to ``late``.
+
+        A claim never settled would leave its flight up for good, and every
+        later call of its input would wait ``single_flight`` out on it.
+        """
+        with self._pending_lock:
+            self._late = late
+            claims, self.pending = self.pending, []
+            return claims
 
     def take_due(self, everything: bool) -> list[Claim]:
         """The claims to settle now: all of them at the end, else once enough have waited."""
@@ -231,8 +247,12 @@ class SyncBatches:
             finally:
                 for future in running:
                     future.cancel()
-                pool.shutdown(wait=True)
-                self.flush(batch, everything=True)
+                try:
+                    pool.shutdown(wait=True)
+                finally:  # even when interrupted again meanwhile (a second Ctrl-C)
+                    claims = batch.close(self.misses.settle)
+                    if claims:
+                        self.misses.settle_many(claims)
         return batch
 
     def flush(self, batch: _Batch, *, everything: bool) -> None:
@@ -286,15 +306,35 @@ class AsyncBatches:
             unfinished = [future for future in running if not future.done()]
             for future in unfinished:
                 future.cancel()
-            if unfinished:  # cancelled leaders hand their flights on; let them land first
-                await asyncio.gather(*unfinished, return_exceptions=True)
-            await self.flush(batch, everything=True)
+            try:
+                if unfinished:  # cancelled leaders hand their flights on; let them land first
+                    await asyncio.gather(*unfinished, return_exceptions=True)
+            finally:  # even when cancelled again meanwhile (anyio cancels at every await)
+                claims = batch.close(self.late)
+                if claims:
+                    await asyncio.shield(_kept(self.misses.settle_many(claims)))
         return batch
+
+    def late(self, claim: Claim) -> None:
+        """Settle a claim that finished after its batch wound down, on its own."""
+        _kept(self.misses.settle(claim))
 
     async def flush(self, batch: _Batch, *, everything: bool) -> None:
         claims = batch.take_due(everything)
         if claims:
             await self.misses.settle_many(claims)
+
+
+_KEPT: set[asyncio.Task[None]] = set()
+
+
+def _kept(settling: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task that settles claims even if whoever awaits it is cancelled (the loop holds
+    tasks weakly: this holds them until they finish)."""
+    task = asyncio.ensure_future(settling)
+    _KEPT.add(task)
+    task.add_done_callback(_KEPT.discard)
+    return task
 
 
 def _undecodable(keys: list[str], texts: list[str | None], missing: list[str]) -> list[str]:
