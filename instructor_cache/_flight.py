@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["Flight", "Flights"]
@@ -28,9 +29,12 @@ class Flight:
     ``text`` is what the leader stored (``None``: nothing was storable),
     ``error`` the exception it raised, ``abandoned`` set when it stopped
     without either (cancelled, interrupted): a waiter then takes over.
+    ``since`` is when the leader began the call its waiters wait for: it
+    moves on while the leader waits for another process's lock (whose
+    holder may have died), and when it then calls the function itself.
     """
 
-    __slots__ = ("_done", "_lock", "_wakers", "abandoned", "error", "text")
+    __slots__ = ("_done", "_lock", "_wakers", "abandoned", "error", "since", "text")
 
     def __init__(self) -> None:
         self._done = threading.Event()
@@ -39,6 +43,7 @@ class Flight:
         self.text: str | None = None
         self.error: Exception | None = None
         self.abandoned = False
+        self.since = time.monotonic()
 
     def land(self) -> None:
         with self._lock:

@@ -10,7 +10,10 @@ out. The lock never makes a call fail: without one (no capability, the
 store down, its breaker open) the leader computes.
 
 Every wait is bounded by ``single_flight`` seconds, which is also the
-lock's expiry. Followers decode the text the leader stored, so each gets
+lock's expiry: a waiter in this process waits that long for its leader's
+call, counted from when the leader began calling the function (so after a
+leader took over the lock of a process that died, at most twice that).
+Followers decode the text the leader stored, so each gets
 its own copy, exactly as a later hit would; a result that was not stored
 (``cache_if`` said no, or it does not round-trip) is not shared, and each
 follower calls the function itself. A leader's exception reaches every
@@ -80,6 +83,16 @@ class _Misses:
     def waited(self) -> None:
         self.waited_out.warning(_WAITED_OUT, self.memo.name, self.bound)
 
+    def left(self, flight: Flight) -> float:
+        """How much longer a waiter waits for ``flight``: ``bound`` past its leader's ``since``.
+
+        A leader that waits for another process's lock (its holder may have
+        died) and then calls the function starts a new wait for its own
+        waiters: else they would all run out while it computes, and pay once
+        more each.
+        """
+        return flight.since + self.bound - time.monotonic()
+
     @staticmethod
     def failed(flight: Flight, exc: BaseException) -> None:
         """Record why a leader stopped: its followers get an exception, or take over."""
@@ -91,6 +104,13 @@ class _Misses:
 
 
 class SyncMisses(_Misses):
+    def waits(self, flight: Flight) -> bool:
+        """Wait for ``flight`` to land; ``False`` if its leader's call ran out of time first."""
+        while not flight.wait(max(0.0, self.left(flight))):
+            if self.left(flight) <= 0:
+                return False
+        return True
+
     def compute(
         self, key: str, call: Callable[..., Any], args: Any, kwargs: Any
     ) -> tuple[Any, str | None]:
@@ -115,7 +135,7 @@ class SyncMisses(_Misses):
         ``settle`` (a batch's) replaces storing the result and releasing the
         claim at once.
         """
-        bound, flights = self.bound, self.flights
+        flights = self.flights
         if not self.single_flight:
             if settle is None:
                 return self.pay(key, args, kwargs)
@@ -129,7 +149,7 @@ class SyncMisses(_Misses):
                 return self.lead(Claim(key, flight, "", False), landings, args, kwargs, settle)
             if flights.leads(key):  # our own flight, further up this stack
                 return self.pay(key, args, kwargs)
-            if not flight.wait(bound):
+            if not self.waits(flight):
                 self.waited()
                 return self.pay(key, args, kwargs)
             if flight.abandoned:
@@ -150,6 +170,8 @@ class SyncMisses(_Misses):
             if self.flights.landed_since(key, landings):  # stored since our read?
                 flight.text = self.store.get(key)
             if flight.text is None and self.locks:
+                # Its waiters wait for the wait below too: it may end in a call of ours.
+                flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=secrets.token_hex(16))
                 flight.text, held = self.wait_elsewhere(key, claim.token)
                 claim = claim._replace(held=held)
@@ -157,6 +179,7 @@ class SyncMisses(_Misses):
             if value is not MISS:
                 self.release(claim)
                 return value
+            flight.since = time.monotonic()  # its waiters wait for this call from now
             value, flight.text = self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
             self.failed(flight, exc)
@@ -214,6 +237,12 @@ class SyncMisses(_Misses):
 
 
 class AsyncMisses(_Misses):
+    async def awaits(self, flight: Flight) -> bool:
+        while not await flight.await_landing(max(0.0, self.left(flight))):
+            if self.left(flight) <= 0:
+                return False
+        return True
+
     async def compute(
         self, key: str, call: Callable[..., Any], args: Any, kwargs: Any
     ) -> tuple[Any, str | None]:
@@ -232,7 +261,7 @@ class AsyncMisses(_Misses):
     async def miss(
         self, key: str, landings: int, args: Any, kwargs: Any, settle: Settle | None = None
     ) -> Any:
-        bound, flights = self.bound, self.flights
+        flights = self.flights
         if not self.single_flight:
             if settle is None:
                 return await self.pay(key, args, kwargs)
@@ -247,7 +276,7 @@ class AsyncMisses(_Misses):
                 return await self.lead(claim, landings, args, kwargs, settle)
             if flights.leads(key):
                 return await self.pay(key, args, kwargs)
-            if not await flight.await_landing(bound):
+            if not await self.awaits(flight):
                 self.waited()
                 return await self.pay(key, args, kwargs)
             if flight.abandoned:
@@ -268,6 +297,7 @@ class AsyncMisses(_Misses):
             if self.flights.landed_since(key, landings):
                 flight.text = await self.store.aget(key)
             if flight.text is None and self.locks:
+                flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=secrets.token_hex(16))
                 flight.text, held = await self.wait_elsewhere(key, claim.token)
                 claim = claim._replace(held=held)
@@ -275,6 +305,7 @@ class AsyncMisses(_Misses):
             if value is not MISS:
                 await self.release(claim)
                 return value
+            flight.since = time.monotonic()
             value, flight.text = await self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
             self.failed(flight, exc)
