@@ -200,3 +200,27 @@ async def test_a_follower_cancelled_as_its_flight_lands_is_cancelled() -> None:
     follower.cancel()
     with pytest.raises(asyncio.CancelledError):
         await follower
+
+
+def test_a_flight_that_started_before_an_invalidation_does_not_store_its_result_back() -> None:
+    """A call computing when invalidate() removes the entry must not store its result after it,
+    or the entry the user invalidated comes back from a call that began before."""
+    version = [1]
+    started, release = threading.Event(), threading.Event()
+
+    @instructor_cache(MemoryCache(), ignore=("version", "started", "release"))
+    def extract(text: str) -> UserDetail:
+        answer = version[0]
+        if answer == 1:
+            started.set()
+            release.wait(10)
+        return UserDetail(name=text, age=answer)
+
+    with ThreadPoolExecutor(1) as pool:
+        older = pool.submit(extract, "Ann")
+        assert started.wait(10)
+        version[0] = 2  # the provider's answer changes; the user invalidates
+        extract.invalidate("Ann")
+        release.set()
+        assert older.result(10) == UserDetail(name="Ann", age=1)
+    assert extract("Ann") == UserDetail(name="Ann", age=2)
