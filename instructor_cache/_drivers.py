@@ -58,12 +58,15 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
         return miss(key, landings, args, kwargs)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
-        removed = store.invalidate(make_key(args, kwargs))
+        key = make_key(args, kwargs)
+        flights.outdate(key)  # a call computing it now must not store it back
+        removed = store.invalidate(key)
         below = invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
         key = make_key(args, kwargs)
+        flights.outdate(key)  # nor store its older result over this one
         value, text = compute(key, call_fresh, args, kwargs)
         if text is not None:
             store.set(key, text, memo.ttl, explicit=True)
@@ -98,12 +101,15 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         return await miss(key, landings, args, kwargs)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
-        removed = await store.ainvalidate(make_key(args, kwargs))
+        key = make_key(args, kwargs)
+        flights.outdate(key)
+        removed = await store.ainvalidate(key)
         below = await invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
 
     async def refresh(*args: Any, **kwargs: Any) -> Any:
         key = make_key(args, kwargs)
+        flights.outdate(key)
         value, text = await compute(key, call_fresh, args, kwargs)
         if text is not None:
             await store.aset(key, text, memo.ttl, explicit=True)

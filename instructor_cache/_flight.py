@@ -32,9 +32,12 @@ class Flight:
     ``since`` is when the leader began the call its waiters wait for: it
     moves on while the leader waits for another process's lock (whose
     holder may have died), and when it then calls the function itself.
+    ``outdated`` is set when ``refresh`` or ``invalidate`` of its key began
+    meanwhile: its waiters still get its result, but it is not stored over
+    what they stored.
     """
 
-    __slots__ = ("_done", "_lock", "_wakers", "abandoned", "error", "since", "text")
+    __slots__ = ("_done", "_lock", "_wakers", "abandoned", "error", "outdated", "since", "text")
 
     def __init__(self) -> None:
         self._done = threading.Event()
@@ -43,6 +46,7 @@ class Flight:
         self.text: str | None = None
         self.error: Exception | None = None
         self.abandoned = False
+        self.outdated = False
         self.since = time.monotonic()
 
     def land(self) -> None:
@@ -148,6 +152,14 @@ class Flights:
             # Not remembered: it landed before the oldest we remember, if ever.
             oldest = next(iter(self._landed.values()), landings + 1)
             return oldest > landings + 1
+
+    def outdate(self, key: str) -> None:
+        """A refresh or an invalidation of ``key`` begins: the flight now computing it began
+        before, so its result must not be stored over theirs."""
+        with self._lock:
+            flight = self._flying.get(key)
+            if flight is not None:
+                flight.outdated = True
 
     def lead(self, key: str) -> contextvars.Token[frozenset[str]]:
         return self._leading.set(self._leading.get() | {key})

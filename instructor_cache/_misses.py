@@ -195,7 +195,7 @@ class SyncMisses(_Misses):
 
     def settle(self, claim: Claim) -> None:
         try:
-            if claim.flight.text is not None:
+            if claim.flight.text is not None and not claim.flight.outdated:
                 self.store.set(claim.key, claim.flight.text, self.memo.ttl)
         finally:
             self.release(claim)
@@ -321,7 +321,7 @@ class AsyncMisses(_Misses):
 
     async def settle(self, claim: Claim) -> None:
         try:
-            if claim.flight.text is not None:
+            if claim.flight.text is not None and not claim.flight.outdated:
                 await self.store.aset(claim.key, claim.flight.text, self.memo.ttl)
         finally:
             await self.release(claim)
@@ -356,4 +356,6 @@ class AsyncMisses(_Misses):
 
 
 def _texts(claims: list[Claim]) -> dict[str, str]:
-    return {c.key: c.flight.text for c in claims if c.flight.text is not None}
+    return {
+        c.key: c.flight.text for c in claims if c.flight.text is not None and not c.flight.outdated
+    }
