@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -224,3 +226,38 @@ def test_a_flight_that_started_before_an_invalidation_does_not_store_its_result_
         release.set()
         assert older.result(10) == UserDetail(name="Ann", age=1)
     assert extract("Ann") == UserDetail(name="Ann", age=2)
+
+
+def test_a_process_forked_while_a_call_computes_does_not_wait_on_that_call() -> None:
+    """A child forked while a thread of its parent computes a call has no such thread: its own
+    calls of that input must compute at once, not wait single_flight out on a flight that never
+    lands there (each of them, for ever)."""
+    started, release = threading.Event(), threading.Event()
+
+    @instructor_cache(MemoryCache(), single_flight=30, ignore=("started", "release"))
+    def extract(text: str) -> UserDetail:
+        started.set()
+        release.wait(10)
+        return _answer(text)
+
+    with ThreadPoolExecutor(1) as pool:
+        leader = pool.submit(extract, TEXTS[0])
+        assert started.wait(10)
+        with warnings.catch_warnings():  # 3.12+ warns of fork() in a process with threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            release.set()  # the child's copy: a call computed here need not block
+            began = time.monotonic()
+            right = extract(TEXTS[0]) == _answer(TEXTS[0])
+            os._exit(0 if right and time.monotonic() - began < 5 else 1)
+        deadline = time.monotonic() + 15
+        while (finished := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if finished[0] == 0:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        release.set()
+        assert leader.result(10) == _answer(TEXTS[0])
+    assert finished[0] == child, "the child still waited after 15 s"
+    assert os.waitstatus_to_exitcode(finished[1]) == 0
