@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 __all__ = ["Flight", "Flights"]
@@ -98,6 +100,23 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+_TABLES: weakref.WeakSet[Flights] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's other threads: their flights never land there.
+
+    Left in the table, each would make every call of its key in the child
+    wait ``single_flight`` out; a lock held at the fork would never be freed.
+    """
+    for flights in list(_TABLES):
+        flights.forget()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Flights:
     """The flights of one decorated function, by key, shared by its threads and event loops.
 
@@ -106,7 +125,7 @@ class Flights:
     after that read), the new leader reads the store again before paying.
     """
 
-    __slots__ = ("_flying", "_landed", "_leading", "_lock", "landings")
+    __slots__ = ("__weakref__", "_flying", "_landed", "_leading", "_lock", "landings")
 
     def __init__(self) -> None:
         self._flying: dict[str, Flight] = {}
@@ -119,6 +138,12 @@ class Flights:
         self._leading: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
             "instructor_cache_leading", default=frozenset()
         )
+        _TABLES.add(self)
+
+    def forget(self) -> None:
+        """Drop every flight, in a forked child (see ``_after_fork_in_child``)."""
+        self._lock = threading.Lock()
+        self._flying = {}
 
     def join(self, key: str) -> tuple[Flight, bool]:
         """The flight computing ``key``, and whether the caller just started it (and leads it)."""
