@@ -18,7 +18,7 @@ import pytest
 from instructor_cache import DiskCache, MemoryCache, RedisCache, instructor_cache
 from instructor_cache.backends import Store
 from tests._fakes import UserDetail
-from tests._stores import aclose_clients
+from tests._stores import AsyncDictStore, aclose_clients
 
 TEXTS = [f"user{i} is {20 + i}" for i in range(10)]
 
@@ -261,3 +261,29 @@ def test_a_process_forked_while_a_call_computes_does_not_wait_on_that_call() -> 
         assert leader.result(10) == _answer(TEXTS[0])
     assert finished[0] == child, "the child still waited after 15 s"
     assert os.waitstatus_to_exitcode(finished[1]) == 0
+
+
+class _SlowWrites(AsyncDictStore):
+    """A user's async store whose writes take a while (a far, busy server)."""
+
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
+        await asyncio.sleep(0.3)
+        self.set(key, value, ttl)
+
+
+async def test_a_call_cancelled_while_its_paid_result_is_stored_still_stores_it() -> None:
+    """A caller that gives up (a timeout) after the provider answered, while the result is being
+    written, must not lose that paid result: the next call is a hit, not a second payment."""
+    calls: list[str] = []
+    store = _SlowWrites()
+
+    @instructor_cache(store, ignore=("calls",))
+    async def extract(text: str) -> UserDetail:
+        calls.append(text)
+        return _answer(text)
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(extract(TEXTS[0]), timeout=0.1)
+    await asyncio.sleep(0.5)  # the write would have finished by now
+    assert await extract(TEXTS[0]) == _answer(TEXTS[0])
+    assert calls == [TEXTS[0]]
