@@ -188,20 +188,32 @@ def test_a_function_of_one_keyword_only_parameter_maps_its_items() -> None:
 async def test_a_follower_cancelled_as_its_flight_lands_is_cancelled() -> None:
     """A waiting task cancelled in the tick its flight lands must end cancelled, not swallow the
     cancellation and return (asyncio.wait_for does that on Python 3.11)."""
+    started, returned = threading.Event(), threading.Event()
 
-    @instructor_cache(MemoryCache())
+    @instructor_cache(MemoryCache(), ignore=("started",))
     async def extract(text: str) -> UserDetail:
-        await asyncio.sleep(0.05)
+        started.set()
+        await asyncio.sleep(0.2)
         return _answer(text)
 
-    leader = asyncio.create_task(extract(TEXTS[0]))
-    await asyncio.sleep(0.01)
+    def lead() -> None:  # the leader, on an event loop of another thread
+        asyncio.run(extract(TEXTS[0]))
+        returned.set()
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert started.wait(10)
     follower = asyncio.create_task(extract(TEXTS[0]))
-    await asyncio.sleep(0.01)
-    await leader  # the flight has landed; the follower has not run since
-    follower.cancel()
+    await asyncio.sleep(0.05)  # the follower waits on the leader's flight
+
+    def cancel_once_landed() -> None:  # holds this loop until the flight has landed
+        assert returned.wait(10)
+        follower.cancel()
+
+    asyncio.get_running_loop().call_soon(cancel_once_landed)
     with pytest.raises(asyncio.CancelledError):
         await follower
+    leader.join(10)
 
 
 def test_a_flight_that_started_before_an_invalidation_does_not_store_its_result_back() -> None:
