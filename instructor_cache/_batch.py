@@ -22,12 +22,12 @@ import copy
 import importlib
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 
 from instructor_cache._memo import MISS, Memo
-from instructor_cache._misses import AsyncMisses, Claim, Settle, SyncMisses
+from instructor_cache._misses import AsyncMisses, Claim, Settle, SyncMisses, kept
 from instructor_cache.backends._compose import GuardedStore
 from instructor_cache.errors import ConfigurationError
 
@@ -312,29 +312,17 @@ class AsyncBatches:
             finally:  # even when cancelled again meanwhile (anyio cancels at every await)
                 claims = batch.close(self.late)
                 if claims:
-                    await asyncio.shield(_kept(self.misses.settle_many(claims)))
+                    await asyncio.shield(kept(self.misses.settle_many(claims)))
         return batch
 
     def late(self, claim: Claim) -> None:
         """Settle a claim that finished after its batch wound down, on its own."""
-        _kept(self.misses.settle(claim))
+        kept(self.misses.store_and_release(claim))
 
     async def flush(self, batch: _Batch, *, everything: bool) -> None:
         claims = batch.take_due(everything)
-        if claims:
-            await self.misses.settle_many(claims)
-
-
-_KEPT: set[asyncio.Task[None]] = set()
-
-
-def _kept(settling: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """A task that settles claims even if whoever awaits it is cancelled (the loop holds
-    tasks weakly: this holds them until they finish)."""
-    task = asyncio.ensure_future(settling)
-    _KEPT.add(task)
-    task.add_done_callback(_KEPT.discard)
-    return task
+        if claims:  # shielded: taken from the batch, they are stored even if it is cancelled
+            await asyncio.shield(kept(self.misses.settle_many(claims)))
 
 
 def _undecodable(keys: list[str], texts: list[str | None], missing: list[str]) -> list[str]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
 from instructor_cache._flight import Flight, Flights
@@ -37,7 +37,7 @@ from instructor_cache._log import RateLimitedLog
 from instructor_cache._memo import MISS, Memo
 from instructor_cache.backends._compose import GuardedStore
 
-__all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses"]
+__all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses", "kept"]
 
 _FIRST_POLL = 0.01
 _LONGEST_POLL = 0.25
@@ -255,7 +255,7 @@ class AsyncMisses(_Misses):
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = await self.compute(key, self.fn, args, kwargs)
         if text is not None:
-            await self.store.aset(key, text, self.memo.ttl)
+            await asyncio.shield(kept(self.store.aset(key, text, self.memo.ttl)))
         return value
 
     async def miss(
@@ -320,6 +320,14 @@ class AsyncMisses(_Misses):
         return value
 
     async def settle(self, claim: Claim) -> None:
+        """Store the result and release the claim, even if our caller gives up meanwhile.
+
+        The provider has answered: a caller cancelled now (a timeout) must
+        not lose the paid result, so the write goes on in a task of its own.
+        """
+        await asyncio.shield(kept(self.store_and_release(claim)))
+
+    async def store_and_release(self, claim: Claim) -> None:
         try:
             if claim.flight.text is not None and not claim.flight.outdated:
                 await self.store.aset(claim.key, claim.flight.text, self.memo.ttl)
@@ -353,6 +361,20 @@ class AsyncMisses(_Misses):
             delay = min(delay * 2, _LONGEST_POLL)
             held = await store.alock(key, token, bound)
         return await store.arecheck(key) if held else None, bool(held)
+
+
+_KEPT: set[asyncio.Task[Any]] = set()
+
+
+def kept(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """``work`` as a task that goes on if whoever awaits it is cancelled.
+
+    The loop holds tasks weakly: this holds them until they finish.
+    """
+    task = asyncio.ensure_future(work)
+    _KEPT.add(task)
+    task.add_done_callback(_KEPT.discard)
+    return task
 
 
 def _texts(claims: list[Claim]) -> dict[str, str]:
