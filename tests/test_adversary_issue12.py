@@ -299,3 +299,27 @@ async def test_a_call_cancelled_while_its_paid_result_is_stored_still_stores_it(
     await asyncio.sleep(0.5)  # the write would have finished by now
     assert await extract(TEXTS[0]) == _answer(TEXTS[0])
     assert calls == [TEXTS[0]]
+
+
+def test_a_flight_that_started_before_cache_clear_does_not_store_its_result_back() -> None:
+    """A call computing when cache_clear() empties the cache must not store its result after it,
+    or an entry from before the clear is served after it."""
+    version = [1]
+    started, release = threading.Event(), threading.Event()
+
+    @instructor_cache(MemoryCache(), ignore=("version", "started", "release"))
+    def extract(text: str) -> UserDetail:
+        answer = version[0]
+        if answer == 1:
+            started.set()
+            release.wait(10)
+        return UserDetail(name=text, age=answer)
+
+    with ThreadPoolExecutor(1) as pool:
+        older = pool.submit(extract, "Ann")
+        assert started.wait(10)
+        version[0] = 2  # a new model, say: the user clears the cache
+        extract.cache_clear()
+        release.set()
+        assert older.result(10) == UserDetail(name="Ann", age=1)
+    assert extract("Ann") == UserDetail(name="Ann", age=2)
