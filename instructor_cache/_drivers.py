@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from instructor_cache._batch import AsyncBatches, SyncBatches
+from instructor_cache._flight import Flights
 from instructor_cache._memo import MISS, Memo
 from instructor_cache._misses import AsyncMisses, SyncMisses
 from instructor_cache._stats import CacheInfo
@@ -75,7 +76,9 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
         return value
 
     batches = SyncBatches(memo, store, misses)
-    return Driven(wrapper, invalidate, refresh, *_clear_and_info(memo, store, None), batches)
+    return Driven(
+        wrapper, invalidate, refresh, *_clear_and_info(memo, store, flights, None), batches
+    )
 
 
 def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -> Driven:
@@ -118,18 +121,19 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         return value
 
     async def acache_clear() -> None:
+        flights.outdate_all()
         await store.aclear_prefix(memo.key.prefix)
         memo.stats.reset()
         store.reset_stats()
 
     batches = AsyncBatches(memo, store, misses)
     return Driven(
-        wrapper, invalidate, refresh, *_clear_and_info(memo, store, acache_clear), batches
+        wrapper, invalidate, refresh, *_clear_and_info(memo, store, flights, acache_clear), batches
     )
 
 
 def _clear_and_info(
-    memo: Memo[Any], store: GuardedStore, acache_clear: Callable[[], Any] | None
+    memo: Memo[Any], store: GuardedStore, flights: Flights, acache_clear: Callable[[], Any] | None
 ) -> tuple[Callable[[], None], Callable[[], Any] | None, Callable[[], CacheInfo]]:
     """``cache_clear`` and ``cache_info``, which both drivers offer as plain calls.
 
@@ -141,6 +145,7 @@ def _clear_and_info(
     """
 
     def cache_clear() -> None:
+        flights.outdate_all()  # a call computing now must not store its result after the clear
         store.clear_prefix(memo.key.prefix)
         memo.stats.reset()
         store.reset_stats()

@@ -34,9 +34,9 @@ class Flight:
     ``since`` is when the leader began the call its waiters wait for: it
     moves on while the leader waits for another process's lock (whose
     holder may have died), and when it then calls the function itself.
-    ``outdated`` is set when ``refresh`` or ``invalidate`` of its key began
-    meanwhile: its waiters still get its result, but it is not stored over
-    what they stored.
+    ``outdated`` is set when ``refresh``, ``invalidate`` or ``cache_clear`` began
+    meanwhile: its waiters still get its result, but it is not stored after
+    them.
     """
 
     __slots__ = ("_done", "_lock", "_wakers", "abandoned", "error", "outdated", "since", "text")
@@ -184,6 +184,12 @@ class Flights:
         with self._lock:
             flight = self._flying.get(key)
             if flight is not None:
+                flight.outdated = True
+
+    def outdate_all(self) -> None:
+        """``cache_clear`` begins: no flight computing now stores its result after it."""
+        with self._lock:
+            for flight in self._flying.values():
                 flight.outdated = True
 
     def lead(self, key: str) -> contextvars.Token[frozenset[str]]:
