@@ -323,3 +323,36 @@ def test_a_flight_that_started_before_cache_clear_does_not_store_its_result_back
         release.set()
         assert older.result(10) == UserDetail(name="Ann", age=1)
     assert extract("Ann") == UserDetail(name="Ann", age=2)
+
+
+HUGE = 16_000  # distinct inputs; at 8 calls at a time each taking 1 ms, some 2 s of calls
+
+
+async def test_a_huge_amap_takes_time_linear_in_its_items() -> None:
+    """amap of many distinct misses must not rewatch every unfinished call each time one
+    finishes (quadratic: 16,000 items took some 30 s where 2 s of calls were needed)."""
+
+    @instructor_cache(MemoryCache(maxsize=HUGE))
+    async def extract(text: str) -> UserDetail:
+        await asyncio.sleep(0.001)
+        return _answer(text)
+
+    texts = [f"user{i} is {i % 100}" for i in range(HUGE)]
+    began = time.monotonic()
+    assert await extract.amap(texts) == [_answer(t) for t in texts]
+    assert time.monotonic() - began < 12  # generous: linear takes some 2-3 s here
+
+
+def test_a_huge_map_takes_time_linear_in_its_items() -> None:
+    """map of many distinct misses must not rewatch every unfinished call each time one
+    finishes (quadratic: 16,000 items took some 30 s where 2 s of calls were needed)."""
+
+    @instructor_cache(MemoryCache(maxsize=HUGE))
+    def extract(text: str) -> UserDetail:
+        time.sleep(0.001)
+        return _answer(text)
+
+    texts = [f"user{i} is {i % 100}" for i in range(HUGE)]
+    began = time.monotonic()
+    assert extract.map(texts) == [_answer(t) for t in texts]
+    assert time.monotonic() - began < 12  # generous: linear takes some 2-3 s here
