@@ -17,13 +17,15 @@ together.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import copy
 import importlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from instructor_cache._memo import MISS, Memo
@@ -233,16 +235,19 @@ class SyncBatches:
             args, kwargs = calls[batch.positions[key][0]]
             return self.misses.miss(key, landings, args, kwargs, batch.settle)
 
+        # Each call reports when it finishes: watching all the unfinished ones
+        # each time one finishes would take time quadratic in the batch.
+        finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         with ThreadPoolExecutor(min(concurrency, len(missing))) as pool:
-            running = {
-                pool.submit(contextvars.copy_context().run, pay, key): key for key in missing
-            }
+            running: dict[Future[Any], str] = {}
+            for key in missing:
+                future = pool.submit(contextvars.copy_context().run, pay, key)
+                running[future] = key
+                future.add_done_callback(finished.put)
             try:
-                waiting: set[Future[Any]] = set(running)
-                while waiting:
-                    done, waiting = wait(waiting, _FLUSH_EVERY, FIRST_COMPLETED)
-                    for future in done:
-                        batch.finished(running[future], future)
+                for _ in running:
+                    future = self.next_finished(finished, batch)
+                    batch.finished(running[future], future)
                     self.flush(batch, everything=False)
             finally:
                 for future in running:
@@ -254,6 +259,14 @@ class SyncBatches:
                     if claims:
                         self.misses.settle_many(claims)
         return batch
+
+    def next_finished(self, finished: queue.SimpleQueue[Future[Any]], batch: _Batch) -> Future[Any]:
+        """The next call to finish; meanwhile, the results due are stored every so often."""
+        while True:
+            try:
+                return finished.get(timeout=_FLUSH_EVERY)
+            except queue.Empty:  # noqa: PERF203  (a wait of half a second, not a hot loop)
+                self.flush(batch, everything=False)
 
     def flush(self, batch: _Batch, *, everything: bool) -> None:
         claims = batch.take_due(everything)
@@ -292,15 +305,19 @@ class AsyncBatches:
             async with slots:
                 return await self.misses.miss(key, landings, args, kwargs, batch.settle)
 
-        running = {asyncio.ensure_future(pay(key)): key for key in missing}
+        finished = _Finished()
+        running: dict[asyncio.Future[Any], str] = {}
+        for key in missing:
+            task = asyncio.ensure_future(pay(key))
+            running[task] = key
+            task.add_done_callback(finished.put)
         try:
-            waiting: set[asyncio.Future[Any]] = set(running)
-            while waiting:
-                done, waiting = await asyncio.wait(
-                    waiting, timeout=_FLUSH_EVERY, return_when=FIRST_COMPLETED
-                )
-                for future in done:
-                    batch.finished(running[future], future)
+            for _ in running:
+                while not finished.ready:
+                    await finished.wait(_FLUSH_EVERY)
+                    await self.flush(batch, everything=False)
+                call = finished.ready.popleft()
+                batch.finished(running[call], call)
                 await self.flush(batch, everything=False)
         finally:
             unfinished = [future for future in running if not future.done()]
@@ -323,6 +340,27 @@ class AsyncBatches:
         claims = batch.take_due(everything)
         if claims:  # shielded: taken from the batch, they are stored even if it is cancelled
             await asyncio.shield(kept(self.misses.settle_many(claims)))
+
+
+class _Finished:
+    """The calls of an async batch in the order they finish, as their tasks report it."""
+
+    def __init__(self) -> None:
+        self.ready: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def put(self, task: asyncio.Future[Any]) -> None:
+        self.ready.append(task)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until a call finishes, or ``timeout`` passes."""
+        self._wakeup = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((self._wakeup,), timeout=timeout)
+        finally:
+            self._wakeup = None
 
 
 def _undecodable(keys: list[str], texts: list[str | None], missing: list[str]) -> list[str]:
