@@ -356,3 +356,54 @@ def test_a_huge_map_takes_time_linear_in_its_items() -> None:
     began = time.monotonic()
     assert extract.map(texts) == [_answer(t) for t in texts]
     assert time.monotonic() - began < 12  # generous: linear takes some 2-3 s here
+
+
+class _LockingStore(AsyncDictStore):
+    """A user's async store with a lock shared between processes; its second read is slow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.locks: dict[str, str] = {}
+        self.reads = 0
+        self.rechecking = asyncio.Event()
+
+    async def aget(self, key: str) -> str | None:
+        self.reads += 1
+        if self.reads == 2:  # the recheck of a leader that has just taken the lock
+            self.rechecking.set()
+            await asyncio.sleep(5)
+        return self.get(key)
+
+    def lock(self, key: str, token: str, ttl: float) -> bool:
+        return self.locks.setdefault(key, token) == token
+
+    def unlock(self, key: str, token: str) -> bool:
+        if self.locks.get(key) != token:
+            return False
+        del self.locks[key]
+        return True
+
+    async def alock(self, key: str, token: str, ttl: float) -> bool:
+        return self.lock(key, token, ttl)
+
+    async def aunlock(self, key: str, token: str) -> bool:
+        return self.unlock(key, token)
+
+
+async def test_a_leader_cancelled_right_after_taking_the_lock_releases_it() -> None:
+    """A leader cancelled while it reads the entry again under the lock it just took must release
+    that lock, or every call of its input, here and in other processes, waits single_flight out
+    on a lock no one holds any more."""
+    store = _LockingStore()
+
+    @instructor_cache(store, single_flight=30)
+    async def extract(text: str) -> UserDetail:
+        return _answer(text)
+
+    first = asyncio.create_task(extract(TEXTS[0]))
+    await store.rechecking.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await asyncio.wait_for(extract(TEXTS[0]), timeout=10) == _answer(TEXTS[0])
+    assert store.locks == {}
