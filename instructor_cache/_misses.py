@@ -217,7 +217,17 @@ class SyncMisses(_Misses):
         """Take the store's lock, or wait for the value its holder stores; then read the entry.
 
         Returns the entry's text (or ``None``) and whether we hold the lock.
+        Interrupted (Ctrl-C), it lets the lock go: it may hold it, even if the
+        answer never came back, and a lock left held would make every call of
+        the key wait ``single_flight`` out. The token makes that safe either way.
         """
+        try:
+            return self.take_or_wait(key, token)
+        except BaseException:  # the guarded store raises nothing else
+            self.store.unlock(key, token)
+            raise
+
+    def take_or_wait(self, key: str, token: str) -> tuple[str | None, bool]:
         store, bound = self.store, self.bound
         held = store.lock(key, token, bound)
         deadline, delay = time.monotonic() + bound, _FIRST_POLL
@@ -347,6 +357,13 @@ class AsyncMisses(_Misses):
             await self.store.aunlock(claim.key, claim.token)
 
     async def wait_elsewhere(self, key: str, token: str) -> tuple[str | None, bool]:
+        try:
+            return await self.take_or_wait(key, token)
+        except BaseException:  # cancelled
+            await self.store.aunlock(key, token)
+            raise
+
+    async def take_or_wait(self, key: str, token: str) -> tuple[str | None, bool]:
         store, bound = self.store, self.bound
         held = await store.alock(key, token, bound)
         deadline, delay = time.monotonic() + bound, _FIRST_POLL
