@@ -407,3 +407,33 @@ async def test_a_leader_cancelled_right_after_taking_the_lock_releases_it() -> N
         await first
     assert await asyncio.wait_for(extract(TEXTS[0]), timeout=10) == _answer(TEXTS[0])
     assert store.locks == {}
+
+
+def test_waiters_that_wait_out_a_hung_call_pay_once_between_them() -> None:
+    """When the call they wait on outlasts single_flight (a hung provider, a long reasoning
+    call), the waiters that give up on it must not all pay at once: one takes over, the others
+    wait for it."""
+    calls: list[str] = []
+    hang, arrived = threading.Event(), threading.Barrier(5)
+
+    @instructor_cache(MemoryCache(), single_flight=1, ignore=("calls", "hang"))
+    def extract(text: str) -> UserDetail:
+        calls.append(text)
+        if len(calls) == 1:
+            hang.wait(20)  # the provider does not answer
+        time.sleep(0.2)
+        return _answer(text)
+
+    def waiter() -> UserDetail:
+        arrived.wait()
+        return extract(TEXTS[0])
+
+    with ThreadPoolExecutor(6) as pool:
+        hung = pool.submit(extract, TEXTS[0])
+        time.sleep(0.1)  # it leads
+        waiters = [pool.submit(waiter) for _ in range(5)]
+        results = [w.result(10) for w in waiters]
+        hang.set()
+        hung.result(10)
+    assert results == [_answer(TEXTS[0])] * 5
+    assert len(calls) == 2  # the hung call, and one that took over from it
