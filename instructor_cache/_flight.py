@@ -178,6 +178,15 @@ class Flights:
             oldest = next(iter(self._landed.values()), landings + 1)
             return oldest > landings + 1
 
+    def take_over(self, key: str, stale: Flight) -> Flight | None:
+        """A new flight of ``key``, led by the caller, in place of ``stale``, which its waiters
+        gave up on; ``None`` if it is not flying any more (it landed, or was taken over)."""
+        with self._lock:
+            if self._flying.get(key) is not stale:
+                return None
+            flight = self._flying[key] = Flight()
+            return flight
+
     def outdate(self, key: str) -> None:
         """A refresh or an invalidation of ``key`` begins: the flight now computing it began
         before, so its result must not be stored over theirs."""

@@ -18,7 +18,10 @@ its own copy, exactly as a later hit would; a result that was not stored
 (``cache_if`` said no, or it does not round-trip) is not shared, and each
 follower calls the function itself. A leader's exception reaches every
 follower and is not stored. A leader that stops without a result (a
-cancelled task) hands the flight to one of its followers.
+cancelled task) hands the flight to one of its followers, and so does one
+that outlasts ``single_flight``: the first follower to give up on it takes
+over as a new flight, which the others wait for (once) instead of each
+paying.
 
 The sync and async versions are the same steps, side by side: change them
 together.
@@ -135,14 +138,9 @@ class SyncMisses(_Misses):
         ``settle`` (a batch's) replaces storing the result and releasing the
         claim at once.
         """
-        flights = self.flights
         if not self.single_flight:
-            if settle is None:
-                return self.pay(key, args, kwargs)
-            claim = Claim(key, Flight(), "", False)
-            value, claim.flight.text = self.compute(key, self.fn, args, kwargs)
-            settle(claim)
-            return value
+            return self.alone(key, args, kwargs, settle)
+        flights, gave_up = self.flights, False
         while True:
             flight, leading = flights.join(key)
             if leading:
@@ -151,7 +149,14 @@ class SyncMisses(_Misses):
                 return self.pay(key, args, kwargs)
             if not self.waits(flight):
                 self.waited()
-                return self.pay(key, args, kwargs)
+                fresh = None if gave_up else flights.take_over(key, flight)
+                if fresh is not None:
+                    claim = Claim(key, fresh, "", False)
+                    return self.lead(claim, landings, args, kwargs, settle, took_over=True)
+                if gave_up:
+                    return self.pay(key, args, kwargs)
+                gave_up = True  # another waiter took over: wait for it, once
+                continue
             if flight.abandoned:
                 landings = flights.landings
                 continue
@@ -161,15 +166,37 @@ class SyncMisses(_Misses):
             value = self.served(flight.text)
             return self.pay(key, args, kwargs) if value is MISS else value
 
+    def alone(self, key: str, args: Any, kwargs: Any, settle: Settle | None) -> Any:
+        """Pay without single-flight (``single_flight=False``)."""
+        if settle is None:
+            return self.pay(key, args, kwargs)
+        claim = Claim(key, Flight(), "", False)
+        value, claim.flight.text = self.compute(key, self.fn, args, kwargs)
+        settle(claim)
+        return value
+
     def lead(
-        self, claim: Claim, landings: int, args: Any, kwargs: Any, settle: Settle | None
+        self,
+        claim: Claim,
+        landings: int,
+        args: Any,
+        kwargs: Any,
+        settle: Settle | None,
+        *,
+        took_over: bool = False,
     ) -> Any:
+        """Compute for the flight, after reading the store again and taking its lock as need be.
+
+        ``took_over``: the caller gave up waiting on a flight that outlasted
+        ``single_flight`` and stands in for it. The store is read again, but
+        not locked: the call it gave up on may hold that lock.
+        """
         key, flight = claim.key, claim.flight
         leading = self.flights.lead(key)
         try:
-            if self.flights.landed_since(key, landings):  # stored since our read?
+            if took_over or self.flights.landed_since(key, landings):  # stored since our read?
                 flight.text = self.store.get(key)
-            if flight.text is None and self.locks:
+            if flight.text is None and self.locks and not took_over:
                 # Its waiters wait for the wait below too: it may end in a call of ours.
                 flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=secrets.token_hex(16))
@@ -271,14 +298,9 @@ class AsyncMisses(_Misses):
     async def miss(
         self, key: str, landings: int, args: Any, kwargs: Any, settle: Settle | None = None
     ) -> Any:
-        flights = self.flights
         if not self.single_flight:
-            if settle is None:
-                return await self.pay(key, args, kwargs)
-            claim = Claim(key, Flight(), "", False)
-            value, claim.flight.text = await self.compute(key, self.fn, args, kwargs)
-            settle(claim)
-            return value
+            return await self.alone(key, args, kwargs, settle)
+        flights, gave_up = self.flights, False
         while True:
             flight, leading = flights.join(key)
             if leading:
@@ -288,7 +310,14 @@ class AsyncMisses(_Misses):
                 return await self.pay(key, args, kwargs)
             if not await self.awaits(flight):
                 self.waited()
-                return await self.pay(key, args, kwargs)
+                fresh = None if gave_up else flights.take_over(key, flight)
+                if fresh is not None:
+                    claim = Claim(key, fresh, "", False)
+                    return await self.lead(claim, landings, args, kwargs, settle, took_over=True)
+                if gave_up:
+                    return await self.pay(key, args, kwargs)
+                gave_up = True
+                continue
             if flight.abandoned:
                 landings = flights.landings
                 continue
@@ -298,15 +327,30 @@ class AsyncMisses(_Misses):
             value = self.served(flight.text)
             return await self.pay(key, args, kwargs) if value is MISS else value
 
+    async def alone(self, key: str, args: Any, kwargs: Any, settle: Settle | None) -> Any:
+        if settle is None:
+            return await self.pay(key, args, kwargs)
+        claim = Claim(key, Flight(), "", False)
+        value, claim.flight.text = await self.compute(key, self.fn, args, kwargs)
+        settle(claim)
+        return value
+
     async def lead(
-        self, claim: Claim, landings: int, args: Any, kwargs: Any, settle: Settle | None
+        self,
+        claim: Claim,
+        landings: int,
+        args: Any,
+        kwargs: Any,
+        settle: Settle | None,
+        *,
+        took_over: bool = False,
     ) -> Any:
         key, flight = claim.key, claim.flight
         leading = self.flights.lead(key)
         try:
-            if self.flights.landed_since(key, landings):
+            if took_over or self.flights.landed_since(key, landings):
                 flight.text = await self.store.aget(key)
-            if flight.text is None and self.locks:
+            if flight.text is None and self.locks and not took_over:
                 flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=secrets.token_hex(16))
                 flight.text, held = await self.wait_elsewhere(key, claim.token)
