@@ -119,16 +119,23 @@ class _Batch:
                 missing.append(key)
                 continue
             self.hits += 1
-            self.share(key, value)
+            self.share(key, value, text)
         return missing
 
-    def share(self, key: str, value: Any) -> None:
-        """Give ``value`` to every position of ``key``; the repeats get copies, counted as hits."""
+    def share(self, key: str, value: Any, text: str | None = None) -> None:
+        """Give ``value`` to every position of ``key``; each repeat gets its own copy, a hit.
+
+        A repeat of a value read from ``text`` decodes it again, exactly as
+        a hit would; one just computed gets a deep copy.
+        """
         first, *repeats = self.positions[key]
         self.results[first] = value
         for position in repeats:
-            self.results[position] = _copy(value)
-            self.memo.stats.tier_hit()
+            copied = MISS if text is None else self.memo.decode(text)
+            if copied is MISS:
+                copied = _copy(value)
+                self.memo.stats.tier_hit()
+            self.results[position] = copied
         self.step(1 + len(repeats))
 
     def fail(self, positions: list[int], exc: BaseException) -> None:
