@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import threading
+import weakref
 from collections.abc import Callable
 
 __all__ = ["Flight", "Flights"]
@@ -93,7 +95,7 @@ class Flights:
     after that read), the new leader reads the store again before paying.
     """
 
-    __slots__ = ("_flying", "_landed", "_leading", "_lock", "landings")
+    __slots__ = ("__weakref__", "_flying", "_landed", "_leading", "_lock", "landings")
 
     def __init__(self) -> None:
         self._flying: dict[str, Flight] = {}
@@ -106,6 +108,12 @@ class Flights:
         self._leading: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
             "instructor_cache_leading", default=frozenset()
         )
+        _EVERY_TABLE.add(self)
+
+    def _forget_in_child(self) -> None:
+        """A forked child has none of its parent's running calls: waiting on one would hang."""
+        self._flying, self._landed = {}, {}
+        self._lock = threading.Lock()  # its parent's may have been held by another thread
 
     def join(self, key: str) -> tuple[Flight, bool]:
         """The flight computing ``key``, and whether the caller just started it (and leads it)."""
@@ -149,3 +157,15 @@ class Flights:
     def leads(self, key: str) -> bool:
         """Whether this call stack is itself computing ``key`` (a recursive call)."""
         return key in self._leading.get()
+
+
+_EVERY_TABLE: weakref.WeakSet[Flights] = weakref.WeakSet()
+
+
+def _forget_flights_in_child() -> None:
+    for table in list(_EVERY_TABLE):
+        table._forget_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch  (every POSIX Python 3.10+)
+    os.register_at_fork(after_in_child=_forget_flights_in_child)
