@@ -51,9 +51,11 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
+import flights
 import redis
 import redis.asyncio
 import redis.utils
+from _checks import CheckFailedError, check
 from cachetools import LRUCache, cached
 from pydantic import BaseModel
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -143,15 +145,6 @@ def make_profile() -> Profile:
             for i in range(8)
         ],
     )
-
-
-class CheckFailedError(Exception):
-    """A contender returned a wrong value, or a cache that should hit did not."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailedError(message)
 
 
 def all_hits(name: str, start: CacheInfo, end: CacheInfo, timed: int) -> None:
@@ -556,6 +549,7 @@ def main() -> int:
             print(f"mode: {'quick' if quick else 'full'}, {rounds} interleaved rounds")
             started = time.perf_counter()
             contenders = asyncio.run(run(models, tmp, urls, rounds, batch_ns))
+            flown = asyncio.run(flights.run(urls[0], quick))
             imports, loaded = import_times(import_rounds, tmp)
             elapsed = time.perf_counter() - started
     except CheckFailedError as exc:
@@ -564,6 +558,7 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(contenders, list(models), imports, loaded)
+    flights.report(flown)
     print(f"\nall correctness checks passed; timing took {elapsed:.1f} s")
     return 0
 
