@@ -68,7 +68,7 @@ class Sizes:
 
 
 FULL = Sizes(inputs=100, repeats=10, delay=0.05, burst_rounds=3, items=1000, batch_rounds=15)
-QUICK = Sizes(inputs=10, repeats=10, delay=0.02, burst_rounds=1, items=500, batch_rounds=1)
+QUICK = Sizes(inputs=10, repeats=5, delay=0.02, burst_rounds=1, items=200, batch_rounds=1)
 
 MAP_GOAL, COALESCE_GOAL = 20.0, 5.0  # throughput ratios, ours over theirs
 
@@ -296,12 +296,11 @@ def pool_options(client: Any) -> dict[str, Any]:
 
 
 async def fill(pool: Any) -> None:
-    """Open all of a pool's connections one after another, untimed.
+    """Open all of a pool's connections, a few at a time, untimed.
 
     A burst would open them all at once: on a busy machine some connects
     then outlast RedisCache's 0.25 s connect timeout, which fails a raw GET
-    and turns one of ours into a miss. A burst is timed on open connections;
-    they are opened a few at a time.
+    and turns one of ours into a miss. A burst is timed on open connections.
     """
     connections = []
     while len(connections) < pool.max_connections:
@@ -395,7 +394,7 @@ async def batch_contenders(
 
 
 async def run_timed(timed: list[Timed], items: list[str], rounds: int, wake: Any) -> None:
-    """One untimed pass of each (pools fill), then rounds in a fresh shuffled order.
+    """One untimed pass of each (first calls warm), then rounds in a fresh shuffled order.
 
     Each run starts with one untimed PING, so that none pays for waking a server
     left idle by the contender before it (see run.py).
@@ -448,12 +447,16 @@ async def run(url: str, quick: bool) -> Flights:
     return Flights(sizes, bursts, timed)
 
 
+def medians(rounds: int) -> str:
+    return f"medians of {rounds} rounds" if rounds > 1 else "one round (rough)"
+
+
 def report(flights: Flights) -> None:
     sizes, calls = flights.sizes, flights.sizes.inputs * flights.sizes.repeats
     print(
         f"\nburst: {calls:,} concurrent async calls over {sizes.inputs} inputs (each "
         f"{sizes.repeats} times, shuffled), cold cache, provider {sizes.delay * 1000:g} ms; "
-        f"medians of {sizes.burst_rounds} rounds"
+        f"{medians(sizes.burst_rounds)}"
     )
     print(f"{'contender':<{WIDTH}} {'provider calls':>14} {'wall ms':>8}")
     for b in flights.bursts:
@@ -463,7 +466,7 @@ def report(flights: Flights) -> None:
 
     median = {t.name: statistics.median(t.samples) for t in flights.timed}
     rounds = sizes.batch_rounds
-    print(f"\nRedis, {sizes.items:,} cached items, all hits; medians of {rounds} rounds")
+    print(f"\nRedis, {sizes.items:,} cached items, all hits; {medians(rounds)}")
     print(f"{'contender':<{WIDTH}} {'median ms':>14} {'IQR ms':>8} {'items/s':>10}")
     for t in flights.timed:
         q1, _, q3 = statistics.quantiles(t.samples, n=4) if len(t.samples) > 1 else (0, 0, 0)
