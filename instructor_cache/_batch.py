@@ -111,32 +111,47 @@ class _Batch:
             return None
 
     def found(self, keys: list[str], texts: list[str | None]) -> list[str]:
-        """Serve the keys the bulk read found; return those still to compute."""
-        missing = []
+        """Serve the keys the bulk read found; return those still to compute.
+
+        The hot loop of a cached batch: one decode and one store per input.
+        """
+        missing: list[str] = []
+        decode, positions, results = self.memo.decode, self.positions, self.results
+        served = hits = 0
         for key, text in zip(keys, texts, strict=True):
-            value = MISS if text is None else self.memo.decode(text)
+            value = MISS if text is None else decode(text)
             if value is MISS:
                 missing.append(key)
                 continue
-            self.hits += 1
-            self.share(key, value, text)
+            hits += 1
+            where = positions[key]
+            results[where[0]] = value
+            served += len(where)
+            if len(where) > 1:
+                self._repeat(where, value, text)
+        self.hits += hits
+        self.step(served)
         return missing
 
-    def share(self, key: str, value: Any, text: str | None = None) -> None:
-        """Give ``value`` to every position of ``key``; each repeat gets its own copy, a hit.
+    def _repeat(self, where: list[int], value: Any, text: str | None) -> None:
+        """Each repeat of an input gets its own copy, a hit: decoded again, as a hit would be.
 
-        A repeat of a value read from ``text`` decodes it again, exactly as
-        a hit would; one just computed gets a deep copy.
+        A value just computed (no text) gets a deep copy.
         """
-        first, *repeats = self.positions[key]
-        self.results[first] = value
-        for position in repeats:
+        for position in where[1:]:
             copied = MISS if text is None else self.memo.decode(text)
             if copied is MISS:
                 copied = _copy(value)
                 self.memo.stats.tier_hit()
             self.results[position] = copied
-        self.step(1 + len(repeats))
+
+    def share(self, key: str, value: Any) -> None:
+        """Give a computed ``value`` to every position of ``key``."""
+        where = self.positions[key]
+        self.results[where[0]] = value
+        if len(where) > 1:
+            self._repeat(where, value, None)
+        self.step(len(where))
 
     def fail(self, positions: list[int], exc: BaseException) -> None:
         self.failed += 1
@@ -175,7 +190,7 @@ class _Batch:
 
     def step(self, count: int) -> None:
         self._done += count
-        if self._tick is not None:
+        if self._tick is not None and count:
             self._tick(self._done, len(self.calls))
 
     def outcome(self, return_exceptions: bool) -> list[Any]:
