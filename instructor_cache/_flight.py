@@ -11,13 +11,16 @@ drivers' miss path (``_misses``) decides what waiting on a flight means.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import os
 import threading
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Flight", "Flights"]
 
@@ -59,6 +62,8 @@ class Flight:
         A cancelled waiter only stops waiting: the leader's call is its own
         task's, and goes on.
         """
+        import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
         loop = asyncio.get_running_loop()
         landed: asyncio.Future[None] = loop.create_future()
 

@@ -23,8 +23,7 @@ together.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
+import os
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -150,7 +149,7 @@ class SyncMisses(_Misses):
             if self.flights.landed_since(key, landings):  # stored since our read?
                 flight.text = self.store.get(key)
             if flight.text is None and self.locks:
-                claim = claim._replace(token=secrets.token_hex(16))
+                claim = claim._replace(token=_token())
                 flight.text, held = self.wait_elsewhere(key, claim.token)
                 claim = claim._replace(held=held)
             value = self.served(flight.text)
@@ -268,7 +267,7 @@ class AsyncMisses(_Misses):
             if self.flights.landed_since(key, landings):
                 flight.text = await self.store.aget(key)
             if flight.text is None and self.locks:
-                claim = claim._replace(token=secrets.token_hex(16))
+                claim = claim._replace(token=_token())
                 flight.text, held = await self.wait_elsewhere(key, claim.token)
                 claim = claim._replace(held=held)
             value = self.served(flight.text)
@@ -318,7 +317,7 @@ class AsyncMisses(_Misses):
                 if text is None:
                     self.waited()
                 return text, False
-            await asyncio.sleep(min(delay, remaining))
+            await _sleep(min(delay, remaining))
             delay = min(delay * 2, _LONGEST_POLL)
             held = await store.alock(key, token, bound)
         return await store.arecheck(key) if held else None, bool(held)
@@ -326,3 +325,14 @@ class AsyncMisses(_Misses):
 
 def _texts(claims: list[Claim]) -> dict[str, str]:
     return {c.key: c.flight.text for c in claims if c.flight.text is not None}
+
+
+def _token() -> str:
+    """An owner token for the store's lock (``secrets.token_hex``, without importing hashlib)."""
+    return os.urandom(16).hex()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
+    await asyncio.sleep(seconds)
