@@ -17,7 +17,7 @@ def _answer(text: str) -> UserDetail:
 
 
 class CountingMemory(MemoryCache):
-    """A real MemoryCache that records the keys of each bulk read and the size of each bulk write."""
+    """A real MemoryCache that records the keys of each bulk read and the size of each write."""
 
     def __init__(self) -> None:
         super().__init__(maxsize=1024)
