@@ -10,7 +10,9 @@ redis-py's own ``get`` + validation on a client with the same options; for the s
 model also a ``TieredCache(MemoryCache(), RedisCache(url))`` hit served from L1 against
 a plain memory hit, and a call while Redis is down and the circuit breaker open against
 the uncached call. It also times ``import instructor_cache`` against ``from pydantic
-import BaseModel, TypeAdapter``, each in fresh interpreters, interleaved. It prints our
+import BaseModel, TypeAdapter``, each in fresh interpreters, interleaved. Then
+flights.py: provider calls under a burst of concurrent calls against async-lru, cashews
+and instructor's own cache, and bulk and coalesced reads on Redis. It prints our
 target ratios with PASS/MISS.
 
 Interleaved because timing A for ten seconds and then B lets clock boost, heat and
@@ -21,10 +23,11 @@ inherit what that one left behind (with Redis, a server idle for a while answers
 next calls slower: a fixed order moved a ratio by 0.1x). Each batch starts with one
 untimed call for the same reason. The median over rounds drops the outliers.
 
-Run ``python benchmarks/run.py`` (~60 s) or with ``--quick`` (~7 s). Exit status 1
+Run ``python benchmarks/run.py`` (~2 min) or with ``--quick`` (~10 s). Exit status 1
 means a correctness check failed (a wrong value, an instructor_cache call that missed,
-a tiered hit not served by L1, or a call that reached the dead Redis); timings are
-reported, never asserted.
+a tiered hit not served by L1, a call that reached the dead Redis, or an instructor_cache
+burst that did not pay exactly once per distinct input); timings are reported, never
+asserted.
 """
 
 import argparse
@@ -51,9 +54,11 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
+import flights
 import redis
 import redis.asyncio
 import redis.utils
+from _checks import CheckFailedError, check
 from cachetools import LRUCache, cached
 from pydantic import BaseModel
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -143,15 +148,6 @@ def make_profile() -> Profile:
             for i in range(8)
         ],
     )
-
-
-class CheckFailedError(Exception):
-    """A contender returned a wrong value, or a cache that should hit did not."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailedError(message)
 
 
 def all_hits(name: str, start: CacheInfo, end: CacheInfo, timed: int) -> None:
@@ -535,7 +531,7 @@ def report(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (~5 s), rougher numbers")
+    parser.add_argument("--quick", action="store_true", help="a short run (~10 s), rougher numbers")
     quick = parser.parse_args().quick
     rounds, batch_ns = (150, 1_000_000) if quick else (600, 3_000_000)
     import_rounds = 5 if quick else 25  # a fresh interpreter each: ~0.1-0.3 s per import
@@ -556,6 +552,7 @@ def main() -> int:
             print(f"mode: {'quick' if quick else 'full'}, {rounds} interleaved rounds")
             started = time.perf_counter()
             contenders = asyncio.run(run(models, tmp, urls, rounds, batch_ns))
+            flown = asyncio.run(flights.run(urls[0], quick))
             imports, loaded = import_times(import_rounds, tmp)
             elapsed = time.perf_counter() - started
     except CheckFailedError as exc:
@@ -564,6 +561,7 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report(contenders, list(models), imports, loaded)
+    flights.report(flown)
     print(f"\nall correctness checks passed; timing took {elapsed:.1f} s")
     return 0
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import typing
 
+from instructor_cache._batch import WarmCounts
 from instructor_cache._breaker import CircuitBreaker
 from instructor_cache._decorator import (
     AsyncCachedFunction,
@@ -55,6 +56,7 @@ __all__ = [
     "RedisCache",
     "Store",
     "TieredCache",
+    "WarmCounts",
     "disk_cache",
     "instructor_cache",
     "make_cache_key",

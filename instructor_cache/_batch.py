@@ -1,50 +1,43 @@
-"""Batches: ``map``/``amap`` and ``warm``/``awarm`` of a decorated function.
+"""A batch's bookkeeping, without I/O: its calls, keys, results, progress and counts.
 
-A batch builds every key, reads them all with one bulk read (one MGET on
-Redis, grouped by slot on a Cluster; one query on disk; each tier once,
-for what the faster tiers missed), pays once for each distinct input that
-missed, with at most ``concurrency`` calls at a time, and writes the new
-results back with bulk writes. Each distinct miss goes through the same
-single-flight as a single call (``_misses``), so a single call made
-meanwhile with the same input waits for the batch instead of paying too;
-the batch settles its leaders' results in bulk, every ``_FLUSH_SIZE``
-results or ``_FLUSH_EVERY`` seconds, so such a caller waits no longer.
-
-The sync and async runs are the same steps, side by side: change them
-together.
+``_batches`` runs batches (``map``/``amap``, ``warm``/``awarm``) on a
+store; this module keeps what one run knows, so that both its runs, sync
+and async, share it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextvars
 import copy
 import importlib
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from instructor_cache._memo import MISS, Memo
-from instructor_cache._misses import AsyncMisses, Claim, Settle, SyncMisses, kept
-from instructor_cache.backends._compose import GuardedStore
+from instructor_cache._misses import Claim, Settle
 from instructor_cache.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import Future
+
 __all__ = [
-    "DEFAULT_CONCURRENCY",
-    "AsyncBatches",
+    "FLUSH_EVERY",
+    "FLUSH_SIZE",
+    "Batch",
+    "Call",
     "Progress",
-    "SyncBatches",
     "WarmCounts",
-    "batch_methods",
     "calls_of",
+    "check_concurrency",
+    "undecodable",
 ]
 
-_FLUSH_SIZE = 100
-_FLUSH_EVERY = 0.5
+FLUSH_SIZE = 100
+"""A batch stores its new results once this many wait to be stored..."""
+FLUSH_EVERY = 0.5
+"""...or once the first of them has waited this long (a single call may be waiting on it)."""
 
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 Progress = Callable[[int, int], object] | bool | None
@@ -92,7 +85,7 @@ class _Failed(NamedTuple):
     error: BaseException
 
 
-class _Batch:
+class Batch:
     """One run's bookkeeping, without I/O: positions by key, results, progress."""
 
     def __init__(self, memo: Memo[Any], calls: list[Call], progress: Progress) -> None:
@@ -119,25 +112,47 @@ class _Batch:
             return None
 
     def found(self, keys: list[str], texts: list[str | None]) -> list[str]:
-        """Serve the keys the bulk read found; return those still to compute."""
-        missing = []
+        """Serve the keys the bulk read found; return those still to compute.
+
+        The hot loop of a cached batch: one decode and one store per input.
+        """
+        missing: list[str] = []
+        decode, positions, results = self.memo.decode, self.positions, self.results
+        served = hits = 0
         for key, text in zip(keys, texts, strict=True):
-            value = MISS if text is None else self.memo.decode(text)
+            value = MISS if text is None else decode(text)
             if value is MISS:
                 missing.append(key)
                 continue
-            self.hits += 1
-            self.share(key, value)
+            hits += 1
+            where = positions[key]
+            results[where[0]] = value
+            served += len(where)
+            if len(where) > 1:
+                self._repeat(where, value, text)
+        self.hits += hits
+        self.step(served)
         return missing
 
+    def _repeat(self, where: list[int], value: Any, text: str | None) -> None:
+        """Each repeat of an input gets its own copy, a hit: decoded again, as a hit would be.
+
+        A value just computed (no text) gets a deep copy.
+        """
+        for position in where[1:]:
+            copied = MISS if text is None else self.memo.decode(text)
+            if copied is MISS:
+                copied = _copy(value)
+                self.memo.stats.tier_hit()
+            self.results[position] = copied
+
     def share(self, key: str, value: Any) -> None:
-        """Give ``value`` to every position of ``key``; the repeats get copies, counted as hits."""
-        first, *repeats = self.positions[key]
-        self.results[first] = value
-        for position in repeats:
-            self.results[position] = _copy(value)
-            self.memo.stats.tier_hit()
-        self.step(1 + len(repeats))
+        """Give a computed ``value`` to every position of ``key``."""
+        where = self.positions[key]
+        self.results[where[0]] = value
+        if len(where) > 1:
+            self._repeat(where, value, None)
+        self.step(len(where))
 
     def fail(self, positions: list[int], exc: BaseException) -> None:
         self.failed += 1
@@ -147,6 +162,8 @@ class _Batch:
 
     def finished(self, key: str, future: Future[Any] | asyncio.Future[Any]) -> None:
         if future.cancelled():
+            import asyncio  # noqa: PLC0415  (only here, and only once a batch was cancelled)
+
             self.fail(self.positions[key], asyncio.CancelledError())
             return
         exc = future.exception()
@@ -181,8 +198,8 @@ class _Batch:
         """The claims to settle now: all of them at the end, else once enough have waited."""
         with self._pending_lock:
             due = everything or (
-                len(self.pending) >= _FLUSH_SIZE
-                or time.monotonic() - self.pending_since >= _FLUSH_EVERY
+                len(self.pending) >= FLUSH_SIZE
+                or time.monotonic() - self.pending_since >= FLUSH_EVERY
             )
             if not due or not self.pending:
                 return []
@@ -191,7 +208,7 @@ class _Batch:
 
     def step(self, count: int) -> None:
         self._done += count
-        if self._tick is not None:
+        if self._tick is not None and count:
             self._tick(self._done, len(self.calls))
 
     def outcome(self, return_exceptions: bool) -> list[Any]:
@@ -206,164 +223,7 @@ class _Batch:
         return WarmCounts(self.hits, self.computed, self.failed)
 
 
-class SyncBatches:
-    def __init__(self, memo: Memo[Any], store: GuardedStore, misses: SyncMisses) -> None:
-        self.memo, self.store, self.misses = memo, store, misses
-
-    def map(
-        self, calls: list[Call], concurrency: int, return_exceptions: bool, progress: Progress
-    ) -> list[Any]:
-        return self.run(calls, concurrency, progress).outcome(return_exceptions)
-
-    def warm(self, calls: list[Call], concurrency: int, progress: Progress) -> WarmCounts:
-        return self.run(calls, concurrency, progress).counts()
-
-    def run(self, calls: list[Call], concurrency: int, progress: Progress) -> _Batch:
-        _check_concurrency(concurrency)
-        batch = _Batch(self.memo, calls, progress)
-        keys, store = list(batch.positions), self.store
-        landings = self.misses.flights.landings
-        bypassed = store.gate.open_until and store.bypassing()
-        texts: list[str | None] = [None] * len(keys) if bypassed else store.get_many(keys)
-        missing = batch.found(keys, texts)
-        for key in _undecodable(keys, texts, missing):
-            store.delete(key)
-        if not missing:
-            return batch
-
-        def pay(key: str) -> Any:
-            args, kwargs = calls[batch.positions[key][0]]
-            return self.misses.miss(key, landings, args, kwargs, batch.settle)
-
-        # Each call reports when it finishes: watching all the unfinished ones
-        # each time one finishes would take time quadratic in the batch.
-        finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
-        with ThreadPoolExecutor(min(concurrency, len(missing))) as pool:
-            running: dict[Future[Any], str] = {}
-            for key in missing:
-                future = pool.submit(contextvars.copy_context().run, pay, key)
-                running[future] = key
-                future.add_done_callback(finished.put)
-            try:
-                for _ in running:
-                    future = self.next_finished(finished, batch)
-                    batch.finished(running[future], future)
-                    self.flush(batch, everything=False)
-            finally:
-                for future in running:
-                    future.cancel()
-                try:
-                    pool.shutdown(wait=True)
-                finally:  # even when interrupted again meanwhile (a second Ctrl-C)
-                    claims = batch.close(self.misses.settle)
-                    if claims:
-                        self.misses.settle_many(claims)
-        return batch
-
-    def next_finished(self, finished: queue.SimpleQueue[Future[Any]], batch: _Batch) -> Future[Any]:
-        """The next call to finish; meanwhile, the results due are stored every so often."""
-        while True:
-            try:
-                return finished.get(timeout=_FLUSH_EVERY)
-            except queue.Empty:  # noqa: PERF203  (a wait of half a second, not a hot loop)
-                self.flush(batch, everything=False)
-
-    def flush(self, batch: _Batch, *, everything: bool) -> None:
-        claims = batch.take_due(everything)
-        if claims:
-            self.misses.settle_many(claims)
-
-
-class AsyncBatches:
-    def __init__(self, memo: Memo[Any], store: GuardedStore, misses: AsyncMisses) -> None:
-        self.memo, self.store, self.misses = memo, store, misses
-
-    async def map(
-        self, calls: list[Call], concurrency: int, return_exceptions: bool, progress: Progress
-    ) -> list[Any]:
-        return (await self.run(calls, concurrency, progress)).outcome(return_exceptions)
-
-    async def warm(self, calls: list[Call], concurrency: int, progress: Progress) -> WarmCounts:
-        return (await self.run(calls, concurrency, progress)).counts()
-
-    async def run(self, calls: list[Call], concurrency: int, progress: Progress) -> _Batch:
-        _check_concurrency(concurrency)
-        batch = _Batch(self.memo, calls, progress)
-        keys, store = list(batch.positions), self.store
-        landings = self.misses.flights.landings
-        bypassed = store.gate.open_until and store.bypassing()
-        texts: list[str | None] = [None] * len(keys) if bypassed else await store.aget_many(keys)
-        missing = batch.found(keys, texts)
-        for key in _undecodable(keys, texts, missing):
-            await store.adelete(key)
-        if not missing:
-            return batch
-        slots = asyncio.Semaphore(concurrency)
-
-        async def pay(key: str) -> Any:
-            args, kwargs = calls[batch.positions[key][0]]
-            async with slots:
-                return await self.misses.miss(key, landings, args, kwargs, batch.settle)
-
-        finished = _Finished()
-        running: dict[asyncio.Future[Any], str] = {}
-        for key in missing:
-            task = asyncio.ensure_future(pay(key))
-            running[task] = key
-            task.add_done_callback(finished.put)
-        try:
-            for _ in running:
-                while not finished.ready:
-                    await finished.wait(_FLUSH_EVERY)
-                    await self.flush(batch, everything=False)
-                call = finished.ready.popleft()
-                batch.finished(running[call], call)
-                await self.flush(batch, everything=False)
-        finally:
-            unfinished = [future for future in running if not future.done()]
-            for future in unfinished:
-                future.cancel()
-            try:
-                if unfinished:  # cancelled leaders hand their flights on; let them land first
-                    await asyncio.gather(*unfinished, return_exceptions=True)
-            finally:  # even when cancelled again meanwhile (anyio cancels at every await)
-                claims = batch.close(self.late)
-                if claims:
-                    await asyncio.shield(kept(self.misses.settle_many(claims)))
-        return batch
-
-    def late(self, claim: Claim) -> None:
-        """Settle a claim that finished after its batch wound down, on its own."""
-        kept(self.misses.store_and_release(claim))
-
-    async def flush(self, batch: _Batch, *, everything: bool) -> None:
-        claims = batch.take_due(everything)
-        if claims:  # shielded: taken from the batch, they are stored even if it is cancelled
-            await asyncio.shield(kept(self.misses.settle_many(claims)))
-
-
-class _Finished:
-    """The calls of an async batch in the order they finish, as their tasks report it."""
-
-    def __init__(self) -> None:
-        self.ready: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self._wakeup: asyncio.Future[None] | None = None
-
-    def put(self, task: asyncio.Future[Any]) -> None:
-        self.ready.append(task)
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
-    async def wait(self, timeout: float) -> None:
-        """Until a call finishes, or ``timeout`` passes."""
-        self._wakeup = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait((self._wakeup,), timeout=timeout)
-        finally:
-            self._wakeup = None
-
-
-def _undecodable(keys: list[str], texts: list[str | None], missing: list[str]) -> list[str]:
+def undecodable(keys: list[str], texts: list[str | None], missing: list[str]) -> list[str]:
     """The keys read with a text that did not decode: deleted, as a single call deletes them."""
     missed = set(missing)
     return [
@@ -371,7 +231,7 @@ def _undecodable(keys: list[str], texts: list[str | None], missing: list[str]) -
     ]
 
 
-def _check_concurrency(concurrency: object) -> None:
+def check_concurrency(concurrency: object) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigurationError(
             f"concurrency must be a positive int (calls at a time), got {concurrency!r}"
@@ -410,67 +270,3 @@ def _copy(value: Any) -> Any:
         return copy.deepcopy(value)
     except Exception:  # noqa: BLE001  (an object that refuses to be copied is shared)
         return value
-
-
-DEFAULT_CONCURRENCY = 8
-
-
-def batch_methods(
-    batches: SyncBatches | AsyncBatches, single: bool, keyword: str | None = None
-) -> dict[str, Callable[..., Any]]:
-    """The decorated function's ``map`` and ``warm`` (``amap``, ``awarm`` when it is async).
-
-    ``_instance`` is how a bound method passes its ``self``; it is not part
-    of the public signature.
-    """
-    if isinstance(batches, SyncBatches):
-        sync = batches
-
-        def map_(
-            items: Iterable[Any],
-            *,
-            concurrency: int = DEFAULT_CONCURRENCY,
-            return_exceptions: bool = False,
-            progress: Progress = None,
-            _instance: tuple[Any, ...] = (),
-        ) -> list[Any]:
-            """Call for every item (see README: Batches); results in input order."""
-            calls = calls_of(items, single, _instance, keyword)
-            return sync.map(calls, concurrency, return_exceptions, progress)
-
-        def warm(
-            items: Iterable[Any],
-            *,
-            concurrency: int = DEFAULT_CONCURRENCY,
-            progress: Progress = None,
-            _instance: tuple[Any, ...] = (),
-        ) -> WarmCounts:
-            """Compute and store what is missing; count hits, computed and failed inputs."""
-            return sync.warm(calls_of(items, single, _instance, keyword), concurrency, progress)
-
-        return {"map": map_, "warm": warm}
-    native = batches
-
-    async def amap(
-        items: Iterable[Any],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        return_exceptions: bool = False,
-        progress: Progress = None,
-        _instance: tuple[Any, ...] = (),
-    ) -> list[Any]:
-        """Await a call for every item (see README: Batches); results in input order."""
-        calls = calls_of(items, single, _instance, keyword)
-        return await native.map(calls, concurrency, return_exceptions, progress)
-
-    async def awarm(
-        items: Iterable[Any],
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        progress: Progress = None,
-        _instance: tuple[Any, ...] = (),
-    ) -> WarmCounts:
-        """Compute and store what is missing; count hits, computed and failed inputs."""
-        return await native.warm(calls_of(items, single, _instance, keyword), concurrency, progress)
-
-    return {"amap": amap, "awarm": awarm}

@@ -14,7 +14,8 @@ from typing import Any, Concatenate, Literal, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self, Unpack
 
-from instructor_cache._batch import Progress, WarmCounts, batch_methods
+from instructor_cache._batch import Progress, WarmCounts
+from instructor_cache._batches import batch_methods
 from instructor_cache._drivers import async_driver, sync_driver
 from instructor_cache._keys import IGNORED_ATTRIBUTE
 from instructor_cache._memo import Memo

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from instructor_cache._batch import AsyncBatches, SyncBatches
+from instructor_cache._batches import AsyncBatches, SyncBatches
 from instructor_cache._flight import Flights
 from instructor_cache._memo import MISS, Memo
 from instructor_cache._misses import AsyncMisses, SyncMisses

@@ -11,7 +11,6 @@ drivers' miss path (``_misses``) decides what waiting on a flight means.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import os
@@ -19,6 +18,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Flight", "Flights"]
 
@@ -74,6 +77,8 @@ class Flight:
         ``wait_for`` swallows a cancellation that arrives in the tick the
         flight lands, and the cancelled task would go on as if never cancelled.
         """
+        import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
         loop = asyncio.get_running_loop()
         landed: asyncio.Future[None] = loop.create_future()
 
@@ -100,23 +105,6 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-_TABLES: weakref.WeakSet[Flights] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has none of its parent's other threads: their flights never land there.
-
-    Left in the table, each would make every call of its key in the child
-    wait ``single_flight`` out; a lock held at the fork would never be freed.
-    """
-    for flights in list(_TABLES):
-        flights.forget()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class Flights:
     """The flights of one decorated function, by key, shared by its threads and event loops.
 
@@ -138,12 +126,12 @@ class Flights:
         self._leading: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
             "instructor_cache_leading", default=frozenset()
         )
-        _TABLES.add(self)
+        _EVERY_TABLE.add(self)
 
-    def forget(self) -> None:
-        """Drop every flight, in a forked child (see ``_after_fork_in_child``)."""
-        self._lock = threading.Lock()
-        self._flying = {}
+    def _forget_in_child(self) -> None:
+        """A forked child has none of its parent's running calls: waiting on one would hang."""
+        self._flying, self._landed = {}, {}
+        self._lock = threading.Lock()  # its parent's may have been held by another thread
 
     def join(self, key: str) -> tuple[Flight, bool]:
         """The flight computing ``key``, and whether the caller just started it (and leads it)."""
@@ -210,3 +198,15 @@ class Flights:
     def leads(self, key: str) -> bool:
         """Whether this call stack is itself computing ``key`` (a recursive call)."""
         return key in self._leading.get()
+
+
+_EVERY_TABLE: weakref.WeakSet[Flights] = weakref.WeakSet()
+
+
+def _forget_flights_in_child() -> None:
+    for table in list(_EVERY_TABLE):
+        table._forget_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch  (every POSIX Python 3.10+)
+    os.register_at_fork(after_in_child=_forget_flights_in_child)

@@ -29,18 +29,20 @@ together.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
+import os
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from instructor_cache._flight import Flight, Flights
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._memo import MISS, Memo
 from instructor_cache.backends._compose import GuardedStore
 
-__all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses", "kept"]
+if TYPE_CHECKING:  # loaded by the time an async call runs; not on import
+    import asyncio
+
+__all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses", "kept", "shielded"]
 
 _FIRST_POLL = 0.01
 _LONGEST_POLL = 0.25
@@ -199,7 +201,7 @@ class SyncMisses(_Misses):
             if flight.text is None and self.locks and not took_over:
                 # Its waiters wait for the wait below too: it may end in a call of ours.
                 flight.since = time.monotonic() + self.bound
-                claim = claim._replace(token=secrets.token_hex(16))
+                claim = claim._replace(token=_token())
                 flight.text, held = self.wait_elsewhere(key, claim.token)
                 claim = claim._replace(held=held)
             value = self.served(flight.text)
@@ -292,7 +294,7 @@ class AsyncMisses(_Misses):
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = await self.compute(key, self.fn, args, kwargs)
         if text is not None:
-            await asyncio.shield(kept(self.store.aset(key, text, self.memo.ttl)))
+            await shielded(self.store.aset(key, text, self.memo.ttl))
         return value
 
     async def miss(
@@ -352,7 +354,7 @@ class AsyncMisses(_Misses):
                 flight.text = await self.store.aget(key)
             if flight.text is None and self.locks and not took_over:
                 flight.since = time.monotonic() + self.bound
-                claim = claim._replace(token=secrets.token_hex(16))
+                claim = claim._replace(token=_token())
                 flight.text, held = await self.wait_elsewhere(key, claim.token)
                 claim = claim._replace(held=held)
             value = self.served(flight.text)
@@ -379,7 +381,7 @@ class AsyncMisses(_Misses):
         The provider has answered: a caller cancelled now (a timeout) must
         not lose the paid result, so the write goes on in a task of its own.
         """
-        await asyncio.shield(kept(self.store_and_release(claim)))
+        await shielded(self.store_and_release(claim))
 
     async def store_and_release(self, claim: Claim) -> None:
         try:
@@ -418,7 +420,7 @@ class AsyncMisses(_Misses):
                 if text is None:
                     self.waited()
                 return text, False
-            await asyncio.sleep(min(delay, remaining))
+            await _sleep(min(delay, remaining))
             delay = min(delay * 2, _LONGEST_POLL)
             held = await store.alock(key, token, bound)
         return await store.arecheck(key) if held else None, bool(held)
@@ -432,13 +434,33 @@ def kept(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 
     The loop holds tasks weakly: this holds them until they finish.
     """
+    import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
     task = asyncio.ensure_future(work)
     _KEPT.add(task)
     task.add_done_callback(_KEPT.discard)
     return task
 
 
+async def shielded(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work``, which goes on to its end if the caller is cancelled meanwhile."""
+    import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
+    await asyncio.shield(kept(work))
+
+
 def _texts(claims: list[Claim]) -> dict[str, str]:
     return {
         c.key: c.flight.text for c in claims if c.flight.text is not None and not c.flight.outdated
     }
+
+
+def _token() -> str:
+    """An owner token for the store's lock (``secrets.token_hex``, without importing hashlib)."""
+    return os.urandom(16).hex()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
+    await asyncio.sleep(seconds)

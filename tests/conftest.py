@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from instructor_cache import DiskCache, MemoryCache, RedisCache, TieredCache
 from instructor_cache.backends import Store
 from tests._fakes import Clock, FakeLLM, UserDetail
-from tests._redis import running_cluster, running_server
+from tests._redis import RedisServer, running_cluster, running_server
 
 # What test modules import from here: the fakes are re-exported for those
 # that have not moved to tests._fakes.
@@ -107,6 +108,29 @@ def make_backend(
             backend.clear()
         if isinstance(backend, (DiskCache, RedisCache, TieredCache)):
             backend.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A throwaway redis-server of this test's own, which it may stop, pause and restart."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_without_scripting(redis_url: str) -> Iterator[str]:
+    """A URL for a user of the real Redis who may run every command but scripts (ACL)."""
+    admin = redis.Redis.from_url(redis_url)
+    user = f"noscript{uuid.uuid4().hex[:8]}"
+    admin.execute_command("ACL", "SETUSER", user, "on", ">secret", "~*", "+@all", "-@scripting")
+    try:
+        yield redis_url.replace("redis://", f"redis://{user}:secret@", 1)
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+        admin.close()
 
 
 @pytest.fixture

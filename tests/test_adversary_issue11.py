@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +57,6 @@ async def test_concurrent_async_calls_on_a_locked_disk_do_not_queue_behind_each_
         elapsed = time.monotonic() - started
     assert results == [UserDetail(name=f"N{i}", age=i) for i in range(40)]
     assert elapsed < 3.0  # a few timeouts until the breaker opens, not one per caller
-
-
-@pytest.fixture
-def redis_without_scripting(redis_url: str) -> Iterator[str]:
-    """A URL for a user of the real Redis who may GET, SET and PTTL but not run scripts (ACL)."""
-    admin = redis.Redis.from_url(redis_url)
-    user = f"noscript{uuid.uuid4().hex[:8]}"
-    admin.execute_command("ACL", "SETUSER", user, "on", ">secret", "~*", "+@all", "-@scripting")
-    try:
-        yield redis_url.replace("redis://", f"redis://{user}:secret@", 1)
-    finally:
-        admin.execute_command("ACL", "DELUSER", user)
-        admin.close()
 
 
 def test_redis_tier_that_may_not_run_scripts_still_serves_its_hits(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +68,6 @@ async def atimed(call: Awaitable[Any]) -> tuple[Any, float]:
 @pytest.fixture
 def prefix() -> str:
     return f"locks-{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A throwaway server this test may stop and pause."""
-    server = RedisServer(tmp_path / "redis")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 def test_redis_and_disk_lock_and_memory_does_not(tmp_path: Path) -> None:
@@ -357,19 +347,6 @@ def test_lock_on_a_locked_database_is_no_lock_within_a_timeout(
         assert stats.errors == 2
     finally:
         disk.close()
-
-
-@pytest.fixture
-def redis_without_scripting(redis_url: str) -> Iterator[str]:
-    """A URL for a user of the real Redis who may run every command but scripts (ACL)."""
-    admin = redis.Redis.from_url(redis_url)
-    user = f"noscript{uuid.uuid4().hex[:8]}"
-    admin.execute_command("ACL", "SETUSER", user, "on", ">secret", "~*", "+@all", "-@scripting")
-    try:
-        yield redis_url.replace("redis://", f"redis://{user}:secret@", 1)
-    finally:
-        admin.execute_command("ACL", "DELUSER", user)
-        admin.close()
 
 
 def test_a_redis_user_denied_scripting_takes_and_releases_locks(

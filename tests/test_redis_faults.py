@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +33,6 @@ def make_extract(backend: RedisCache, llm: FakeLLM, breaker: CircuitBreaker | No
         return llm(text)
 
     return extract
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A throwaway server this test may stop, pause and restart."""
-    server = RedisServer(tmp_path / "redis")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 def test_redis_down_at_start(llm: FakeLLM) -> None:

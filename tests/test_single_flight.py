@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from instructor_cache.backends import Store
 from instructor_cache.errors import ConfigurationError
 from tests._fakes import UserDetail
 from tests._stores import aclose_clients
+from tests._subprocess import PROJECT_ROOT, waiting_for_the_child
 
 TEXTS = [f"user{i} is {20 + i}" for i in range(10)]
 
@@ -272,3 +276,44 @@ def test_first_concurrent_calls_compute_one_key() -> None:
     with ThreadPoolExecutor(8) as pool:
         keys = set(pool.map(first_key, range(8)))
     assert keys == {extract.cache_key(TEXTS[0])}
+
+
+CALL_IN_A_CHILD_FORKED_MID_FLIGHT = """
+import os, signal, sys, threading, time, warnings
+from pydantic import BaseModel
+from instructor_cache import MemoryCache, instructor_cache
+
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: what we test
+
+class Doc(BaseModel):
+    text: str
+
+inside = threading.Event()
+
+@instructor_cache(MemoryCache(), single_flight=60)
+def extract(text: str) -> Doc:
+    inside.set()
+    time.sleep(3 if os.getpid() == parent else 0)
+    return Doc(text=text)
+
+parent = os.getpid()
+threading.Thread(target=extract, args=("x",)).start()
+inside.wait()
+pid = os.fork()  # while the parent's call of "x" is in flight
+if pid == 0:
+    extract("x")  # the child has no such call running: it must not wait for one
+    os._exit(0)
+""" + waiting_for_the_child(2.5, "the child waited on its parent's call")
+
+
+def test_a_child_forked_mid_flight_does_not_wait_on_its_parents_call() -> None:
+    """A flight inherited through fork() has no leader in the child: the child computes at once."""
+    run = subprocess.run(
+        [sys.executable, "-c", CALL_IN_A_CHILD_FORKED_MID_FLIGHT],
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-1500:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel
 from typing_extensions import assert_type
 
@@ -11,6 +13,7 @@ from instructor_cache import (
     MemoryCache,
     RedisCache,
     TieredCache,
+    WarmCounts,
     disk_cache,
     instructor_cache,
     memory_cache,
@@ -78,6 +81,12 @@ async def usage() -> None:
     assert_type(bare.refresh("a"), UserDetail)
     assert_type(await asynchronous.invalidate("a"), bool)
     assert_type(await asynchronous.refresh("a"), UserDetail | None)
+    assert_type(bare.map(["a", "b"]), Sequence[UserDetail])
+    assert_type(bare.map(["a"], return_exceptions=True), Sequence[UserDetail | BaseException])
+    assert_type(bare.warm(["a"]), WarmCounts)
+    assert_type(await asynchronous.amap(["a"], concurrency=4), Sequence[UserDetail | None])
+    assert_type(await asynchronous.awarm(["a"]), WarmCounts)
+    bare.amap(["a"])  # type: ignore[attr-defined]  # sync functions batch with map()
     bare.cache_clear()
     assert_type(await asynchronous.acache_clear(), None)
     bare.acache_clear()  # type: ignore[attr-defined]  # sync functions clear with cache_clear()
