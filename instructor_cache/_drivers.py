@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from instructor_cache._batches import AsyncBatches, SyncBatches
 from instructor_cache._flight import Flights
 from instructor_cache._memo import MISS, Memo
-from instructor_cache._misses import AsyncMisses, SyncMisses
+from instructor_cache._misses import AsyncMisses, SyncMisses, shielded
 from instructor_cache._stats import CacheInfo
 from instructor_cache.backends._compose import GuardedStore
 
@@ -114,10 +114,11 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         key = make_key(args, kwargs)
         flights.outdate(key)
         value, text = await compute(key, call_fresh, args, kwargs)
+        # Paid for: the write goes on even if our caller gives up meanwhile.
         if text is not None:
-            await store.aset(key, text, memo.ttl, explicit=True)
+            await shielded(store.aset(key, text, memo.ttl, explicit=True))
         else:  # a refresh that stores nothing must not leave the old entry
-            await store.adelete(key, explicit=True)
+            await shielded(store.adelete(key, explicit=True))
         return value
 
     async def acache_clear() -> None:

@@ -120,10 +120,10 @@ class Flights:
         self._lock = threading.Lock()
         self.landings = 0
         self._landed: dict[str, int] = {}  # the latest landings, oldest first
-        # The keys this call stack (thread or task, and tasks it spawned) is
+        # The flights this call stack (thread or task, and tasks it spawned) is
         # computing: a call that would wait on its own flight would wait out
         # its whole bound, so it computes instead.
-        self._leading: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+        self._leading: contextvars.ContextVar[frozenset[Flight]] = contextvars.ContextVar(
             "instructor_cache_leading", default=frozenset()
         )
         _EVERY_TABLE.add(self)
@@ -189,15 +189,19 @@ class Flights:
             for flight in self._flying.values():
                 flight.outdated = True
 
-    def lead(self, key: str) -> contextvars.Token[frozenset[str]]:
-        return self._leading.set(self._leading.get() | {key})
+    def lead(self, flight: Flight) -> contextvars.Token[frozenset[Flight]]:
+        return self._leading.set(self._leading.get() | {flight})
 
-    def led(self, token: contextvars.Token[frozenset[str]]) -> None:
+    def led(self, token: contextvars.Token[frozenset[Flight]]) -> None:
         self._leading.reset(token)
 
-    def leads(self, key: str) -> bool:
-        """Whether this call stack is itself computing ``key`` (a recursive call)."""
-        return key in self._leading.get()
+    def leads(self, flight: Flight) -> bool:
+        """Whether this call stack is itself computing ``flight`` (a recursive call).
+
+        The flight, not its key: a task spawned while a call led a key, and
+        still running after it, waits like anyone for a later flight of it.
+        """
+        return flight in self._leading.get()
 
 
 _EVERY_TABLE: weakref.WeakSet[Flights] = weakref.WeakSet()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from instructor_cache._flight import Flight, Flights
 from instructor_cache._log import RateLimitedLog
@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # loaded by the time an async call runs; not on import
     import asyncio
 
 __all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses", "kept", "shielded"]
+
+T = TypeVar("T")
 
 _FIRST_POLL = 0.01
 _LONGEST_POLL = 0.25
@@ -147,7 +149,7 @@ class SyncMisses(_Misses):
             flight, leading = flights.join(key)
             if leading:
                 return self.lead(Claim(key, flight, "", False), landings, args, kwargs, settle)
-            if flights.leads(key):  # our own flight, further up this stack
+            if flights.leads(flight):  # our own flight, further up this stack
                 return self.pay(key, args, kwargs)
             if not self.waits(flight):
                 self.waited()
@@ -194,7 +196,7 @@ class SyncMisses(_Misses):
         not locked: the call it gave up on may hold that lock.
         """
         key, flight = claim.key, claim.flight
-        leading = self.flights.lead(key)
+        leading = self.flights.lead(flight)
         try:
             if took_over or self.flights.landed_since(key, landings):  # stored since our read?
                 flight.text = self.store.get(key)
@@ -308,7 +310,7 @@ class AsyncMisses(_Misses):
             if leading:
                 claim = Claim(key, flight, "", False)
                 return await self.lead(claim, landings, args, kwargs, settle)
-            if flights.leads(key):
+            if flights.leads(flight):
                 return await self.pay(key, args, kwargs)
             if not await self.awaits(flight):
                 self.waited()
@@ -348,7 +350,7 @@ class AsyncMisses(_Misses):
         took_over: bool = False,
     ) -> Any:
         key, flight = claim.key, claim.flight
-        leading = self.flights.lead(key)
+        leading = self.flights.lead(flight)
         try:
             if took_over or self.flights.landed_since(key, landings):
                 flight.text = await self.store.aget(key)
@@ -429,7 +431,7 @@ class AsyncMisses(_Misses):
 _KEPT: set[asyncio.Task[Any]] = set()
 
 
-def kept(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+def kept(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     """``work`` as a task that goes on if whoever awaits it is cancelled.
 
     The loop holds tasks weakly: this holds them until they finish.
@@ -442,11 +444,11 @@ def kept(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     return task
 
 
-async def shielded(work: Coroutine[Any, Any, None]) -> None:
+async def shielded(work: Coroutine[Any, Any, T]) -> T:
     """Await ``work``, which goes on to its end if the caller is cancelled meanwhile."""
     import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
 
-    await asyncio.shield(kept(work))
+    return await asyncio.shield(kept(work))
 
 
 def _texts(claims: list[Claim]) -> dict[str, str]:

@@ -317,3 +317,29 @@ def test_a_child_forked_mid_flight_does_not_wait_on_its_parents_call() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stderr[-1500:]
+
+
+async def test_a_task_spawned_by_a_leader_waits_like_anyone_for_a_later_flight() -> None:
+    """A task started while a call led an input is not that call: later it waits, not pays."""
+    calls: list[str] = []
+    background: list[asyncio.Task[UserDetail]] = []
+
+    @instructor_cache(MemoryCache(), ignore=("calls", "background"))
+    async def extract(text: str) -> UserDetail:
+        calls.append(text)
+        if len(calls) == 1:  # the first call leaves a task behind that asks again later
+
+            async def later() -> UserDetail:
+                await asyncio.sleep(0.2)
+                return await extract(text)
+
+            background.append(asyncio.create_task(later()))
+        await asyncio.sleep(0.4 if len(calls) == 2 else 0)
+        return _answer(text)
+
+    await extract(TEXTS[0])
+    await extract.invalidate(TEXTS[0])
+    second = asyncio.create_task(extract(TEXTS[0]))  # computes for 0.4 s
+    assert await background[0] == _answer(TEXTS[0])  # asked at 0.2 s: waited for the second
+    assert await second == _answer(TEXTS[0])
+    assert calls == [TEXTS[0], TEXTS[0]]
