@@ -191,7 +191,7 @@ def test_a_key_asked_for_many_times_in_one_tick_is_read_once(made: Made, llm: Fa
 
 
 def test_a_huge_burst_is_read_in_a_few_bounded_bulk_reads(made: Made, llm: FakeLLM) -> None:
-    """2,500 distinct concurrent calls make three MGETs of at most MAX_BATCH keys, no GET."""
+    """2,500 distinct concurrent calls: the first reads at once, the rest in MGETs of MAX_BATCH."""
     store = made.cache()
     server = made.server(store)
     extract = decorated(store, llm)
@@ -203,7 +203,7 @@ def test_a_huge_burst_is_read_in_a_few_bounded_bulk_reads(made: Made, llm: FakeL
         assert await burst(extract, asked) == [expected(text) for text in asked]
         return server.calls("get") - gets, server.calls("mget") - mgets
 
-    assert asyncio.run(scenario()) == (0, -(-len(asked) // MAX_BATCH))
+    assert asyncio.run(scenario()) == (1, -(-(len(asked) - 1) // MAX_BATCH))
     assert len(llm.calls) == len(asked)
 
 
@@ -313,7 +313,11 @@ def own_server(tmp_path: Path) -> Iterator[RedisServer]:
 def test_a_burst_on_a_failed_redis_falls_back_feeding_the_breaker_once(
     own_server: RedisServer, made: Made, fault: str
 ) -> None:
-    """Every call of a burst on a stalled or dead Redis runs the function; the read failed once."""
+    """Every call of a burst on a stalled or dead Redis runs the function; the batch failed once.
+
+    The first call reads at once (a failure, and its write another); the 499
+    that came while it was in flight share one bulk read, one failure more.
+    """
     store = made.cache(url=own_server.url)
     breaker = CircuitBreaker(failures=10**6, cooldown=60)  # never skips: every read is tried
     failures_seen: list[int] = []
@@ -346,7 +350,10 @@ def test_a_burst_on_a_failed_redis_falls_back_feeding_the_breaker_once(
             own_server.resume()
         else:
             own_server.start()
-    assert failures_seen[len(asked) :] == [1] * len(asked)  # one failed bulk read, fed once
+    first, *batched = failures_seen[len(asked) :]
+    assert first == 1
+    assert batched == [batched[0]] * (len(asked) - 1)  # one failed bulk read, fed once for all
+    assert batched[0] <= first + 2  # the first call's failed write, then the bulk read
     assert elapsed < 10  # a timeout or two, not one per call
 
 
@@ -403,6 +410,10 @@ class RefusingBulkStore(AsyncDictStore):
         for key, value in items.items():
             self.set(key, value, ttl)
 
+    async def aget(self, key: str) -> str | None:
+        await asyncio.sleep(0)  # a round trip: other calls start meanwhile, and are batched
+        return self.get(key)
+
     async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
         self.bulk_reads += 1
         return self.get_many(keys)
@@ -428,19 +439,49 @@ def test_a_corrupt_entry_in_a_coalesced_read_is_deleted_and_the_others_served(
     assert extract.cache_info().errors == errors_before + 1  # the bad entry, counted once
 
 
-def test_a_bulk_read_cancelled_before_it_began_leaves_no_caller_waiting() -> None:
+def test_a_bulk_read_cancelled_leaves_no_caller_waiting() -> None:
     """Callers whose batch's read was cancelled get a miss, and the next read is answered."""
     store = MemoryCache()
     store.set("a", "1")
 
     async def scenario() -> tuple[list[str | None], str | None]:
-        coalescer: Coalescer[str | None] = Coalescer(store.aget_many, None)
-        callers = [asyncio.ensure_future(coalescer.read(key)) for key in ("a", "b", "a")]
-        await asyncio.sleep(0)  # they have joined the batch; its read has not begun
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task() and task not in callers:
-                task.cancel()
-        missed = await asyncio.wait_for(asyncio.gather(*callers), timeout=10)
-        return missed, await asyncio.wait_for(coalescer.read("a"), timeout=10)
+        first_read, bulk_read = asyncio.Event(), asyncio.Event()
 
-    assert asyncio.run(scenario()) == ([None, None, None], "1")
+        async def read_one(key: str) -> str | None:
+            await first_read.wait()
+            return await store.aget(key)
+
+        async def read_many(keys: Sequence[str]) -> list[str | None]:
+            await bulk_read.wait()
+            return await store.aget_many(keys)
+
+        coalescer: Coalescer[str | None] = Coalescer(read_one, read_many, None)
+        first = asyncio.ensure_future(coalescer.read("a"))  # read at once
+        await asyncio.sleep(0)
+        callers = [asyncio.ensure_future(coalescer.read(key)) for key in ("a", "b", "c")]
+        await asyncio.sleep(0)  # "a" waits on the first read; "b" and "c" joined the batch
+        first_read.set()
+        assert await first == "1"  # its end started the batch's read, which now waits
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and task not in (first, *callers):
+                task.cancel()
+        answers = await asyncio.wait_for(asyncio.gather(*callers), timeout=10)
+        bulk_read.set()
+        return answers, await asyncio.wait_for(coalescer.read("a"), timeout=10)
+
+    assert asyncio.run(scenario()) == (["1", None, None], "1")
+
+
+def test_a_lone_read_is_sent_at_once_without_a_tick() -> None:
+    """With nothing in flight a read goes out at once: an inline answer returns with no yield."""
+    store = MemoryCache()
+    store.set("a", "1")
+
+    async def scenario() -> str | None:
+        coalescer: Coalescer[str | None] = Coalescer(store.aget, store.aget_many, None)
+        read = coalescer.read("a")
+        with pytest.raises(StopIteration) as done:
+            read.send(None)
+        return done.value.value  # type: ignore[no-any-return]
+
+    assert asyncio.run(scenario()) == "1"

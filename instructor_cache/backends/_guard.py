@@ -88,9 +88,11 @@ class Guard:
         self._reads: Coalescer[str | None] | None = None
         self._reads_with_ttl: Coalescer[Entry | None] | None = None
         if coalesces(self.store):
-            self._reads = Coalescer(self._aget_batch, None)
+            self._reads = Coalescer(self._aget_one, self._aget_batch, None)
             if isinstance(self.store, AsyncBulkReadsWithTTL):
-                self._reads_with_ttl = Coalescer(self._aget_with_ttl_batch, None)
+                self._reads_with_ttl = Coalescer(
+                    self._aget_with_ttl_one, self._aget_with_ttl_batch, None
+                )
 
     @property
     def reads_ttl(self) -> bool:
