@@ -24,8 +24,8 @@ decorator is built; what a store lacks gets the fallback written next to it:
   could outlive the original), and decorating says so once in the log.
 - ``BulkStore``: ``get_many`` and ``set_many`` (``AsyncBulkStore`` for the
   ``a`` twins), one round trip for many keys. Fallback: one call per key.
-  A store with native ``aget_many`` also has the single async reads of one
-  event-loop tick coalesced into one ``aget_many`` (see ``_coalesce``).
+  A store with native ``aget_many`` also has the single async reads made
+  while one is in flight coalesced into one ``aget_many`` (see ``_coalesce``).
 - ``BulkReadsWithTTL``: ``get_many_with_ttl``, ``get_with_ttl`` for many keys
   in one round trip (``AsyncBulkReadsWithTTL`` for ``aget_many_with_ttl``,
   which coalesces a lower tier's reads). Fallback: single reads.

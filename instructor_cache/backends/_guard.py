@@ -8,8 +8,8 @@ log) and answers as if the entry were absent. The guard is also the one
 owner of the circuit breaker: a store that keeps failing is skipped for a
 cooldown instead of costing its timeout on every call. Stores only raise.
 
-On a store with native async bulk reads (Redis), the async single reads of
-one event-loop tick are coalesced into one bulk read (see ``_coalesce``),
+On a store with native async bulk reads (Redis), the async single reads made
+while one is in flight are coalesced into one bulk read (see ``_coalesce``),
 guarded here as one read: a failure is counted, logged and fed to the
 breaker once for the batch.
 
@@ -257,7 +257,7 @@ class Guard:
         self._succeeded()
         return texts
 
-    # -- coalesced reads: the single reads of one loop tick as one bulk read ------
+    # -- coalesced reads: single reads made while one is in flight, as one bulk read --
 
     async def _aget_batch(self, keys: Sequence[str]) -> list[str | None]:
         return await self._read_batch(self._ops.aget_many, _checked_texts, self._aget_one, keys)
