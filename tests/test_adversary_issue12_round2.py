@@ -1,0 +1,75 @@
+"""Second-pass adversarial reproducers for issue 12: coalesced reads, the lock, the breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import anyio
+import redis
+from pydantic import BaseModel
+
+from instructor_cache import RedisCache, instructor_cache
+from tests._redis import RedisServer
+from tests._stores import aclose_clients
+
+
+class Summary(BaseModel):
+    text: str
+
+
+class Name(BaseModel):
+    name: str
+
+
+async def test_a_leader_cancelled_by_an_anyio_cancel_scope_releases_the_redis_lock(
+    redis_url: str,
+) -> None:
+    """A leader cancelled by an anyio cancel scope (which cancels again at every await, as
+    FastAPI and Starlette run) must still release the store's lock, or every call of its input,
+    in every process, waits single_flight out on a lock no one holds."""
+    store = RedisCache(redis_url, prefix=f"adv12b:{uuid.uuid4().hex}:")
+    calls: list[str] = []
+
+    @instructor_cache(store, single_flight=30, ignore=("calls",))
+    async def extract(text: str) -> Name:
+        calls.append(text)
+        if len(calls) == 1:
+            await asyncio.sleep(10)  # the provider is slow; the request's deadline comes first
+        return Name(name=text)
+
+    try:
+        with anyio.move_on_after(0.5):
+            await extract("Ann")
+        assert await asyncio.wait_for(extract("Ann"), timeout=10) == Name(name="Ann")
+        with redis.Redis.from_url(redis_url) as client:
+            assert client.keys(store.prefix + "*:lock") == []
+    finally:
+        await aclose_clients(store)
+        store.clear()
+        store.close()
+
+
+async def test_a_burst_of_large_cached_entries_is_served_from_the_cache(
+    server: RedisServer,
+) -> None:
+    """A burst of cached calls whose entries are large (long extractions) must be answered from
+    Redis: coalesced into one bulk read whose whole reply must arrive within the single-read
+    timeout, it times out where each single read would not, and every call pays again."""
+    store = RedisCache(server.url, prefix="adv12b:")
+    calls: list[int] = []
+
+    @instructor_cache(store, ignore=("calls",))
+    async def summarize(document: int) -> Summary:
+        calls.append(document)
+        return Summary(text=f"{document:>8}" * 12_500)  # 100 kB, a long document's summary
+
+    try:
+        for document in range(1000):
+            await summarize(document)
+        calls.clear()
+        await asyncio.gather(*(summarize(document) for document in range(1000)))
+        assert calls == []
+    finally:
+        await aclose_clients(store)
+        store.close()
