@@ -9,7 +9,8 @@ import anyio
 import redis
 from pydantic import BaseModel
 
-from instructor_cache import RedisCache, instructor_cache
+from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
+from tests._fakes import Clock
 from tests._redis import RedisServer
 from tests._stores import aclose_clients
 
@@ -72,4 +73,39 @@ async def test_a_burst_of_large_cached_entries_is_served_from_the_cache(
         assert calls == []
     finally:
         await aclose_clients(store)
+        store.close()
+
+
+def test_a_burst_after_the_breaker_cooldown_is_served_from_a_redis_that_came_back(
+    server: RedisServer,
+) -> None:
+    """Once a failed Redis is back and the breaker's cooldown is over, a burst of cached calls
+    must be answered from Redis: the first read probes and the rest of the burst, which their
+    coalesced read could answer at the probe's cost, skip the store and each pay again."""
+    store = RedisCache(server.url, prefix="adv12b:")
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, cooldown=5, timer=clock)
+    calls: list[int] = []
+
+    @instructor_cache(store, circuit_breaker=breaker, ignore=("calls",))
+    async def summarize(document: int) -> Summary:
+        calls.append(document)
+        return Summary(text=str(document))
+
+    async def burst(documents: range) -> list[Summary]:
+        try:
+            return await asyncio.gather(*(summarize(document) for document in documents))
+        finally:
+            await aclose_clients(store)
+
+    try:
+        asyncio.run(burst(range(100)))  # cached
+        server.stop()
+        asyncio.run(burst(range(100, 101)))  # a read fails: the breaker opens
+        server.start()
+        clock.advance(6)  # the cooldown is over: the next read probes
+        calls.clear()
+        assert asyncio.run(burst(range(100))) == [Summary(text=str(d)) for d in range(100)]
+        assert calls == []
+    finally:
         store.close()
