@@ -400,15 +400,22 @@ class AsyncMisses(_Misses):
                 await self.release(claim)
 
     async def release(self, claim: Claim) -> None:
+        """Land the flight and let the lock go, even if our caller is cancelled (again) meanwhile.
+
+        An anyio cancel scope cancels at every await until it exits: an
+        unshielded unlock in a cancelled leader's cleanup would be cancelled
+        too, and the lock left held would make every call of the key, in
+        every process, wait ``single_flight`` out.
+        """
         self.flights.land(claim.key, claim.flight)
         if claim.held:
-            await self.store.aunlock(claim.key, claim.token)
+            await shielded(self.store.aunlock(claim.key, claim.token))
 
     async def wait_elsewhere(self, key: str, token: str) -> tuple[str | None, bool]:
         try:
             return await self.take_or_wait(key, token)
-        except BaseException:  # cancelled
-            await self.store.aunlock(key, token)
+        except BaseException:  # cancelled: let the lock go, shielded (see release)
+            await shielded(self.store.aunlock(key, token))
             raise
 
     async def take_or_wait(self, key: str, token: str) -> tuple[str | None, bool]:
