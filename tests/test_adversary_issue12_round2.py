@@ -79,7 +79,7 @@ async def test_a_burst_of_large_cached_entries_is_served_from_the_cache(
 def test_a_burst_after_the_breaker_cooldown_is_served_from_a_redis_that_came_back(
     server: RedisServer,
 ) -> None:
-    """Once a failed Redis is back and the breaker's cooldown is over, a burst of cached calls
+    """Once a stalled Redis is back and the breaker's cooldown is over, a burst of cached calls
     must be answered from Redis: the first read probes and the rest of the burst, which their
     coalesced read could answer at the probe's cost, skip the store and each pay again."""
     store = RedisCache(server.url, prefix="adv12b:")
@@ -100,9 +100,9 @@ def test_a_burst_after_the_breaker_cooldown_is_served_from_a_redis_that_came_bac
 
     try:
         asyncio.run(burst(range(100)))  # cached
-        server.stop()
-        asyncio.run(burst(range(100, 101)))  # a read fails: the breaker opens
-        server.start()
+        server.pause()
+        asyncio.run(burst(range(100, 101)))  # a read times out: the breaker opens
+        server.resume()
         clock.advance(6)  # the cooldown is over: the next read probes
         calls.clear()
         assert asyncio.run(burst(range(100))) == [Summary(text=str(d)) for d in range(100)]
