@@ -109,3 +109,28 @@ def test_a_burst_after_the_breaker_cooldown_is_served_from_a_redis_that_came_bac
         assert calls == []
     finally:
         store.close()
+
+
+async def test_a_huge_single_flight_takes_the_redis_lock(redis_url: str) -> None:
+    """A single_flight the decorator accepts (any finite number of seconds) must give a lock Redis
+    accepts: 1e16 s is a PX past what Redis can add to its clock, so every lock fails, the
+    failures open the breaker, and a burst's results are neither stored nor served."""
+    store = RedisCache(redis_url, prefix=f"adv12b:{uuid.uuid4().hex}:")
+    calls: list[int] = []
+
+    @instructor_cache(store, single_flight=1e16, ignore=("calls",))
+    async def summarize(document: int) -> Summary:
+        calls.append(document)
+        await asyncio.sleep(0.05)  # the provider answers after a moment
+        return Summary(text=str(document))
+
+    try:
+        await asyncio.gather(*(summarize(document) for document in range(10)))
+        calls.clear()
+        await asyncio.gather(*(summarize(document) for document in range(10)))
+        assert calls == []
+        assert summarize.cache_info().errors == 0
+    finally:
+        await aclose_clients(store)
+        store.clear()
+        store.close()
