@@ -73,7 +73,16 @@ class Coalescer(Generic[R]):
     ``miss`` is what a waiter gets when its batch was never answered.
     """
 
-    __slots__ = ("_local", "_miss", "_read_many", "_running_loop", "_size", "_task", "_tasks")
+    __slots__ = (
+        "_current_loop",
+        "_local",
+        "_miss",
+        "_read_many",
+        "_running_loop",
+        "_size",
+        "_task",
+        "_tasks",
+    )
 
     def __init__(
         self,
@@ -84,6 +93,7 @@ class Coalescer(Generic[R]):
         import asyncio  # noqa: PLC0415  (see TYPE_CHECKING above)
 
         self._running_loop = asyncio.get_running_loop
+        self._current_loop = asyncio.events._get_running_loop  # None outside a loop, no raise
         # A Task made as such, not by the loop's task factory: an eager one
         # would start the read, and close the batch, before anyone joined it.
         self._task = asyncio.Task
@@ -93,6 +103,16 @@ class Coalescer(Generic[R]):
         self._local = threading.local()
         # The loop keeps only weak references to tasks: these are the bulk reads'.
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def open_here(self) -> bool:
+        """Whether the running loop has a batch open: a read that joins it costs the store nothing.
+
+        While the breaker is half-open, the reads of the probe's tick join the
+        probe's batch rather than skip the store: else a burst of cached calls
+        on a Redis that came back would each pay again, but for the probe.
+        """
+        batch: _Batch[R] | None = getattr(self._local, "batch", None)
+        return batch is not None and batch.loop is self._current_loop()
 
     async def read(self, key: str) -> R:
         """``key``'s answer, from the bulk read of this tick's batch."""

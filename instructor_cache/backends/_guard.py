@@ -131,10 +131,15 @@ class Guard:
         key, so that a call on a dead store does not even do that.
         """
         breaker = self.breaker
-        if breaker.open_until and breaker.is_open:
+        if breaker.open_until and breaker.is_open and not self._joins_a_batch(self._reads):
             self._skipped_while_open("call")
             return True
         return False
+
+    @staticmethod
+    def _joins_a_batch(reads: Coalescer[A] | None) -> bool:
+        """Whether an async read may join the batch its loop has open (see ``open_here``)."""
+        return reads is not None and reads.open_here()
 
     def _skipped(self, operation: str) -> bool:
         """Whether the breaker turns this operation away; a skipped operation is an error."""
@@ -196,11 +201,11 @@ class Guard:
         return text
 
     async def aget(self, key: str) -> str | None:
-        breaker = self.breaker
-        if breaker.open_until and self._skipped("get"):
+        breaker, reads = self.breaker, self._reads
+        if breaker.open_until and not self._joins_a_batch(reads) and self._skipped("get"):
             return None
-        if self._reads is not None:
-            return await self._reads.read(key)
+        if reads is not None:
+            return await reads.read(key)
         try:
             text = await self._aget(key)
         except Exception as exc:  # noqa: BLE001
@@ -226,11 +231,11 @@ class Guard:
         return entry
 
     async def aget_with_ttl(self, key: str) -> Entry | None:
-        read = self._ops.aget_with_ttl
-        if read is None or self._skipped("get"):
+        read, reads = self._ops.aget_with_ttl, self._reads_with_ttl
+        if read is None or (not self._joins_a_batch(reads) and self._skipped("get")):
             return None
-        if self._reads_with_ttl is not None:
-            return await self._reads_with_ttl.read(key)
+        if reads is not None:
+            return await reads.read(key)
         return await self._aget_with_ttl_one(key)
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
