@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 
 import anyio
 import redis
@@ -133,4 +134,48 @@ async def test_a_huge_single_flight_takes_the_redis_lock(redis_url: str) -> None
     finally:
         await aclose_clients(store)
         store.clear()
+        store.close()
+
+
+class _StallsAfterARead(RedisCache):
+    """A real RedisCache whose server stalls, once armed, right after a read has answered."""
+
+    def __init__(self, server: RedisServer) -> None:
+        super().__init__(server.url, prefix="adv12b:")
+        self.server, self.armed = server, False
+
+    async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
+        found = await super().aget_many(keys)
+        if self.armed:
+            self.armed = False
+            self.server.pause()
+        return found
+
+
+async def test_a_lock_taken_by_a_command_that_timed_out_does_not_hold_up_later_calls(
+    server: RedisServer,
+) -> None:
+    """A leader whose lock command timed out on a stalled Redis (which runs it once it resumes)
+    must still let that lock go: else a lock no one knows it holds makes every later call of
+    the input, in every process, wait single_flight out (60 s by default)."""
+    store = _StallsAfterARead(server)
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, cooldown=5, timer=clock)
+    calls: list[str] = []
+
+    @instructor_cache(store, circuit_breaker=breaker, single_flight=30, ignore=("calls",))
+    async def extract(text: str) -> Name:
+        calls.append(text)
+        return Name(name=text)
+
+    try:
+        await extract("warm")  # the client is connected
+        store.armed = True
+        assert await extract("Ann") == Name(name="Ann")  # a miss; then its lock times out
+        server.resume()
+        clock.advance(6)  # the breaker's cooldown is over
+        assert await asyncio.wait_for(extract("Ann"), timeout=10) == Name(name="Ann")
+        assert calls == ["warm", "Ann", "Ann"]
+    finally:
+        await aclose_clients(store)
         store.close()
