@@ -25,6 +25,7 @@ written side by side and changed together.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
@@ -67,6 +68,7 @@ class Guard:
         "_reads",
         "_reads_with_ttl",
         "_stats",
+        "_unsure",
         "breaker",
         "locks",
         "store",
@@ -82,6 +84,10 @@ class Guard:
         self._log = RateLimitedLog()
         self.locks = ops.lock is not None
         """Whether the store offers a lock shared between processes (``LockingStore``)."""
+        self._unsure: dict[str, str] = {}
+        """Key -> token of each lock whose taking failed here, which the store may still have
+        taken (a stalled Redis runs the command once it resumes): let go before the key's next
+        lock, else every call of the key, in every process, would wait for it to expire."""
         # Decided once: only a store whose async single reads are round trips
         # has them coalesced; the others keep their path (memory inline, disk
         # on its worker thread).
@@ -402,28 +408,46 @@ class Guard:
         return bool(breaker.open_until or breaker.consecutive)
 
     def lock(self, key: str, token: str, ttl: float) -> bool | None:
-        take = self._ops.lock
-        if take is None or self._failing():
+        take, release = self._ops.lock, self._ops.unlock
+        if take is None or release is None or self._failing():
             return None
         try:
+            unsure = self._unsure.pop(key, None)
+            if unsure is not None:
+                _checked_answer("unlock", release(key, unsure))
             held = _checked_answer("lock", take(key, token, ttl))
         except Exception as exc:  # noqa: BLE001
+            self._remember_unsure(key, token)
             self.failed("lock", exc)
             return None
         self._succeeded()
         return held
 
     async def alock(self, key: str, token: str, ttl: float) -> bool | None:
-        take = self._ops.alock
-        if take is None or self._failing():
+        take, release = self._ops.alock, self._ops.aunlock
+        if take is None or release is None or self._failing():
             return None
         try:
+            unsure = self._unsure.pop(key, None)
+            if unsure is not None:
+                _checked_answer("unlock", await release(key, unsure))
             held = _checked_answer("lock", await take(key, token, ttl))
         except Exception as exc:  # noqa: BLE001
+            self._remember_unsure(key, token)
             self.failed("lock", exc)
             return None
         self._succeeded()
         return held
+
+    def _remember_unsure(self, key: str, token: str) -> None:
+        # The latest token of a key: its earlier one, if any, was let go or failed the same way
+        # (and then expires with its TTL). Bounded: a store down for long forgets the oldest.
+        self._unsure.pop(key, None)
+        self._unsure[key] = token
+        if len(self._unsure) > _UNSURE_REMEMBERED:
+            # Another thread may change it meanwhile: then this one drops nothing.
+            with contextlib.suppress(RuntimeError, StopIteration):
+                self._unsure.pop(next(iter(self._unsure)), None)
 
     def unlock(self, key: str, token: str) -> None:
         release = self._ops.unlock
@@ -517,6 +541,8 @@ class Guard:
     def reset_stats(self) -> None:
         """Nothing of its own: a single store counts into the function's statistics."""
 
+
+_UNSURE_REMEMBERED = 4096
 
 # What the caller gets after a failed operation, for the log.
 _WHAT_FOLLOWS = {
