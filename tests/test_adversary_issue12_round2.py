@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
 from tests._fakes import Clock
 from tests._redis import RedisServer
-from tests._stores import aclose_clients
+from tests._stores import AsyncDictStore, aclose_clients
 
 
 class Summary(BaseModel):
@@ -179,3 +180,32 @@ async def test_a_lock_taken_by_a_command_that_timed_out_does_not_hold_up_later_c
     finally:
         await aclose_clients(store)
         store.close()
+
+
+class _SlowWrites(AsyncDictStore):
+    """A user's native async store whose writes take a moment (a remote service)."""
+
+    async def aset(self, key: str, value: str, ttl: float | None = None) -> None:
+        await asyncio.sleep(0.3)
+        self.set(key, value, ttl)
+
+
+def test_a_paid_result_given_up_on_as_asyncio_run_ends_is_still_stored() -> None:
+    """A paid result whose caller timed out while it was written, in the last step of a program's
+    asyncio.run, must still be stored: the write's task is kept, but asyncio.run cancels every
+    task left when its main coroutine returns, and the next run pays again."""
+    store = _SlowWrites()
+    calls: list[str] = []
+
+    @instructor_cache(store, ignore=("calls",))
+    async def extract(text: str) -> Name:
+        calls.append(text)
+        return Name(name=text)
+
+    async def main() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(extract("Ann"), timeout=0.1)  # the write takes longer
+
+    asyncio.run(main())
+    assert asyncio.run(extract("Ann")) == Name(name="Ann")
+    assert calls == ["Ann"]
