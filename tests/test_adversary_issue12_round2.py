@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 import redis
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 
 from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
 from tests._fakes import Clock
-from tests._redis import RedisServer
+from tests._redis import RedisServer, running_cluster
 from tests._stores import AsyncDictStore, aclose_clients
 
 
@@ -209,3 +210,45 @@ def test_a_paid_result_given_up_on_as_asyncio_run_ends_is_still_stored() -> None
     asyncio.run(main())
     assert asyncio.run(extract("Ann")) == Name(name="Ann")
     assert calls == ["Ann"]
+
+
+def test_a_burst_on_a_cluster_with_one_stalled_node_is_served_by_the_others(
+    tmp_path: Path,
+) -> None:
+    """On a Cluster whose one node stalls, a burst of cached calls must still be answered by the
+    healthy nodes, as single reads are: coalesced into one bulk read over every node, the
+    stalled node fails the whole read, and every call pays again, not just its node's."""
+    with running_cluster(tmp_path / "cluster") as nodes:
+        store = RedisCache(nodes.url, cluster=True, prefix="adv12b:")
+        breaker = CircuitBreaker(failures=10**6, cooldown=60)  # never skips: every read is tried
+        calls: list[int] = []
+
+        @instructor_cache(store, circuit_breaker=breaker, ignore=("calls",))
+        async def summarize(document: int) -> Summary:
+            calls.append(document)
+            return Summary(text=str(document))
+
+        async def burst() -> list[Summary]:
+            try:
+                return await asyncio.gather(*(summarize(d) for d in range(300)))
+            finally:
+                await aclose_clients(store)
+
+        try:
+            asyncio.run(burst())
+            stalled = nodes.servers[2]
+            with stalled.client() as client:
+                on_the_stalled_node = int(client.dbsize())
+            calls.clear()
+            stalled.pause()
+            try:
+                assert asyncio.run(burst()) == [Summary(text=str(d)) for d in range(300)]
+            finally:
+                stalled.resume()
+            assert 0 < on_the_stalled_node < 300
+            on_healthy_nodes = 300 - on_the_stalled_node
+            # Most of the healthy nodes' entries are served (single reads of them may fail now
+            # and then, as the client looks at the cluster again after a node's timeout).
+            assert len(calls) <= on_the_stalled_node + on_healthy_nodes // 2
+        finally:
+            store.close()
