@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
@@ -15,7 +17,7 @@ from pydantic import BaseModel
 from instructor_cache import CircuitBreaker, RedisCache, instructor_cache
 from tests._fakes import Clock
 from tests._redis import RedisServer, running_cluster
-from tests._stores import AsyncDictStore, aclose_clients
+from tests._stores import AsyncDictStore, SwitchableStore, aclose_clients
 
 
 class Summary(BaseModel):
@@ -252,3 +254,44 @@ def test_a_burst_on_a_cluster_with_one_stalled_node_is_served_by_the_others(
             assert len(calls) <= on_the_stalled_node + on_healthy_nodes // 2
         finally:
             store.close()
+
+
+async def test_identical_calls_while_the_breaker_is_open_pay_once() -> None:
+    """Identical concurrent calls in one process must run the function once even while their
+    store is down and its breaker open (a likely moment of load): the flights need no store,
+    but calls that skip the store skip single-flight too, and each pays."""
+    store = SwitchableStore(down=True)
+    calls: list[str] = []
+
+    @instructor_cache(
+        store, circuit_breaker=CircuitBreaker(failures=1, cooldown=60), ignore=("calls",)
+    )
+    async def extract(text: str) -> Name:
+        calls.append(text)
+        await asyncio.sleep(0.1)  # the provider answers after a moment
+        return Name(name=text)
+
+    await extract("warm")  # the store fails: the breaker opens
+    calls.clear()
+    assert await asyncio.gather(*(extract("Ann") for _ in range(10))) == [Name(name="Ann")] * 10
+    assert calls == ["Ann"]
+
+
+def test_identical_calls_in_threads_while_the_breaker_is_open_pay_once() -> None:
+    """The same for threads."""
+    store = SwitchableStore(down=True)
+    calls: list[str] = []
+
+    @instructor_cache(
+        store, circuit_breaker=CircuitBreaker(failures=1, cooldown=60), ignore=("calls",)
+    )
+    def extract(text: str) -> Name:
+        calls.append(text)
+        time.sleep(0.2)  # the provider answers after a moment
+        return Name(name=text)
+
+    extract("warm")  # the store fails: the breaker opens
+    calls.clear()
+    with ThreadPoolExecutor(5) as pool:
+        assert list(pool.map(extract, ["Ann"] * 5)) == [Name(name="Ann")] * 5
+    assert calls == ["Ann"]
