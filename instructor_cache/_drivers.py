@@ -45,9 +45,11 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
     invalidate_below = getattr(fn, "invalidate", None)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if gate.open_until and bypassing():  # a dead store: not even a key
-            memo.missed()
-            return fn(*args, **kwargs)
+        if gate.open_until and bypassing():  # a dead store: single-flight alone
+            if not misses.single_flight:
+                memo.missed()
+                return fn(*args, **kwargs)
+            return miss(make_key(args, kwargs), flights.landings, args, kwargs, offline=True)
         key = make_key(args, kwargs)
         landings = flights.landings
         text = get(key)
@@ -90,9 +92,12 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
     invalidate_below = getattr(fn, "invalidate", None)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if gate.open_until and bypassing():  # a dead store: not even a key
-            memo.missed()
-            return await fn(*args, **kwargs)
+        if gate.open_until and bypassing():  # a dead store: single-flight alone
+            if not misses.single_flight:
+                memo.missed()
+                return await fn(*args, **kwargs)
+            key = make_key(args, kwargs)
+            return await miss(key, flights.landings, args, kwargs, offline=True)
         key = make_key(args, kwargs)
         landings = flights.landings
         text = await get(key)

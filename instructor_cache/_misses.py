@@ -135,12 +135,21 @@ class SyncMisses(_Misses):
         return value
 
     def miss(
-        self, key: str, landings: int, args: Any, kwargs: Any, settle: Settle | None = None
+        self,
+        key: str,
+        landings: int,
+        args: Any,
+        kwargs: Any,
+        settle: Settle | None = None,
+        *,
+        offline: bool = False,
     ) -> Any:
         """Pay for a call that missed, or wait for the same call running elsewhere.
 
         ``settle`` (a batch's) replaces storing the result and releasing the
-        claim at once.
+        claim at once. ``offline``: the store is skipped (its breaker is
+        open), so a leader neither reads, locks nor writes it; identical
+        calls in this process still pay once between them.
         """
         if not self.single_flight:
             return self.alone(key, args, kwargs, settle)
@@ -148,7 +157,8 @@ class SyncMisses(_Misses):
         while True:
             flight, leading = flights.join(key)
             if leading:
-                return self.lead(Claim(key, flight, "", False), landings, args, kwargs, settle)
+                claim = Claim(key, flight, "", False)
+                return self.lead(claim, landings, args, kwargs, settle, offline=offline)
             if flights.leads(flight):  # our own flight, further up this stack
                 return self.pay(key, args, kwargs)
             if not self.waits(flight):
@@ -156,7 +166,9 @@ class SyncMisses(_Misses):
                 fresh = None if gave_up else flights.take_over(key, flight)
                 if fresh is not None:
                     claim = Claim(key, fresh, "", False)
-                    return self.lead(claim, landings, args, kwargs, settle, took_over=True)
+                    return self.lead(
+                        claim, landings, args, kwargs, settle, took_over=True, offline=offline
+                    )
                 if gave_up:
                     return self.pay(key, args, kwargs)
                 gave_up = True  # another waiter took over: wait for it, once
@@ -188,19 +200,21 @@ class SyncMisses(_Misses):
         settle: Settle | None,
         *,
         took_over: bool = False,
+        offline: bool = False,
     ) -> Any:
         """Compute for the flight, after reading the store again and taking its lock as need be.
 
         ``took_over``: the caller gave up waiting on a flight that outlasted
         ``single_flight`` and stands in for it. The store is read again, but
-        not locked: the call it gave up on may hold that lock.
+        not locked: the call it gave up on may hold that lock. ``offline``:
+        see ``miss``.
         """
         key, flight = claim.key, claim.flight
         leading = self.flights.lead(flight)
         try:
-            if took_over or self.flights.landed_since(key, landings):  # stored since our read?
+            if not offline and (took_over or self.flights.landed_since(key, landings)):
                 flight.text = self.store.get(key)
-            if flight.text is None and self.locks and not took_over:
+            if flight.text is None and self.locks and not took_over and not offline:
                 # Its waiters wait for the wait below too: it may end in a call of ours.
                 flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=_token())
@@ -218,7 +232,9 @@ class SyncMisses(_Misses):
             raise
         finally:
             self.flights.led(leading)
-        if settle is None:
+        if offline:
+            self.release(claim)
+        elif settle is None:
             self.settle(claim)
         else:
             settle(claim)
@@ -300,7 +316,14 @@ class AsyncMisses(_Misses):
         return value
 
     async def miss(
-        self, key: str, landings: int, args: Any, kwargs: Any, settle: Settle | None = None
+        self,
+        key: str,
+        landings: int,
+        args: Any,
+        kwargs: Any,
+        settle: Settle | None = None,
+        *,
+        offline: bool = False,
     ) -> Any:
         if not self.single_flight:
             return await self.alone(key, args, kwargs, settle)
@@ -309,7 +332,7 @@ class AsyncMisses(_Misses):
             flight, leading = flights.join(key)
             if leading:
                 claim = Claim(key, flight, "", False)
-                return await self.lead(claim, landings, args, kwargs, settle)
+                return await self.lead(claim, landings, args, kwargs, settle, offline=offline)
             if flights.leads(flight):
                 return await self.pay(key, args, kwargs)
             if not await self.awaits(flight):
@@ -317,7 +340,9 @@ class AsyncMisses(_Misses):
                 fresh = None if gave_up else flights.take_over(key, flight)
                 if fresh is not None:
                     claim = Claim(key, fresh, "", False)
-                    return await self.lead(claim, landings, args, kwargs, settle, took_over=True)
+                    return await self.lead(
+                        claim, landings, args, kwargs, settle, took_over=True, offline=offline
+                    )
                 if gave_up:
                     return await self.pay(key, args, kwargs)
                 gave_up = True
@@ -348,13 +373,14 @@ class AsyncMisses(_Misses):
         settle: Settle | None,
         *,
         took_over: bool = False,
+        offline: bool = False,
     ) -> Any:
         key, flight = claim.key, claim.flight
         leading = self.flights.lead(flight)
         try:
-            if took_over or self.flights.landed_since(key, landings):
+            if not offline and (took_over or self.flights.landed_since(key, landings)):
                 flight.text = await self.store.aget(key)
-            if flight.text is None and self.locks and not took_over:
+            if flight.text is None and self.locks and not took_over and not offline:
                 flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=_token())
                 flight.text, held = await self.wait_elsewhere(key, claim.token)
@@ -371,7 +397,9 @@ class AsyncMisses(_Misses):
             raise
         finally:
             self.flights.led(leading)
-        if settle is None:
+        if offline:
+            await self.release(claim)
+        elif settle is None:
             await self.settle(claim)
         else:
             settle(claim)
