@@ -287,18 +287,42 @@ class Guard:
         A bulk read that finds a corrupt entry cannot say whose it is: then
         each key is read on its own, as it would have been, and a corrupt
         entry is deleted.
+
+        A bulk read may fail where single reads would not: its whole reply is
+        due within one read's timeout (a thousand large entries are not), and
+        on a Cluster one stalled node fails it for every node. So a failed
+        bulk read of several keys is followed by a few single reads, quietly:
+        if one answers, the store is up, and each key is read on its own (a
+        failure then is its key's); if none does, the store is down and all
+        miss, at the cost of one more timeout.
         """
+        import asyncio  # noqa: PLC0415  (loaded by now: this runs on a loop)
+
         try:
             answers = checked(await read_many(keys), keys)
         except CorruptEntryError:
-            import asyncio  # noqa: PLC0415  (loaded by now: this runs on a loop)
-
             return list(await asyncio.gather(*(read_one(key) for key in keys)))
         except Exception as exc:  # noqa: BLE001  (see the module docstring)
             self.failed("get", exc)
+            if len(keys) > 1 and not self.breaker.is_open and await self._answers(keys):
+                return list(await asyncio.gather(*(read_one(key) for key in keys)))
             return [None] * len(keys)
         self._succeeded()
         return answers
+
+    async def _answers(self, keys: Sequence[str]) -> bool:
+        """Whether the store answers a single read of any of a few of ``keys`` (see above)."""
+        import asyncio  # noqa: PLC0415  (loaded by now: this runs on a loop)
+
+        async def answers(key: str) -> bool:
+            try:
+                await self._aget(key)
+            except Exception:  # noqa: BLE001  (a probe: the bulk read's failure was counted)
+                return False
+            return True
+
+        step = max(1, len(keys) // _PROBES)  # spread out: on a Cluster, over several nodes
+        return any(await asyncio.gather(*(answers(key) for key in keys[::step][:_PROBES])))
 
     async def _aget_one(self, key: str) -> str | None:
         # aget's own body, which keeps it inline: it is the hit path of every store.
@@ -543,6 +567,7 @@ class Guard:
 
 
 _UNSURE_REMEMBERED = 4096
+_PROBES = 8  # single reads that tell a failed bulk read's store is up (see _read_batch)
 
 # What the caller gets after a failed operation, for the log.
 _WHAT_FOLLOWS = {
