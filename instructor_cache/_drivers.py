@@ -9,6 +9,7 @@ hit is: build the key, one read, one decode.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -121,9 +122,9 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         value, text = await compute(key, call_fresh, args, kwargs)
         # Paid for: the write goes on even if our caller gives up meanwhile.
         if text is not None:
-            await shielded(store.aset(key, text, memo.ttl, explicit=True))
+            await shielded(functools.partial(store.aset, key, text, memo.ttl, explicit=True))
         else:  # a refresh that stores nothing must not leave the old entry
-            await shielded(store.adelete(key, explicit=True))
+            await shielded(functools.partial(store.adelete, key, explicit=True))
         return value
 
     async def acache_clear() -> None:

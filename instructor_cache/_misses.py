@@ -29,6 +29,7 @@ together.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -312,7 +313,7 @@ class AsyncMisses(_Misses):
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = await self.compute(key, self.fn, args, kwargs)
         if text is not None:
-            await shielded(self.store.aset(key, text, self.memo.ttl))
+            await shielded(functools.partial(self.store.aset, key, text, self.memo.ttl))
         return value
 
     async def miss(
@@ -411,7 +412,7 @@ class AsyncMisses(_Misses):
         The provider has answered: a caller cancelled now (a timeout) must
         not lose the paid result, so the write goes on in a task of its own.
         """
-        await shielded(self.store_and_release(claim))
+        await shielded(functools.partial(self.store_and_release, claim))
 
     async def store_and_release(self, claim: Claim) -> None:
         try:
@@ -437,13 +438,13 @@ class AsyncMisses(_Misses):
         """
         self.flights.land(claim.key, claim.flight)
         if claim.held:
-            await shielded(self.store.aunlock(claim.key, claim.token))
+            await shielded(functools.partial(self.store.aunlock, claim.key, claim.token))
 
     async def wait_elsewhere(self, key: str, token: str) -> tuple[str | None, bool]:
         try:
             return await self.take_or_wait(key, token)
         except BaseException:  # cancelled: let the lock go, shielded (see release)
-            await shielded(self.store.aunlock(key, token))
+            await shielded(functools.partial(self.store.aunlock, key, token))
             raise
 
     async def take_or_wait(self, key: str, token: str) -> tuple[str | None, bool]:
@@ -466,21 +467,40 @@ class AsyncMisses(_Misses):
 _KEPT: set[asyncio.Task[Any]] = set()
 
 
-def kept(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    """``work`` as a task that goes on if whoever awaits it is cancelled.
+Work = Callable[[], Coroutine[Any, Any, T]]
+"""Paid-for work (a write, a release), started anew by calling it: see ``kept``."""
 
-    The loop holds tasks weakly: this holds them until they finish.
+
+def kept(work: Work[T]) -> asyncio.Task[T]:
+    """``work()`` as a task that goes on if whoever awaits it is cancelled.
+
+    The loop holds tasks weakly: this holds them until they finish. No
+    caller cancels such a task (they await it through a shield): only the
+    loop's shutdown does, as ``asyncio.run`` cancels every task left when
+    its main coroutine returns, and then waits for them. The work is then
+    run once more, to its end: else a paid result whose caller had given up
+    on it would be lost with the program's last step. (It is idempotent: a
+    write, a release by token.)
     """
     import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
 
-    task = asyncio.ensure_future(work)
+    task = asyncio.ensure_future(_to_its_end(work))
     _KEPT.add(task)
     task.add_done_callback(_KEPT.discard)
     return task
 
 
-async def shielded(work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work``, which goes on to its end if the caller is cancelled meanwhile."""
+async def _to_its_end(work: Work[T]) -> T:
+    import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
+    try:
+        return await work()
+    except asyncio.CancelledError:
+        return await work()
+
+
+async def shielded(work: Work[T]) -> T:
+    """Await ``work()``, which goes on to its end if the caller is cancelled meanwhile."""
     import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
 
     return await asyncio.shield(kept(work))
