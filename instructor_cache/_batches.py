@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -174,17 +175,17 @@ class AsyncBatches:
             finally:  # even when cancelled again meanwhile (anyio cancels at every await)
                 claims = batch.close(self.late)
                 if claims:
-                    await shielded(self.misses.settle_many(claims))
+                    await shielded(functools.partial(self.misses.settle_many, claims))
         return batch
 
     def late(self, claim: Claim) -> None:
         """Settle a claim that finished after its batch wound down, on its own."""
-        kept(self.misses.store_and_release(claim))
+        kept(functools.partial(self.misses.store_and_release, claim))
 
     async def flush(self, batch: Batch, *, everything: bool) -> None:
         claims = batch.take_due(everything)
         if claims:  # shielded: taken from the batch, they are stored even if it is cancelled
-            await shielded(self.misses.settle_many(claims))
+            await shielded(functools.partial(self.misses.settle_many, claims))
 
 
 class _Finished:

@@ -9,6 +9,7 @@ hit is: build the key, one read, one decode.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -45,9 +46,11 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
     invalidate_below = getattr(fn, "invalidate", None)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if gate.open_until and bypassing():  # a dead store: not even a key
-            memo.missed()
-            return fn(*args, **kwargs)
+        if gate.open_until and bypassing():  # a dead store: single-flight alone
+            if not misses.single_flight:
+                memo.missed()
+                return fn(*args, **kwargs)
+            return miss(make_key(args, kwargs), flights.landings, args, kwargs, offline=True)
         key = make_key(args, kwargs)
         landings = flights.landings
         text = get(key)
@@ -90,9 +93,12 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
     invalidate_below = getattr(fn, "invalidate", None)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if gate.open_until and bypassing():  # a dead store: not even a key
-            memo.missed()
-            return await fn(*args, **kwargs)
+        if gate.open_until and bypassing():  # a dead store: single-flight alone
+            if not misses.single_flight:
+                memo.missed()
+                return await fn(*args, **kwargs)
+            key = make_key(args, kwargs)
+            return await miss(key, flights.landings, args, kwargs, offline=True)
         key = make_key(args, kwargs)
         landings = flights.landings
         text = await get(key)
@@ -116,9 +122,9 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         value, text = await compute(key, call_fresh, args, kwargs)
         # Paid for: the write goes on even if our caller gives up meanwhile.
         if text is not None:
-            await shielded(store.aset(key, text, memo.ttl, explicit=True))
+            await shielded(functools.partial(store.aset, key, text, memo.ttl, explicit=True))
         else:  # a refresh that stores nothing must not leave the old entry
-            await shielded(store.adelete(key, explicit=True))
+            await shielded(functools.partial(store.adelete, key, explicit=True))
         return value
 
     async def acache_clear() -> None:

@@ -29,6 +29,7 @@ together.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -135,12 +136,21 @@ class SyncMisses(_Misses):
         return value
 
     def miss(
-        self, key: str, landings: int, args: Any, kwargs: Any, settle: Settle | None = None
+        self,
+        key: str,
+        landings: int,
+        args: Any,
+        kwargs: Any,
+        settle: Settle | None = None,
+        *,
+        offline: bool = False,
     ) -> Any:
         """Pay for a call that missed, or wait for the same call running elsewhere.
 
         ``settle`` (a batch's) replaces storing the result and releasing the
-        claim at once.
+        claim at once. ``offline``: the store is skipped (its breaker is
+        open), so a leader neither reads, locks nor writes it; identical
+        calls in this process still pay once between them.
         """
         if not self.single_flight:
             return self.alone(key, args, kwargs, settle)
@@ -148,7 +158,8 @@ class SyncMisses(_Misses):
         while True:
             flight, leading = flights.join(key)
             if leading:
-                return self.lead(Claim(key, flight, "", False), landings, args, kwargs, settle)
+                claim = Claim(key, flight, "", False)
+                return self.lead(claim, landings, args, kwargs, settle, offline=offline)
             if flights.leads(flight):  # our own flight, further up this stack
                 return self.pay(key, args, kwargs)
             if not self.waits(flight):
@@ -156,7 +167,9 @@ class SyncMisses(_Misses):
                 fresh = None if gave_up else flights.take_over(key, flight)
                 if fresh is not None:
                     claim = Claim(key, fresh, "", False)
-                    return self.lead(claim, landings, args, kwargs, settle, took_over=True)
+                    return self.lead(
+                        claim, landings, args, kwargs, settle, took_over=True, offline=offline
+                    )
                 if gave_up:
                     return self.pay(key, args, kwargs)
                 gave_up = True  # another waiter took over: wait for it, once
@@ -188,19 +201,21 @@ class SyncMisses(_Misses):
         settle: Settle | None,
         *,
         took_over: bool = False,
+        offline: bool = False,
     ) -> Any:
         """Compute for the flight, after reading the store again and taking its lock as need be.
 
         ``took_over``: the caller gave up waiting on a flight that outlasted
         ``single_flight`` and stands in for it. The store is read again, but
-        not locked: the call it gave up on may hold that lock.
+        not locked: the call it gave up on may hold that lock. ``offline``:
+        see ``miss``.
         """
         key, flight = claim.key, claim.flight
         leading = self.flights.lead(flight)
         try:
-            if took_over or self.flights.landed_since(key, landings):  # stored since our read?
+            if not offline and (took_over or self.flights.landed_since(key, landings)):
                 flight.text = self.store.get(key)
-            if flight.text is None and self.locks and not took_over:
+            if flight.text is None and self.locks and not took_over and not offline:
                 # Its waiters wait for the wait below too: it may end in a call of ours.
                 flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=_token())
@@ -218,7 +233,9 @@ class SyncMisses(_Misses):
             raise
         finally:
             self.flights.led(leading)
-        if settle is None:
+        if offline:
+            self.release(claim)
+        elif settle is None:
             self.settle(claim)
         else:
             settle(claim)
@@ -296,11 +313,18 @@ class AsyncMisses(_Misses):
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = await self.compute(key, self.fn, args, kwargs)
         if text is not None:
-            await shielded(self.store.aset(key, text, self.memo.ttl))
+            await shielded(functools.partial(self.store.aset, key, text, self.memo.ttl))
         return value
 
     async def miss(
-        self, key: str, landings: int, args: Any, kwargs: Any, settle: Settle | None = None
+        self,
+        key: str,
+        landings: int,
+        args: Any,
+        kwargs: Any,
+        settle: Settle | None = None,
+        *,
+        offline: bool = False,
     ) -> Any:
         if not self.single_flight:
             return await self.alone(key, args, kwargs, settle)
@@ -309,7 +333,7 @@ class AsyncMisses(_Misses):
             flight, leading = flights.join(key)
             if leading:
                 claim = Claim(key, flight, "", False)
-                return await self.lead(claim, landings, args, kwargs, settle)
+                return await self.lead(claim, landings, args, kwargs, settle, offline=offline)
             if flights.leads(flight):
                 return await self.pay(key, args, kwargs)
             if not await self.awaits(flight):
@@ -317,7 +341,9 @@ class AsyncMisses(_Misses):
                 fresh = None if gave_up else flights.take_over(key, flight)
                 if fresh is not None:
                     claim = Claim(key, fresh, "", False)
-                    return await self.lead(claim, landings, args, kwargs, settle, took_over=True)
+                    return await self.lead(
+                        claim, landings, args, kwargs, settle, took_over=True, offline=offline
+                    )
                 if gave_up:
                     return await self.pay(key, args, kwargs)
                 gave_up = True
@@ -348,13 +374,14 @@ class AsyncMisses(_Misses):
         settle: Settle | None,
         *,
         took_over: bool = False,
+        offline: bool = False,
     ) -> Any:
         key, flight = claim.key, claim.flight
         leading = self.flights.lead(flight)
         try:
-            if took_over or self.flights.landed_since(key, landings):
+            if not offline and (took_over or self.flights.landed_since(key, landings)):
                 flight.text = await self.store.aget(key)
-            if flight.text is None and self.locks and not took_over:
+            if flight.text is None and self.locks and not took_over and not offline:
                 flight.since = time.monotonic() + self.bound
                 claim = claim._replace(token=_token())
                 flight.text, held = await self.wait_elsewhere(key, claim.token)
@@ -371,7 +398,9 @@ class AsyncMisses(_Misses):
             raise
         finally:
             self.flights.led(leading)
-        if settle is None:
+        if offline:
+            await self.release(claim)
+        elif settle is None:
             await self.settle(claim)
         else:
             settle(claim)
@@ -383,7 +412,7 @@ class AsyncMisses(_Misses):
         The provider has answered: a caller cancelled now (a timeout) must
         not lose the paid result, so the write goes on in a task of its own.
         """
-        await shielded(self.store_and_release(claim))
+        await shielded(functools.partial(self.store_and_release, claim))
 
     async def store_and_release(self, claim: Claim) -> None:
         try:
@@ -400,15 +429,22 @@ class AsyncMisses(_Misses):
                 await self.release(claim)
 
     async def release(self, claim: Claim) -> None:
+        """Land the flight and let the lock go, even if our caller is cancelled (again) meanwhile.
+
+        An anyio cancel scope cancels at every await until it exits: an
+        unshielded unlock in a cancelled leader's cleanup would be cancelled
+        too, and the lock left held would make every call of the key, in
+        every process, wait ``single_flight`` out.
+        """
         self.flights.land(claim.key, claim.flight)
         if claim.held:
-            await self.store.aunlock(claim.key, claim.token)
+            await shielded(functools.partial(self.store.aunlock, claim.key, claim.token))
 
     async def wait_elsewhere(self, key: str, token: str) -> tuple[str | None, bool]:
         try:
             return await self.take_or_wait(key, token)
-        except BaseException:  # cancelled
-            await self.store.aunlock(key, token)
+        except BaseException:  # cancelled: let the lock go, shielded (see release)
+            await shielded(functools.partial(self.store.aunlock, key, token))
             raise
 
     async def take_or_wait(self, key: str, token: str) -> tuple[str | None, bool]:
@@ -431,21 +467,40 @@ class AsyncMisses(_Misses):
 _KEPT: set[asyncio.Task[Any]] = set()
 
 
-def kept(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    """``work`` as a task that goes on if whoever awaits it is cancelled.
+Work = Callable[[], Coroutine[Any, Any, T]]
+"""Paid-for work (a write, a release), started anew by calling it: see ``kept``."""
 
-    The loop holds tasks weakly: this holds them until they finish.
+
+def kept(work: Work[T]) -> asyncio.Task[T]:
+    """``work()`` as a task that goes on if whoever awaits it is cancelled.
+
+    The loop holds tasks weakly: this holds them until they finish. No
+    caller cancels such a task (they await it through a shield): only the
+    loop's shutdown does, as ``asyncio.run`` cancels every task left when
+    its main coroutine returns, and then waits for them. The work is then
+    run once more, to its end: else a paid result whose caller had given up
+    on it would be lost with the program's last step. (It is idempotent: a
+    write, a release by token.)
     """
     import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
 
-    task = asyncio.ensure_future(work)
+    task = asyncio.ensure_future(_to_its_end(work))
     _KEPT.add(task)
     task.add_done_callback(_KEPT.discard)
     return task
 
 
-async def shielded(work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work``, which goes on to its end if the caller is cancelled meanwhile."""
+async def _to_its_end(work: Work[T]) -> T:
+    import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
+
+    try:
+        return await work()
+    except asyncio.CancelledError:
+        return await work()
+
+
+async def shielded(work: Work[T]) -> T:
+    """Await ``work()``, which goes on to its end if the caller is cancelled meanwhile."""
     import asyncio  # noqa: PLC0415  (loaded already: a loop is running; not at import)
 
     return await asyncio.shield(kept(work))

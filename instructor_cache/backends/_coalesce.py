@@ -103,6 +103,7 @@ class Coalescer(Generic[R]):
     """
 
     __slots__ = (
+        "_current_loop",
         "_direct",
         "_local",
         "_miss",
@@ -126,6 +127,7 @@ class Coalescer(Generic[R]):
         import asyncio  # noqa: PLC0415  (see TYPE_CHECKING above)
 
         self._running_loop = asyncio.get_running_loop
+        self._current_loop = asyncio.events._get_running_loop  # None outside a loop, no raise
         self._task = asyncio.Task
         self._read_one, self._read_many = read_one, read_many
         self._miss = miss
@@ -133,6 +135,21 @@ class Coalescer(Generic[R]):
         self._local = threading.local()
         # The loop keeps only weak references to tasks: these are the bulk reads'.
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def open_here(self) -> bool:
+        """Whether the running loop has a read in flight: a read made now waits for it.
+
+        While the breaker is half-open, the reads made while its probe is in
+        flight wait for the probe and go out after it, rather than skip the
+        store: else a burst of cached calls on a Redis that came back would
+        each pay again, but for the probe.
+        """
+        reads: _LoopReads[R] | None = getattr(self._local, "reads", None)
+        return (
+            reads is not None
+            and reads.loop() is self._current_loop()
+            and (reads.in_flight > 0 or reads.batch is not None)
+        )
 
     def _reads(self) -> tuple[_LoopReads[R], asyncio.AbstractEventLoop]:
         loop = self._running_loop()

@@ -25,6 +25,7 @@ written side by side and changed together.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
@@ -67,6 +68,7 @@ class Guard:
         "_reads",
         "_reads_with_ttl",
         "_stats",
+        "_unsure",
         "breaker",
         "locks",
         "store",
@@ -82,6 +84,10 @@ class Guard:
         self._log = RateLimitedLog()
         self.locks = ops.lock is not None
         """Whether the store offers a lock shared between processes (``LockingStore``)."""
+        self._unsure: dict[str, str] = {}
+        """Key -> token of each lock whose taking failed here, which the store may still have
+        taken (a stalled Redis runs the command once it resumes): let go before the key's next
+        lock, else every call of the key, in every process, would wait for it to expire."""
         # Decided once: only a store whose async single reads are round trips
         # has them coalesced; the others keep their path (memory inline, disk
         # on its worker thread).
@@ -133,10 +139,15 @@ class Guard:
         key, so that a call on a dead store does not even do that.
         """
         breaker = self.breaker
-        if breaker.open_until and breaker.is_open:
+        if breaker.open_until and breaker.is_open and not self._joins_a_batch(self._reads):
             self._skipped_while_open("call")
             return True
         return False
+
+    @staticmethod
+    def _joins_a_batch(reads: Coalescer[A] | None) -> bool:
+        """Whether an async read may join the batch its loop has open (see ``open_here``)."""
+        return reads is not None and reads.open_here()
 
     def _skipped(self, operation: str) -> bool:
         """Whether the breaker turns this operation away; a skipped operation is an error."""
@@ -198,11 +209,11 @@ class Guard:
         return text
 
     async def aget(self, key: str) -> str | None:
-        breaker = self.breaker
-        if breaker.open_until and self._skipped("get"):
+        breaker, reads = self.breaker, self._reads
+        if breaker.open_until and not self._joins_a_batch(reads) and self._skipped("get"):
             return None
-        if self._reads is not None:
-            return await self._reads.read(key)
+        if reads is not None:
+            return await reads.read(key)
         try:
             text = await self._aget(key)
         except Exception as exc:  # noqa: BLE001
@@ -228,11 +239,11 @@ class Guard:
         return entry
 
     async def aget_with_ttl(self, key: str) -> Entry | None:
-        read = self._ops.aget_with_ttl
-        if read is None or self._skipped("get"):
+        read, reads = self._ops.aget_with_ttl, self._reads_with_ttl
+        if read is None or (not self._joins_a_batch(reads) and self._skipped("get")):
             return None
-        if self._reads_with_ttl is not None:
-            return await self._reads_with_ttl.read(key)
+        if reads is not None:
+            return await reads.read(key)
         return await self._aget_with_ttl_one(key)
 
     def get_many(self, keys: Sequence[str]) -> list[str | None]:
@@ -278,18 +289,44 @@ class Guard:
         A bulk read that finds a corrupt entry cannot say whose it is: then
         each key is read on its own, as it would have been, and a corrupt
         entry is deleted.
+
+        A bulk read may fail where single reads would not: its whole reply is
+        due within one read's timeout (a thousand large entries are not), and
+        on a Cluster one stalled node fails it for every node. So a failed
+        bulk read of several keys is followed by a few single reads, quietly:
+        if one answers, the store is up, and each key is read on its own (a
+        failure then is its key's); if none does, the store is down and all
+        miss, at the cost of one more timeout.
         """
+        import asyncio  # noqa: PLC0415  (loaded by now: this runs on a loop)
+
+        if self.breaker.open_until and self._skipped("get"):  # its probe, just before, failed
+            return [None] * len(keys)
         try:
             answers = checked(await read_many(keys), keys)
         except CorruptEntryError:
-            import asyncio  # noqa: PLC0415  (loaded by now: this runs on a loop)
-
             return list(await asyncio.gather(*(read_one(key) for key in keys)))
         except Exception as exc:  # noqa: BLE001  (see the module docstring)
             self.failed("get", exc)
+            if len(keys) > 1 and not self.breaker.is_open and await self._answers(keys):
+                return list(await asyncio.gather(*(read_one(key) for key in keys)))
             return [None] * len(keys)
         self._succeeded()
         return answers
+
+    async def _answers(self, keys: Sequence[str]) -> bool:
+        """Whether the store answers a single read of any of a few of ``keys`` (see above)."""
+        import asyncio  # noqa: PLC0415  (loaded by now: this runs on a loop)
+
+        async def answers(key: str) -> bool:
+            try:
+                await self._aget(key)
+            except Exception:  # noqa: BLE001  (a probe: the bulk read's failure was counted)
+                return False
+            return True
+
+        step = max(1, len(keys) // _PROBES)  # spread out: on a Cluster, over several nodes
+        return any(await asyncio.gather(*(answers(key) for key in keys[::step][:_PROBES])))
 
     async def _aget_one(self, key: str) -> str | None:
         # aget's own body, which keeps it inline: it is the hit path of every store.
@@ -399,28 +436,46 @@ class Guard:
         return bool(breaker.open_until or breaker.consecutive)
 
     def lock(self, key: str, token: str, ttl: float) -> bool | None:
-        take = self._ops.lock
-        if take is None or self._failing():
+        take, release = self._ops.lock, self._ops.unlock
+        if take is None or release is None or self._failing():
             return None
         try:
+            unsure = self._unsure.pop(key, None)
+            if unsure is not None:
+                _checked_answer("unlock", release(key, unsure))
             held = _checked_answer("lock", take(key, token, ttl))
         except Exception as exc:  # noqa: BLE001
+            self._remember_unsure(key, token)
             self.failed("lock", exc)
             return None
         self._succeeded()
         return held
 
     async def alock(self, key: str, token: str, ttl: float) -> bool | None:
-        take = self._ops.alock
-        if take is None or self._failing():
+        take, release = self._ops.alock, self._ops.aunlock
+        if take is None or release is None or self._failing():
             return None
         try:
+            unsure = self._unsure.pop(key, None)
+            if unsure is not None:
+                _checked_answer("unlock", await release(key, unsure))
             held = _checked_answer("lock", await take(key, token, ttl))
         except Exception as exc:  # noqa: BLE001
+            self._remember_unsure(key, token)
             self.failed("lock", exc)
             return None
         self._succeeded()
         return held
+
+    def _remember_unsure(self, key: str, token: str) -> None:
+        # The latest token of a key: its earlier one, if any, was let go or failed the same way
+        # (and then expires with its TTL). Bounded: a store down for long forgets the oldest.
+        self._unsure.pop(key, None)
+        self._unsure[key] = token
+        if len(self._unsure) > _UNSURE_REMEMBERED:
+            # Another thread may change it meanwhile: then this one drops nothing.
+            with contextlib.suppress(RuntimeError, StopIteration):
+                self._unsure.pop(next(iter(self._unsure)), None)
 
     def unlock(self, key: str, token: str) -> None:
         release = self._ops.unlock
@@ -514,6 +569,9 @@ class Guard:
     def reset_stats(self) -> None:
         """Nothing of its own: a single store counts into the function's statistics."""
 
+
+_UNSURE_REMEMBERED = 4096
+_PROBES = 8  # single reads that tell a failed bulk read's store is up (see _read_batch)
 
 # What the caller gets after a failed operation, for the log.
 _WHAT_FOLLOWS = {

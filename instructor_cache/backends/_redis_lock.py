@@ -39,6 +39,10 @@ __all__ = ["SUFFIX", "aunlock", "holds", "lock_commands", "lock_name", "unlock"]
 SUFFIX = ":lock"
 Command = tuple[Any, ...]
 
+_LONGEST = 10.0**12
+"""The longest lock, in seconds (some 31,700 years): Redis refuses an expiry it cannot add to
+its clock in milliseconds, and ``single_flight`` may be any finite number of seconds."""
+
 
 def lock_name(entry_name: str) -> str:
     """The key that holds the lock of the entry named ``entry_name`` (prefix included)."""
@@ -47,7 +51,8 @@ def lock_name(entry_name: str) -> str:
 
 def lock_commands(name: str, token: str, ttl: float) -> tuple[Command, Command]:
     """SET the token if the lock is free, then read who holds it."""
-    return ("SET", name, token, "NX", "PX", max(1, int(ttl * 1000))), ("GET", name)
+    milliseconds = max(1, int(min(ttl, _LONGEST) * 1000))
+    return ("SET", name, token, "NX", "PX", milliseconds), ("GET", name)
 
 
 def holds(replies: list[Any], token: str) -> bool:
