@@ -342,7 +342,7 @@ async def test_a_huge_amap_takes_time_linear_in_its_items() -> None:
     texts = [f"user{i} is {i % 100}" for i in range(HUGE)]
     began = time.monotonic()
     assert await extract.amap(texts) == [_answer(t) for t in texts]
-    assert time.monotonic() - began < 12  # generous: linear takes some 2-3 s here
+    assert time.monotonic() - began < 20  # generous: linear takes 2-3 s here, quadratic 30-50
 
 
 def test_a_huge_map_takes_time_linear_in_its_items() -> None:
@@ -357,7 +357,7 @@ def test_a_huge_map_takes_time_linear_in_its_items() -> None:
     texts = [f"user{i} is {i % 100}" for i in range(HUGE)]
     began = time.monotonic()
     assert extract.map(texts) == [_answer(t) for t in texts]
-    assert time.monotonic() - began < 12  # generous: linear takes some 2-3 s here
+    assert time.monotonic() - began < 20  # generous: linear takes 2-3 s here, quadratic 30-50
 
 
 class _LockingStore(AsyncDictStore):

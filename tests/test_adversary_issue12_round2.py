@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import anyio
 import redis
@@ -149,7 +150,12 @@ class _StallsAfterARead(RedisCache):
         self.server, self.armed = server, False
 
     async def aget_many(self, keys: Sequence[str]) -> list[str | None]:
-        found = await super().aget_many(keys)
+        return self._stall_if_armed(await super().aget_many(keys))
+
+    async def aget(self, key: str) -> str | None:  # a lone read goes out on its own
+        return self._stall_if_armed(await super().aget(key))
+
+    def _stall_if_armed(self, found: Any) -> Any:
         if self.armed:
             self.armed = False
             self.server.pause()
