@@ -67,7 +67,9 @@ class TestDiskCache(StoreContract):
 class TestRedisCache(StoreContract):
     @pytest.fixture
     def store(self, redis_url: str) -> Iterator[RedisCache]:
-        cache = RedisCache(redis_url, prefix=f"contract-{uuid.uuid4().hex}:")
+        # The contract is behaviour, not latency (fault tests time the timeouts):
+        # a loaded CI machine must not fail it with a 0.25 s command timeout.
+        cache = RedisCache(redis_url, prefix=f"contract-{uuid.uuid4().hex}:", timeout=2.0)
         yield cache
         cache.clear()
         cache.close()
@@ -79,7 +81,9 @@ class TestRedisCache(StoreContract):
 class TestRedisCluster(TestRedisCache):
     @pytest.fixture
     def store(self, redis_cluster_url: str) -> Iterator[RedisCache]:
-        cache = RedisCache(redis_cluster_url, cluster=True, prefix=f"contract-{uuid.uuid4().hex}:")
+        cache = RedisCache(
+            redis_cluster_url, cluster=True, prefix=f"contract-{uuid.uuid4().hex}:", timeout=2.0
+        )
         yield cache
         cache.clear()
         cache.close()
