@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Flight", "Flights"]
+__all__ = ["NOTHING", "Flight", "Flights"]
 
 _REMEMBERED = 4096
 
@@ -34,32 +34,60 @@ class Flight:
     ``text`` is what the leader stored (``None``: nothing was storable),
     ``error`` the exception it raised, ``abandoned`` set when it stopped
     without either (cancelled, interrupted): a waiter then takes over.
+    ``shared`` is the result itself, for a leader that skipped the store
+    (its breaker is open) and so encoded nothing: waiters get copies of it.
     ``since`` is when the leader began the call its waiters wait for: it
     moves on while the leader waits for another process's lock (whose
     holder may have died), and when it then calls the function itself.
     ``outdated`` is set when ``refresh``, ``invalidate`` or ``cache_clear`` began
     meanwhile: its waiters still get its result, but it is not stored after
     them.
+
+    Made for every miss, so it is cheap: no lock or event of its own; a
+    waiter brings its own (an ``Event``, a future) and the flights share
+    one lock for the moment of registering or landing.
     """
 
-    __slots__ = ("_done", "_lock", "_wakers", "abandoned", "error", "outdated", "since", "text")
+    __slots__ = (
+        "_done",
+        "_wakers",
+        "abandoned",
+        "error",
+        "outdated",
+        "shared",
+        "since",
+        "text",
+    )
 
     def __init__(self) -> None:
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._wakers: list[Callable[[], None]] = []
+        self._done = False
+        self._wakers: list[Callable[[], object]] = []
         self.text: str | None = None
         self.error: Exception | None = None
+        self.shared: object = NOTHING
         self.abandoned = False
         self.outdated = False
         self.since = time.monotonic()
 
     def land(self) -> None:
-        with self._lock:
-            self._done.set()
+        with _REGISTRY_LOCK:
+            self._done = True
             wakers, self._wakers = self._wakers, []
         for wake in wakers:
             wake()
+
+    def _register(self, wake: Callable[[], object]) -> bool:
+        """Add ``wake`` to be called on landing; ``False`` if it has landed already."""
+        with _REGISTRY_LOCK:
+            if self._done:
+                return False
+            self._wakers.append(wake)
+            return True
+
+    def _unregister(self, wake: Callable[[], object]) -> None:
+        with _REGISTRY_LOCK:
+            if wake in self._wakers:
+                self._wakers.remove(wake)
 
     def wait(self, timeout: float) -> bool:
         """Block this thread until the flight lands; ``False`` if ``timeout`` ran out first.
@@ -67,7 +95,13 @@ class Flight:
         A lock waits at most ``TIMEOUT_MAX`` seconds at a time (some 292 years): a
         longer ``single_flight`` would raise ``OverflowError`` here.
         """
-        return self._done.wait(min(timeout, threading.TIMEOUT_MAX))
+        landed = threading.Event()
+        if not self._register(landed.set):
+            return True
+        try:
+            return landed.wait(min(timeout, threading.TIMEOUT_MAX))
+        finally:
+            self._unregister(landed.set)
 
     async def await_landing(self, timeout: float) -> bool:
         """Wait in this task until the flight lands; ``False`` if ``timeout`` ran out first.
@@ -87,17 +121,19 @@ class Flight:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, landed)
 
-        with self._lock:
-            if self._done.is_set():
-                return True
-            self._wakers.append(wake)
+        if not self._register(wake):
+            return True
         try:
             await asyncio.wait((landed,), timeout=timeout)
         finally:
-            with self._lock:
-                if wake in self._wakers:
-                    self._wakers.remove(wake)
+            self._unregister(wake)
         return landed.done()
+
+
+NOTHING = object()
+"""``Flight.shared`` when the leader shares no result of its own (it stored text, or failed)."""
+
+_REGISTRY_LOCK = threading.Lock()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -208,6 +244,8 @@ _EVERY_TABLE: weakref.WeakSet[Flights] = weakref.WeakSet()
 
 
 def _forget_flights_in_child() -> None:
+    global _REGISTRY_LOCK  # noqa: PLW0603  (its parent's may have been held by another thread)
+    _REGISTRY_LOCK = threading.Lock()
     for table in list(_EVERY_TABLE):
         table._forget_in_child()
 

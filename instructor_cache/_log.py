@@ -13,6 +13,10 @@ def warning(message: str, *args: Any, exc_info: BaseException | None = None) -> 
     """Log on the ``instructor_cache`` logger, importing ``logging`` only when there is news."""
     import logging  # noqa: PLC0415  (a healthy app never pays for it at import)
 
+    # An exception is logged by its text: a record kept by a handler (a test's
+    # capture, a memory handler) must not pin its traceback, and through its
+    # frames the connections and sockets of a failed call.
+    args = tuple(str(arg) if isinstance(arg, BaseException) else arg for arg in args)
     logging.getLogger("instructor_cache").warning(message, *args, exc_info=exc_info)
 
 

@@ -29,13 +29,14 @@ together.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from instructor_cache._flight import Flight, Flights
+from instructor_cache._flight import NOTHING, Flight, Flights
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._memo import MISS, Memo
 from instructor_cache.backends._compose import GuardedStore
@@ -88,6 +89,20 @@ class _Misses:
         """The value in a text another call stored, counted as a hit; ``MISS`` if none."""
         return MISS if text is None else self.memo.decode(text)
 
+    def outcome(self, flight: Flight) -> Any:
+        """What a waiter gets from a flight that landed with a result: its copy, or ``MISS``."""
+        if flight.shared is not NOTHING:  # a leader that skipped the store
+            return self.copied(flight.shared)
+        return self.served(flight.text)
+
+    def copied(self, value: Any) -> Any:
+        """A waiter's own copy of a result shared without text, counted as a hit."""
+        self.memo.stats.tier_hit()
+        try:
+            return copy.deepcopy(value)
+        except Exception:  # noqa: BLE001  (an object that refuses to be copied is shared)
+            return value
+
     def waited(self) -> None:
         self.waited_out.warning(_WAITED_OUT, self.memo.name, self.bound)
 
@@ -104,7 +119,7 @@ class _Misses:
     @staticmethod
     def failed(flight: Flight, exc: BaseException) -> None:
         """Record why a leader stopped: its followers get an exception, or take over."""
-        flight.text = None
+        flight.text, flight.shared = None, NOTHING
         if isinstance(exc, Exception):
             flight.error = exc
         else:  # cancelled, interrupted: no outcome to share
@@ -180,7 +195,7 @@ class SyncMisses(_Misses):
             if flight.error is not None:
                 self.memo.missed()
                 raise flight.error
-            value = self.served(flight.text)
+            value = self.outcome(flight)
             return self.pay(key, args, kwargs) if value is MISS else value
 
     def alone(self, key: str, args: Any, kwargs: Any, settle: Settle | None) -> Any:
@@ -226,7 +241,11 @@ class SyncMisses(_Misses):
                 self.release(claim)
                 return value
             flight.since = time.monotonic()  # its waiters wait for this call from now
-            value, flight.text = self.compute(key, self.fn, args, kwargs)
+            if offline:  # nothing will be stored: no text to make, the value is shared
+                self.memo.missed()
+                value = flight.shared = self.fn(*args, **kwargs)
+            else:
+                value, flight.text = self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
             self.failed(flight, exc)
             self.release(claim)
@@ -354,7 +373,7 @@ class AsyncMisses(_Misses):
             if flight.error is not None:
                 self.memo.missed()
                 raise flight.error
-            value = self.served(flight.text)
+            value = self.outcome(flight)
             return await self.pay(key, args, kwargs) if value is MISS else value
 
     async def alone(self, key: str, args: Any, kwargs: Any, settle: Settle | None) -> Any:
@@ -391,7 +410,11 @@ class AsyncMisses(_Misses):
                 await self.release(claim)
                 return value
             flight.since = time.monotonic()
-            value, flight.text = await self.compute(key, self.fn, args, kwargs)
+            if offline:
+                self.memo.missed()
+                value = flight.shared = await self.fn(*args, **kwargs)
+            else:
+                value, flight.text = await self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
             self.failed(flight, exc)
             await self.release(claim)

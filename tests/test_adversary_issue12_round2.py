@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -226,40 +228,54 @@ def test_a_burst_on_a_cluster_with_one_stalled_node_is_served_by_the_others(
     """On a Cluster whose one node stalls, a burst of cached calls must still be answered by the
     healthy nodes, as single reads are: coalesced into one bulk read over every node, the
     stalled node fails the whole read, and every call pays again, not just its node's."""
-    with running_cluster(tmp_path / "cluster") as nodes:
-        store = RedisCache(nodes.url, cluster=True, prefix="adv12b:")
-        breaker = CircuitBreaker(failures=10**6, cooldown=60)  # never skips: every read is tried
-        calls: list[int] = []
 
-        @instructor_cache(store, circuit_breaker=breaker, ignore=("calls",))
-        async def summarize(document: int) -> Summary:
-            calls.append(document)
-            return Summary(text=str(document))
+    def scenario() -> None:
+        with running_cluster(tmp_path / "cluster") as nodes:
+            store = RedisCache(nodes.url, cluster=True, prefix="adv12b:")
+            breaker = CircuitBreaker(
+                failures=10**6, cooldown=60
+            )  # never skips: every read is tried
+            calls: list[int] = []
 
-        async def burst() -> list[Summary]:
+            @instructor_cache(store, circuit_breaker=breaker, ignore=("calls",))
+            async def summarize(document: int) -> Summary:
+                calls.append(document)
+                return Summary(text=str(document))
+
+            async def burst() -> list[Summary]:
+                try:
+                    return await asyncio.gather(*(summarize(d) for d in range(300)))
+                finally:
+                    await aclose_clients(store)
+
             try:
-                return await asyncio.gather(*(summarize(d) for d in range(300)))
+                asyncio.run(burst())
+                stalled = nodes.servers[2]
+                with stalled.client() as client:
+                    on_the_stalled_node = int(client.dbsize())
+                calls.clear()
+                stalled.pause()
+                try:
+                    assert asyncio.run(burst()) == [Summary(text=str(d)) for d in range(300)]
+                finally:
+                    stalled.resume()
+                assert 0 < on_the_stalled_node < 300
+                on_healthy_nodes = 300 - on_the_stalled_node
+                # Most of the healthy nodes' entries are served (single reads of them may fail now
+                # and then, as the client looks at the cluster again after a node's timeout).
+                assert len(calls) <= on_the_stalled_node + on_healthy_nodes // 2
             finally:
-                await aclose_clients(store)
+                store.close()
 
-        try:
-            asyncio.run(burst())
-            stalled = nodes.servers[2]
-            with stalled.client() as client:
-                on_the_stalled_node = int(client.dbsize())
-            calls.clear()
-            stalled.pause()
-            try:
-                assert asyncio.run(burst()) == [Summary(text=str(d)) for d in range(300)]
-            finally:
-                stalled.resume()
-            assert 0 < on_the_stalled_node < 300
-            on_healthy_nodes = 300 - on_the_stalled_node
-            # Most of the healthy nodes' entries are served (single reads of them may fail now
-            # and then, as the client looks at the cluster again after a node's timeout).
-            assert len(calls) <= on_the_stalled_node + on_healthy_nodes // 2
-        finally:
-            store.close()
+    try:
+        scenario()
+    finally:
+        # Connections that redis-py's asyncio cluster client abandoned while a node
+        # stalled are collected here, unclosed, where that is expected: not in
+        # whichever test the garbage collector next runs in.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 async def test_identical_calls_while_the_breaker_is_open_pay_once() -> None:
