@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from instructor_cache import MemoryCache, instructor_cache
+from instructor_cache import CircuitBreaker, MemoryCache, instructor_cache
 from instructor_cache.backends import Store
 from instructor_cache.errors import ConfigurationError
 from tests._fakes import UserDetail
@@ -281,7 +281,7 @@ def test_first_concurrent_calls_compute_one_key() -> None:
 CALL_IN_A_CHILD_FORKED_MID_FLIGHT = """
 import os, signal, sys, threading, time, warnings
 from pydantic import BaseModel
-from instructor_cache import MemoryCache, instructor_cache
+from instructor_cache import CircuitBreaker, MemoryCache, instructor_cache
 
 warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: what we test
 
@@ -343,3 +343,22 @@ async def test_a_task_spawned_by_a_leader_waits_like_anyone_for_a_later_flight()
     assert await background[0] == _answer(TEXTS[0])  # asked at 0.2 s: waited for the second
     assert await second == _answer(TEXTS[0])
     assert calls == [TEXTS[0], TEXTS[0]]
+
+
+async def test_waiters_on_a_dead_store_get_their_own_copies() -> None:
+    """With the breaker open, identical calls still pay once, and each gets its own model."""
+    calls: list[str] = []
+    breaker = CircuitBreaker(failures=1, cooldown=3600)
+    breaker.failed()  # open: the store is skipped
+
+    @instructor_cache(MemoryCache(), circuit_breaker=breaker, ignore=("calls",))
+    async def extract(text: str) -> UserDetail:
+        calls.append(text)
+        await asyncio.sleep(0.05)
+        return _answer(text)
+
+    first, second, third = await asyncio.gather(*(extract(TEXTS[0]) for _ in range(3)))
+    assert calls == [TEXTS[0]]
+    assert first == second == third == _answer(TEXTS[0])
+    second.age = -1
+    assert third.age == 20
