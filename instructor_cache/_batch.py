@@ -7,7 +7,6 @@ and async, share it.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import threading
 import time
@@ -15,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from instructor_cache._memo import MISS, Memo
-from instructor_cache._misses import Claim, Settle
+from instructor_cache._misses import Claim, Settle, own_copy
 from instructor_cache.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -142,7 +141,7 @@ class Batch:
         for position in where[1:]:
             copied = MISS if text is None else self.memo.decode(text)
             if copied is MISS:
-                copied = _copy(value)
+                copied = own_copy(value)
                 self.memo.stats.tier_hit()
             self.results[position] = copied
 
@@ -262,11 +261,3 @@ def _progress(progress: Progress, total: int) -> Callable[[int, int], object] | 
     raise ConfigurationError(
         f"progress must be None, True (a tqdm bar) or a callable(done, total), got {progress!r}"
     )
-
-
-def _copy(value: Any) -> Any:
-    """A repeat's own copy of a value, as a hit would give it; the value itself if it cannot."""
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # noqa: BLE001  (an object that refuses to be copied is shared)
-        return value

@@ -44,7 +44,7 @@ from instructor_cache.backends._compose import GuardedStore
 if TYPE_CHECKING:  # loaded by the time an async call runs; not on import
     import asyncio
 
-__all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses", "kept", "shielded"]
+__all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses", "kept", "own_copy", "shielded"]
 
 T = TypeVar("T")
 
@@ -98,10 +98,7 @@ class _Misses:
     def copied(self, value: Any) -> Any:
         """A waiter's own copy of a result shared without text, counted as a hit."""
         self.memo.stats.tier_hit()
-        try:
-            return copy.deepcopy(value)
-        except Exception:  # noqa: BLE001  (an object that refuses to be copied is shared)
-            return value
+        return own_copy(value)
 
     def waited(self) -> None:
         self.waited_out.warning(_WAITED_OUT, self.memo.name, self.bound)
@@ -533,6 +530,15 @@ def _texts(claims: list[Claim]) -> dict[str, str]:
     return {
         c.key: c.flight.text for c in claims if c.flight.text is not None and not c.flight.outdated
     }
+
+
+def own_copy(value: Any) -> Any:
+    """A deep copy, for a caller that gets a result another call paid for; the value itself
+    if it refuses to be copied."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001  (an object that refuses to be copied is shared)
+        return value
 
 
 def _token() -> str:
