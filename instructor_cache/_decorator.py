@@ -43,6 +43,8 @@ R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
 
 DEFAULT_MAXSIZE = 1024
+MEMO_ATTRIBUTE = "__instructor_cache_memo__"
+"""Where a decorated function keeps its ``Memo``, for a cached layer stacked on it."""
 
 
 class CachedFunction(Protocol[P, R_co]):
@@ -297,4 +299,9 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     for name, method in batch_methods(driven.batches, only is not None, keyword).items():
         setattr(wrapper, name, method)
     setattr(wrapper, IGNORED_ATTRIBUTE, memo.key.ignored)
+    below: Memo[Any] | None = getattr(fn, MEMO_ATTRIBUTE, None)
+    if isinstance(below, Memo):  # stacked on a cached layer: its hits tell us what they saved
+        below.report_hits_above()
+        memo.over_layer = True
+    setattr(wrapper, MEMO_ATTRIBUTE, memo)
     return CachedMethod(wrapper) if takes_self(fn) else wrapper

@@ -9,6 +9,7 @@ guarded store ``backends._compose`` made.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import inspect
 import time
@@ -25,7 +26,7 @@ from instructor_cache._options import Options
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.errors import UncacheableFunctionError
 
-__all__ = ["MISS", "Memo", "Miss", "annotations_of", "codec_and_keys"]
+__all__ = ["MISS", "SERVED", "Memo", "Miss", "annotations_of", "codec_and_keys"]
 
 R = TypeVar("R")
 
@@ -37,6 +38,15 @@ class Miss(enum.Enum):
 
 
 MISS: Literal[Miss.MISS] = Miss.MISS
+
+SERVED: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "instructor_cache_served", default=-1.0
+)
+"""The original call's duration behind a hit of a layer with another cached layer stacked on it.
+
+The layer above reads it after calling the one below (in the same thread or
+task), and stores that duration instead of the microseconds the hit took.
+"""
 
 
 class Memo(Generic[R]):
@@ -52,6 +62,7 @@ class Memo(Generic[R]):
         "_unstorable_log",
         "key",
         "name",
+        "over_layer",
         "single_flight",
         "stats",
         "ttl",
@@ -65,6 +76,7 @@ class Memo(Generic[R]):
         self.single_flight = options.single_flight
         self.stats = Stats()
         self._count_hit = self.stats.hit  # bound once: decode() is the hit path
+        self.over_layer = False  # stacked on another cached layer (see report_hits_above)
         self._cache_if = options.cache_if
         self._decode_log = RateLimitedLog()
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
@@ -124,6 +136,18 @@ class Memo(Generic[R]):
                 "answer (a call counter), leave it out with ignore=(name,)",
                 self.name,
             )
+
+    def report_hits_above(self) -> None:
+        """Another cached layer is stacked on this function: tell it, on each hit, how long the
+        original call took, so that it stores that duration and not this hit's (its savings
+        then count the call the entry stands for). Only such a layer's hits pay for it."""
+        count = self.stats.hit
+
+        def hit_and_report(duration: float) -> None:
+            count(duration)
+            SERVED.set(duration)
+
+        self._count_hit = hit_and_report
 
     def missed(self) -> None:
         """Count a call that ran the function: nothing stored, nor computed alongside, served it."""

@@ -29,6 +29,7 @@ together.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import os
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from instructor_cache._flight import NOTHING, Flight, Flights
 from instructor_cache._log import RateLimitedLog
-from instructor_cache._memo import MISS, Memo
+from instructor_cache._memo import MISS, SERVED, Memo
 from instructor_cache.backends._compose import GuardedStore
 
 if TYPE_CHECKING:  # loaded by the time an async call runs; not on import
@@ -89,6 +90,17 @@ class _Misses:
         """The value in a text another call stored, counted as a hit; ``MISS`` if none."""
         return MISS if text is None else self.memo.decode(text)
 
+    @staticmethod
+    def took(started: float, served: contextvars.Token[float] | None) -> float:
+        """How long the call took: the original call's, if a cached layer below served a hit."""
+        took = time.perf_counter() - started
+        if served is not None:
+            original = SERVED.get()
+            SERVED.reset(served)
+            if original >= 0.0:
+                return original
+        return took
+
     def outcome(self, flight: Flight) -> Any:
         """What a waiter gets from a flight that landed with a result: its copy, or ``MISS``."""
         if flight.shared is not NOTHING:  # a leader that skipped the store
@@ -136,10 +148,14 @@ class SyncMisses(_Misses):
     ) -> tuple[Any, str | None]:
         """Pay for one call; return its value and the text to store (``None``: store nothing)."""
         self.memo.missed()
+        served = SERVED.set(-1.0) if self.memo.over_layer else None
         started = time.perf_counter()
-        value = call(*args, **kwargs)
+        try:
+            value = call(*args, **kwargs)
+        finally:
+            took = self.took(started, served)
         self.memo.check_context(key)
-        return value, self.memo.encode(value, time.perf_counter() - started)
+        return value, self.memo.encode(value, took)
 
     def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = self.compute(key, self.fn, args, kwargs)
@@ -321,10 +337,14 @@ class AsyncMisses(_Misses):
         self, key: str, call: Callable[..., Any], args: Any, kwargs: Any
     ) -> tuple[Any, str | None]:
         self.memo.missed()
+        served = SERVED.set(-1.0) if self.memo.over_layer else None
         started = time.perf_counter()
-        value = await call(*args, **kwargs)
+        try:
+            value = await call(*args, **kwargs)
+        finally:
+            took = self.took(started, served)
         self.memo.check_context(key)
-        return value, self.memo.encode(value, time.perf_counter() - started)
+        return value, self.memo.encode(value, took)
 
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = await self.compute(key, self.fn, args, kwargs)
