@@ -70,6 +70,8 @@ def test_map_keeps_input_order_and_pays_once_per_distinct_input(
     assert len(calls) == 4
     info = extract.cache_info()
     assert (info.hits, info.misses) == (20, 4)
+    assert extract.warm([*items, TEXTS[5]]) == (4, 1, 0)  # counted over distinct inputs
+    assert len(calls) == 5
 
 
 async def test_amap_keeps_input_order_and_pays_once_per_distinct_input(
@@ -89,8 +91,10 @@ async def test_amap_keeps_input_order_and_pays_once_per_distinct_input(
     assert await extract.amap(items, concurrency=3) == [_answer(t) for t in items]
     assert sorted(calls) == sorted(TEXTS[:4])
     assert await extract.amap(items) == [_answer(t) for t in items]
-    await aclose_clients(store)
     assert len(calls) == 4
+    assert await extract.awarm([*items, TEXTS[5]]) == (4, 1, 0)  # counted over distinct inputs
+    await aclose_clients(store)
+    assert len(calls) == 5
 
 
 def test_map_reads_once_and_writes_once_in_bulk() -> None:
