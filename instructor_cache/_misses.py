@@ -256,7 +256,9 @@ class SyncMisses(_Misses):
             flight.since = time.monotonic()  # its waiters wait for this call from now
             if offline:  # nothing will be stored: no text to make, the value is shared
                 self.memo.missed()
-                value = flight.shared = self.fn(*args, **kwargs)
+                value = self.fn(*args, **kwargs)
+                # A copy: our caller may change its model before a waiter copies it.
+                flight.shared = own_copy(value)
             else:
                 value, flight.text = self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
@@ -429,7 +431,8 @@ class AsyncMisses(_Misses):
             flight.since = time.monotonic()
             if offline:
                 self.memo.missed()
-                value = flight.shared = await self.fn(*args, **kwargs)
+                value = await self.fn(*args, **kwargs)
+                flight.shared = own_copy(value)  # see the sync version
             else:
                 value, flight.text = await self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
