@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pydantic import BaseModel
 
@@ -39,3 +40,21 @@ async def test_offline_waiters_get_the_answer_not_the_leaders_callers_edits_of_i
     answers = await asyncio.gather(*waiters)
     assert calls == ["ann"]
     assert [a.age for a in answers] == [20, 20]
+
+
+def test_a_top_layer_over_two_cached_layers_stores_the_original_calls_duration() -> None:
+    """Three stacked layers: the bottom layer's hit fills the middle one, whose duration must
+    reach the top layer too, else the top stores microseconds and its hits count no savings."""
+
+    @instructor_cache(MemoryCache())
+    @instructor_cache(MemoryCache())
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> Person:
+        time.sleep(0.2)
+        return Person(name=text, age=1)
+
+    extract.__wrapped__.__wrapped__("Al")  # the bottom layer pays ~0.2 s
+    extract("Al")  # top and middle miss, the bottom hits
+    extract("Al")  # a top hit: it saved the original call's time
+    assert extract.cache_info().hits == 1
+    assert extract.cache_info().time_saved >= 0.19
