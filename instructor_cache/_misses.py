@@ -90,14 +90,20 @@ class _Misses:
         """The value in a text another call stored, counted as a hit; ``MISS`` if none."""
         return MISS if text is None else self.memo.decode(text)
 
-    @staticmethod
-    def took(started: float, served: contextvars.Token[float] | None) -> float:
-        """How long the call took: the original call's, if a cached layer below served a hit."""
+    def took(self, started: float, served: contextvars.Token[float] | None) -> float:
+        """How long the call took: the original call's, if a cached layer below served a hit.
+
+        A middle layer passes that duration on to the layer above it, which
+        called it and reads it next: else the top layer of three would store
+        the microseconds of the bottom layer's hit.
+        """
         took = time.perf_counter() - started
         if served is not None:
             original = SERVED.get()
             SERVED.reset(served)
             if original >= 0.0:
+                if self.memo.under_layer:
+                    SERVED.set(original)
                 return original
         return took
 
