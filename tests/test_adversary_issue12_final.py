@@ -58,3 +58,24 @@ def test_a_top_layer_over_two_cached_layers_stores_the_original_calls_duration()
     extract("Al")  # a top hit: it saved the original call's time
     assert extract.cache_info().hits == 1
     assert extract.cache_info().time_saved >= 0.19
+
+
+async def test_a_result_cache_if_refuses_is_not_shared_while_the_breaker_is_open() -> None:
+    """A result cache_if refuses (a failed extraction) is not handed to waiting calls with a
+    healthy store; with the breaker open it must not be either: each calls the function."""
+    breaker = CircuitBreaker(failures=1, cooldown=3600)
+    breaker.failed()
+    calls: list[str] = []
+
+    @instructor_cache(
+        MemoryCache(), circuit_breaker=breaker, cache_if=lambda p: p.age > 0, ignore=("calls",)
+    )
+    async def extract(text: str) -> Person:
+        age = len(calls)  # the first answer (age 0) is a refused one
+        calls.append(text)
+        await asyncio.sleep(0.05)
+        return Person(name=text, age=age)
+
+    answers = await asyncio.gather(*(extract("ann") for _ in range(3)))
+    assert len(calls) == 3
+    assert sorted(a.age for a in answers) == [0, 1, 2]
