@@ -125,6 +125,16 @@ class Memo(Generic[R]):
             )
             return None
 
+    def accepts(self, value: R) -> bool:
+        """Whether ``cache_if`` lets ``value`` be cached, and so shared with waiting calls.
+
+        A ``cache_if`` that raises refuses: the caller still gets its value.
+        """
+        try:
+            return self._cache_if is None or bool(self._cache_if(value))
+        except Exception:  # noqa: BLE001  (encode logs it, when the value is stored)
+            return False
+
     def check_context(self, key: str) -> None:
         """Warn once if the call changed what the function captures (a call counter).
 

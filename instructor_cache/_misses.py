@@ -264,7 +264,8 @@ class SyncMisses(_Misses):
                 self.memo.missed()
                 value = self.fn(*args, **kwargs)
                 # A copy: our caller may change its model before a waiter copies it.
-                flight.shared = own_copy(value)
+                # A result cache_if refuses is not shared, as it would not be stored.
+                flight.shared = own_copy(value) if self.memo.accepts(value) else NOTHING
             else:
                 value, flight.text = self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
@@ -438,7 +439,7 @@ class AsyncMisses(_Misses):
             if offline:
                 self.memo.missed()
                 value = await self.fn(*args, **kwargs)
-                flight.shared = own_copy(value)  # see the sync version
+                flight.shared = own_copy(value) if self.memo.accepts(value) else NOTHING
             else:
                 value, flight.text = await self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
