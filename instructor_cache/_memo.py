@@ -66,6 +66,7 @@ class Memo(Generic[R]):
         "single_flight",
         "stats",
         "ttl",
+        "under_layer",
     )
 
     def __init__(self, fn: Callable[..., Any], options: Options) -> None:
@@ -77,6 +78,7 @@ class Memo(Generic[R]):
         self.stats = Stats()
         self._count_hit = self.stats.hit  # bound once: decode() is the hit path
         self.over_layer = False  # stacked on another cached layer (see report_hits_above)
+        self.under_layer = False  # another cached layer is stacked on this one (the same)
         self._cache_if = options.cache_if
         self._decode_log = RateLimitedLog()
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
@@ -123,6 +125,16 @@ class Memo(Generic[R]):
             )
             return None
 
+    def accepts(self, value: R) -> bool:
+        """Whether ``cache_if`` lets ``value`` be cached, and so shared with waiting calls.
+
+        A ``cache_if`` that raises refuses: the caller still gets its value.
+        """
+        try:
+            return self._cache_if is None or bool(self._cache_if(value))
+        except Exception:  # noqa: BLE001  (encode logs it, when the value is stored)
+            return False
+
     def check_context(self, key: str) -> None:
         """Warn once if the call changed what the function captures (a call counter).
 
@@ -141,6 +153,7 @@ class Memo(Generic[R]):
         """Another cached layer is stacked on this function: tell it, on each hit, how long the
         original call took, so that it stores that duration and not this hit's (its savings
         then count the call the entry stands for). Only such a layer's hits pay for it."""
+        self.under_layer = True
         count = self.stats.hit
 
         def hit_and_report(duration: float) -> None:

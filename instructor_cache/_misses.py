@@ -90,14 +90,20 @@ class _Misses:
         """The value in a text another call stored, counted as a hit; ``MISS`` if none."""
         return MISS if text is None else self.memo.decode(text)
 
-    @staticmethod
-    def took(started: float, served: contextvars.Token[float] | None) -> float:
-        """How long the call took: the original call's, if a cached layer below served a hit."""
+    def took(self, started: float, served: contextvars.Token[float] | None) -> float:
+        """How long the call took: the original call's, if a cached layer below served a hit.
+
+        A middle layer passes that duration on to the layer above it, which
+        called it and reads it next: else the top layer of three would store
+        the microseconds of the bottom layer's hit.
+        """
         took = time.perf_counter() - started
         if served is not None:
             original = SERVED.get()
             SERVED.reset(served)
             if original >= 0.0:
+                if self.memo.under_layer:
+                    SERVED.set(original)
                 return original
         return took
 
@@ -256,7 +262,10 @@ class SyncMisses(_Misses):
             flight.since = time.monotonic()  # its waiters wait for this call from now
             if offline:  # nothing will be stored: no text to make, the value is shared
                 self.memo.missed()
-                value = flight.shared = self.fn(*args, **kwargs)
+                value = self.fn(*args, **kwargs)
+                # A copy: our caller may change its model before a waiter copies it.
+                # A result cache_if refuses is not shared, as it would not be stored.
+                flight.shared = own_copy(value) if self.memo.accepts(value) else NOTHING
             else:
                 value, flight.text = self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
@@ -429,7 +438,8 @@ class AsyncMisses(_Misses):
             flight.since = time.monotonic()
             if offline:
                 self.memo.missed()
-                value = flight.shared = await self.fn(*args, **kwargs)
+                value = await self.fn(*args, **kwargs)
+                flight.shared = own_copy(value) if self.memo.accepts(value) else NOTHING
             else:
                 value, flight.text = await self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
