@@ -20,7 +20,9 @@ import redis
 import redis.cluster
 
 from instructor_cache import CircuitBreaker, MemoryCache, RedisCache, TieredCache, instructor_cache
+from instructor_cache._stats import Stats
 from instructor_cache.backends._coalesce import MAX_BATCH, Coalescer
+from instructor_cache.backends._compose import compose
 from instructor_cache.errors import CorruptEntryError
 from tests._fakes import FakeLLM, UserDetail
 from tests._redis import RedisServer
@@ -485,3 +487,26 @@ def test_a_lone_read_is_sent_at_once_without_a_tick() -> None:
         return done.value.value  # type: ignore[no-any-return]
 
     assert asyncio.run(scenario()) == "1"
+
+
+def test_a_recheck_reads_the_store_itself_not_a_coalesced_read_begun_before() -> None:
+    """A recheck after taking the lock must see a write made after a read of its key began."""
+
+    class ReadThenAnswer(RefusingBulkStore):
+        async def aget(self, key: str) -> str | None:
+            text = self.get(key)  # what the server read...
+            await asyncio.sleep(0)  # ...is answered a round trip later
+            return text
+
+    store = ReadThenAnswer()
+    guard = compose(store, Stats(), "extract")
+
+    async def scenario() -> str | None:
+        first = asyncio.ensure_future(guard.aget("k"))  # in flight: the entry is not there yet
+        await asyncio.sleep(0)
+        store.data["k"] = "v"  # another process stores it, then lets its lock go
+        recheck = await guard.arecheck("k")
+        await first
+        return recheck
+
+    assert asyncio.run(scenario()) == "v"

@@ -424,7 +424,11 @@ class Guard:
         return self.get(key)
 
     async def arecheck(self, key: str) -> str | None:
-        return await self.aget(key)
+        # Not coalesced: a read of the key begun before another process stored
+        # it (and let its lock go) would answer this recheck with a stale miss.
+        if self.breaker.open_until and self._skipped("get"):
+            return None
+        return await self._aget_one(key)
 
     def _failing(self) -> bool:
         """No lock is asked of a store whose last operation failed, or whose breaker is open.
