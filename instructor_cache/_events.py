@@ -22,12 +22,11 @@ the app, nor change what the call returns.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._savings import NOTHING_SAVED, Savings
@@ -53,8 +52,7 @@ __all__ = [
 Outcome = Literal["hit", "miss", "error", "bypass"]
 
 
-@dataclasses.dataclass(frozen=True)
-class CacheEvent:
+class CacheEvent(NamedTuple):
     """What one call of a decorated function did.
 
     ``outcome``: ``"hit"`` (served from the cache, or by waiting for the same
