@@ -34,6 +34,7 @@ from instructor_cache._decorator import (
     CachedFunction,
     instructor_cache,
 )
+from instructor_cache._events import CacheEvent, add_event_hook, remove_event_hook
 from instructor_cache._make_key import make_cache_key
 from instructor_cache._options import CacheOptions, KeyOptions
 from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
@@ -46,6 +47,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "AsyncCachedFunction",
+    "CacheEvent",
     "CacheInfo",
     "CacheOptions",
     "CachedFunction",
@@ -57,11 +59,13 @@ __all__ = [
     "Store",
     "TieredCache",
     "WarmCounts",
+    "add_event_hook",
     "disk_cache",
     "instructor_cache",
     "make_cache_key",
     "memory_cache",
     "redis_cache",
+    "remove_event_hook",
     "tiered_cache",
 ]
 

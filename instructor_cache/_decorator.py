@@ -274,6 +274,7 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     backend = MemoryCache(DEFAULT_MAXSIZE) if given is None else given
     memo: Memo[Any] = Memo(fn, options)
     store = compose(backend, memo.stats, memo.name, options.circuit_breaker)
+    memo.watch.count_with(memo.stats, *store.tier_stats())
     # A cached method of an inner layer is a descriptor object, which inspect
     # does not see as a coroutine function: ask its wrapper instead.
     is_async = inspect.iscoroutinefunction(fn.wrapper if isinstance(fn, CachedMethod) else fn)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from instructor_cache._batches import AsyncBatches, SyncBatches
+from instructor_cache._events import note_bypass
 from instructor_cache._flight import Flights
 from instructor_cache._memo import MISS, Memo
 from instructor_cache._misses import AsyncMisses, SyncMisses, shielded
@@ -44,9 +45,13 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh = getattr(fn, "refresh", fn)
     invalidate_below = getattr(fn, "invalidate", None)
+    watch = memo.watch
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if watch.on and not watch.enter():  # an event hook: run the call in a record
+            return watch.call(wrapper, args, kwargs)
         if gate.open_until and bypassing():  # a dead store: single-flight alone
+            note_bypass()
             if not misses.single_flight:
                 memo.missed()
                 return fn(*args, **kwargs)
@@ -91,9 +96,13 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
     miss, compute, flights = misses.miss, misses.compute, misses.flights
     call_fresh = getattr(fn, "refresh", fn)
     invalidate_below = getattr(fn, "invalidate", None)
+    watch = memo.watch
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if watch.on and not watch.enter():
+            return await watch.acall(wrapper, args, kwargs)
         if gate.open_until and bypassing():  # a dead store: single-flight alone
+            note_bypass()
             if not misses.single_flight:
                 memo.missed()
                 return await fn(*args, **kwargs)

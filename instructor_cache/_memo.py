@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
 from instructor_cache._codec import Codec, DecodeError
+from instructor_cache._events import Watch
 from instructor_cache._identity import function_name
 from instructor_cache._keys import KeyBuilder
 from instructor_cache._log import RateLimitedLog
@@ -67,6 +68,7 @@ class Memo(Generic[R]):
         "stats",
         "ttl",
         "under_layer",
+        "watch",
     )
 
     def __init__(self, fn: Callable[..., Any], options: Options) -> None:
@@ -76,6 +78,8 @@ class Memo(Generic[R]):
         self.ttl = options.ttl
         self.single_flight = options.single_flight
         self.stats = Stats()
+        hooks = () if options.on_event is None else (options.on_event,)
+        self.watch = Watch(self.name, hooks, self.key.build)
         self._count_hit = self.stats.hit  # bound once: decode() is the hit path
         self.over_layer = False  # stacked on another cached layer (see report_hits_above)
         self.under_layer = False  # another cached layer is stacked on this one (the same)

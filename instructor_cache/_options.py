@@ -17,6 +17,7 @@ from typing import Any
 from typing_extensions import TypedDict
 
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache._events import CacheEvent
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.errors import ConfigurationError
 
@@ -51,6 +52,7 @@ class CacheOptions(KeyOptions, total=False):
     cache_if: Callable[[Any], bool] | None
     circuit_breaker: CircuitBreaker | None
     single_flight: bool | float
+    on_event: Callable[[CacheEvent], object] | None
 
 
 SINGLE_FLIGHT_SECONDS = 60.0
@@ -74,6 +76,7 @@ class Options:
     circuit_breaker: CircuitBreaker | None = None
     single_flight: float | None = SINGLE_FLIGHT_SECONDS
     """Seconds a call waits for the same call elsewhere before paying itself; ``None``: off."""
+    on_event: Callable[[CacheEvent], object] | None = None
 
 
 def parse_options(options: dict[str, Any]) -> Options:
@@ -167,6 +170,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "cache_if": _callable("cache_if"),
     "circuit_breaker": _breaker,
     "single_flight": _single_flight,
+    "on_event": _callable("on_event"),
 }
 
 # One spelling: the typed options, their parsed form and their checks name the same things.

@@ -6,6 +6,9 @@ import itertools
 import threading
 from typing import NamedTuple
 
+from instructor_cache import _events
+from instructor_cache._savings import NOTHING_SAVED, Savings
+
 __all__ = ["MAX_DURATION", "CacheInfo", "Stats", "counted"]
 
 MAX_DURATION = 86400.0
@@ -39,11 +42,18 @@ class Stats:
     instead: ``next()`` is a single C call, atomic under the GIL, with no lock
     to take on the hit path. ``time_saved`` is added without a lock and may,
     under heavy contention, miss a few durations: it is an estimate.
+
+    While ``watched`` (the function has an event hook, ``_events.Watch``),
+    each count is also noted on the record of the call in progress: the
+    counters are where every outcome already passes. ``tier`` is the index
+    of the tier these count for, or ``None`` for a function's own counters.
     """
 
-    __slots__ = ("_errors", "_hits", "_lock", "_misses", "time_saved")
+    __slots__ = ("_errors", "_hits", "_lock", "_misses", "tier", "time_saved", "watched")
 
-    def __init__(self) -> None:
+    def __init__(self, tier: int | None = None) -> None:
+        self.tier = tier
+        self.watched = False
         self._lock = threading.Lock()  # for reset() and info(): a consistent snapshot
         self._hits = itertools.count()
         self._misses = itertools.count()
@@ -69,16 +79,29 @@ class Stats:
         if not 0.0 <= duration <= MAX_DURATION:  # also true for NaN
             duration = min(duration, MAX_DURATION) if duration > 0.0 else 0.0
         self.time_saved += duration
+        if self.watched:
+            _events.note_hit(Savings(duration))
 
     def tier_hit(self) -> None:
-        """A hit in one tier: counted; the time it saved is counted once, by the function."""
+        """A hit in one tier (or a waiter's copy): counted; its savings count once, elsewhere."""
         next(self._hits)
+        if self.watched:
+            if self.tier is None:
+                _events.note_hit(NOTHING_SAVED)
+            else:
+                _events.note_tier(self.tier)
 
     def miss(self) -> None:
         next(self._misses)
+        if (
+            self.watched and self.tier is None
+        ):  # a tier's miss does not decide: the next tier may hit
+            _events.note_miss()
 
     def error(self) -> None:
         next(self._errors)
+        if self.watched:
+            _events.note_error()
 
     def reset(self) -> None:
         with self._lock:

@@ -41,6 +41,8 @@ def test_readme_examples_run(
     assert tiered.cache_info().tiers[0].hits == 1  # type: ignore[attr-defined]
     tiered.cache_clear()  # type: ignore[attr-defined]
     namespace["extract_shared"].cache_clear()  # type: ignore[attr-defined]
+    calls = namespace["CALLS"].collect()[0].samples  # type: ignore[attr-defined]
+    assert sum(sample.value for sample in calls if sample.name.endswith("_total")) > 0
     layered = namespace["extract_layered"]
     layered("Bo is 4")  # type: ignore[operator]
     assert (tmp_path / "cache").is_dir()

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache._events import note_bypass
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._async import Entry, Turned, adapt
@@ -157,6 +158,7 @@ class Guard:
         return True
 
     def _skipped_while_open(self, operation: str) -> None:
+        note_bypass()
         self._stats.error()
         self._log.warning(
             "instructor_cache: skipping %s on %r for %s: the store keeps failing, so it is "
@@ -572,6 +574,10 @@ class Guard:
 
     def reset_stats(self) -> None:
         """Nothing of its own: a single store counts into the function's statistics."""
+
+    def tier_stats(self) -> tuple[Stats, ...]:
+        """A single store has no tiers (it counts into the function's statistics)."""
+        return ()
 
 
 _UNSURE_REMEMBERED = 4096

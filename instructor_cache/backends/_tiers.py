@@ -312,6 +312,10 @@ class Tiers:
         """The fastest tier's, which bounds what a hit costs least."""
         return self.guards[0].size()
 
+    def tier_stats(self) -> tuple[Stats, ...]:
+        """Each tier's counters, fastest first (events watch them to tell which tier served)."""
+        return self._stats
+
     def reset_stats(self) -> None:
         """Start every tier's counts again (``cache_clear()``, as ``functools`` does)."""
         for stats in self._stats:
@@ -344,7 +348,7 @@ def guarded_tiers(
     tell remaining TTLs (a ``TieredCache`` composes its tiers quietly for
     direct use, and each decorated function says it).
     """
-    stats = [Stats() for _ in tiers]
+    stats = [Stats(tier=level) for level in range(len(tiers))]
     guards = [
         Guard(tier, tier_stats, f"{name} tier {level + 1}", breaker_for(tier))
         for level, (tier, tier_stats) in enumerate(zip(tiers, stats, strict=True))
