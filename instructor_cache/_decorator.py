@@ -222,6 +222,11 @@ def instructor_cache(store: Any = None, **options: Any) -> Any:
     identity in keys, instead of ``module.qualname``, so a renamed or moved
     function keeps its entries) and ``code_fingerprint`` (``True``: editing
     the function's code, or a constant it reads, makes new keys).
+
+    A generator function (``-> Iterator[Model]``, ``-> AsyncIterator[Model]``)
+    is cached as a stream (``_streams``): stored once consumed to its end,
+    replayed as a generator; ``stream="final"`` keeps only its last item.
+    Streams do not share single-flight.
     """
     parsed = parse_options(options)
     _reject_store_class(store)

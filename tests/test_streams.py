@@ -15,7 +15,14 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from instructor_cache import MemoryCache, RedisCache, instructor_cache
+from instructor_cache import (
+    MemoryCache,
+    RedisCache,
+    disk_cache,
+    instructor_cache,
+    make_cache_key,
+    memory_cache,
+)
 from instructor_cache.backends import Store
 from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
 from tests._openai import httpx
@@ -575,3 +582,30 @@ async def test_instructor_async_create_partial_replays_the_final_user(
     assert [user async for user in extract("Ann")] == users("Ann")
     assert len(streaming_openai.requests) == 1
     await http.aclose()
+
+
+def test_stacked_stream_layers_replay_from_the_outer_and_invalidate_both(tmp_path: Any) -> None:
+    """A memory layer over a disk layer: the outer replays; invalidating it reaches the inner."""
+    source = Source()
+
+    @memory_cache(ignore=("source",))
+    @disk_cache(tmp_path / "cache", ignore=("source",))
+    def extract(text: str) -> Iterator[User]:
+        yield from source.sync(text)
+
+    assert list(extract("Ann")) == list(extract("Ann")) == users("Ann")
+    assert extract.cache_info().hits == 1
+    assert extract.invalidate("Ann") is True
+    assert list(extract("Ann")) == users("Ann")
+    assert source.calls == ["Ann", "Ann"]
+
+
+def test_make_cache_key_takes_the_stream_mode() -> None:
+    """make_cache_key with stream="final" finds the key a final-mode stream stores under."""
+
+    def extract(text: str) -> Iterator[User]:
+        yield from users(text)
+
+    final = instructor_cache(stream="final")(extract)
+    assert make_cache_key(extract, ("Ann",), stream="final") == final.cache_key("Ann")
+    assert make_cache_key(extract, ("Ann",)) != final.cache_key("Ann")
