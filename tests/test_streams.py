@@ -609,3 +609,83 @@ def test_make_cache_key_takes_the_stream_mode() -> None:
     final = instructor_cache(stream="final")(extract)
     assert make_cache_key(extract, ("Ann",), stream="final") == final.cache_key("Ann")
     assert make_cache_key(extract, ("Ann",)) != final.cache_key("Ann")
+
+
+def test_a_corrupt_stream_entry_is_a_miss_and_is_replaced() -> None:
+    """An entry that does not decode is counted as an error and the stream is paid again."""
+    store, source = MemoryCache(), Source()
+    extract = sync_stream(source, store)
+    store.set(extract.cache_key("Ann"), '{"v":2,"created":0,"duration":1,"value":[{"age":"x"}]}')
+    assert list(extract("Ann")) == list(extract("Ann")) == users("Ann")
+    assert source.calls == ["Ann"]
+    assert extract.cache_info().errors == 1
+
+
+async def test_a_corrupt_async_stream_entry_is_a_miss_and_is_replaced() -> None:
+    """The async twin of a corrupt entry: counted, paid again, then replayed."""
+    store, source = MemoryCache(), Source()
+    extract = async_stream(source, store)
+    store.set(extract.cache_key("Ann"), "not json")
+    assert [user async for user in extract("Ann")] == users("Ann")
+    assert [user async for user in extract("Ann")] == users("Ann")
+    assert source.calls == ["Ann"]
+    assert extract.cache_info().errors == 1
+
+
+def test_a_refresh_that_stores_nothing_removes_the_old_entry() -> None:
+    """A refreshed stream that cannot be stored must not leave the older items to be replayed."""
+    answers = iter([1.0, math.nan, 2.0])
+
+    @instructor_cache(ignore=("answers",))
+    def score(text: str) -> Iterator[float]:
+        yield next(answers)
+
+    assert list(score("a")) == [1.0]
+    (refreshed,) = score.refresh("a")
+    assert math.isnan(refreshed)
+    assert list(score("a")) == [2.0]
+
+
+async def test_async_refresh_streams_afresh_and_overwrites_the_entry() -> None:
+    """The async refresh calls the function despite the entry and stores the new items."""
+    answers = iter(["first", "second"])
+
+    @instructor_cache(ignore=("answers",))
+    async def extract(text: str) -> AsyncIterator[User]:
+        yield User(name=next(answers), age=len(text))
+
+    assert [u.name async for u in extract("Ann")] == ["first"]
+    assert [u.name async for u in extract.refresh("Ann")] == ["second"]
+    assert [u.name async for u in extract("Ann")] == ["second"]
+
+
+class Countdown:
+    """An async iterator that is not a generator: it has no aclose()."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __aiter__(self) -> Countdown:
+        return self
+
+    async def __anext__(self) -> int:
+        if self.n == 0:
+            raise StopAsyncIteration
+        self.n -= 1
+        return self.n
+
+
+async def test_an_async_iterator_without_aclose_is_a_stream() -> None:
+    """A plain def returning any async iterator is recorded, closed or not."""
+    calls: list[int] = []
+
+    @instructor_cache(ignore=("calls",))
+    def count(n: int) -> AsyncIterator[int]:
+        calls.append(n)
+        return Countdown(n)
+
+    stream = count(3)
+    assert await stream.__anext__() == 2
+    await stream.aclose()
+    assert [i async for i in count(3)] == [i async for i in count(3)] == [2, 1, 0]
+    assert calls == [3, 3]
