@@ -38,7 +38,7 @@ from instructor_cache._make_key import make_cache_key
 from instructor_cache._options import CacheOptions, KeyOptions
 from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
 from instructor_cache._stats import CacheInfo
-from instructor_cache._streams import AsyncStreamFunction, StreamFunction
+from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
 from instructor_cache.backends import MemoryCache, Store, TieredCache
 
 if typing.TYPE_CHECKING:

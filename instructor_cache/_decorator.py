@@ -22,7 +22,8 @@ from instructor_cache._memo import Memo
 from instructor_cache._methods import CachedMethod, takes_self
 from instructor_cache._options import CacheOptions, Options, parse_options
 from instructor_cache._stats import CacheInfo
-from instructor_cache._streams import AsyncStreamFunction, StreamFunction, stream_wrapper
+from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
+from instructor_cache._streams import stream_wrapper
 from instructor_cache.backends._compose import compose
 from instructor_cache.backends._contract import Store, check_store
 from instructor_cache.backends.memory import MemoryCache

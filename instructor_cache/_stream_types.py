@@ -1,11 +1,13 @@
-"""What makes a function a stream function, read once from its return annotation.
+"""What makes a function a stream function, and the type it has once decorated.
 
 A function annotated ``-> Iterator[User]`` (``Iterable``, ``Generator``) or
 ``-> AsyncIterator[User]`` (``AsyncIterable``, ``AsyncGenerator``) hands out
 its results one at a time. Its entry is what the caller was handed, as a
 ``list[User]``, or only the last ``User`` with ``stream="final"``; the codec
 and the key's schema fingerprint are built from that stored type, so the two
-modes never read each other's entries.
+modes never read each other's entries. ``StreamFunction`` and
+``AsyncStreamFunction`` are what type checkers see: the call returns a
+generator of the items, and there is no ``map`` to call.
 """
 
 from __future__ import annotations
@@ -13,14 +15,29 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import typing
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from typing import Any, Concatenate, NamedTuple, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec, Self
 
 from instructor_cache._methods import CachedMethod
 from instructor_cache._options import StreamMode
+from instructor_cache._stats import CacheInfo
 from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
 
-__all__ = ["StreamShape", "stored_type", "stream_shape"]
+__all__ = [
+    "AsyncStreamFunction",
+    "StreamFunction",
+    "StreamShape",
+    "stored_type",
+    "stream_shape",
+]
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+Y2 = TypeVar("Y2")
+Y_co = TypeVar("Y_co", covariant=True)
+T = TypeVar("T")
 
 _SYNC = (collections.abc.Iterator, collections.abc.Iterable, collections.abc.Generator)
 _ASYNC = (
@@ -28,6 +45,71 @@ _ASYNC = (
     collections.abc.AsyncIterable,
     collections.abc.AsyncGenerator,
 )
+
+
+class StreamFunction(Protocol[P, Y_co]):
+    """A decorated sync stream function: the original signature plus cache controls."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(
+        self: StreamFunction[Concatenate[T, P2], Y2], instance: T, owner: type[Any] | None = None
+    ) -> StreamFunction[P2, Y2]: ...
+
+    @property
+    def __wrapped__(self) -> Callable[P, Any]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Generator[Y_co, None, None]: ...
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
+
+    def cache_clear(self) -> None:
+        """Remove this function's entries (others' in a shared store stay) and reset stats."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The exact key under which the store keeps this call's items."""
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete this call's entry; ``True`` if there was one."""
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Generator[Y_co, None, None]:
+        """A stream that calls the function and, once it completes, overwrites the entry."""
+
+
+class AsyncStreamFunction(Protocol[P, Y_co]):
+    """A decorated async generator function: the original signature plus cache controls."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(
+        self: AsyncStreamFunction[Concatenate[T, P2], Y2],
+        instance: T,
+        owner: type[Any] | None = None,
+    ) -> AsyncStreamFunction[P2, Y2]: ...
+
+    @property
+    def __wrapped__(self) -> Callable[P, Any]: ...
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y_co, None]: ...
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
+
+    def cache_clear(self) -> None:
+        """Remove this function's entries (others' in a shared store stay) and reset stats."""
+
+    async def acache_clear(self) -> None:
+        """``cache_clear`` awaited: works with a store only an event loop can reach."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The exact key under which the store keeps this call's items."""
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, bool]:
+        """Delete this call's entry; ``True`` if there was one."""
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y_co, None]:
+        """A stream that calls the function and, once it completes, overwrites the entry."""
 
 
 class StreamShape(NamedTuple):

@@ -29,10 +29,8 @@ import copy
 import functools
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
-from typing import Any, Concatenate, Protocol, TypeVar, overload
-
-from typing_extensions import ParamSpec, Self
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
 
 from instructor_cache._memo import MISS, Memo, annotations_of
 from instructor_cache._misses import shielded
@@ -42,78 +40,7 @@ from instructor_cache._stream_types import stream_shape
 from instructor_cache.backends._compose import GuardedStore
 from instructor_cache.errors import ConfigurationError
 
-__all__ = ["AsyncStreamFunction", "StreamFunction", "stream_wrapper"]
-
-P = ParamSpec("P")
-P2 = ParamSpec("P2")
-Y2 = TypeVar("Y2")
-Y_co = TypeVar("Y_co", covariant=True)
-T = TypeVar("T")
-
-
-class StreamFunction(Protocol[P, Y_co]):
-    """A decorated sync stream function: the original signature plus cache controls."""
-
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
-    @overload
-    def __get__(
-        self: StreamFunction[Concatenate[T, P2], Y2], instance: T, owner: type[Any] | None = None
-    ) -> StreamFunction[P2, Y2]: ...
-
-    @property
-    def __wrapped__(self) -> Callable[P, Any]: ...
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Generator[Y_co, None, None]: ...
-    def cache_info(self) -> CacheInfo:
-        """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
-
-    def cache_clear(self) -> None:
-        """Remove this function's entries (others' in a shared store stay) and reset stats."""
-
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The exact key under which the store keeps this call's items."""
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Delete this call's entry; ``True`` if there was one."""
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Generator[Y_co, None, None]:
-        """A stream that calls the function and, once it completes, overwrites the entry."""
-
-
-class AsyncStreamFunction(Protocol[P, Y_co]):
-    """A decorated async generator function: the original signature plus cache controls."""
-
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
-    @overload
-    def __get__(
-        self: AsyncStreamFunction[Concatenate[T, P2], Y2],
-        instance: T,
-        owner: type[Any] | None = None,
-    ) -> AsyncStreamFunction[P2, Y2]: ...
-
-    @property
-    def __wrapped__(self) -> Callable[P, Any]: ...
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y_co, None]: ...
-    def cache_info(self) -> CacheInfo:
-        """Hits, misses, size and errors, shaped like ``functools``' ``CacheInfo``."""
-
-    def cache_clear(self) -> None:
-        """Remove this function's entries (others' in a shared store stay) and reset stats."""
-
-    async def acache_clear(self) -> None:
-        """``cache_clear`` awaited: works with a store only an event loop can reach."""
-
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The exact key under which the store keeps this call's items."""
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, bool]:
-        """Delete this call's entry; ``True`` if there was one."""
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y_co, None]:
-        """A stream that calls the function and, once it completes, overwrites the entry."""
+__all__ = ["stream_wrapper"]
 
 
 class Recording:
@@ -198,7 +125,9 @@ def sync_stream_driver(
 ) -> Callable[..., Any]:
     """The wrapper of a sync stream function, its cache controls set on it."""
     make_key, decode, recordings = memo.key.build, memo.decode, Recordings()
-    invalidate_below = getattr(fn, "invalidate", None)
+    # Over another cached layer, a refresh must reach the function through it
+    # and an invalidation must clear it too, or the layer below answers again.
+    call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
         if not fresh:
@@ -212,7 +141,7 @@ def sync_stream_driver(
         memo.missed()
         recording = recordings.start(key, final)
         try:
-            source = iter(fn(*args, **kwargs))
+            source = iter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
                 for item in source:
                     recording.add(item)
@@ -254,7 +183,9 @@ def async_stream_driver(
 ) -> Callable[..., Any]:
     """The wrapper of an async stream function, its cache controls set on it."""
     make_key, decode, recordings = memo.key.build, memo.decode, Recordings()
-    invalidate_below = getattr(fn, "invalidate", None)
+    # Over another cached layer, a refresh must reach the function through it
+    # and an invalidation must clear it too, or the layer below answers again.
+    call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     async def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
         if not fresh:
@@ -269,7 +200,7 @@ def async_stream_driver(
         memo.missed()
         recording = recordings.start(key, final)
         try:
-            source = aiter(fn(*args, **kwargs))
+            source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
                 async for item in source:
                     recording.add(item)

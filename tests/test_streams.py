@@ -584,8 +584,8 @@ async def test_instructor_async_create_partial_replays_the_final_user(
     await http.aclose()
 
 
-def test_stacked_stream_layers_replay_from_the_outer_and_invalidate_both(tmp_path: Any) -> None:
-    """A memory layer over a disk layer: the outer replays; invalidating it reaches the inner."""
+def test_stacked_stream_layers_replay_from_the_outer_and_reach_the_inner(tmp_path: Any) -> None:
+    """Memory over disk: the outer layer replays; invalidate and refresh reach the inner one."""
     source = Source()
 
     @memory_cache(ignore=("source",))
@@ -597,7 +597,8 @@ def test_stacked_stream_layers_replay_from_the_outer_and_invalidate_both(tmp_pat
     assert extract.cache_info().hits == 1
     assert extract.invalidate("Ann") is True
     assert list(extract("Ann")) == users("Ann")
-    assert source.calls == ["Ann", "Ann"]
+    assert list(extract.refresh("Ann")) == users("Ann")
+    assert source.calls == ["Ann", "Ann", "Ann"]
 
 
 def test_make_cache_key_takes_the_stream_mode() -> None:
