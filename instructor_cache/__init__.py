@@ -39,6 +39,7 @@ from instructor_cache._make_key import make_cache_key
 from instructor_cache._options import CacheOptions, KeyOptions
 from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
 from instructor_cache._stats import CacheInfo
+from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
 from instructor_cache.backends import MemoryCache, Store, TieredCache
 
 if typing.TYPE_CHECKING:
@@ -47,6 +48,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "AsyncCachedFunction",
+    "AsyncStreamFunction",
     "CacheEvent",
     "CacheInfo",
     "CacheOptions",
@@ -57,6 +59,7 @@ __all__ = [
     "MemoryCache",
     "RedisCache",
     "Store",
+    "StreamFunction",
     "TieredCache",
     "WarmCounts",
     "add_event_hook",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Concatenate, Literal, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self, Unpack
@@ -22,6 +22,8 @@ from instructor_cache._memo import Memo
 from instructor_cache._methods import CachedMethod, takes_self
 from instructor_cache._options import CacheOptions, Options, parse_options
 from instructor_cache._stats import CacheInfo
+from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
+from instructor_cache._streams import stream_wrapper
 from instructor_cache.backends._compose import compose
 from instructor_cache.backends._contract import Store, check_store
 from instructor_cache.backends.memory import MemoryCache
@@ -180,6 +182,14 @@ class CacheDecorator(Protocol):
         self, fn: Callable[P, Coroutine[Any, Any, R]], /
     ) -> AsyncCachedFunction[P, R]: ...
     @overload
+    def __call__(  # type: ignore[overload-overlap]  # streams before any other return type
+        self, fn: Callable[P, AsyncIterator[R]], /
+    ) -> AsyncStreamFunction[P, R]: ...
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # streams before any other return type
+        self, fn: Callable[P, Iterator[R]], /
+    ) -> StreamFunction[P, R]: ...
+    @overload
     def __call__(self, fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
 
 
@@ -187,6 +197,14 @@ class CacheDecorator(Protocol):
 def instructor_cache(  # type: ignore[overload-overlap]  # async first: it is the narrower match
     fn: Callable[P, Coroutine[Any, Any, R]], /
 ) -> AsyncCachedFunction[P, R]: ...
+@overload
+def instructor_cache(  # type: ignore[overload-overlap]  # streams before any other return type
+    fn: Callable[P, AsyncIterator[R]], /
+) -> AsyncStreamFunction[P, R]: ...
+@overload
+def instructor_cache(  # type: ignore[overload-overlap]  # streams before any other return type
+    fn: Callable[P, Iterator[R]], /
+) -> StreamFunction[P, R]: ...
 @overload
 def instructor_cache(fn: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
@@ -205,6 +223,11 @@ def instructor_cache(store: Any = None, **options: Any) -> Any:
     identity in keys, instead of ``module.qualname``, so a renamed or moved
     function keeps its entries) and ``code_fingerprint`` (``True``: editing
     the function's code, or a constant it reads, makes new keys).
+
+    A generator function (``-> Iterator[Model]``, ``-> AsyncIterator[Model]``)
+    is cached as a stream (``_streams``): stored once consumed to its end,
+    replayed as a generator; ``stream="final"`` keeps only its last item.
+    Streams do not share single-flight.
     """
     parsed = parse_options(options)
     _reject_store_class(store)
@@ -275,16 +298,14 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     memo: Memo[Any] = Memo(fn, options)
     store = compose(backend, memo.stats, memo.name, options.circuit_breaker)
     memo.watch.count_with(memo.stats, *store.tier_stats())
+    streamed = stream_wrapper(fn, memo, store, options.stream)
+    if streamed is not None:
+        return _finish(streamed, fn, memo)
     # A cached method of an inner layer is a descriptor object, which inspect
     # does not see as a coroutine function: ask its wrapper instead.
     is_async = inspect.iscoroutinefunction(fn.wrapper if isinstance(fn, CachedMethod) else fn)
     driven = (async_driver if is_async else sync_driver)(fn, memo, store)
     wrapper = driven.wrapper
-    build_key = memo.key.build
-
-    def cache_key(*args: Any, **kwargs: Any) -> str:
-        return build_key(args, kwargs)
-
     # update_wrapper copies fn.__dict__, which holds an inner layer's
     # attributes when decorators are stacked: ours are set after it.
     functools.update_wrapper(wrapper, fn)
@@ -292,13 +313,23 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     wrapper.cache_clear = driven.cache_clear  # type: ignore[attr-defined]
     if driven.acache_clear is not None:
         wrapper.acache_clear = driven.acache_clear  # type: ignore[attr-defined]
-    wrapper.cache_key = cache_key  # type: ignore[attr-defined]
     wrapper.invalidate = driven.invalidate  # type: ignore[attr-defined]
     wrapper.refresh = driven.refresh  # type: ignore[attr-defined]
     only = _one_parameter(fn)
     keyword = only.name if only is not None and only.kind is only.KEYWORD_ONLY else None
     for name, method in batch_methods(driven.batches, only is not None, keyword).items():
         setattr(wrapper, name, method)
+    return _finish(wrapper, fn, memo)
+
+
+def _finish(wrapper: Any, fn: Any, memo: Memo[Any]) -> Any:
+    """What every wrapper carries, stream or not, once its controls are set."""
+    build_key = memo.key.build
+
+    def cache_key(*args: Any, **kwargs: Any) -> str:
+        return build_key(args, kwargs)
+
+    wrapper.cache_key = cache_key
     setattr(wrapper, IGNORED_ATTRIBUTE, memo.key.ignored)
     below: Memo[Any] | None = getattr(fn, MEMO_ATTRIBUTE, None)
     if isinstance(below, Memo):  # stacked on a cached layer: its hits tell us what they saved

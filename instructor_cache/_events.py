@@ -21,11 +21,12 @@ the app, nor change what the call returns.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from instructor_cache._log import RateLimitedLog
@@ -267,6 +268,16 @@ class Watch:
         self._emit(hooks, pending, key, started, raised=False)
         return value
 
+    def noting(self, pending: Pending | None) -> contextlib.AbstractContextManager[object]:
+        """Count into ``pending`` while inside (a stream's lookup, run across its items)."""
+        if pending is None:
+            return contextlib.nullcontext()
+        return _noting(pending)
+
+    def emit(self, pending: Pending, key: str | None, started: float, *, raised: bool) -> None:
+        """Hand a record filled elsewhere (a stream's) to the hooks."""
+        self._emit((*self.hooks, *_GLOBAL_HOOKS), pending, key, started, raised=raised)
+
     def _key(self, args: Any, kwargs: Any) -> str | None:
         try:
             return self.key(args, kwargs)
@@ -295,6 +306,15 @@ class Watch:
         )
         for hook in hooks:
             _run(hook, event)
+
+
+@contextlib.contextmanager
+def _noting(pending: Pending) -> Iterator[object]:
+    token = PENDING.set(pending)
+    try:
+        yield pending
+    finally:
+        PENDING.reset(token)
 
 
 def _run(hook: EventHook, event: CacheEvent) -> None:

@@ -25,7 +25,7 @@ def make_cache_key(
     """Return the key under which ``@instructor_cache`` stores ``func(*args, **kwargs)``.
 
     The key options (``namespace``, ``version``, ``ignore``, ``key``,
-    ``name``, ``code_fingerprint``) must be those the decorator was given
+    ``name``, ``code_fingerprint``, ``stream``) must be those the decorator was given
     for the keys to match.
 
     For a function already decorated, ``func.cache_key(*args, **kwargs)`` is the

@@ -25,6 +25,7 @@ from instructor_cache._keys import KeyBuilder
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._options import Options
 from instructor_cache._stats import CacheInfo, Stats
+from instructor_cache._stream_types import stored_type, stream_shape
 from instructor_cache.errors import UncacheableFunctionError
 
 __all__ = ["MISS", "SERVED", "Memo", "Miss", "annotations_of", "codec_and_keys"]
@@ -179,8 +180,9 @@ class Memo(Generic[R]):
 
 def codec_and_keys(fn: Callable[..., Any], options: Options) -> tuple[Codec[Any], KeyBuilder]:
     """What decorating ``fn`` decides once: how to store its results, how to key its calls."""
-    hints = annotations_of(fn)
-    codec: Codec[Any] = Codec(hints["return"], where=f"{function_name(fn)}()")
+    hints, where = annotations_of(fn), f"{function_name(fn)}()"
+    shape = stream_shape(fn, hints["return"], options.stream, where)
+    codec: Codec[Any] = Codec(stored_type(shape, hints["return"]), where=where)
     return codec, KeyBuilder(fn, options, schema_fingerprint=codec.fingerprint, hints=hints)
 
 

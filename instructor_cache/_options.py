@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from typing_extensions import TypedDict
 
@@ -27,8 +27,12 @@ __all__ = [
     "KeyFunction",
     "KeyOptions",
     "Options",
+    "StreamMode",
     "parse_options",
 ]
+
+StreamMode = Literal["all", "final"]
+"""What a stream function's entry keeps: every item, or only the last (a partial stream's)."""
 
 KeyFunction = Callable[[dict[str, Any]], Any]
 """Receives the call's arguments by parameter name, defaults applied; returns an encodable value."""
@@ -43,6 +47,7 @@ class KeyOptions(TypedDict, total=False):
     version: str | None
     name: str | None
     code_fingerprint: bool
+    stream: StreamMode | None
 
 
 class CacheOptions(KeyOptions, total=False):
@@ -71,6 +76,8 @@ class Options:
     version: str | None = None
     name: str | None = None
     code_fingerprint: bool = True
+    stream: StreamMode | None = None
+    """``None``: "all" for a stream function; given for any other, an error (``_stream_types``)."""
     ttl: float | None = None
     cache_if: Callable[[Any], bool] | None = None
     circuit_breaker: CircuitBreaker | None = None
@@ -137,6 +144,15 @@ def _flag(option: str) -> Callable[[Any], bool]:
     return check
 
 
+def _stream(value: Any) -> StreamMode | None:
+    if value not in (None, "all", "final"):
+        raise ConfigurationError(
+            f"stream must be 'all' (a hit replays every item) or 'final' (only the last item, "
+            f"for partial streams), got {value!r}"
+        )
+    return value  # type: ignore[no-any-return]  # one of the three checked above
+
+
 def _breaker(value: Any) -> CircuitBreaker | None:
     if value is not None and not isinstance(value, CircuitBreaker):
         raise ConfigurationError(
@@ -166,6 +182,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "version": _version,
     "name": _name,
     "code_fingerprint": _flag("code_fingerprint"),
+    "stream": _stream,
     "ttl": to_seconds,
     "cache_if": _callable("cache_if"),
     "circuit_breaker": _breaker,

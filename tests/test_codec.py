@@ -203,11 +203,10 @@ class Opaque:
         (Any, "concrete type"),
         (object, "concrete type"),
         (Opaque, "cannot round-trip through JSON"),
-        (collections.abc.Iterator[Account], "stream or iterator"),
-        (collections.abc.AsyncIterator[Account], "stream or iterator"),
+        (collections.abc.Awaitable[Account], "stream or iterator"),
         (collections.abc.Callable[[], int], "cannot round-trip through JSON"),
     ],
-    ids=["none", "any", "object", "opaque-class", "iterator", "async-iterator", "callable"],
+    ids=["none", "any", "object", "opaque-class", "awaitable", "callable"],
 )
 def test_unstorable_annotation_is_rejected_at_decoration(annotation: Any, message: str) -> None:
     """A return type that cannot round-trip through JSON is a TypeError when decorating."""

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -253,3 +253,46 @@ async def test_concurrent_tasks_each_report_their_own_outcome(
         extract.cache_key("Mo"): "miss",
     }
     assert len(events) == 4
+
+
+def test_a_stream_reports_once_it_ends_however_it_ends(events: list[CacheEvent]) -> None:
+    """A stream's event comes when it completes, is closed early or fails, with its outcome."""
+
+    @instructor_cache(MemoryCache())
+    def users(text: str) -> Iterator[UserDetail]:
+        for age in range(3):
+            if text == "boom" and age == 1:
+                raise RuntimeError("stream broke")
+            yield UserDetail(name=text, age=age)
+
+    assert len(list(users("Ann"))) == 3
+    assert [e.outcome for e in events] == ["miss"]
+    assert len(list(users("Ann"))) == 3
+    early = users("Bo")
+    next(early)
+    assert len(events) == 2  # not before the stream ends
+    early.close()
+    with pytest.raises(RuntimeError, match="stream broke"):
+        list(users("boom"))
+    assert [(e.outcome, e.raised) for e in events] == [
+        ("miss", False),
+        ("hit", False),
+        ("miss", False),
+        ("miss", True),
+    ]
+    assert events[1].saved.seconds == pytest.approx(users.cache_info().time_saved)
+    assert events[1].key == users.cache_key("Ann")
+
+
+async def test_an_async_stream_reports_its_hit_and_miss(events: list[CacheEvent]) -> None:
+    """Async generator functions report like sync ones, once consumed."""
+
+    @instructor_cache(MemoryCache())
+    async def users(text: str) -> AsyncIterator[UserDetail]:
+        for age in range(2):
+            await asyncio.sleep(0)
+            yield UserDetail(name=text, age=age)
+
+    assert [u.age async for u in users("Cy")] == [0, 1]
+    assert [u.age async for u in users("Cy")] == [0, 1]
+    assert [e.outcome for e in events] == ["miss", "hit"]

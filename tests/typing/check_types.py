@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 
 from pydantic import BaseModel
 from typing_extensions import assert_type
@@ -58,10 +58,24 @@ async def tiered(text: str) -> UserDetail:
     return UserDetail(name=text)
 
 
+@instructor_cache
+def stream(text: str) -> Iterator[UserDetail]:
+    yield UserDetail(name=text)
+
+
+@memory_cache(stream="final")
+async def astream(text: str, *, model: str = "m") -> AsyncIterator[UserDetail]:
+    yield UserDetail(name=text)
+
+
 class Service:
     @instructor_cache(ignore=("self",))
     def run(self, text: str) -> UserDetail:
         return UserDetail(name=text)
+
+    @instructor_cache(ignore=("self",))
+    def items(self, text: str) -> Iterator[UserDetail]:
+        yield UserDetail(name=text)
 
 
 async def usage() -> None:
@@ -92,3 +106,14 @@ async def usage() -> None:
     bare.acache_clear()  # type: ignore[attr-defined]  # sync functions clear with cache_clear()
     bare(1)  # type: ignore[arg-type]
     bare("a", wrong=1)  # type: ignore[call-arg]
+    assert_type(stream("a"), Generator[UserDetail, None, None])
+    assert_type(stream.refresh("a"), Generator[UserDetail, None, None])
+    assert_type(stream.invalidate("a"), bool)
+    assert_type(Service().items("a"), Generator[UserDetail, None, None])
+    assert_type(astream("a", model="n"), AsyncGenerator[UserDetail, None])
+    assert_type(await astream.invalidate("a"), bool)
+    assert_type(await astream.acache_clear(), None)
+    assert_type(astream.cache_info(), CacheInfo)
+    stream.map(["a"])  # type: ignore[attr-defined]  # streams do not batch
+    astream("a", wrong=1)  # type: ignore[call-arg]
+    astream.amap(["a"])  # type: ignore[attr-defined]  # nor do async streams

@@ -1,0 +1,340 @@
+"""Stream functions: a miss is recorded while the caller consumes it, a hit is replayed.
+
+A decorated generator (or a function returning an iterator, as instructor's
+``create_iterable`` and ``create_partial`` do) hands the caller a generator
+of the same kind, sync or async. Nothing is read until the caller asks for
+the first item, as with any generator. On a miss each item is passed on as
+it comes, and a copy of it is kept: the caller may change an item it holds
+before the stream ends, and the entry must be what it was handed. Only a
+stream that runs to its end is stored (through the codec's round-trip
+check, like any result); one the caller closes, abandons or that raises
+stores nothing, the caller sees the source's own exception, and the source
+is closed (``aclose``d) when ours is. A hit yields the stored items in order
+(``stream="final"``: only the last one) and counts the original stream's
+duration, from the call to its end, as saved.
+
+Streams do not share single-flight: each concurrent identical stream calls
+the function, and the last to complete stores its items. A waiter could only
+be handed the leader's items once the leader's caller had consumed them all,
+at that caller's pace, or fail with it: slower than paying, for a partial
+stream. ``map`` and ``warm`` (whose results are lists of values) refuse.
+
+The sync and async streams are the same steps, side by side: change them
+together.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
+
+from instructor_cache._events import Pending, Watch
+from instructor_cache._memo import MISS, Memo, annotations_of
+from instructor_cache._misses import shielded
+from instructor_cache._options import StreamMode
+from instructor_cache._stats import CacheInfo
+from instructor_cache._stream_types import stream_shape
+from instructor_cache.backends._compose import GuardedStore
+from instructor_cache.errors import ConfigurationError
+
+__all__ = ["stream_wrapper"]
+
+
+class Recording:
+    """The items a stream has handed its caller so far, copied as they were handed."""
+
+    __slots__ = ("copied", "final", "items", "key", "outdated", "started")
+
+    def __init__(self, key: str, final: bool) -> None:
+        self.key, self.final = key, final
+        self.items: list[Any] = []
+        self.copied = True  # False once an item refused to be copied: then nothing is stored
+        self.outdated = False  # an invalidate, refresh or cache_clear began meanwhile
+        self.started = time.perf_counter()
+
+    def add(self, item: Any) -> None:
+        try:
+            kept = copy.deepcopy(item)
+        except Exception:  # noqa: BLE001  (an object may refuse to be copied in any way)
+            self.copied = False
+            return
+        if self.final:
+            self.items = [kept]
+        else:
+            self.items.append(kept)
+
+    def text(self, memo: Memo[Any]) -> str | None:
+        """The entry to store for a stream that completed; ``None``: store nothing."""
+        if self.outdated or not self.copied or (self.final and not self.items):
+            return None
+        value = self.items[0] if self.final else self.items
+        return memo.encode(value, time.perf_counter() - self.started)
+
+
+class Recordings:
+    """The streams of one function being recorded now, so an invalidation can outdate them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[Recording] = set()
+
+    def start(self, key: str, final: bool) -> Recording:
+        recording = Recording(key, final)
+        with self._lock:
+            self._live.add(recording)
+        return recording
+
+    def stop(self, recording: Recording) -> None:
+        with self._lock:
+            self._live.discard(recording)
+
+    def outdate(self, key: str | None) -> None:
+        """``key``'s streams (all of them for ``None``) began before it was invalidated."""
+        with self._lock:
+            for recording in self._live:
+                if key is None or recording.key == key:
+                    recording.outdated = True
+
+
+def stream_wrapper(
+    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, mode: StreamMode | None
+) -> Callable[..., Any] | None:
+    """``fn``'s wrapper with its cache controls if it is a stream function, else ``None``."""
+    shape = stream_shape(fn, annotations_of(fn)["return"], mode, f"{memo.name}()")
+    if shape is None:
+        return None
+    driver = async_stream_driver if shape.is_async else sync_stream_driver
+    return driver(fn, memo, store, shape.final)
+
+
+def _watched(
+    watch: Watch, key: str, recorded: Callable[[Pending | None], Generator[Any, None, None]]
+) -> Generator[Any, None, None]:
+    """``recorded``'s items; with an event hook, its event once the stream ends, however it ends."""
+    pending, started = Pending() if watch.on else None, time.perf_counter()
+    try:
+        yield from recorded(pending)
+    except BaseException as exc:
+        if pending is not None:  # closed by its caller (GeneratorExit) is not raised
+            watch.emit(pending, key, started, raised=not isinstance(exc, GeneratorExit))
+        raise
+    if pending is not None:
+        watch.emit(pending, key, started, raised=False)
+
+
+async def _awatched(
+    watch: Watch, key: str, recorded: Callable[[Pending | None], AsyncGenerator[Any, None]]
+) -> AsyncGenerator[Any, None]:
+    """``_watched`` for an async stream."""
+    pending, started = Pending() if watch.on else None, time.perf_counter()
+    source = recorded(pending)
+    try:
+        async for item in source:
+            yield item
+    except BaseException as exc:
+        if pending is not None:
+            watch.emit(pending, key, started, raised=not isinstance(exc, GeneratorExit))
+        raise
+    finally:
+        await source.aclose()
+    if pending is not None:
+        watch.emit(pending, key, started, raised=False)
+
+
+def _refuse(name: str, where: str) -> Callable[..., Any]:
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise ConfigurationError(
+            f"{name}() does not apply to the stream function {where}: its results are "
+            "streams consumed one at a time. Call it for each input and consume each stream"
+        )
+
+    return refused
+
+
+def sync_stream_driver(
+    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, final: bool
+) -> Callable[..., Any]:
+    """The wrapper of a sync stream function, its cache controls set on it."""
+    make_key, decode, recordings, watch = memo.key.build, memo.decode, Recordings(), memo.watch
+    # Over another cached layer, a refresh must reach the function through it
+    # and an invalidation must clear it too, or the layer below answers again.
+    call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
+
+    def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
+        return _watched(watch, key, functools.partial(recorded, key, args, kwargs, fresh))
+
+    def recorded(
+        key: str, args: Any, kwargs: Any, fresh: bool, pending: Pending | None
+    ) -> Generator[Any, None, None]:
+        with watch.noting(pending):  # what decides the call's outcome
+            value = MISS
+            if not fresh:
+                text = store.get(key)
+                if text is not None:
+                    value = decode(text)
+                    if value is MISS:
+                        store.delete(key)  # it did not decode
+            if value is MISS:
+                memo.missed()
+        if value is not MISS:
+            yield from [value] if final else value
+            return
+        recording = recordings.start(key, final)
+        try:
+            source = iter((call_fresh if fresh else fn)(*args, **kwargs))
+            try:
+                for item in source:
+                    recording.add(item)
+                    yield item
+            finally:
+                getattr(source, "close", _nothing)()
+        finally:
+            recordings.stop(recording)
+        memo.check_context(key)
+        text = recording.text(memo)
+        if text is not None:
+            store.set(key, text, memo.ttl)
+        elif fresh:  # a refresh that stores nothing must not leave the old entry
+            store.delete(key)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
+        return stream(make_key(args, kwargs), args, kwargs, False)
+
+    def refresh(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
+        key = make_key(args, kwargs)
+        recordings.outdate(key)
+        return stream(key, args, kwargs, True)
+
+    def invalidate(*args: Any, **kwargs: Any) -> bool:
+        key = make_key(args, kwargs)
+        recordings.outdate(key)  # a stream recording it now must not store it back
+        removed = store.invalidate(key)
+        below = invalidate_below(*args, **kwargs) if invalidate_below is not None else False
+        return bool(removed or below)
+
+    _attach(wrapper, fn, memo, store, recordings, refresh=refresh, invalidate=invalidate)
+    wrapper.map = _refuse("map", memo.name)  # type: ignore[attr-defined]
+    wrapper.warm = _refuse("warm", memo.name)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def async_stream_driver(
+    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, final: bool
+) -> Callable[..., Any]:
+    """The wrapper of an async stream function, its cache controls set on it."""
+    make_key, decode, recordings, watch = memo.key.build, memo.decode, Recordings(), memo.watch
+    # Over another cached layer, a refresh must reach the function through it
+    # and an invalidation must clear it too, or the layer below answers again.
+    call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
+
+    def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
+        return _awatched(watch, key, functools.partial(recorded, key, args, kwargs, fresh))
+
+    async def recorded(
+        key: str, args: Any, kwargs: Any, fresh: bool, pending: Pending | None
+    ) -> AsyncGenerator[Any, None]:
+        with watch.noting(pending):  # what decides the call's outcome
+            value = MISS
+            if not fresh:
+                text = await store.aget(key)
+                if text is not None:
+                    value = decode(text)
+                    if value is MISS:
+                        await store.adelete(key)  # it did not decode
+            if value is MISS:
+                memo.missed()
+        if value is not MISS:
+            for item in [value] if final else value:
+                yield item
+            return
+        recording = recordings.start(key, final)
+        try:
+            source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
+            try:
+                async for item in source:
+                    recording.add(item)
+                    yield item
+            finally:
+                await getattr(source, "aclose", _anothing)()
+        finally:
+            recordings.stop(recording)
+        memo.check_context(key)
+        text = recording.text(memo)
+        # Paid for: the write goes on even if our caller gives up meanwhile.
+        if text is not None:
+            await shielded(functools.partial(store.aset, key, text, memo.ttl))
+        elif fresh:  # a refresh that stores nothing must not leave the old entry
+            await shielded(functools.partial(store.adelete, key))
+
+    def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+        return stream(make_key(args, kwargs), args, kwargs, False)
+
+    def refresh(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+        key = make_key(args, kwargs)
+        recordings.outdate(key)
+        return stream(key, args, kwargs, True)
+
+    async def invalidate(*args: Any, **kwargs: Any) -> bool:
+        key = make_key(args, kwargs)
+        recordings.outdate(key)
+        removed = await store.ainvalidate(key)
+        below = await invalidate_below(*args, **kwargs) if invalidate_below is not None else False
+        return bool(removed or below)
+
+    _attach(wrapper, fn, memo, store, recordings, refresh=refresh, invalidate=invalidate)
+    wrapper.acache_clear = functools.partial(_acache_clear, memo, store, recordings)  # type: ignore[attr-defined]
+    wrapper.amap = _refuse("amap", memo.name)  # type: ignore[attr-defined]
+    wrapper.awarm = _refuse("awarm", memo.name)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _attach(
+    wrapper: Callable[..., Any],
+    fn: Callable[..., Any],
+    memo: Memo[Any],
+    store: GuardedStore,
+    recordings: Recordings,
+    *,
+    refresh: Callable[..., Any],
+    invalidate: Callable[..., Any],
+) -> None:
+    """The controls both kinds share; ``cache_clear`` raises ``BackendError`` if it failed.
+
+    ``update_wrapper`` copies ``fn.__dict__``, which holds an inner layer's
+    controls when decorators are stacked: ours are set after it.
+    """
+    functools.update_wrapper(wrapper, fn)
+
+    def cache_clear() -> None:
+        recordings.outdate(None)  # a stream recording now must not store after the clear
+        store.clear_prefix(memo.key.prefix)
+        memo.stats.reset()
+        store.reset_stats()
+
+    def cache_info() -> CacheInfo:
+        return memo.cache_info(store.size(), store.tier_infos())
+
+    wrapper.refresh = refresh  # type: ignore[attr-defined]
+    wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+    wrapper.cache_clear = cache_clear  # type: ignore[attr-defined]
+    wrapper.cache_info = cache_info  # type: ignore[attr-defined]
+
+
+async def _acache_clear(memo: Memo[Any], store: GuardedStore, recordings: Recordings) -> None:
+    """``cache_clear`` for an async stream function over an asyncio-only store."""
+    recordings.outdate(None)
+    await store.aclear_prefix(memo.key.prefix)
+    memo.stats.reset()
+    store.reset_stats()
+
+
+def _nothing() -> None:
+    """What closing a source iterator without ``close`` (a list's) does."""
+
+
+async def _anothing() -> None:
+    """What closing a source async iterator without ``aclose`` does."""
