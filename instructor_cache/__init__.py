@@ -9,6 +9,8 @@ Architecture (the tree is the architecture):
 - ``_decorator`` inspects the function once and composes what its calls use:
   the ``Memo`` (``_memo``: key, codec, statistics; no I/O), the guarded store
   (``backends._compose``) and a driver, sync or async (``_drivers``: all I/O).
+- ``_streams`` does for generator functions what the drivers do for the
+  others; ``_events`` turns the counts of a call into a ``CacheEvent``.
 - What a call is: ``_identity``, ``_encoding``, ``_keys``, ``_fingerprint``;
   what a result is: ``_codec``, ``_schema``, ``_sameness``.
 - ``backends._contract`` is the store contract: four string methods and
