@@ -200,20 +200,31 @@ def store(
 
 
 def _returning(model: Any, text: Any) -> str | None:
-    """instructor's entry for ``model`` in a form that validates back to an equal model, if any.
+    """instructor's entry for ``model`` in a form that validates back to the same model, if any.
 
-    instructor dumps the model by field name and validates it by alias, so
-    a model with aliases would fail on every hit; dumped by alias, it comes
-    back. ``None`` when neither form does (a validator that needs the call's
-    context, a field whose JSON reads back as another value).
+    "The same" as the decorator's write check has it (``same_data``: types,
+    zones and fields set, not ``==``), validated strictly as instructor does
+    by default. instructor dumps a model by field name and with every field,
+    so a model with aliases would fail on every hit and one with unset
+    defaults would come back with them set; dumped by alias and without the
+    unset fields, they come back. ``None`` when no form does (a validator
+    that needs the call's context, a value whose JSON reads back as another).
     """
+    from instructor_cache._sameness import same_data  # noqa: PLC0415  (only once instructor runs)
+
     payload = json.loads(text)
-    for dumped in (payload["model"], model.model_dump_json(by_alias=True)):
+    forms: tuple[Callable[[], str], ...] = (
+        lambda: payload["model"],
+        lambda: model.model_dump_json(by_alias=True, exclude_unset=True),
+        lambda: model.model_dump_json(exclude_unset=True),
+    )
+    for form in forms:
         try:
-            restored = type(model).model_validate_json(dumped)
-        except Exception:  # noqa: BLE001, S112  (any failure: try the other form, or store nothing)
+            dumped = form()
+            restored = type(model).model_validate_json(dumped, strict=True)
+        except Exception:  # noqa: BLE001, S112  (any failure: try the next form, or store nothing)
             continue
-        if restored == model:
+        if same_data(model, restored):
             payload["model"] = dumped
             return json.dumps(payload)
     return None

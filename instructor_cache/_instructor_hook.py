@@ -106,6 +106,8 @@ class _Loader:
         self._real = real
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...
+        if name == "_real":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self._real, name)
 
     def create_module(self, spec: Any) -> ModuleType | None:
@@ -150,8 +152,11 @@ def _install() -> None:
         finder = _Finder()
         sys.meta_path.insert(0, finder)  # before checking, so no import slips in between
         module = sys.modules.get(_MODULE)
-    if module is not None and getattr(module, "__spec__", None) is not None:
+    if module is not None:
         _uninstall(finder)
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
+            # Another thread is executing it: the import statement waits for it to finish.
+            __import__(_MODULE)
         adopt(module)
 
 

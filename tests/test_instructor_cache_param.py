@@ -13,7 +13,7 @@ import instructor.cache
 import openai
 import pytest
 import redis.asyncio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from instructor_cache import MemoryCache, RedisCache, TieredCache, instructor_cache
 from instructor_cache._instructor import PREFIX, cache_info, unwrap, wrap
@@ -125,6 +125,49 @@ def test_create_with_completion_returns_the_raw_completion_on_a_hit(
     assert user.age == 25
     assert hit.usage.total_tokens == miss.usage.total_tokens == 14
     assert hit.choices[0].message.tool_calls[0].function.name == "UserDetail"
+
+
+class Greeted(BaseModel):
+    """A model whose validator is not idempotent: read back from its JSON, it changes."""
+
+    name: str = Field(alias="userName")
+    age: int
+
+    @field_validator("name")
+    @classmethod
+    def exclaim(cls, name: str) -> str:
+        return name + "!"
+
+
+class WithNickname(BaseModel):
+    """A model with a default the provider leaves out."""
+
+    name: str = Field(alias="userName")
+    age: int
+    nickname: str | None = None
+
+
+def test_a_result_that_would_not_come_back_the_same_is_not_stored(
+    backend: Store, provider: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model that its JSON would validate into another value is returned, never stored."""
+    client = sync_client(provider, cache=backend)
+    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
+        answers = [client.chat.completions.create(**ask(response_model=Greeted)) for _ in range(2)]
+    assert [a.name for a in answers] == ["Jason!", "Jason!"]
+    assert len(provider.requests) == 2
+    assert cache_info(backend).misses == 2  # type: ignore[arg-type]
+    assert any("does not come back" in r.getMessage() for r in caplog.records)
+
+
+def test_a_hit_has_the_fields_set_of_the_miss(backend: Store, provider: Provider) -> None:
+    """A default the provider left out stays unset on a hit (exclude_unset dumps agree)."""
+    client = sync_client(provider, cache=backend)
+    miss = client.chat.completions.create(**ask(response_model=WithNickname))
+    hit = client.chat.completions.create(**ask(response_model=WithNickname))
+    assert len(provider.requests) == 1
+    assert hit.model_fields_set == miss.model_fields_set == {"name", "age"}
+    assert hit.model_dump(exclude_unset=True) == {"name": "Jason", "age": 25}
 
 
 def _ttls(store: Store, key: str) -> list[float | None]:
