@@ -10,8 +10,9 @@ own (never a decorated function's key) in a small envelope carrying a
 checksum of its text: a truncated, planted or foreign entry reads as a
 miss, and is deleted; so is one that no longer validates.
 
-A result is stored only if its JSON validates back to an equal model (a
-value that would not come back exactly is not stored). ``cache_ttl=``
+A result is stored only if its JSON validates back to the same model, as
+the decorator's write check has it (a value that would not come back
+exactly is not stored). ``cache_ttl=``
 (seconds, from instructor) is the entry's TTL, never longer than the
 store's own; a TTL that is not a positive number of seconds stores nothing.
 
@@ -25,6 +26,7 @@ fail each time and open the breaker its async functions share.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +36,6 @@ from instructor_cache._log import RateLimitedLog, warning
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache._ttl import to_seconds
 from instructor_cache.backends._compose import GuardedStore, compose
-from instructor_cache.backends._registry import PerObject
 from instructor_cache.backends._tiers import Tiers
 from instructor_cache.errors import ConfigurationError
 
@@ -74,7 +75,6 @@ class _View:
         self.log = RateLimitedLog()
         self.usable = store.serves_sync_calls
         self.guarded: GuardedStore = compose(store, self.stats, _NAME)  # type: ignore[arg-type]  # every built-in store keeps the Store contract
-        self.store = store
         if not self.usable:
             warning(
                 "instructor_cache: %r has an asyncio client only, and instructor calls its cache "
@@ -93,11 +93,24 @@ class _View:
         return self.stats.info(None, None, tiers)
 
 
-_views: PerObject[_View] = PerObject()
+_VIEW = "_instructor_cache_view"
+_making = threading.Lock()
 
 
 def _view(store: InstructorCompatible) -> _View:
-    return _views.get(store, lambda: _View(store))
+    """The store's view, made once and kept on the store itself.
+
+    So it goes when the store goes: a registry by ``id`` would keep both
+    alive for good, since the view's guard holds its store.
+    """
+    view: _View | None = getattr(store, _VIEW, None)
+    if view is None:
+        with _making:
+            view = getattr(store, _VIEW, None)
+            if view is None:
+                view = _View(store)
+                object.__setattr__(store, _VIEW, view)
+    return view
 
 
 def cache_info(store: InstructorCompatible) -> CacheInfo:
