@@ -204,6 +204,21 @@ def test_the_store_ttl_bounds_cache_ttl(
     assert remaining <= 60
 
 
+def test_a_cache_ttl_that_is_no_duration_stores_nothing(
+    backend: Store, provider: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cache_ttl=0 (an entry dead at once) is answered and not stored, with a warning."""
+    client = sync_client(provider, cache=backend)
+    with caplog.at_level(logging.WARNING, logger="instructor_cache"):
+        for _ in range(2):
+            assert client.chat.completions.create(**ask(cache_ttl=0)).age == 25
+    assert len(provider.requests) == 2
+    assert any("cache_ttl must be" in r.getMessage() for r in caplog.records)
+    assert client.chat.completions.create(**ask(cache_ttl=60)).age == 25
+    assert client.chat.completions.create(**ask()).age == 25
+    assert len(provider.requests) == 3
+
+
 def test_a_shared_cache_namespace_shares_entries_and_none_does_not(
     backend: Store, provider: Provider
 ) -> None:
