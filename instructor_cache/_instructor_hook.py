@@ -102,11 +102,12 @@ def _storing(original: Callable[..., Any]) -> Callable[..., Any]:
 class _Loader:
     """The real loader of ``instructor.cache``, adopting the module once it has executed."""
 
-    def __init__(self, real: Any) -> None:
+    def __init__(self, real: Any, finder: _Finder) -> None:
         self._real = real
+        self._finder = finder
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...
-        if name == "_real":  # not set yet (a copy being made): no recursion
+        if name in ("_real", "_finder"):  # not set yet (a copy being made): no recursion
             raise AttributeError(name)
         return getattr(self._real, name)
 
@@ -119,15 +120,19 @@ class _Loader:
     def exec_module(self, module: ModuleType) -> None:
         self._real.exec_module(module)
         adopt(module)
+        _uninstall(self._finder)
 
 
 class _Finder:
-    """On ``sys.meta_path`` until ``instructor.cache`` is imported; blind to every other name."""
+    """On ``sys.meta_path`` until ``instructor.cache`` is executed; blind to every other name.
+
+    It stays until then, not until its spec is found: ``importlib.util.find_spec``
+    asks finders without importing, and the import that follows must find it still.
+    """
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
         if fullname != _MODULE:
             return None
-        _uninstall(self)
         for finder in list(sys.meta_path):
             find = getattr(finder, "find_spec", None)
             if finder is self or find is None:
@@ -135,7 +140,7 @@ class _Finder:
             spec = find(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _Loader(spec.loader)
+                    spec.loader = _Loader(spec.loader, self)
                 return spec
         return None
 

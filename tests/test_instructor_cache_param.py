@@ -340,14 +340,19 @@ async def test_an_asyncio_only_redis_is_skipped_not_failed(
 REGISTRATION = """
 import json, sys
 order = sys.argv[1]
+if order == "instructor.cache first":
+    import instructor.cache
 if order == "instructor first":
     import instructor
 import instructor_cache
+memory = instructor_cache.MemoryCache()
 if order == "every store before instructor":
     from instructor_cache.backends import disk, redis
-memory = instructor_cache.MemoryCache()
-if order != "instructor first":
-    assert "instructor" not in sys.modules
+if order == "found before imported":
+    import importlib.util
+    assert importlib.util.find_spec("instructor.cache") is not None
+if order != "instructor.cache first":
+    assert "instructor.cache" not in sys.modules
     import instructor.cache
 from instructor.cache import BaseCache
 from instructor_cache import DiskCache, RedisCache, TieredCache
@@ -363,7 +368,14 @@ print(json.dumps([
 
 
 @pytest.mark.parametrize(
-    "order", ["instructor first", "store before instructor", "every store before instructor"]
+    "order",
+    [
+        "instructor.cache first",
+        "instructor first",
+        "store before instructor",
+        "every store before instructor",
+        "found before imported",
+    ],
 )
 def test_every_store_is_an_instructor_cache_in_any_import_order(order: str) -> None:
     """Whichever is imported first, every store passes instructor's BaseCache check, routed."""
