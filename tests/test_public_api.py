@@ -46,7 +46,7 @@ def test_no_private_module_leaks_into_the_namespace() -> None:
 
 LAZY_IMPORTS = """
 import json, sys
-heavy = ("redis", "hiredis", "diskcache", "asyncio", "concurrent.futures", "hashlib")
+heavy = ("redis", "hiredis", "diskcache", "asyncio", "concurrent.futures", "hashlib", "instructor")
 import instructor_cache
 from instructor_cache.backends import Store
 loaded = [name for name in heavy if name in sys.modules]
@@ -65,7 +65,7 @@ store.close()
 
 
 def test_import_leaves_redis_and_diskcache_unloaded(tmp_path: Path) -> None:
-    """Importing loads no store library, nor asyncio or threads' executors; stores load on use."""
+    """Importing loads no store library, instructor, asyncio or executor; stores load on use."""
     seen = json_under_hash_seed(LAZY_IMPORTS, "0", str(tmp_path / "disk"))
     assert seen == {
         "loaded on import": [],

@@ -14,6 +14,7 @@ from typing import Any
 
 import diskcache
 
+from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache._ttl import TTL, bounded, to_seconds
 from instructor_cache.backends._failures import as_backend_error, backend_error
 from instructor_cache.backends._textcache import (
@@ -53,7 +54,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class DiskCache:
+class DiskCache(InstructorCompatible):
     """A ``diskcache.Cache`` at ``directory``, each entry text under its cache key.
 
     The directory can be opened with diskcache itself to look inside. It is

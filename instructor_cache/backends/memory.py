@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
+from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache._ttl import TTL, bounded, to_seconds
 from instructor_cache.errors import ConfigurationError
 
@@ -16,7 +17,7 @@ __all__ = ["MemoryCache"]
 _NEVER = float("inf")
 
 
-class MemoryCache:
+class MemoryCache(InstructorCompatible):
     """A thread-safe, size-bounded LRU of strings; entries may expire.
 
     An ``OrderedDict`` kept in recency order, not cachetools: a hit is the hot

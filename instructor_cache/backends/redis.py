@@ -14,6 +14,7 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import NoBackoff
 
+from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache._ttl import TTL, bounded, to_seconds
 from instructor_cache.backends import _redis_lock
 from instructor_cache.backends._deadline import with_deadline
@@ -52,7 +53,7 @@ SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
-class RedisCache:
+class RedisCache(InstructorCompatible):
     """Entries as plain strings under their keys (``prefix + key``), TTL set in the same SET.
 
     Give it a URL (``redis://``, ``rediss://`` for TLS, ``unix://``, with
@@ -163,6 +164,11 @@ class RedisCache:
             if client is not made:  # another thread won the race
                 made.close()
         return client
+
+    @property
+    def serves_sync_calls(self) -> bool:
+        """False for one given an asyncio client only: it has no client for sync calls."""
+        return self._url is not None or self._sync is not None
 
     @property
     def _sync_only(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
+from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache.backends._contract import ClosableStore, Store, check_store
 from instructor_cache.backends._tiers import Tiers, guarded_tiers
 from instructor_cache.errors import ConfigurationError
@@ -12,7 +13,7 @@ from instructor_cache.errors import ConfigurationError
 __all__ = ["TieredCache"]
 
 
-class TieredCache:
+class TieredCache(InstructorCompatible):
     """Tiers from fastest to slowest: ``TieredCache(MemoryCache(), DiskCache(d), RedisCache(u))``.
 
     A read asks each tier in turn; a hit in a lower tier is copied into the
@@ -35,6 +36,14 @@ class TieredCache:
         self.tiers = tiers
         self._writes = itertools.count()  # every composition's writes, for their backfills
         self._tiers = guarded_tiers(tiers, "TieredCache", warn=False, writes=self._writes)
+
+    @property
+    def serves_sync_calls(self) -> bool:
+        """Whether every tier can serve sync calls (a tier that cannot would fail each one)."""
+        return all(
+            not isinstance(tier, InstructorCompatible) or tier.serves_sync_calls
+            for tier in self.tiers
+        )
 
     def guarded_for(self, name: str) -> Tiers:
         """The tiers guarded and counted for one decorated function, sharing the write count."""

@@ -1,0 +1,243 @@
+"""instructor's ``cache=`` on our stores: what its load and store helpers do with them.
+
+instructor catches nothing its cache raises, and raises on an entry that
+does not validate; a cache must never break the app. So its calls go
+through the same guard as a decorated function's (``backends._compose``):
+a failing store is counted, logged (rate-limited) and skipped by its
+circuit breaker, shared with the functions decorated over it, and the call
+goes to the provider. What instructor stores is kept under a prefix of its
+own (never a decorated function's key) in a small envelope carrying a
+checksum of its text: a truncated, planted or foreign entry reads as a
+miss, and is deleted; so is one that no longer validates.
+
+A result is stored only if its JSON validates back to the same model, as
+the decorator's write check has it (a value that would not come back
+exactly is not stored). ``cache_ttl=``
+(seconds, from instructor) is the entry's TTL, never longer than the
+store's own; a TTL that is not a positive number of seconds stores nothing.
+
+instructor calls the sync helpers even from its async client: a store
+answers on the event loop (memory at once; disk and Redis within their
+timeouts). A ``RedisCache`` given an asyncio client only has no sync
+client, so instructor's calls skip it (counted, warned once) rather than
+fail each time and open the breaker its async functions share.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from instructor_cache._blake import blake2b
+from instructor_cache._instructor_hook import InstructorCompatible
+from instructor_cache._log import RateLimitedLog, warning
+from instructor_cache._stats import CacheInfo, Stats
+from instructor_cache._ttl import to_seconds
+from instructor_cache.backends._compose import GuardedStore, compose
+from instructor_cache.backends._tiers import Tiers
+from instructor_cache.errors import ConfigurationError
+
+__all__ = ["PREFIX", "cache_info", "load", "store", "unwrap", "wrap"]
+
+PREFIX = "instructor.cache:"
+"""Where instructor's entries live in a store: no decorated function's key starts so."""
+
+_TAG = "icx1:"
+_DIGEST = 32  # hex characters of a 16-byte BLAKE2b
+_NAME = "instructor's cache="
+
+
+def wrap(text: str) -> str:
+    """``text`` in the envelope that ``unwrap`` checks."""
+    return f"{_TAG}{_digest(text)}:{text}"
+
+
+def unwrap(entry: str) -> str | None:
+    """The text ``wrap`` was given, or ``None`` for anything else (truncated, planted, foreign)."""
+    start = len(_TAG) + _DIGEST + 1
+    if not entry.startswith(_TAG) or entry[start - 1 : start] != ":":
+        return None
+    text = entry[start:]
+    return text if entry[len(_TAG) : start - 1] == _digest(text) else None
+
+
+def _digest(text: str) -> str:
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=_DIGEST // 2).hexdigest()
+
+
+class _View:
+    """One store as instructor's calls use it: guarded, counted, and whether it can serve them."""
+
+    def __init__(self, store: InstructorCompatible) -> None:
+        self.stats = Stats()
+        self.log = RateLimitedLog()
+        self.usable = store.serves_sync_calls
+        self.guarded: GuardedStore = compose(store, self.stats, _NAME)  # type: ignore[arg-type]  # every built-in store keeps the Store contract
+        if not self.usable:
+            warning(
+                "instructor_cache: %r has an asyncio client only, and instructor calls its cache "
+                "synchronously: its calls skip this store. Give RedisCache a URL to cache them",
+                store,
+            )
+
+    def corrupt(self, key: str, why: str) -> None:
+        self.stats.error()
+        self.log.warning("instructor_cache: %s for %s; calling the provider instead", why, _NAME)
+        self.guarded.delete(key)
+
+    def info(self) -> CacheInfo:
+        guarded = self.guarded
+        tiers = guarded.tier_infos() if isinstance(guarded, Tiers) else ()
+        return self.stats.info(None, None, tiers)
+
+
+_VIEW = "_instructor_cache_view"
+_making = threading.Lock()
+
+
+def _view(store: InstructorCompatible) -> _View:
+    """The store's view, made once and kept on the store itself.
+
+    So it goes when the store goes: a registry by ``id`` would keep both
+    alive for good, since the view's guard holds its store.
+    """
+    view: _View | None = getattr(store, _VIEW, None)
+    if view is None:
+        with _making:
+            view = getattr(store, _VIEW, None)
+            if view is None:
+                view = _View(store)
+                object.__setattr__(store, _VIEW, view)
+    return view
+
+
+def cache_info(store: InstructorCompatible) -> CacheInfo:
+    """Hits, misses and errors of instructor's calls on ``store`` (errors include its tiers')."""
+    return _view(store).info()
+
+
+class _Reader:
+    """Hands instructor's loader the checked text of one entry, noting that it did."""
+
+    def __init__(self, view: _View) -> None:
+        self.view = view
+        self.read = False
+
+    def get(self, key: str) -> str | None:
+        self.read = True
+        view = self.view
+        if not view.usable:
+            view.stats.error()
+            return None
+        entry = view.guarded.get(PREFIX + key)
+        if entry is None:
+            return None
+        text = unwrap(entry)
+        if text is None:
+            view.corrupt(PREFIX + key, "an entry instructor_cache did not write was found")
+        return text
+
+
+def load(
+    original: Callable[..., Any], cache: InstructorCompatible, key: str, *args: Any, **kwargs: Any
+) -> Any:
+    """instructor's ``load_cached_response`` on our store: a miss for any entry it cannot use.
+
+    An error raised before the entry is read (instructor rejecting an async
+    validator) is the caller's and propagates; one raised while decoding the
+    entry makes it a miss.
+    """
+    view = _view(cache)
+    reader = _Reader(view)
+    try:
+        result = original(reader, key, *args, **kwargs)
+    except Exception as exc:
+        if not reader.read:
+            raise
+        view.corrupt(PREFIX + key, f"an entry did not validate ({type(exc).__name__})")
+        result = None
+    if result is None:
+        view.stats.miss()
+    else:
+        view.stats.hit(0.0)
+    return result
+
+
+class _Capture:
+    """Takes the text instructor's ``store_cached_response`` would store, and its TTL."""
+
+    text: str | None = None
+    ttl: Any = None
+
+    def set(self, key: str, value: Any, ttl: Any = None) -> None:
+        self.text, self.ttl = value, ttl
+
+
+def store(
+    original: Callable[..., Any], cache: InstructorCompatible, key: str, *args: Any, **kwargs: Any
+) -> None:
+    """instructor's ``store_cached_response`` on our store: only what comes back equal."""
+    view = _view(cache)
+    if not view.usable:
+        view.stats.error()
+        return
+    capture = _Capture()
+    try:
+        original(capture, key, *args, **kwargs)
+        model = args[0] if args else kwargs["model"]
+        seconds = to_seconds(capture.ttl, what="cache_ttl")
+        text = _returning(model, capture.text)
+        if text is None:
+            view.log.warning(
+                "instructor_cache: a %s does not come back equal from its JSON, so %s does not "
+                "store it",
+                type(model).__name__,
+                _NAME,
+            )
+            return
+    except ConfigurationError as exc:
+        view.log.warning("instructor_cache: not stored for %s: %s", _NAME, exc)
+        return
+    except Exception as exc:  # noqa: BLE001  (the result is paid for: serializing it must not lose it)
+        view.stats.error()
+        view.log.warning(
+            "instructor_cache: %s could not serialize a result: %s: %s",
+            _NAME,
+            type(exc).__name__,
+            exc,
+        )
+        return
+    view.guarded.set(PREFIX + key, wrap(text), seconds)
+
+
+def _returning(model: Any, text: Any) -> str | None:
+    """instructor's entry for ``model`` in a form that validates back to the same model, if any.
+
+    "The same" as the decorator's write check has it (``same_data``: types,
+    zones and fields set, not ``==``), validated strictly as instructor does
+    by default. instructor dumps a model by field name and with every field,
+    so a model with aliases would fail on every hit and one with unset
+    defaults would come back with them set; dumped by alias and without the
+    unset fields, they come back. ``None`` when no form does (a validator
+    that needs the call's context, a value whose JSON reads back as another).
+    """
+    from instructor_cache._sameness import same_data  # noqa: PLC0415  (only once instructor runs)
+
+    payload = json.loads(text)
+    forms: tuple[Callable[[], str], ...] = (
+        lambda: payload["model"],
+        lambda: model.model_dump_json(by_alias=True, exclude_unset=True),
+        lambda: model.model_dump_json(exclude_unset=True),
+    )
+    for form in forms:
+        try:
+            dumped = form()
+            restored = type(model).model_validate_json(dumped, strict=True)
+        except Exception:  # noqa: BLE001, S112  (any failure: try the next form, or store nothing)
+            continue
+        if same_data(model, restored):
+            payload["model"] = dumped
+            return json.dumps(payload)
+    return None
