@@ -36,6 +36,7 @@ from instructor_cache._decorator import (
 )
 from instructor_cache._make_key import make_cache_key
 from instructor_cache._options import CacheOptions, KeyOptions
+from instructor_cache._raw import RawResponse
 from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
 from instructor_cache._stats import CacheInfo
 from instructor_cache.backends import MemoryCache, Store, TieredCache
@@ -53,6 +54,7 @@ __all__ = [
     "DiskCache",
     "KeyOptions",
     "MemoryCache",
+    "RawResponse",
     "RedisCache",
     "Store",
     "TieredCache",

@@ -18,10 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel
-
 from instructor_cache import pricing
-from instructor_cache._raw import RawResponse
 from instructor_cache._savings import Savings
 
 __all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in"]
@@ -72,8 +69,12 @@ def usage_in(value: Any, raw: Any) -> Usage | None:
 
 
 def usage_of(completion: Any) -> Usage | None:
-    """The usage a completion reports, whichever provider's it is; ``None`` if it has none."""
-    if not isinstance(completion, (BaseModel, dict, RawResponse)):
+    """The usage a completion reports, whichever provider's it is; ``None`` if it has none.
+
+    By attribute or key, so a provider object that is neither pydantic nor a
+    dict (and so is not stored as the raw response) still gives its usage.
+    """
+    if completion is None or isinstance(completion, (str, bytes, int, float)):
         return None
     for container, prompt, answer in _COUNTS:
         counts = _field(completion, container)
