@@ -99,8 +99,8 @@ class Memo(Generic[R]):
         changed since) is counted as an error; the caller deletes it, and
         counts the miss when it pays for the call (``missed``). This is the
         hit path, so it validates through the codec's ``read_envelope``
-        directly rather than through ``Codec.decode``'s extra frame. The
-        optional fields cost a dict lookup each when absent.
+        directly rather than through ``Codec.decode``'s extra frame; an entry
+        without optional fields costs one ``len`` more.
         """
         try:
             envelope = self._read_envelope(text)
@@ -113,6 +113,13 @@ class Memo(Generic[R]):
                 DecodeError(f"{type(exc).__name__}: {exc}"),
             )
             return MISS
+        if len(envelope) == 4:  # v, created, duration, value: no optional field to read
+            self._count_hit(envelope["duration"], None)
+            return envelope["value"]  # type: ignore[no-any-return]
+        return self._with_extras(envelope)
+
+    def _with_extras(self, envelope: dict[str, Any]) -> R:
+        """A hit whose entry recorded the call's usage or its raw completion, or both."""
         usage = envelope.get("usage")
         self._count_hit(envelope["duration"], None if usage is None else read_usage(usage))
         value = envelope["value"]
