@@ -138,7 +138,8 @@ class Memo(Generic[R]):
             if self._cache_if is not None and not self._cache_if(value):
                 return None
             raw = raw_of(value)
-            usage = usage or usage_in(value, raw)
+            if usage is None:
+                usage = usage_in(value, raw)
             usage_text = None if usage is None else usage.json()
             raw_json = None if raw is None else raw_text(raw)
             created = time.time()

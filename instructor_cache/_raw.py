@@ -41,9 +41,12 @@ class RawResponse:
         object.__setattr__(self, "_data", data)
 
     def __getattr__(self, name: str) -> Any:
-        data = self._data
-        if isinstance(data, dict) and name in data:
-            return _view(data[name])
+        # Not for protocol probes (copy's __deepcopy__, numpy's __array__), nor for
+        # _data itself before it is set: those would recurse or pretend.
+        if not name.startswith("__") and name != "_data":
+            data = self._data
+            if isinstance(data, dict) and name in data:
+                return _view(data[name])
         raise AttributeError(f"the stored raw response has no field {name!r}")
 
     def __getitem__(self, key: str | int) -> Any:
@@ -76,13 +79,18 @@ class RawResponse:
     def __repr__(self) -> str:
         return f"RawResponse({self._data!r})"
 
+    def __reduce__(self) -> tuple[type[RawResponse], tuple[Any]]:
+        """Rebuilt through ``__init__``, so that ``copy`` and ``pickle`` of a hit's model work
+        (they would otherwise restore the slot by assignment, which is refused)."""
+        return RawResponse, (self._data,)
+
     def model_dump(self) -> dict[str, Any] | list[Any]:
         """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict)."""
         copied: dict[str, Any] | list[Any] = json.loads(json.dumps(self._data))
         return copied
 
     def model_dump_json(self) -> str:
-        return json.dumps(self._data, separators=(",", ":"))
+        return json.dumps(self._data, allow_nan=False, separators=(",", ":"))
 
 
 def _view(item: Any) -> Any:

@@ -3,7 +3,9 @@ write (older ones, corrupt fields), which still hit."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -201,3 +203,18 @@ def test_a_raw_view_is_read_only_and_reads_like_the_response() -> None:
         _ = view.usage
     with pytest.raises(AttributeError, match="read-only"):
         view.model = "other"  # type: ignore[misc]
+
+
+def test_a_hit_with_its_raw_view_copies_and_pickles() -> None:
+    """copy.deepcopy and pickle of a hit keep its raw view, though the view refuses assignment."""
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> UserDetail:
+        return with_raw(UserDetail(name=text, age=1), OPENAI)
+
+    extract("Al")
+    hit = extract("Al")
+    for again in (copy.deepcopy(hit), pickle.loads(pickle.dumps(hit))):  # noqa: S301  (our own)
+        assert again == hit
+        assert again._raw_response == hit._raw_response  # type: ignore[attr-defined]
+        assert again._raw_response.usage.prompt_tokens == 30  # type: ignore[attr-defined]
