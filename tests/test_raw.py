@@ -185,3 +185,23 @@ def test_a_price_set_later_applies_to_entries_stored_before(
     info = extract.cache_info()  # type: ignore[attr-defined]
     assert info.tokens_saved == 2 * USAGE["total_tokens"]
     assert info.cost_saved == pytest.approx(expected_cost("acme-large"))
+
+
+async def test_an_async_hit_keeps_the_raw_completion(fake_openai: FakeOpenAI) -> None:
+    """The same through an async instructor client and an async decorated function."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(fake_openai))
+    client = instructor.from_openai(openai.AsyncOpenAI(api_key="test-key", http_client=http))
+
+    @instructor_cache(MemoryCache(), ignore=("client",))
+    async def extract(text: str) -> UserDetail:
+        result: UserDetail = await client.chat.completions.create(
+            model="gpt-4o", response_model=UserDetail, messages=[{"role": "user", "content": text}]
+        )
+        return result
+
+    await extract("Jason is 25")
+    hit = await extract("Jason is 25")
+    assert fake_openai.requests == 1
+    assert hit._raw_response.usage.total_tokens == USAGE["total_tokens"]  # type: ignore[attr-defined]
+    assert extract.cache_info().cost_saved == pytest.approx(expected_cost("gpt-4o"))
+    await http.aclose()
