@@ -76,8 +76,8 @@ class Stats:
     def hit(self, duration: float, usage: Usage | None = None) -> None:
         """Count a hit, which saved the original call's ``duration`` and ``usage``.
 
-        Not a ``Savings``: building one per hit would cost the hit path a
-        tenth of its time; ``usage.savings(duration)`` makes one when wanted.
+        Not a ``Savings``: building one per hit would add about 0.3 µs to a
+        memory hit of about 4; ``usage.savings(duration)`` makes one when wanted.
         """
         next(self._hits)
         # A stored duration is only as trustworthy as the store: one planted
