@@ -39,6 +39,7 @@ from instructor_cache._decorator import (
 from instructor_cache._events import CacheEvent, add_event_hook, remove_event_hook
 from instructor_cache._make_key import make_cache_key
 from instructor_cache._options import CacheOptions, KeyOptions
+from instructor_cache._raw import RawResponse
 from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
 from instructor_cache._stats import CacheInfo
 from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
@@ -59,6 +60,7 @@ __all__ = [
     "DiskCache",
     "KeyOptions",
     "MemoryCache",
+    "RawResponse",
     "RedisCache",
     "Store",
     "StreamFunction",

@@ -8,9 +8,15 @@ An entry is a small JSON object::
     {"v": 2, "created": 1732406400.5, "duration": 1.93, "value": <the value>}
 
 ``v`` is the format version; unknown keys are ignored, so later versions can
-add fields (the raw completion, token usage) without breaking old readers.
-Version 2 leaves out a model's unset fields, so they read back unset; a
-version 1 entry (every field set) is a miss.
+add fields without breaking old readers. Version 2 leaves out a model's unset
+fields, so they read back unset; a version 1 entry (every field set) is a
+miss. Two optional fields came later within version 2, written only when
+known, so entries without them (and readers that ignore them) stay valid:
+``"usage": {"model": "gpt-4o-mini", "input": 9, "output": 5}``, the tokens the
+call used (``_usage``), and ``"raw": {...}``, the provider's raw completion
+instructor attached to the result (``_raw``). Neither is part of the value:
+the write check compares the value alone, and a field that is not what we
+write is ignored, not a miss.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pydantic import (
     TypeAdapter,
 )
 from pydantic.errors import PydanticInvalidForJsonSchema
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from instructor_cache._sameness import one_shot_inside, same_data
 from instructor_cache.errors import UncacheableFunctionError
@@ -74,7 +80,14 @@ class Codec(Generic[R]):
             self.fingerprint = return_type_fingerprint(return_type, self._adapter)
             envelope: Any = TypedDict(  # type: ignore[name-match]  # built per return type
                 "Envelope",
-                {"v": Literal[2], "created": float, "duration": float, "value": return_type},
+                {
+                    "v": Literal[2],
+                    "created": float,
+                    "duration": float,
+                    "usage": NotRequired[Any],  # read by _usage.read_usage, leniently
+                    "raw": NotRequired[Any],
+                    "value": return_type,
+                },
             )
             envelope_adapter: TypeAdapter[Any] = TypeAdapter(envelope)
         except (
@@ -100,8 +113,18 @@ class Codec(Generic[R]):
         )
         """Validates an entry's text into its envelope dict; raises ``ValidationError``."""
 
-    def encode(self, value: R, *, created: float, duration: float) -> str:
+    def encode(
+        self,
+        value: R,
+        *,
+        created: float,
+        duration: float,
+        usage: str | None = None,
+        raw: str | None = None,
+    ) -> str:
         """Return the entry's text, or raise ``EncodeError`` if it would not read back equal.
+
+        ``usage`` and ``raw`` are the optional fields' JSON texts, if known.
 
         Dumping by field name in round-trip mode keeps aliases, ``Json[...]``
         fields and computed fields (left out) readable by ``decode``; leaving
@@ -129,10 +152,12 @@ class Codec(Generic[R]):
             dumped = self._adapter.dump_json(
                 value, by_alias=False, exclude_unset=True, round_trip=True, warnings=False
             )
-            text = '{"v":%d,"created":%r,"duration":%r,"value":%s}' % (  # noqa: UP031  (fastest exact float text)
+            text = '{"v":%d,"created":%r,"duration":%r,%s%s"value":%s}' % (  # noqa: UP031  (fastest exact float text)
                 FORMAT_VERSION,
                 float(created),
                 float(duration),
+                "" if usage is None else f'"usage":{usage},',
+                "" if raw is None else f'"raw":{raw},',
                 dumped.decode(),
             )
             reread, _ = self.decode(text)

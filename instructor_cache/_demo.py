@@ -1,7 +1,10 @@
 """``python -m instructor_cache``: a simulated extraction batch on memory over disk.
 
 The "LLM" is a function that sleeps and counts its calls, so the demo needs no
-API key and no network. Run it twice: the second run is served from disk.
+API key and no network; like instructor, it hangs a raw completion with the
+model name and token usage on each result, which the cache records, so the
+tokens and dollars saved are the cache's own figures. Run it twice: the second
+run is served from disk.
 """
 
 from __future__ import annotations
@@ -32,9 +35,18 @@ TEXTS = [
 ]
 
 
+MODEL = "gpt-4o-mini-2024-07-18"
+
+
 class UserDetail(BaseModel):
     name: str = Field(description="The person's first name")
     age: int = Field(description="Age in years")
+
+
+def simulated_usage(text: str) -> tuple[int, int]:
+    """The input and output tokens the simulated call reports: a prompt with the schema, an
+    answer of a few tokens (made up, in proportion to the text)."""
+    return 150 + 2 * len(text), 12 + len(text.split(maxsplit=1)[0])
 
 
 def build(
@@ -49,7 +61,12 @@ def build(
         match = re.match(r"(\w+) is (\d+)", text)
         if match is None:
             raise ValueError(f"cannot extract a user from {text!r}")
-        return UserDetail(name=match[1], age=int(match[2]))
+        user = UserDetail(name=match[1], age=int(match[2]))
+        given, produced = simulated_usage(text)
+        usage = {"prompt_tokens": given, "completion_tokens": produced}
+        # As instructor does: the provider's response rides on the result.
+        object.__setattr__(user, "_raw_response", {"model": MODEL, "usage": usage})
+        return user
 
     # The same as stacking @memory_cache(maxsize=100) over @disk_cache(directory),
     # spelled out to keep a handle on each layer for its statistics. What the
@@ -89,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
 
     memory_info, disk_info = extract.cache_info(), disk_layer.cache_info()
     saved = memory_info.time_saved + disk_info.time_saved
+    tokens = memory_info.tokens_saved + disk_info.tokens_saved
+    cost = memory_info.cost_saved + disk_info.cost_saved
     print()
     for name, info in (("memory", memory_info), ("disk", disk_info)):
         print(f"{name:>6}: hits={info.hits} misses={info.misses} errors={info.errors}")
     print(f"LLM calls: {len(llm_calls)} of {len(TEXTS)}; took {total:.2f} s, saved {saved:.2f} s")
+    print(f"Saved {tokens} tokens, ${cost:.6f} at {MODEL}'s list price (instructor_cache.pricing)")
     if had_cache and not llm_calls:
         print(f"Served from disk: every result came from {args.dir}/, written by an earlier run.")
     else:

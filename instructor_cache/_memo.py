@@ -18,17 +18,19 @@ import typing
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
-from instructor_cache._codec import Codec, DecodeError
+from instructor_cache._codec import Codec, DecodeError, EncodeError
 from instructor_cache._events import Watch
 from instructor_cache._identity import function_name
 from instructor_cache._keys import KeyBuilder
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._options import Options
+from instructor_cache._raw import attach_raw, raw_of, raw_text
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache._stream_types import stored_type, stream_shape
+from instructor_cache._usage import Usage, read_usage, usage_in
 from instructor_cache.errors import UncacheableFunctionError
 
-__all__ = ["MISS", "SERVED", "Memo", "Miss", "annotations_of", "codec_and_keys"]
+__all__ = ["MISS", "SERVED", "Memo", "Miss", "Served", "annotations_of", "codec_and_keys"]
 
 R = TypeVar("R")
 
@@ -41,13 +43,18 @@ class Miss(enum.Enum):
 
 MISS: Literal[Miss.MISS] = Miss.MISS
 
-SERVED: contextvars.ContextVar[float] = contextvars.ContextVar(
-    "instructor_cache_served", default=-1.0
+Served = tuple[float, Usage | None]
+"""The original call's duration and usage, behind a hit."""
+
+SERVED: contextvars.ContextVar[Served | None] = contextvars.ContextVar(
+    "instructor_cache_served", default=None
 )
-"""The original call's duration behind a hit of a layer with another cached layer stacked on it.
+"""What the original call behind a hit of a layer with another cached layer stacked on it spent.
 
 The layer above reads it after calling the one below (in the same thread or
-task), and stores that duration instead of the microseconds the hit took.
+task), and stores that duration and usage instead of the microseconds the
+hit took and whatever usage its result shows (a list's hit has no raw
+completion left to read it from).
 """
 
 
@@ -81,7 +88,8 @@ class Memo(Generic[R]):
         self.stats = Stats()
         hooks = () if options.on_event is None else (options.on_event,)
         self.watch = Watch(self.name, hooks, self.key.build)
-        self._count_hit = self.stats.hit  # bound once: decode() is the hit path
+        # Bound once: decode() is the hit path.
+        self._count_hit: Callable[[float, Usage | None], None] = self.stats.hit
         self.over_layer = False  # stacked on another cached layer (see report_hits_above)
         self.under_layer = False  # another cached layer is stacked on this one (the same)
         self._cache_if = options.cache_if
@@ -96,7 +104,8 @@ class Memo(Generic[R]):
         changed since) is counted as an error; the caller deletes it, and
         counts the miss when it pays for the call (``missed``). This is the
         hit path, so it validates through the codec's ``read_envelope``
-        directly rather than through ``Codec.decode``'s extra frame.
+        directly rather than through ``Codec.decode``'s extra frame; an entry
+        without optional fields costs one ``len`` more.
         """
         try:
             envelope = self._read_envelope(text)
@@ -109,18 +118,44 @@ class Memo(Generic[R]):
                 DecodeError(f"{type(exc).__name__}: {exc}"),
             )
             return MISS
-        self._count_hit(envelope["duration"])
-        return envelope["value"]  # type: ignore[no-any-return]
+        if len(envelope) == 4:  # v, created, duration, value: no optional field to read
+            self._count_hit(envelope["duration"], None)
+            return envelope["value"]  # type: ignore[no-any-return]
+        return self._with_extras(envelope)
 
-    def encode(self, value: R, duration: float) -> str | None:
+    def _with_extras(self, envelope: dict[str, Any]) -> R:
+        """A hit whose entry recorded the call's usage or its raw completion, or both."""
+        usage = envelope.get("usage")
+        self._count_hit(envelope["duration"], None if usage is None else read_usage(usage))
+        value = envelope["value"]
+        if "raw" in envelope:
+            attach_raw(value, envelope["raw"])
+        return value  # type: ignore[no-any-return]
+
+    def encode(self, value: R, duration: float, usage: Usage | None = None) -> str | None:
         """Return the text to store for a fresh result, or ``None`` to store nothing.
 
-        Nothing here may raise: the caller has paid for ``value`` and gets it.
+        ``usage``: the original call's, when a cached layer below served this
+        one; else it is read from the result. Nothing here may raise: the
+        caller has paid for ``value`` and gets it.
         """
         try:
             if self._cache_if is not None and not self._cache_if(value):
                 return None
-            return self._codec.encode(value, created=time.time(), duration=duration)
+            raw = raw_of(value)
+            if usage is None:
+                usage = usage_in(value, raw)
+            usage_text = None if usage is None else usage.json()
+            raw_json = None if raw is None else raw_text(raw)
+            created = time.time()
+            if raw_json is not None:
+                try:
+                    return self._codec.encode(
+                        value, created=created, duration=duration, usage=usage_text, raw=raw_json
+                    )
+                except EncodeError:  # the raw completion must not cost the value its entry
+                    pass
+            return self._codec.encode(value, created=created, duration=duration, usage=usage_text)
         except Exception as exc:  # noqa: BLE001  (EncodeError, or a cache_if that raised)
             self._unstorable_log.warning(
                 "instructor_cache: not caching a result of %s: %s. Results are still returned; "
@@ -156,14 +191,14 @@ class Memo(Generic[R]):
 
     def report_hits_above(self) -> None:
         """Another cached layer is stacked on this function: tell it, on each hit, how long the
-        original call took, so that it stores that duration and not this hit's (its savings
-        then count the call the entry stands for). Only such a layer's hits pay for it."""
+        original call took and what it used, so that it stores those and not this hit's (its
+        savings then count the call the entry stands for). Only such a layer's hits pay for it."""
         self.under_layer = True
         count = self.stats.hit
 
-        def hit_and_report(duration: float) -> None:
-            count(duration)
-            SERVED.set(duration)
+        def hit_and_report(duration: float, usage: Usage | None) -> None:
+            count(duration, usage)
+            SERVED.set((duration, usage))
 
         self._count_hit = hit_and_report
 

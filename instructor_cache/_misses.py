@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from instructor_cache._flight import NOTHING, Flight, Flights
 from instructor_cache._log import RateLimitedLog
-from instructor_cache._memo import MISS, SERVED, Memo
+from instructor_cache._memo import MISS, SERVED, Memo, Served
 from instructor_cache.backends._compose import GuardedStore
 
 if TYPE_CHECKING:  # loaded by the time an async call runs; not on import
@@ -90,22 +90,23 @@ class _Misses:
         """The value in a text another call stored, counted as a hit; ``MISS`` if none."""
         return MISS if text is None else self.memo.decode(text)
 
-    def took(self, started: float, served: contextvars.Token[float] | None) -> float:
-        """How long the call took: the original call's, if a cached layer below served a hit.
+    def took(self, started: float, served: contextvars.Token[Served | None] | None) -> Served:
+        """How long the call took and what it used: the original call's, if a cached layer
+        below served a hit (usage ``None``: read it from the result).
 
-        A middle layer passes that duration on to the layer above it, which
-        called it and reads it next: else the top layer of three would store
-        the microseconds of the bottom layer's hit.
+        A middle layer passes them on to the layer above it, which called it
+        and reads them next: else the top layer of three would store the
+        microseconds of the bottom layer's hit.
         """
         took = time.perf_counter() - started
         if served is not None:
             original = SERVED.get()
             SERVED.reset(served)
-            if original >= 0.0:
+            if original is not None:
                 if self.memo.under_layer:
                     SERVED.set(original)
                 return original
-        return took
+        return took, None
 
     def outcome(self, flight: Flight) -> Any:
         """What a waiter gets from a flight that landed with a result: its copy, or ``MISS``."""
@@ -154,14 +155,14 @@ class SyncMisses(_Misses):
     ) -> tuple[Any, str | None]:
         """Pay for one call; return its value and the text to store (``None``: store nothing)."""
         self.memo.missed()
-        served = SERVED.set(-1.0) if self.memo.over_layer else None
+        served = SERVED.set(None) if self.memo.over_layer else None
         started = time.perf_counter()
         try:
             value = call(*args, **kwargs)
         finally:
-            took = self.took(started, served)
+            took, usage = self.took(started, served)
         self.memo.check_context(key)
-        return value, self.memo.encode(value, took)
+        return value, self.memo.encode(value, took, usage)
 
     def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = self.compute(key, self.fn, args, kwargs)
@@ -346,14 +347,14 @@ class AsyncMisses(_Misses):
         self, key: str, call: Callable[..., Any], args: Any, kwargs: Any
     ) -> tuple[Any, str | None]:
         self.memo.missed()
-        served = SERVED.set(-1.0) if self.memo.over_layer else None
+        served = SERVED.set(None) if self.memo.over_layer else None
         started = time.perf_counter()
         try:
             value = await call(*args, **kwargs)
         finally:
-            took = self.took(started, served)
+            took, usage = self.took(started, served)
         self.memo.check_context(key)
-        return value, self.memo.encode(value, took)
+        return value, self.memo.encode(value, took, usage)
 
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = await self.compute(key, self.fn, args, kwargs)

@@ -7,7 +7,10 @@ try:  # openai 3 moved to the httpx2 fork; older releases use httpx
 except ImportError:
     import httpx  # type: ignore[no-redef, unused-ignore]
 
-__all__ = ["httpx", "tool_call_completion"]
+__all__ = ["USAGE", "content_completion", "httpx", "tool_call_completion"]
+
+USAGE = {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
+"""The token usage every canned completion reports."""
 
 
 def tool_call_completion(model: str, function: str, arguments: str) -> httpx.Response:
@@ -17,7 +20,15 @@ def tool_call_completion(model: str, function: str, arguments: str) -> httpx.Res
         "type": "function",
         "function": {"name": function, "arguments": arguments},
     }
-    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    return _completion(model, {"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def content_completion(model: str, content: str) -> httpx.Response:
+    """The response to a chat completion that answers with ``content`` (JSON mode)."""
+    return _completion(model, {"role": "assistant", "content": content})
+
+
+def _completion(model: str, message: dict[str, object]) -> httpx.Response:
     return httpx.Response(
         200,
         json={
@@ -26,6 +37,6 @@ def tool_call_completion(model: str, function: str, arguments: str) -> httpx.Res
             "created": 0,
             "model": model,
             "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+            "usage": USAGE,
         },
     )

@@ -464,9 +464,10 @@ def test_cache_info_is_shaped_like_functools(llm: FakeLLM, store: Store) -> None
     info = extract.cache_info()
     assert isinstance(info, CacheInfo)
     assert info._fields[:4] == functools.lru_cache(lambda: None).cache_info()._fields
-    hits, misses, maxsize, currsize, errors, time_saved, _tiers = info
-    assert (hits, misses, maxsize, currsize, errors) == (1, 1, 1024, 1, 0)
+    hits, misses, maxsize, currsize, errors, time_saved, tiers, tokens, cost = info
+    assert (hits, misses, maxsize, currsize, errors, tiers) == (1, 1, 1024, 1, 0, ())
     assert time_saved >= 0
+    assert (tokens, cost) == (0, 0.0)  # FakeLLM's results carry no usage
 
 
 def test_signature_and_wrapped_are_kept(llm: FakeLLM, flavour: Flavour, store: Store) -> None:

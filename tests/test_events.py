@@ -18,6 +18,7 @@ from instructor_cache import (
     TieredCache,
     add_event_hook,
     instructor_cache,
+    pricing,
     remove_event_hook,
 )
 from instructor_cache._decorator import MEMO_ATTRIBUTE
@@ -296,3 +297,24 @@ async def test_an_async_stream_reports_its_hit_and_miss(events: list[CacheEvent]
     assert [u.age async for u in users("Cy")] == [0, 1]
     assert [u.age async for u in users("Cy")] == [0, 1]
     assert [e.outcome for e in events] == ["miss", "hit"]
+
+
+def test_a_hit_event_carries_the_original_calls_tokens_and_cost(events: list[CacheEvent]) -> None:
+    """saved holds the tokens and price of the call behind the entry, as cache_info() adds up."""
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> UserDetail:
+        user = UserDetail(name=text, age=1)
+        usage = {"prompt_tokens": 900, "completion_tokens": 100, "total_tokens": 1000}
+        object.__setattr__(user, "_raw_response", {"model": "gpt-4o-mini", "usage": usage})
+        return user
+
+    extract("Ann")
+    extract("Ann")
+    hit = events[-1]
+    price = pricing.price_of("gpt-4o-mini")
+    assert price is not None
+    assert hit.outcome == "hit"
+    assert hit.saved.tokens == 1000 == extract.cache_info().tokens_saved
+    assert hit.saved.cost == pytest.approx((900 * price.input + 100 * price.output) / 1e6)
+    assert hit.saved.cost == pytest.approx(extract.cache_info().cost_saved)

@@ -40,7 +40,7 @@ def test_public_names_have_docstrings() -> None:
 def test_no_private_module_leaks_into_the_namespace() -> None:
     """Public names only: nothing underscore-prefixed is re-exported by accident."""
     public = {n for n in dir(instructor_cache) if not n.startswith("_")}
-    modules = {"backends", "errors", "testing"}  # submodules, once imported
+    modules = {"backends", "errors", "pricing", "testing"}  # submodules, once imported
     assert public - modules - {"annotations"} == set(instructor_cache.__all__)
 
 

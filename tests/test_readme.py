@@ -37,6 +37,9 @@ def test_readme_examples_run(
     first = asyncio.run(extract_async("Ann is 3"))  # type: ignore[operator]
     assert asyncio.run(extract_async("Ann is 3")) == first  # type: ignore[operator]
     assert extract_async.cache_info().hits == 1  # type: ignore[attr-defined]
+    with_usage = namespace["extract_with_usage"]
+    assert namespace["hit"]._raw_response.usage.total_tokens == 14  # type: ignore[attr-defined]
+    assert with_usage.cache_info().tokens_saved == 14  # type: ignore[attr-defined]
     tiered = namespace["extract_tiered"]
     assert tiered.cache_info().tiers[0].hits == 1  # type: ignore[attr-defined]
     tiered.cache_clear()  # type: ignore[attr-defined]
@@ -80,6 +83,29 @@ def test_the_demo_calls_the_llm_once_per_distinct_text_then_serves_from_disk(
     second = capsys.readouterr().out
     assert "LLM calls: 0 of 12" in second
     assert "Served from disk" in second
+
+
+def test_the_demo_reports_the_tokens_and_cost_of_every_call_it_avoided(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's savings are what the avoided calls reported: the repeats, then all 12."""
+    from instructor_cache import pricing
+    from instructor_cache._demo import MODEL, TEXTS, main, simulated_usage
+
+    def saved(texts: list[str]) -> tuple[int, str]:
+        counts = [simulated_usage(text) for text in texts]
+        cost = sum(pricing.cost(MODEL, given, produced) for given, produced in counts)
+        return sum(given + produced for given, produced in counts), f"${cost:.6f}"
+
+    repeats = [text for i, text in enumerate(TEXTS) if text in TEXTS[:i]]
+    directory = str(tmp_path / "demo")
+    for avoided in (repeats, TEXTS):
+        assert main(["--dir", directory, "--latency", "0"]) == 0
+        tokens, cost = saved(avoided)
+        assert f"Saved {tokens} tokens, {cost} at {MODEL}" in capsys.readouterr().out
+    with warnings.catch_warnings():  # the demo never closes its DiskCache
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     with warnings.catch_warnings():  # the demo never closes its DiskCache, as a user's script
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()

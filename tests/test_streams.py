@@ -371,7 +371,7 @@ def test_invalidate_and_cache_clear_remove_stream_entries() -> None:
     list(extract("Bob"))
     assert source.calls == ["Ann", "Bob", "Ann"]
     extract.cache_clear()
-    assert extract.cache_info() == (0, 0, 1024, 0, 0, 0.0, ())
+    assert extract.cache_info() == (0, 0, 1024, 0, 0, 0.0, (), 0, 0.0)
     list(extract("Bob"))
     assert source.calls == ["Ann", "Bob", "Ann", "Bob"]
 

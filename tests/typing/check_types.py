@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 from typing_extensions import assert_type
@@ -11,12 +12,14 @@ from instructor_cache import (
     CacheInfo,
     DiskCache,
     MemoryCache,
+    RawResponse,
     RedisCache,
     TieredCache,
     WarmCounts,
     disk_cache,
     instructor_cache,
     memory_cache,
+    pricing,
     redis_cache,
     tiered_cache,
 )
@@ -90,6 +93,11 @@ async def usage() -> None:
     assert_type(await asynchronous("a"), UserDetail | None)
     assert_type(stacked("a"), UserDetail)
     assert_type(bare.cache_info(), CacheInfo)
+    assert_type(bare.cache_info().tokens_saved, int)
+    assert_type(bare.cache_info().cost_saved, float)
+    assert_type(pricing.price_of("gpt-4o"), pricing.Price | None)
+    assert_type(pricing.cost("gpt-4o", 1, 2), float)
+    assert_type(RawResponse({"model": "m"}).model, Any)
     assert_type(bare.cache_key("a"), str)
     assert_type(bare.invalidate("a"), bool)
     assert_type(bare.refresh("a"), UserDetail)

@@ -1,0 +1,133 @@
+"""The provider's raw completion behind a result: stored as JSON, read back as a view.
+
+instructor hangs the provider's response on what it returns, as
+``_raw_response``: on a model (its own subclass of the response model) and on
+the ``ListResponse`` it returns for ``list[Model]``. Code reads it for token
+usage and the model that answered, so a hit that dropped it would break that
+code only once the call is cached. The entry keeps it as JSON (never pickle:
+the provider's classes need not exist where the entry is read), and a hit
+puts a ``RawResponse`` back: a read-only view with the same attribute access
+(``raw.usage.total_tokens``, ``raw.choices[0].message.content``), without
+importing the provider's package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = ["RawResponse", "attach_raw", "raw_of", "raw_text"]
+
+RAW_ATTRIBUTE = "_raw_response"
+
+
+class RawResponse:
+    """A read-only view over a stored raw completion: JSON objects read as attributes.
+
+    Objects are read by attribute or by key, arrays by index; both iterate
+    (an object over its keys) and have a length. Nested objects and arrays
+    are views too; numbers, strings, booleans and ``None`` come back as they
+    are. ``model_dump()`` returns a copy of the JSON data.
+    """
+
+    __slots__ = ("_data",)
+
+    _data: dict[str, Any] | list[Any]
+
+    def __init__(self, data: dict[str, Any] | list[Any]) -> None:
+        object.__setattr__(self, "_data", data)
+
+    def __getattr__(self, name: str) -> Any:
+        # Not for protocol probes (copy's __deepcopy__, numpy's __array__), nor for
+        # _data itself before it is set: those would recurse or pretend.
+        if not name.startswith("__") and name != "_data":
+            data = self._data
+            if isinstance(data, dict) and name in data:
+                return _view(data[name])
+        raise AttributeError(f"the stored raw response has no field {name!r}")
+
+    def __getitem__(self, key: str | int) -> Any:
+        return _view(self._data[key])  # type: ignore[index]  # a list by int, a dict by str
+
+    def __iter__(self) -> Iterator[Any]:
+        data = self._data
+        return iter(data) if isinstance(data, dict) else map(_view, data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RawResponse):
+            return self._data == other._data
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable data underneath, as a dict
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a stored raw response is read-only")
+
+    def __dir__(self) -> list[str]:
+        names = list(self._data) if isinstance(self._data, dict) else []
+        return sorted({*names, "model_dump", "model_dump_json"})
+
+    def __repr__(self) -> str:
+        return f"RawResponse({self._data!r})"
+
+    def __reduce__(self) -> tuple[type[RawResponse], tuple[Any]]:
+        """Rebuilt through ``__init__``, so that ``copy`` and ``pickle`` of a hit's model work
+        (they would otherwise restore the slot by assignment, which is refused)."""
+        return RawResponse, (self._data,)
+
+    def model_dump(self) -> dict[str, Any] | list[Any]:
+        """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict)."""
+        copied: dict[str, Any] | list[Any] = json.loads(json.dumps(self._data))
+        return copied
+
+    def model_dump_json(self) -> str:
+        return json.dumps(self._data, allow_nan=False, separators=(",", ":"))
+
+
+def _view(item: Any) -> Any:
+    return RawResponse(item) if isinstance(item, (dict, list)) else item
+
+
+def raw_of(value: Any) -> Any:
+    """The raw completion instructor attached to ``value``, or ``None``."""
+    if not isinstance(value, (BaseModel, list)):
+        return None
+    try:
+        return getattr(value, RAW_ATTRIBUTE, None)
+    except Exception:  # noqa: BLE001  (a model's __getattr__ may raise anything)
+        return None
+
+
+def raw_text(raw: Any) -> str | None:
+    """``raw`` as JSON text, or ``None`` if it has no faithful JSON form.
+
+    A pydantic object (OpenAI's, Anthropic's and Google's responses are) is
+    dumped with ``model_dump_json``, a dict with ``json``; anything else is
+    not stored: no pickle, and no ``str()``, which would read back as a
+    string pretending to be the response.
+    """
+    try:
+        if isinstance(raw, RawResponse):
+            return raw.model_dump_json()
+        if isinstance(raw, BaseModel):
+            return raw.model_dump_json(warnings=False)
+        if isinstance(raw, dict):
+            return json.dumps(raw, allow_nan=False, separators=(",", ":"))
+    except Exception:  # noqa: BLE001  (json's TypeError/ValueError, a pydantic or model error)
+        return None
+    return None
+
+
+def attach_raw(value: Any, data: Any) -> None:
+    """Put the stored raw completion back on a hit's model, as instructor had it."""
+    if isinstance(value, BaseModel) and isinstance(data, (dict, list)):
+        object.__setattr__(value, RAW_ATTRIBUTE, RawResponse(data))

@@ -1,0 +1,119 @@
+"""Token usage and the model behind a result: read from the completion, kept in the entry.
+
+A hit saves what the original call spent, so the entry records it when the
+result says it: the raw completion instructor attached (``_raw_response``),
+or a completion returned alongside the model (``-> tuple[Model,
+ChatCompletion]``). The three providers name the counts differently:
+
+- OpenAI: ``usage.prompt_tokens`` / ``usage.completion_tokens``
+- Anthropic: ``usage.input_tokens`` / ``usage.output_tokens``
+- Google: ``usage_metadata.prompt_token_count`` / ``candidates_token_count``
+
+The entry stores the counts, not a cost: the cost is worked out at each hit
+from ``instructor_cache.pricing``, so a price added later applies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from instructor_cache import pricing
+from instructor_cache._savings import Savings
+
+__all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in"]
+
+MAX_TOKENS = 100_000_000
+"""The most tokens one side of one call counts (no model's context comes near)."""
+
+_COUNTS = (
+    ("usage", "prompt_tokens", "completion_tokens"),
+    ("usage", "input_tokens", "output_tokens"),
+    ("usage_metadata", "prompt_token_count", "candidates_token_count"),
+)
+
+
+class Usage(NamedTuple):
+    """What one call spent: the model that answered (if known) and its token counts."""
+
+    model: str | None
+    input: int
+    output: int
+
+    @property
+    def tokens(self) -> int:
+        return self.input + self.output
+
+    def cost(self) -> float:
+        """In USD, at today's price of the model (0 for a model without one)."""
+        return pricing.cost(self.model, self.input, self.output)
+
+    def savings(self, seconds: float) -> Savings:
+        return Savings(seconds, self.tokens, self.cost())
+
+    def json(self) -> str:
+        return json.dumps({"model": self.model, "input": self.input, "output": self.output})
+
+
+def usage_in(value: Any, raw: Any) -> Usage | None:
+    """The usage of the call that returned ``value``: from its raw completion, else from a
+    completion returned beside it in a tuple."""
+    if raw is not None:
+        return usage_of(raw)
+    if isinstance(value, tuple):
+        for item in value:
+            usage = usage_of(item)
+            if usage is not None:
+                return usage
+    return None
+
+
+def usage_of(completion: Any) -> Usage | None:
+    """The usage a completion reports, whichever provider's it is; ``None`` if it has none.
+
+    By attribute or key, so a provider object that is neither pydantic nor a
+    dict (and so is not stored as the raw response) still gives its usage.
+    """
+    if completion is None or isinstance(completion, (str, bytes, int, float)):
+        return None
+    for container, prompt, answer in _COUNTS:
+        counts = _field(completion, container)
+        if counts is None:
+            continue
+        given, produced = _field(counts, prompt), _field(counts, answer)
+        if _is_count(given) or _is_count(produced):
+            model = _field(completion, "model")
+            if not isinstance(model, str):
+                model = _field(completion, "model_version")  # Google's name for it
+            return Usage(
+                model if isinstance(model, str) else None,
+                given if _is_count(given) else 0,
+                produced if _is_count(produced) else 0,
+            )
+    return None
+
+
+def read_usage(stored: Any) -> Usage | None:
+    """The usage an entry recorded, or ``None`` if it is not one we wrote (then ignored:
+    the entry's value is still good)."""
+    if not isinstance(stored, dict):
+        return None
+    model: Any = stored.get("model")
+    given: Any = stored.get("input")
+    produced: Any = stored.get("output")
+    if (model is None or isinstance(model, str)) and _is_count(given) and _is_count(produced):
+        return Usage(model, given, produced)
+    return None
+
+
+def _is_count(number: Any) -> bool:
+    return type(number) is int and 0 <= number <= MAX_TOKENS
+
+
+def _field(holder: Any, name: str) -> Any:
+    if isinstance(holder, dict):
+        return holder.get(name)
+    try:
+        return getattr(holder, name, None)
+    except Exception:  # noqa: BLE001  (a provider object's property may raise anything)
+        return None
