@@ -1,0 +1,175 @@
+"""Adversary reproducers for issue 13's events and streams: each failed on main when written."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, Generator, Iterator
+
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import (
+    CacheEvent,
+    MemoryCache,
+    RedisCache,
+    add_event_hook,
+    instructor_cache,
+    remove_event_hook,
+)
+from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
+from tests._redis import free_port
+from tests._stores import aclose_clients
+
+
+class User(BaseModel):
+    name: str
+    age: int
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+def test_a_generator_that_returns_a_value_is_refused_rather_than_losing_it() -> None:
+    """A Generator[User, None, int] hands `yield from` its return value; a cached one lost it."""
+    with pytest.raises(UncacheableFunctionError, match="return"):
+
+        @instructor_cache(MemoryCache())
+        def extract(text: str) -> Generator[User, None, int]:
+            yield User(name=text, age=1)
+            return 42
+
+
+def test_a_generator_that_takes_sent_values_is_refused_rather_than_ignoring_them() -> None:
+    """A Generator[User, int, None] answers what it is sent; a cached one was always sent None."""
+    with pytest.raises(UncacheableFunctionError, match="send"):
+
+        @instructor_cache(MemoryCache())
+        def extract(text: str) -> Generator[User, int, None]:
+            feedback = yield User(name=text, age=0)
+            yield User(name=text, age=feedback)
+
+
+def test_an_async_generator_that_takes_sent_values_is_refused() -> None:
+    """AsyncGenerator[User, int] answers asend(); a cached one only ever sent None."""
+    with pytest.raises(UncacheableFunctionError, match="send"):
+
+        @instructor_cache(MemoryCache())
+        async def extract(text: str) -> AsyncGenerator[User, int]:
+            feedback = yield User(name=text, age=0)
+            yield User(name=text, age=feedback)
+
+
+def test_a_stacked_stream_layer_rebuilt_from_a_hit_below_stores_the_original_duration() -> None:
+    """An outer stream layer refilled by the inner layer's hit stored microseconds, not the call.
+
+    Non-stream layers pass the original call's duration up (``SERVED``); a stream
+    layer stored its own replay's duration, so its hits then counted ~0 s saved.
+    """
+    inner_store, outer_store = MemoryCache(), MemoryCache()
+
+    @instructor_cache(outer_store)
+    @instructor_cache(inner_store)
+    def extract(text: str) -> Iterator[User]:
+        time.sleep(0.05)
+        yield User(name=text, age=1)
+
+    assert list(extract("Ann")) == [User(name="Ann", age=1)]
+    outer_key, inner_key = extract.cache_key("Ann"), extract.__wrapped__.cache_key("Ann")
+    outer_store.clear_prefix("")  # the outer layer lost its entry; the inner one kept its own
+    assert list(extract("Ann")) == [User(name="Ann", age=1)]
+    inner_entry, outer_entry = inner_store.get(inner_key), outer_store.get(outer_key)
+    assert inner_entry is not None
+    assert outer_entry is not None
+    assert json.loads(outer_entry)["duration"] == json.loads(inner_entry)["duration"]
+
+
+def test_three_stacked_stream_layers_pass_the_original_duration_to_the_top() -> None:
+    """A middle stream layer refilled by a hit below passes that hit's duration on up."""
+    bottom_store, middle_store, top_store = MemoryCache(), MemoryCache(), MemoryCache()
+
+    @instructor_cache(top_store)
+    @instructor_cache(middle_store)
+    @instructor_cache(bottom_store)
+    def extract(text: str) -> Iterator[User]:
+        time.sleep(0.05)
+        yield User(name=text, age=1)
+
+    list(extract("Bo"))
+    top_store.clear_prefix("")
+    middle_store.clear_prefix("")
+    list(extract("Bo"))
+    bottom_entry = bottom_store.get(extract.__wrapped__.__wrapped__.cache_key("Bo"))
+    top_entry = top_store.get(extract.cache_key("Bo"))
+    assert bottom_entry is not None
+    assert top_entry is not None
+    assert json.loads(top_entry)["duration"] == json.loads(bottom_entry)["duration"]
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+def test_refresh_reports_its_paid_call_as_an_event() -> None:
+    """refresh() calls the function (a paid call) yet reported no event; a stream's refresh did."""
+    seen: list[CacheEvent] = []
+
+    @instructor_cache(MemoryCache(), on_event=seen.append)
+    def extract(text: str) -> User:
+        return User(name=text, age=2)
+
+    extract("Cy")
+    extract.refresh("Cy")
+    assert [e.outcome for e in seen] == ["miss", "miss"]
+    assert seen[1].key == extract.cache_key("Cy")
+
+
+async def test_an_async_refresh_reports_its_paid_call_as_an_event() -> None:
+    """The async refresh() is a paid call too, and reports like the sync one."""
+    seen: list[CacheEvent] = []
+
+    @instructor_cache(MemoryCache(), on_event=seen.append)
+    async def extract(text: str) -> User:
+        return User(name=text, age=2)
+
+    await extract("Di")
+    await extract.refresh("Di")
+    assert [e.outcome for e in seen] == ["miss", "miss"]
+
+
+def test_an_async_event_hook_is_refused_rather_than_never_run() -> None:
+    """An async def hook was called, its coroutine dropped unawaited: metrics silently empty."""
+
+    async def hook(event: CacheEvent) -> None:
+        """What an asyncio app would naturally write."""
+
+    try:
+        with pytest.raises(ConfigurationError, match="async"):
+            add_event_hook(hook)
+    finally:
+        with contextlib.suppress(ValueError):  # added after all: leave no hook to later tests
+            remove_event_hook(hook)
+    with pytest.raises(ConfigurationError, match="async"):
+        instructor_cache(MemoryCache(), on_event=hook)
+
+
+async def test_concurrent_calls_over_a_dead_redis_each_report_an_error() -> None:
+    """Tasks whose coalesced read failed reported "miss": only the first read's call said "error".
+
+    With Redis down, every one of these calls ran the function because the store
+    failed to answer, which is what "error" means; a dashboard of outcomes showed
+    one failure and a run of ordinary misses.
+    """
+    seen: list[CacheEvent] = []
+    backend = RedisCache(f"redis://127.0.0.1:{free_port()}/0")
+
+    @instructor_cache(backend, on_event=seen.append)
+    async def extract(text: str) -> User:
+        return User(name=text, age=3)
+
+    try:
+        await asyncio.gather(*(extract(str(i)) for i in range(5)))
+    finally:
+        await aclose_clients(backend)
+    assert [e.outcome for e in seen] == ["error"] * 5
