@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
 from instructor_cache._events import Pending, Watch
-from instructor_cache._memo import MISS, Memo, annotations_of
+from instructor_cache._memo import MISS, SERVED, Memo, annotations_of
 from instructor_cache._misses import shielded
 from instructor_cache._options import StreamMode
 from instructor_cache._stats import CacheInfo
@@ -47,16 +47,49 @@ __all__ = ["stream_wrapper"]
 class Recording:
     """The items a stream has handed its caller so far, copied as they were handed."""
 
-    __slots__ = ("copied", "final", "items", "key", "outdated", "started")
+    __slots__ = (
+        "below",
+        "copied",
+        "final",
+        "items",
+        "key",
+        "outdated",
+        "served",
+        "started",
+        "under",
+    )
 
-    def __init__(self, key: str, final: bool) -> None:
+    def __init__(self, key: str, final: bool, over_layer: bool, under_layer: bool) -> None:
         self.key, self.final = key, final
         self.items: list[Any] = []
         self.copied = True  # False once an item refused to be copied: then nothing is stored
         self.outdated = False  # an invalidate, refresh or cache_clear began meanwhile
         self.started = time.perf_counter()
+        # Over a cached layer, its hit tells how long the call it replays took (see answered).
+        self.served = SERVED.set(-1.0) if over_layer else None
+        self.under = under_layer
+        self.below: float | None = None
+
+    def answered(self) -> None:
+        """The layer below has handed its first item, or ended: note what its hit said it saved.
+
+        This runs in the step that asked it for that first item, where its
+        hit set ``SERVED``: one step runs in one context. Without it, this
+        layer would store its replay's microseconds, and its own hits would
+        count nothing saved (a non-stream layer does the same in ``took``).
+        """
+        if self.served is None:
+            return
+        original = SERVED.get()
+        SERVED.reset(self.served)
+        self.served = None
+        if original >= 0.0:
+            self.below = original
+            if self.under:  # a middle layer: the one above reads it next
+                SERVED.set(original)
 
     def add(self, item: Any) -> None:
+        self.answered()
         try:
             kept = copy.deepcopy(item)
         except Exception:  # noqa: BLE001  (an object may refuse to be copied in any way)
@@ -72,7 +105,8 @@ class Recording:
         if self.outdated or not self.copied or (self.final and not self.items):
             return None
         value = self.items[0] if self.final else self.items
-        return memo.encode(value, time.perf_counter() - self.started)
+        took = time.perf_counter() - self.started if self.below is None else self.below
+        return memo.encode(value, took)
 
 
 class Recordings:
@@ -82,13 +116,14 @@ class Recordings:
         self._lock = threading.Lock()
         self._live: set[Recording] = set()
 
-    def start(self, key: str, final: bool) -> Recording:
-        recording = Recording(key, final)
+    def start(self, key: str, final: bool, memo: Memo[Any]) -> Recording:
+        recording = Recording(key, final, memo.over_layer, memo.under_layer)
         with self._lock:
             self._live.add(recording)
         return recording
 
     def stop(self, recording: Recording) -> None:
+        recording.answered()  # a stream that ended (or failed) before its first item
         with self._lock:
             self._live.discard(recording)
 
@@ -183,7 +218,7 @@ def sync_stream_driver(
         if value is not MISS:
             yield from [value] if final else value
             return
-        recording = recordings.start(key, final)
+        recording = recordings.start(key, final, memo)
         try:
             source = iter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
@@ -251,7 +286,7 @@ def async_stream_driver(
             for item in [value] if final else value:
                 yield item
             return
-        recording = recordings.start(key, final)
+        recording = recordings.start(key, final, memo)
         try:
             source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
             try:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 
 import pytest
 from pydantic import BaseModel
@@ -106,6 +106,26 @@ def test_three_stacked_stream_layers_pass_the_original_duration_to_the_top() -> 
     assert bottom_entry is not None
     assert top_entry is not None
     assert json.loads(top_entry)["duration"] == json.loads(bottom_entry)["duration"]
+
+
+async def test_a_stacked_async_stream_layer_rebuilt_from_a_hit_below_stores_its_duration() -> None:
+    """The async twin: the outer layer refilled by the inner one's hit keeps the call's duration."""
+    inner_store, outer_store = MemoryCache(), MemoryCache()
+
+    @instructor_cache(outer_store)
+    @instructor_cache(inner_store)
+    async def extract(text: str) -> AsyncIterator[User]:
+        await asyncio.sleep(0.05)
+        yield User(name=text, age=1)
+
+    assert [user async for user in extract("Cy")] == [User(name="Cy", age=1)]
+    outer_store.clear_prefix("")
+    assert [user async for user in extract("Cy")] == [User(name="Cy", age=1)]
+    inner_entry = inner_store.get(extract.__wrapped__.cache_key("Cy"))
+    outer_entry = outer_store.get(extract.cache_key("Cy"))
+    assert inner_entry is not None
+    assert outer_entry is not None
+    assert json.loads(outer_entry)["duration"] == json.loads(inner_entry)["duration"]
 
 
 # --- events --------------------------------------------------------------------------------
