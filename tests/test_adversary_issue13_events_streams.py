@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 
@@ -19,7 +20,11 @@ from instructor_cache import (
     instructor_cache,
     remove_event_hook,
 )
-from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
+from instructor_cache.errors import (
+    ConfigurationError,
+    UncacheableFunctionError,
+    UnencodableArgumentError,
+)
 from tests._redis import free_port
 from tests._stores import aclose_clients
 
@@ -193,3 +198,48 @@ async def test_concurrent_calls_over_a_dead_redis_each_report_an_error() -> None
     finally:
         await aclose_clients(backend)
     assert [e.outcome for e in seen] == ["error"] * 5
+
+
+def test_a_call_that_fails_before_the_function_runs_is_not_reported_as_a_miss() -> None:
+    """An argument that cannot be keyed raised before anything ran, yet its event said "miss".
+
+    "miss" means the function ran (a paid call): a dashboard counting paid calls
+    from events counted one that never happened.
+    """
+    seen: list[CacheEvent] = []
+    ran: list[object] = []
+
+    @instructor_cache(MemoryCache(), on_event=seen.append, ignore=("ran",))
+    def extract(document: object, ran: list[object] = ran) -> User:
+        ran.append(document)
+        return User(name="Ed", age=4)
+
+    with pytest.raises(UnencodableArgumentError):
+        extract(threading.Lock())
+    assert ran == []
+    assert [e.outcome for e in seen if e.outcome == "miss"] == []
+
+
+async def test_a_cancelled_single_flight_waiter_is_not_reported_as_a_miss() -> None:
+    """A waiter cancelled before the leader landed ran nothing, yet its event said "miss"."""
+    seen: list[CacheEvent] = []
+    ran: list[str] = []
+    leading = asyncio.Event()
+
+    @instructor_cache(MemoryCache(), on_event=seen.append, ignore=("ran", "leading"))
+    async def extract(text: str, ran: list[str] = ran, leading: asyncio.Event = leading) -> User:
+        ran.append(text)
+        leading.set()
+        await asyncio.sleep(0.2)
+        return User(name=text, age=5)
+
+    leader = asyncio.create_task(extract("Fa"))
+    await leading.wait()
+    waiter = asyncio.create_task(extract("Fa"))
+    await asyncio.sleep(0.02)  # the waiter is now waiting for the leader's flight
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await leader
+    assert ran == ["Fa"]
+    assert sum(e.outcome == "miss" for e in seen) == len(ran)
