@@ -133,6 +133,57 @@ async def test_a_stacked_async_stream_layer_rebuilt_from_a_hit_below_stores_its_
     assert json.loads(outer_entry)["duration"] == json.loads(inner_entry)["duration"]
 
 
+def test_arguments_changed_before_the_stream_is_consumed_do_not_store_under_the_old_key() -> None:
+    """The key was built when the stream was made, the function read its arguments when consumed.
+
+    A list changed in between made the function answer for the new contents and
+    stored that under the old contents' key: the next call for the old ones got
+    the other answer.
+    """
+
+    @instructor_cache(MemoryCache())
+    def extract(names: list[str]) -> Iterator[User]:
+        for name in names:
+            yield User(name=name, age=len(name))
+
+    names = ["Ann"]
+    stream = extract(names)
+    names[0] = "Bo"
+    assert list(stream) == [User(name="Bo", age=2)]
+    assert list(extract(["Ann"])) == [User(name="Ann", age=3)]
+
+
+async def test_async_arguments_changed_before_the_stream_is_consumed_keep_their_key() -> None:
+    """The async twin: the key is that of the arguments the function actually read."""
+
+    @instructor_cache(MemoryCache())
+    async def extract(names: list[str]) -> AsyncIterator[User]:
+        for name in names:
+            yield User(name=name, age=len(name))
+
+    names = ["Ann"]
+    stream = extract(names)
+    names[0] = "Bo"
+    assert [user async for user in stream] == [User(name="Bo", age=2)]
+    assert [user async for user in extract(["Ann"])] == [User(name="Ann", age=3)]
+
+
+def test_a_refresh_made_before_its_arguments_change_stores_under_their_new_key() -> None:
+    """refresh() built its key when made too: its fresh items overwrote the old arguments' entry."""
+
+    @instructor_cache(MemoryCache())
+    def extract(names: list[str]) -> Iterator[User]:
+        for name in names:
+            yield User(name=name, age=len(name))
+
+    assert list(extract(["Ann"])) == [User(name="Ann", age=3)]
+    names = ["Ann"]
+    stream = extract.refresh(names)
+    names[0] = "Bo"
+    assert list(stream) == [User(name="Bo", age=2)]
+    assert list(extract(["Ann"])) == [User(name="Ann", age=3)]
+
+
 # --- events --------------------------------------------------------------------------------
 
 
