@@ -147,12 +147,22 @@ def stream_wrapper(
 
 
 def _watched(
-    watch: Watch, key: str, recorded: Callable[[Pending | None], Generator[Any, None, None]]
+    watch: Watch,
+    build_key: Callable[[], str],
+    recorded: Callable[[str, Pending | None], Generator[Any, None, None]],
 ) -> Generator[Any, None, None]:
-    """``recorded``'s items; with an event hook, its event once the stream ends, however it ends."""
+    """``recorded``'s items; with an event hook, its event once the stream ends, however it ends.
+
+    The key is built here, at the first item, from the arguments as the
+    function is about to read them: built when the stream was made, it would
+    file under those arguments an answer to what the caller changed them to
+    meanwhile (a list it appended to).
+    """
     pending, started = Pending() if watch.on else None, time.perf_counter()
+    key: str | None = None
     try:
-        yield from recorded(pending)
+        key = build_key()
+        yield from recorded(key, pending)
     except BaseException as exc:
         if pending is not None:  # closed by its caller (GeneratorExit) is not raised
             watch.emit(pending, key, started, raised=not isinstance(exc, GeneratorExit))
@@ -162,12 +172,17 @@ def _watched(
 
 
 async def _awatched(
-    watch: Watch, key: str, recorded: Callable[[Pending | None], AsyncGenerator[Any, None]]
+    watch: Watch,
+    build_key: Callable[[], str],
+    recorded: Callable[[str, Pending | None], AsyncGenerator[Any, None]],
 ) -> AsyncGenerator[Any, None]:
     """``_watched`` for an async stream."""
     pending, started = Pending() if watch.on else None, time.perf_counter()
-    source = recorded(pending)
+    key: str | None = None
+    source: AsyncGenerator[Any, None] | None = None
     try:
+        key = build_key()
+        source = recorded(key, pending)
         async for item in source:
             yield item
     except BaseException as exc:
@@ -175,7 +190,8 @@ async def _awatched(
             watch.emit(pending, key, started, raised=not isinstance(exc, GeneratorExit))
         raise
     finally:
-        await source.aclose()
+        if source is not None:
+            await source.aclose()
     if pending is not None:
         watch.emit(pending, key, started, raised=False)
 
@@ -199,12 +215,15 @@ def sync_stream_driver(
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
-    def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
-        return _watched(watch, key, functools.partial(recorded, key, args, kwargs, fresh))
+    def stream(args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
+        build_key = functools.partial(make_key, args, kwargs)
+        return _watched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
 
     def recorded(
-        key: str, args: Any, kwargs: Any, fresh: bool, pending: Pending | None
+        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
     ) -> Generator[Any, None, None]:
+        if fresh:  # a stream recording it now must not store its older items over these
+            recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if not fresh:
@@ -237,12 +256,10 @@ def sync_stream_driver(
             store.delete(key)
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
-        return stream(make_key(args, kwargs), args, kwargs, False)
+        return stream(args, kwargs, False)
 
     def refresh(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
-        key = make_key(args, kwargs)
-        recordings.outdate(key)
-        return stream(key, args, kwargs, True)
+        return stream(args, kwargs, True)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
@@ -266,12 +283,15 @@ def async_stream_driver(
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
-    def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
-        return _awatched(watch, key, functools.partial(recorded, key, args, kwargs, fresh))
+    def stream(args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
+        build_key = functools.partial(make_key, args, kwargs)
+        return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
 
     async def recorded(
-        key: str, args: Any, kwargs: Any, fresh: bool, pending: Pending | None
+        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
     ) -> AsyncGenerator[Any, None]:
+        if fresh:
+            recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if not fresh:
@@ -306,12 +326,10 @@ def async_stream_driver(
             await shielded(functools.partial(store.adelete, key))
 
     def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        return stream(make_key(args, kwargs), args, kwargs, False)
+        return stream(args, kwargs, False)
 
     def refresh(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        key = make_key(args, kwargs)
-        recordings.outdate(key)
-        return stream(key, args, kwargs, True)
+        return stream(args, kwargs, True)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
