@@ -7,7 +7,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
 
 import pytest
 from pydantic import BaseModel
@@ -182,6 +182,25 @@ def test_a_refresh_made_before_its_arguments_change_stores_under_their_new_key()
     names[0] = "Bo"
     assert list(stream) == [User(name="Bo", age=2)]
     assert list(extract(["Ann"])) == [User(name="Ann", age=3)]
+
+
+def test_a_function_annotated_iterable_that_returns_a_list_still_answers_a_second_pass() -> None:
+    """A def -> Iterable[User] returning a list now hands out a one-shot generator.
+
+    instructor's ``create(response_model=Iterable[User])`` returns a list, and a
+    caller of the undecorated function may walk it twice (count, then use); the
+    decorated one answered the second pass with nothing (and ``len()`` raised).
+    Before streams landed, such a function was refused when decorated.
+    """
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> Iterable[User]:
+        return [User(name=name, age=len(name)) for name in text.split()]
+
+    for _ in range(2):  # a miss, then a hit
+        result = extract("Ann Bo")
+        first_pass, second_pass = list(result), list(result)
+        assert second_pass == first_pass == [User(name="Ann", age=3), User(name="Bo", age=2)]
 
 
 # --- events --------------------------------------------------------------------------------
