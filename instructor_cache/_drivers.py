@@ -74,6 +74,8 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
         return bool(removed or below)
 
     def refresh(*args: Any, **kwargs: Any) -> Any:
+        if watch.on and not watch.enter():  # a paid call: it reports, as a stream's refresh does
+            return watch.call(refresh, args, kwargs)
         key = make_key(args, kwargs)
         flights.outdate(key)  # nor store its older result over this one
         value, text = compute(key, call_fresh, args, kwargs)
@@ -126,6 +128,8 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         return bool(removed or below)
 
     async def refresh(*args: Any, **kwargs: Any) -> Any:
+        if watch.on and not watch.enter():
+            return await watch.acall(refresh, args, kwargs)
         key = make_key(args, kwargs)
         flights.outdate(key)
         value, text = await compute(key, call_fresh, args, kwargs)

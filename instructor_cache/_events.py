@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import threading
 import time
 import weakref
@@ -42,6 +43,7 @@ __all__ = [
     "Pending",
     "Watch",
     "add_event_hook",
+    "check_hook",
     "note_bypass",
     "note_error",
     "note_hit",
@@ -92,15 +94,31 @@ def add_event_hook(hook: EventHook) -> EventHook:
     calling thread or task, after the call, in the order they were added;
     keep them fast (a counter increment), and hand slow work to a queue.
     """
-    if not callable(hook):
-        from instructor_cache.errors import ConfigurationError  # noqa: PLC0415
-
-        raise ConfigurationError(f"an event hook must be callable, got {hook!r}")
+    check_hook(hook, "an event hook")
     global _GLOBAL_HOOKS  # noqa: PLW0603  (one tuple, replaced whole: readers never lock)
     with _HOOKS_LOCK:
         _GLOBAL_HOOKS = (*_GLOBAL_HOOKS, hook)
         _rewatch()
     return hook
+
+
+def check_hook(hook: object, what: str) -> None:
+    """Refuse what cannot be a hook, an ``async def`` too: it would be called, never awaited.
+
+    Its coroutine would be dropped after each call, so its metrics would stay
+    empty with nothing but a ``RuntimeWarning`` to tell.
+    """
+    from instructor_cache.errors import ConfigurationError  # noqa: PLC0415
+
+    if not callable(hook):
+        raise ConfigurationError(f"{what} must be callable, got {hook!r}")
+    # An object whose __call__ is an async def is as much a coroutine function.
+    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__):
+        raise ConfigurationError(
+            f"{what} must be a plain function, but {hook!r} is async: hooks are called, not "
+            "awaited, after each call. Make it a def that records the event (a counter), and "
+            "hand slow work to a queue or a task"
+        )
 
 
 def remove_event_hook(hook: EventHook) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from typing_extensions import TypedDict
 
 from instructor_cache._breaker import CircuitBreaker
-from instructor_cache._events import CacheEvent
+from instructor_cache._events import CacheEvent, check_hook
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.errors import ConfigurationError
 
@@ -101,6 +101,12 @@ def _callable(option: str) -> Callable[[Any], Any]:
         return value
 
     return check
+
+
+def _on_event(value: Any) -> Any:
+    if value is not None:
+        check_hook(value, "on_event")
+    return value
 
 
 def _ignore(value: Any) -> tuple[str, ...]:
@@ -187,7 +193,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "cache_if": _callable("cache_if"),
     "circuit_breaker": _breaker,
     "single_flight": _single_flight,
-    "on_event": _callable("on_event"),
+    "on_event": _on_event,
 }
 
 # One spelling: the typed options, their parsed form and their checks name the same things.

@@ -144,6 +144,7 @@ def stream_shape(
             "back: annotate it, e.g. -> Iterator[UserDetail] or -> AsyncIterator[UserDetail]"
         )
     is_async = origin in _ASYNC
+    _check_protocol(origin, arguments, where)
     _check_kind(fn.wrapper if isinstance(fn, CachedMethod) else fn, is_async, where)
     return StreamShape(is_async, arguments[0], mode == "final")
 
@@ -153,6 +154,24 @@ def stored_type(shape: StreamShape | None, return_type: Any) -> Any:
     if shape is None:
         return return_type
     return shape.item if shape.final else list[shape.item]  # type: ignore[name-defined]
+
+
+def _check_protocol(origin: Any, arguments: tuple[Any, ...], where: str) -> None:
+    """Refuse a generator that takes sent values or returns one: a stream keeps only its items.
+
+    A replay has no function to send to, nor a value to return: the caller
+    of ``yield from`` would get ``None`` where the function returned its result.
+    """
+    if origin not in (collections.abc.Generator, collections.abc.AsyncGenerator):
+        return
+    for role, declared in zip(("send", "return"), arguments[1:], strict=False):
+        if declared not in (None, type(None), Any):
+            raise UncacheableFunctionError(
+                f"{where} is annotated with a {role} type ({declared!r}), but a cached stream "
+                "only keeps the items it yields: a replay cannot answer what it is sent nor "
+                "return a value. Annotate it -> Iterator[...] (or AsyncIterator[...]) and "
+                "leave send() and return values out of it"
+            )
 
 
 def _check_kind(fn: Callable[..., Any], is_async: bool, where: str) -> None:

@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
 from instructor_cache._events import Pending, Watch
-from instructor_cache._memo import MISS, Memo, annotations_of
+from instructor_cache._memo import MISS, SERVED, Memo, annotations_of
 from instructor_cache._misses import shielded
 from instructor_cache._options import StreamMode
 from instructor_cache._stats import CacheInfo
@@ -47,16 +47,49 @@ __all__ = ["stream_wrapper"]
 class Recording:
     """The items a stream has handed its caller so far, copied as they were handed."""
 
-    __slots__ = ("copied", "final", "items", "key", "outdated", "started")
+    __slots__ = (
+        "below",
+        "copied",
+        "final",
+        "items",
+        "key",
+        "outdated",
+        "served",
+        "started",
+        "under",
+    )
 
-    def __init__(self, key: str, final: bool) -> None:
+    def __init__(self, key: str, final: bool, over_layer: bool, under_layer: bool) -> None:
         self.key, self.final = key, final
         self.items: list[Any] = []
         self.copied = True  # False once an item refused to be copied: then nothing is stored
         self.outdated = False  # an invalidate, refresh or cache_clear began meanwhile
         self.started = time.perf_counter()
+        # Over a cached layer, its hit tells how long the call it replays took (see answered).
+        self.served = SERVED.set(-1.0) if over_layer else None
+        self.under = under_layer
+        self.below: float | None = None
+
+    def answered(self) -> None:
+        """The layer below has handed its first item, or ended: note what its hit said it saved.
+
+        This runs in the step that asked it for that first item, where its
+        hit set ``SERVED``: one step runs in one context. Without it, this
+        layer would store its replay's microseconds, and its own hits would
+        count nothing saved (a non-stream layer does the same in ``took``).
+        """
+        if self.served is None:
+            return
+        original = SERVED.get()
+        SERVED.reset(self.served)
+        self.served = None
+        if original >= 0.0:
+            self.below = original
+            if self.under:  # a middle layer: the one above reads it next
+                SERVED.set(original)
 
     def add(self, item: Any) -> None:
+        self.answered()
         try:
             kept = copy.deepcopy(item)
         except Exception:  # noqa: BLE001  (an object may refuse to be copied in any way)
@@ -72,7 +105,8 @@ class Recording:
         if self.outdated or not self.copied or (self.final and not self.items):
             return None
         value = self.items[0] if self.final else self.items
-        return memo.encode(value, time.perf_counter() - self.started)
+        took = time.perf_counter() - self.started if self.below is None else self.below
+        return memo.encode(value, took)
 
 
 class Recordings:
@@ -82,13 +116,14 @@ class Recordings:
         self._lock = threading.Lock()
         self._live: set[Recording] = set()
 
-    def start(self, key: str, final: bool) -> Recording:
-        recording = Recording(key, final)
+    def start(self, key: str, final: bool, memo: Memo[Any]) -> Recording:
+        recording = Recording(key, final, memo.over_layer, memo.under_layer)
         with self._lock:
             self._live.add(recording)
         return recording
 
     def stop(self, recording: Recording) -> None:
+        recording.answered()  # a stream that ended (or failed) before its first item
         with self._lock:
             self._live.discard(recording)
 
@@ -112,12 +147,22 @@ def stream_wrapper(
 
 
 def _watched(
-    watch: Watch, key: str, recorded: Callable[[Pending | None], Generator[Any, None, None]]
+    watch: Watch,
+    build_key: Callable[[], str],
+    recorded: Callable[[str, Pending | None], Generator[Any, None, None]],
 ) -> Generator[Any, None, None]:
-    """``recorded``'s items; with an event hook, its event once the stream ends, however it ends."""
+    """``recorded``'s items; with an event hook, its event once the stream ends, however it ends.
+
+    The key is built here, at the first item, from the arguments as the
+    function is about to read them: built when the stream was made, it would
+    file under those arguments an answer to what the caller changed them to
+    meanwhile (a list it appended to).
+    """
     pending, started = Pending() if watch.on else None, time.perf_counter()
+    key: str | None = None
     try:
-        yield from recorded(pending)
+        key = build_key()
+        yield from recorded(key, pending)
     except BaseException as exc:
         if pending is not None:  # closed by its caller (GeneratorExit) is not raised
             watch.emit(pending, key, started, raised=not isinstance(exc, GeneratorExit))
@@ -127,12 +172,17 @@ def _watched(
 
 
 async def _awatched(
-    watch: Watch, key: str, recorded: Callable[[Pending | None], AsyncGenerator[Any, None]]
+    watch: Watch,
+    build_key: Callable[[], str],
+    recorded: Callable[[str, Pending | None], AsyncGenerator[Any, None]],
 ) -> AsyncGenerator[Any, None]:
     """``_watched`` for an async stream."""
     pending, started = Pending() if watch.on else None, time.perf_counter()
-    source = recorded(pending)
+    key: str | None = None
+    source: AsyncGenerator[Any, None] | None = None
     try:
+        key = build_key()
+        source = recorded(key, pending)
         async for item in source:
             yield item
     except BaseException as exc:
@@ -140,7 +190,8 @@ async def _awatched(
             watch.emit(pending, key, started, raised=not isinstance(exc, GeneratorExit))
         raise
     finally:
-        await source.aclose()
+        if source is not None:
+            await source.aclose()
     if pending is not None:
         watch.emit(pending, key, started, raised=False)
 
@@ -164,12 +215,15 @@ def sync_stream_driver(
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
-    def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
-        return _watched(watch, key, functools.partial(recorded, key, args, kwargs, fresh))
+    def stream(args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
+        build_key = functools.partial(make_key, args, kwargs)
+        return _watched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
 
     def recorded(
-        key: str, args: Any, kwargs: Any, fresh: bool, pending: Pending | None
+        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
     ) -> Generator[Any, None, None]:
+        if fresh:  # a stream recording it now must not store its older items over these
+            recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if not fresh:
@@ -183,7 +237,7 @@ def sync_stream_driver(
         if value is not MISS:
             yield from [value] if final else value
             return
-        recording = recordings.start(key, final)
+        recording = recordings.start(key, final, memo)
         try:
             source = iter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
@@ -202,12 +256,10 @@ def sync_stream_driver(
             store.delete(key)
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
-        return stream(make_key(args, kwargs), args, kwargs, False)
+        return stream(args, kwargs, False)
 
     def refresh(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
-        key = make_key(args, kwargs)
-        recordings.outdate(key)
-        return stream(key, args, kwargs, True)
+        return stream(args, kwargs, True)
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
@@ -231,12 +283,15 @@ def async_stream_driver(
     # and an invalidation must clear it too, or the layer below answers again.
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
-    def stream(key: str, args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
-        return _awatched(watch, key, functools.partial(recorded, key, args, kwargs, fresh))
+    def stream(args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
+        build_key = functools.partial(make_key, args, kwargs)
+        return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
 
     async def recorded(
-        key: str, args: Any, kwargs: Any, fresh: bool, pending: Pending | None
+        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
     ) -> AsyncGenerator[Any, None]:
+        if fresh:
+            recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if not fresh:
@@ -251,7 +306,7 @@ def async_stream_driver(
             for item in [value] if final else value:
                 yield item
             return
-        recording = recordings.start(key, final)
+        recording = recordings.start(key, final, memo)
         try:
             source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
@@ -271,12 +326,10 @@ def async_stream_driver(
             await shielded(functools.partial(store.adelete, key))
 
     def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        return stream(make_key(args, kwargs), args, kwargs, False)
+        return stream(args, kwargs, False)
 
     def refresh(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        key = make_key(args, kwargs)
-        recordings.outdate(key)
-        return stream(key, args, kwargs, True)
+        return stream(args, kwargs, True)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
