@@ -44,6 +44,7 @@ __all__ = [
     "Watch",
     "add_event_hook",
     "check_hook",
+    "is_async_callable",
     "note_bypass",
     "note_error",
     "note_hit",
@@ -102,6 +103,13 @@ def add_event_hook(hook: EventHook) -> EventHook:
     return hook
 
 
+def is_async_callable(value: object) -> bool:
+    """Whether calling ``value`` returns a coroutine (an object with an async ``__call__`` too)."""
+    return inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(
+        getattr(type(value), "__call__", None)
+    )
+
+
 def check_hook(hook: object, what: str) -> None:
     """Refuse what cannot be a hook, an ``async def`` too: it would be called, never awaited.
 
@@ -112,8 +120,7 @@ def check_hook(hook: object, what: str) -> None:
 
     if not callable(hook):
         raise ConfigurationError(f"{what} must be callable, got {hook!r}")
-    # An object whose __call__ is an async def is as much a coroutine function.
-    if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(type(hook).__call__):
+    if is_async_callable(hook):
         raise ConfigurationError(
             f"{what} must be a plain function, but {hook!r} is async: hooks are called, not "
             "awaited, after each call. Make it a def that records the event (a counter), and "
@@ -311,7 +318,10 @@ class Watch:
         *,
         raised: bool,
     ) -> None:
-        if not hooks:
+        if not hooks or (raised and not pending.decided):
+            # It raised before its lookup decided anything (an argument that
+            # cannot be keyed, a waiter cancelled or handed another call's
+            # exception): it neither ran the function nor was served.
             return
         event = CacheEvent(
             self.name,

@@ -165,6 +165,14 @@ class Memo(Generic[R]):
             )
             return None
 
+    def not_stored(self, reason: str) -> None:
+        """Say (once per function) why a result is returned but not cached."""
+        self._unstorable_log.warning(
+            "instructor_cache: not caching a result of %s: %s. Results are still returned.",
+            self.name,
+            reason,
+        )
+
     def accepts(self, value: R) -> bool:
         """Whether ``cache_if`` lets ``value`` be cached, and so shared with waiting calls.
 

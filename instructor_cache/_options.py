@@ -17,7 +17,7 @@ from typing import Any, Literal
 from typing_extensions import TypedDict
 
 from instructor_cache._breaker import CircuitBreaker
-from instructor_cache._events import CacheEvent, check_hook
+from instructor_cache._events import CacheEvent, check_hook, is_async_callable
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.errors import ConfigurationError
 
@@ -98,6 +98,11 @@ def _callable(option: str) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if value is not None and not callable(value):
             raise ConfigurationError(f"{option} must be a callable, got {value!r}")
+        if option == "cache_if" and is_async_callable(value):
+            raise ConfigurationError(
+                "cache_if must be a plain function: an async one returns a coroutine, which "
+                "is always true and never awaited"
+            )
         return value
 
     return check

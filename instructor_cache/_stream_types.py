@@ -144,6 +144,7 @@ def stream_shape(
             "back: annotate it, e.g. -> Iterator[UserDetail] or -> AsyncIterator[UserDetail]"
         )
     is_async = origin in _ASYNC
+    _check_iterable(fn, origin, where)
     _check_protocol(origin, arguments, where)
     _check_kind(fn.wrapper if isinstance(fn, CachedMethod) else fn, is_async, where)
     return StreamShape(is_async, arguments[0], mode == "final")
@@ -154,6 +155,27 @@ def stored_type(shape: StreamShape | None, return_type: Any) -> Any:
     if shape is None:
         return return_type
     return shape.item if shape.final else list[shape.item]  # type: ignore[name-defined]
+
+
+def _check_iterable(fn: Callable[..., Any], origin: Any, where: str) -> None:
+    """Refuse a plain def annotated ``Iterable``: it may return a list, walked more than once.
+
+    instructor's ``create(response_model=Iterable[User])`` returns a list, and
+    its callers may count it, then use it; a cached stream is walked once. A
+    generator says what it is; a plain def must say ``Iterator``.
+    """
+    if origin not in (collections.abc.Iterable, collections.abc.AsyncIterable):
+        return
+    original = inspect.unwrap(fn.wrapper if isinstance(fn, CachedMethod) else fn)
+    if inspect.isgeneratorfunction(original) or inspect.isasyncgenfunction(original):
+        return
+    iterator = "AsyncIterator" if origin is collections.abc.AsyncIterable else "Iterator"
+    raise UncacheableFunctionError(
+        f"{where} is annotated -> {origin.__name__}[...] but is not a generator, so it may "
+        "return a list, which its callers can walk more than once, where a cached stream is "
+        f"walked once. Annotate -> list[...] if it returns a list, or -> {iterator}[...] if it "
+        "returns an iterator (instructor's create_iterable)"
+    )
 
 
 def _check_protocol(origin: Any, arguments: tuple[Any, ...], where: str) -> None:

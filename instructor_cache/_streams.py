@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
 from instructor_cache._events import Pending, Watch
-from instructor_cache._memo import MISS, SERVED, Memo, annotations_of
+from instructor_cache._memo import MISS, SERVED, Memo, Served, annotations_of
 from instructor_cache._misses import shielded
 from instructor_cache._options import StreamMode
 from instructor_cache._stats import CacheInfo
@@ -66,9 +66,9 @@ class Recording:
         self.outdated = False  # an invalidate, refresh or cache_clear began meanwhile
         self.started = time.perf_counter()
         # Over a cached layer, its hit tells how long the call it replays took (see answered).
-        self.served = SERVED.set(-1.0) if over_layer else None
+        self.served = SERVED.set(None) if over_layer else None
         self.under = under_layer
-        self.below: float | None = None
+        self.below: Served | None = None
 
     def answered(self) -> None:
         """The layer below has handed its first item, or ended: note what its hit said it saved.
@@ -83,7 +83,7 @@ class Recording:
         original = SERVED.get()
         SERVED.reset(self.served)
         self.served = None
-        if original >= 0.0:
+        if original is not None:
             self.below = original
             if self.under:  # a middle layer: the one above reads it next
                 SERVED.set(original)
@@ -102,11 +102,15 @@ class Recording:
 
     def text(self, memo: Memo[Any]) -> str | None:
         """The entry to store for a stream that completed; ``None``: store nothing."""
-        if self.outdated or not self.copied or (self.final and not self.items):
+        if not self.copied:
+            memo.not_stored("an item it yielded cannot be copied (copy.deepcopy raised)")
+            return None
+        if self.outdated or (self.final and not self.items):
             return None
         value = self.items[0] if self.final else self.items
-        took = time.perf_counter() - self.started if self.below is None else self.below
-        return memo.encode(value, took)
+        if self.below is None:
+            return memo.encode(value, time.perf_counter() - self.started)
+        return memo.encode(value, *self.below)
 
 
 class Recordings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
@@ -184,23 +185,19 @@ def test_a_refresh_made_before_its_arguments_change_stores_under_their_new_key()
     assert list(extract(["Ann"])) == [User(name="Ann", age=3)]
 
 
-def test_a_function_annotated_iterable_that_returns_a_list_still_answers_a_second_pass() -> None:
-    """A def -> Iterable[User] returning a list now hands out a one-shot generator.
+def test_a_function_annotated_iterable_that_returns_a_list_is_refused_when_decorated() -> None:
+    """A def -> Iterable[User] returning a list was handed out as a one-shot generator.
 
     instructor's ``create(response_model=Iterable[User])`` returns a list, and a
     caller of the undecorated function may walk it twice (count, then use); the
     decorated one answered the second pass with nothing (and ``len()`` raised).
-    Before streams landed, such a function was refused when decorated.
+    A plain def must now say Iterator (a stream) or list (a value).
     """
+    with pytest.raises(UncacheableFunctionError, match=r"-> list\[\.\.\.\] if it returns a list"):
 
-    @instructor_cache(MemoryCache())
-    def extract(text: str) -> Iterable[User]:
-        return [User(name=name, age=len(name)) for name in text.split()]
-
-    for _ in range(2):  # a miss, then a hit
-        result = extract("Ann Bo")
-        first_pass, second_pass = list(result), list(result)
-        assert second_pass == first_pass == [User(name="Ann", age=3), User(name="Bo", age=2)]
+        @instructor_cache(MemoryCache())
+        def extract(text: str) -> Iterable[User]:
+            return [User(name=name, age=len(name)) for name in text.split()]
 
 
 # --- events --------------------------------------------------------------------------------
@@ -313,3 +310,34 @@ async def test_a_cancelled_single_flight_waiter_is_not_reported_as_a_miss() -> N
     await leader
     assert ran == ["Fa"]
     assert sum(e.outcome == "miss" for e in seen) == len(ran)
+
+
+def test_an_async_cache_if_is_refused_when_decorating() -> None:
+    """An async cache_if returned a coroutine, always true and never awaited: everything cached."""
+
+    async def worth_keeping(value: object) -> bool:
+        return False
+
+    with pytest.raises(ConfigurationError, match="cache_if must be a plain function"):
+
+        @instructor_cache(MemoryCache(), cache_if=worth_keeping)
+        def extract(text: str) -> User:
+            return User(name=text, age=1)
+
+
+def test_a_stream_whose_item_cannot_be_copied_says_why_it_is_not_cached(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Caching a stream was dropped silently when an item refused deepcopy: every call paid."""
+
+    class Stubborn(User):
+        def __deepcopy__(self, memo: object) -> Stubborn:
+            raise TypeError("no copies")
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> Iterator[User]:
+        yield Stubborn(name=text, age=1)
+
+    with caplog.at_level(logging.WARNING):
+        assert len(list(extract("Ann"))) == 1
+    assert "cannot be copied" in caplog.text

@@ -7,7 +7,7 @@ import gc
 import inspect
 import json
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 import instructor
@@ -309,7 +309,7 @@ def test_a_plain_function_returning_an_iterator_is_a_stream() -> None:
     calls: list[str] = []
 
     @instructor_cache(ignore=("calls",))
-    def extract(text: str) -> Iterable[User]:
+    def extract(text: str) -> Iterator[User]:
         calls.append(text)
         return map(User.model_validate, [u.model_dump() for u in users(text)])
 
@@ -550,7 +550,7 @@ def test_instructor_create_iterable_is_replayed_without_a_request(
     client = instructor.from_openai(openai.OpenAI(api_key="test-key", http_client=http))
 
     @instructor_cache(backend, ignore=("client",))
-    def extract(text: str) -> Iterable[User]:
+    def extract(text: str) -> Iterator[User]:
         return client.chat.completions.create_iterable(
             model="gpt-4o-mini", response_model=User, messages=[{"role": "user", "content": text}]
         )

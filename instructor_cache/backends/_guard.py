@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from instructor_cache._breaker import CircuitBreaker
-from instructor_cache._events import note_bypass
+from instructor_cache._events import note_bypass, note_error
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache.backends._async import Entry, Turned, adapt
@@ -62,6 +62,7 @@ class Guard:
 
     __slots__ = (
         "_aget",
+        "_failures",
         "_get",
         "_log",
         "_name",
@@ -94,6 +95,8 @@ class Guard:
         # on its worker thread).
         self._reads: Coalescer[str | None] | None = None
         self._reads_with_ttl: Coalescer[Entry | None] | None = None
+        self._failures = 0
+        """Failures so far: a coalesced read, answered in another task, compares it (``aget``)."""
         if coalesces(self.store):
             self._reads = Coalescer(self._aget_one, self._aget_batch, None)
             if isinstance(self.store, AsyncBulkReadsWithTTL):
@@ -117,6 +120,7 @@ class Guard:
         """
         if unhealthy and not isinstance(exc, Turned) and not _torn_down_with_its_loop(exc):
             self.breaker.failed()
+        self._failures += 1
         self._stats.error()
         self._log.warning(
             "instructor_cache: %s on %r failed for %s, %s: %s: %s",
@@ -215,7 +219,14 @@ class Guard:
         if breaker.open_until and not self._joins_a_batch(reads) and self._skipped("get"):
             return None
         if reads is not None:
-            return await reads.read(key)
+            failures = self._failures
+            text = await reads.read(key)
+            if text is None and self._failures != failures:
+                # Read in another task, whose failure was counted there: this
+                # call's event must still say the store failed to answer it
+                # (during a concurrent failure, a true miss may be told so too).
+                note_error()
+            return text
         try:
             text = await self._aget(key)
         except Exception as exc:  # noqa: BLE001
