@@ -105,8 +105,8 @@ def add_event_hook(hook: EventHook) -> EventHook:
 
 def is_async_callable(value: object) -> bool:
     """Whether calling ``value`` returns a coroutine (an object with an async ``__call__`` too)."""
-    return inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(
-        getattr(type(value), "__call__", None)
+    return inspect.iscoroutinefunction(value) or (
+        callable(value) and inspect.iscoroutinefunction(type(value).__call__)
     )
 
 
