@@ -25,9 +25,11 @@ fail each time and open the breaker its async functions share.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from instructor_cache._blake import blake2b
@@ -140,6 +142,14 @@ class _Reader:
         return text
 
 
+_ASKED: ContextVar[tuple[str, Any, Any] | None] = ContextVar("instructor_cache_asked", default=None)
+"""The key, ``context`` and ``strict`` of this task's last miss, for the write check.
+
+instructor passes them to its loader but not to its storer, which it calls
+next for the same key in the same thread or task.
+"""
+
+
 def load(
     original: Callable[..., Any], cache: InstructorCompatible, key: str, *args: Any, **kwargs: Any
 ) -> Any:
@@ -160,6 +170,7 @@ def load(
         result = None
     if result is None:
         view.stats.miss()
+        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True)))
     else:
         view.stats.hit(0.0)
     return result
@@ -184,11 +195,14 @@ def store(
         view.stats.error()
         return
     capture = _Capture()
+    asked = _ASKED.get()
+    _ASKED.set(None)
+    context, strict = asked[1:] if asked is not None and asked[0] == key else (None, True)
     try:
         original(capture, key, *args, **kwargs)
         model = args[0] if args else kwargs["model"]
         seconds = to_seconds(capture.ttl, what="cache_ttl")
-        text = _returning(model, capture.text)
+        text = _returning(model, capture.text, context, strict)
         if text is None:
             view.log.warning(
                 "instructor_cache: a %s does not come back equal from its JSON, so %s does not "
@@ -212,16 +226,18 @@ def store(
     view.guarded.set(PREFIX + key, wrap(text), seconds)
 
 
-def _returning(model: Any, text: Any) -> str | None:
+def _returning(model: Any, text: Any, context: Any, strict: Any) -> str | None:
     """instructor's entry for ``model`` in a form that validates back to the same model, if any.
 
     "The same" as the decorator's write check has it (``same_data``: types,
-    zones and fields set, not ``==``), validated strictly as instructor does
-    by default. instructor dumps a model by field name and with every field,
-    so a model with aliases would fail on every hit and one with unset
-    defaults would come back with them set; dumped by alias and without the
-    unset fields, they come back. ``None`` when no form does (a validator
-    that needs the call's context, a value whose JSON reads back as another).
+    zones and fields set, not ``==``), validated with the ``context`` and
+    ``strict`` of the call, as its hit will be: checked without them, a
+    validator that acts on the context passes and acts again on every hit.
+    instructor dumps a model by field name and with every field, so a model
+    with aliases would fail on every hit and one with unset defaults would
+    come back with them set; dumped by alias and without the unset fields,
+    they come back. ``None`` when no form does (a validator that is not
+    idempotent, a value whose JSON reads back as another).
     """
     from instructor_cache._sameness import same_data  # noqa: PLC0415  (only once instructor runs)
 
@@ -234,10 +250,21 @@ def _returning(model: Any, text: Any) -> str | None:
     for form in forms:
         try:
             dumped = form()
-            restored = type(model).model_validate_json(dumped, strict=True)
+            restored = type(model).model_validate_json(
+                dumped, strict=strict, context=_own_copy(context)
+            )
         except Exception:  # noqa: BLE001, S112  (any failure: try the next form, or store nothing)
             continue
         if same_data(model, restored):
             payload["model"] = dumped
             return json.dumps(payload)
     return None
+
+
+def _own_copy(context: Any) -> Any:
+    """The call's context for one more validation, so a validator that records into it does not
+    record twice into the caller's (a deep copy, else a shallow one of a dict)."""
+    try:
+        return copy.deepcopy(context)
+    except Exception:  # noqa: BLE001  (a context holding a client or a lock)
+        return dict(context) if isinstance(context, dict) else context

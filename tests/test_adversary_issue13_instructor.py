@@ -22,6 +22,7 @@ class Suffixed(BaseModel):
     @classmethod
     def add_suffix(cls, name: str, info: ValidationInfo) -> str:
         if isinstance(info.context, dict) and "suffix" in info.context:
+            info.context.setdefault("validated", []).append(name)
             return name + str(info.context["suffix"])
         return name
 
@@ -32,6 +33,8 @@ def test_a_hit_is_validated_with_the_calls_context_as_the_write_check_was() -> N
     The write check validated the stored JSON without the context, found it
     unchanged and stored it; the hit validates it with the context and the
     suffix is added again: "Jason!!" where the provider's answer was "Jason!".
+    The check must not record into the caller's context either: one
+    validation per create() is all the caller sees.
     """
     provider = Provider()
     client = sync_client(provider, cache=MemoryCache())
@@ -41,6 +44,7 @@ def test_a_hit_is_validated_with_the_calls_context_as_the_write_check_was() -> N
         for _ in range(3)
     ]
     assert names == ["Jason!"] * 3
+    assert context["validated"] == ["Jason"] * 3
 
 
 async def test_an_async_hit_is_validated_with_the_calls_context() -> None:
