@@ -96,3 +96,25 @@ def test_our_stores_still_cache_after_instructor_cache_is_executed_again(how: st
     instructor's own AutoCache must cache throughout.
     """
     assert json_under_hash_seed(AFTER_RELOAD, "0", how) == [1, 1]
+
+
+HOOK_RELOADED = """
+import importlib, json
+import instructor_cache._instructor_hook as hook
+importlib.reload(hook)
+try:
+    import instructor.cache
+except RecursionError:
+    print(json.dumps("RecursionError"))
+else:
+    print(json.dumps("imported"))
+"""
+
+
+def test_instructor_imports_after_our_hook_module_is_reloaded() -> None:
+    """Reloading our hook before instructor is imported must not make ``import instructor`` fail.
+
+    The reload installed a second finder; each asked the other for
+    instructor.cache's spec, without end, and the import raised RecursionError.
+    """
+    assert json_under_hash_seed(HOOK_RELOADED, "0") == "imported"
