@@ -118,3 +118,36 @@ def test_instructor_imports_after_our_hook_module_is_reloaded() -> None:
     instructor.cache's spec, without end, and the import raised RecursionError.
     """
     assert json_under_hash_seed(HOOK_RELOADED, "0") == "imported"
+
+
+def _user_detail(*, shouting: bool) -> type[BaseModel]:
+    """One of two models of one name and one JSON schema; one upper-cases the name."""
+
+    class UserDetail(BaseModel):
+        name: str = Field(alias="userName")
+        age: int
+
+        if shouting:
+
+            @field_validator("name")
+            @classmethod
+            def shout(cls, name: str) -> str:
+                return name.upper()
+
+    return UserDetail
+
+
+def test_two_models_of_one_schema_do_not_share_an_entry() -> None:
+    """A model that validates differently must not be served another's entry.
+
+    instructor keys on the JSON schema, which shows no validator: the quiet
+    model got the shouting one's "JASON" where the provider says "Jason"
+    (the decorator keys on the class's behaviour too, for this reason).
+    """
+    provider = Provider()
+    client = sync_client(provider, cache=MemoryCache())
+    shouting, quiet = _user_detail(shouting=True), _user_detail(shouting=False)
+    assert client.chat.completions.create(**ask(response_model=shouting)).name == "JASON"
+    assert client.chat.completions.create(**ask(response_model=quiet)).name == "Jason"
+    assert client.chat.completions.create(**ask(response_model=quiet)).name == "Jason"
+    assert len(provider.requests) == 2
