@@ -8,7 +8,10 @@ circuit breaker, shared with the functions decorated over it, and the call
 goes to the provider. What instructor stores is kept under a prefix of its
 own (never a decorated function's key) in a small envelope carrying a
 checksum of its text: a truncated, planted or foreign entry reads as a
-miss, and is deleted; so is one that no longer validates.
+miss, and is deleted; so is one that no longer validates. The entry also
+names how its model validates (``_model_behaviour``): instructor's key has
+the JSON schema only, so a model of that schema with another validator or
+config reads another's entry as a miss, as a decorated function would.
 
 A result is stored only if its JSON validates back to the same model, as
 the decorator's write check has it (a value that would not come back
@@ -26,6 +29,7 @@ fail each time and open the breaker its async functions share.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -121,10 +125,16 @@ def cache_info(store: InstructorCompatible) -> CacheInfo:
 
 
 class _Reader:
-    """Hands instructor's loader the checked text of one entry, noting that it did."""
+    """Hands instructor's loader the checked text of one entry, noting that it did.
 
-    def __init__(self, view: _View) -> None:
+    An entry written for a model that validates differently (instructor's key
+    has its JSON schema only, which shows no validator or config) is a miss:
+    this call's answer replaces it.
+    """
+
+    def __init__(self, view: _View, model: type) -> None:
         self.view = view
+        self.model = model
         self.read = False
 
     def get(self, key: str) -> str | None:
@@ -137,9 +147,45 @@ class _Reader:
         if entry is None:
             return None
         text = unwrap(entry)
-        if text is None:
+        written = _written_for(text)
+        if text is None or written is None:
             view.corrupt(PREFIX + key, "an entry instructor_cache did not write was found")
-        return text
+            return None
+        return text if written == _model_behaviour(self.model) else None
+
+
+def _written_for(text: str | None) -> str | None:
+    """The behaviour digest of the model an entry was written for, if it has one."""
+    payload = None if text is None else json.loads(text)
+    written = payload.get(_BEHAVIOUR) if isinstance(payload, dict) else None
+    return written if isinstance(written, str) else None
+
+
+_BEHAVIOUR = "behaviour"
+
+
+def _model_behaviour(model: type) -> str:
+    """A digest of how ``model`` validates: its schemas and the code and config of its models.
+
+    instructor makes a subclass of the caller's model on each call
+    (``functools.wraps`` marks it ``__wrapped__``): the digest is the
+    caller's class's, computed once for it, never for each call's subclass.
+    """
+    wrapped = vars(model).get("__wrapped__")
+    while isinstance(wrapped, type) and issubclass(model, wrapped):
+        model, wrapped = wrapped, vars(wrapped).get("__wrapped__")
+    return _class_behaviour(model)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_behaviour(model: type) -> str:
+    """``_model_behaviour``, once per class; held strongly, so a class made at a collected one's
+    address is never taken for it."""
+    from pydantic import TypeAdapter  # noqa: PLC0415  (only once instructor runs)
+
+    from instructor_cache._schema import return_type_fingerprint  # noqa: PLC0415  (heavy)
+
+    return return_type_fingerprint(model, TypeAdapter(model))
 
 
 _ASKED: ContextVar[tuple[str, Any, Any] | None] = ContextVar("instructor_cache_asked", default=None)
@@ -160,7 +206,7 @@ def load(
     entry makes it a miss.
     """
     view = _view(cache)
-    reader = _Reader(view)
+    reader = _Reader(view, args[0] if args else kwargs["response_model"])
     try:
         result = original(reader, key, *args, **kwargs)
     except Exception as exc:
@@ -257,6 +303,7 @@ def _returning(model: Any, text: Any, context: Any, strict: Any) -> str | None:
             continue
         if same_data(model, restored):
             payload["model"] = dumped
+            payload[_BEHAVIOUR] = _model_behaviour(model.__class__)
             return json.dumps(payload)
     return None
 
