@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from instructor_cache import MemoryCache
+from instructor_cache import MemoryCache, RedisCache
+from instructor_cache._instructor import cache_info
 from tests._subprocess import json_under_hash_seed
 from tests.test_instructor_cache_param import Provider, ask, async_client, sync_client
 
@@ -151,3 +152,20 @@ def test_two_models_of_one_schema_do_not_share_an_entry() -> None:
     assert client.chat.completions.create(**ask(response_model=quiet)).name == "Jason"
     assert client.chat.completions.create(**ask(response_model=quiet)).name == "Jason"
     assert len(provider.requests) == 2
+
+
+def test_a_cache_ttl_of_practically_forever_is_stored_in_redis(redis_url: str) -> None:
+    """cache_ttl=2**63 - 1 (a common "forever") must cache in Redis as it does on disk.
+
+    Redis refuses a PX past its clock's range, so every create() failed to
+    store, was counted as an error and paid the provider again.
+    """
+    provider = Provider()
+    store = RedisCache(redis_url, prefix=f"forever{id(provider)}:")
+    client = sync_client(provider, cache=store)
+    for _ in range(3):
+        assert client.chat.completions.create(**ask(cache_ttl=2**63 - 1)).age == 25
+    assert len(provider.requests) == 1
+    assert cache_info(store).errors == 0
+    store.clear()
+    store.close()
