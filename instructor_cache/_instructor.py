@@ -17,7 +17,8 @@ A result is stored only if its JSON validates back to the same model, as
 the decorator's write check has it (a value that would not come back
 exactly is not stored). ``cache_ttl=``
 (seconds, from instructor) is the entry's TTL, never longer than the
-store's own; a TTL that is not a positive number of seconds stores nothing.
+store's own nor than ``_LONGEST``; a TTL that is not a positive number of
+seconds stores nothing.
 
 instructor calls the sync helpers even from its async client: a store
 answers on the event loop (memory at once; disk and Redis within their
@@ -50,6 +51,9 @@ __all__ = ["PREFIX", "cache_info", "load", "store", "unwrap", "wrap"]
 PREFIX = "instructor.cache:"
 """Where instructor's entries live in a store: no decorated function's key starts so."""
 
+_LONGEST = 10.0**12
+"""The longest ``cache_ttl`` kept as asked (some 31,700 years): a longer one ("forever",
+``2**63 - 1``) is past the range of Redis's clock, which would refuse every write."""
 _TAG = "icx1:"
 _DIGEST = 32  # hex characters of a 16-byte BLAKE2b
 _NAME = "instructor's cache="
@@ -248,6 +252,7 @@ def store(
         original(capture, key, *args, **kwargs)
         model = args[0] if args else kwargs["model"]
         seconds = to_seconds(capture.ttl, what="cache_ttl")
+        seconds = None if seconds is None else min(seconds, _LONGEST)
         text = _returning(model, capture.text, context, strict)
         if text is None:
             view.log.warning(
