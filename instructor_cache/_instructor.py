@@ -8,13 +8,17 @@ circuit breaker, shared with the functions decorated over it, and the call
 goes to the provider. What instructor stores is kept under a prefix of its
 own (never a decorated function's key) in a small envelope carrying a
 checksum of its text: a truncated, planted or foreign entry reads as a
-miss, and is deleted; so is one that no longer validates.
+miss, and is deleted; so is one that no longer validates. The entry also
+names how its model validates (``_model_behaviour``): instructor's key has
+the JSON schema only, so a model of that schema with another validator or
+config reads another's entry as a miss, as a decorated function would.
 
 A result is stored only if its JSON validates back to the same model, as
 the decorator's write check has it (a value that would not come back
 exactly is not stored). ``cache_ttl=``
 (seconds, from instructor) is the entry's TTL, never longer than the
-store's own; a TTL that is not a positive number of seconds stores nothing.
+store's own nor than ``_LONGEST``; a TTL that is not a positive number of
+seconds stores nothing.
 
 instructor calls the sync helpers even from its async client: a store
 answers on the event loop (memory at once; disk and Redis within their
@@ -25,9 +29,12 @@ fail each time and open the breaker its async functions share.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from instructor_cache._blake import blake2b
@@ -44,6 +51,9 @@ __all__ = ["PREFIX", "cache_info", "load", "store", "unwrap", "wrap"]
 PREFIX = "instructor.cache:"
 """Where instructor's entries live in a store: no decorated function's key starts so."""
 
+_LONGEST = 10.0**12
+"""The longest ``cache_ttl`` kept as asked (some 31,700 years): a longer one ("forever",
+``2**63 - 1``) is past the range of Redis's clock, which would refuse every write."""
 _TAG = "icx1:"
 _DIGEST = 32  # hex characters of a 16-byte BLAKE2b
 _NAME = "instructor's cache="
@@ -119,10 +129,16 @@ def cache_info(store: InstructorCompatible) -> CacheInfo:
 
 
 class _Reader:
-    """Hands instructor's loader the checked text of one entry, noting that it did."""
+    """Hands instructor's loader the checked text of one entry, noting that it did.
 
-    def __init__(self, view: _View) -> None:
+    An entry written for a model that validates differently (instructor's key
+    has its JSON schema only, which shows no validator or config) is a miss:
+    this call's answer replaces it.
+    """
+
+    def __init__(self, view: _View, model: type) -> None:
         self.view = view
+        self.model = model
         self.read = False
 
     def get(self, key: str) -> str | None:
@@ -135,9 +151,53 @@ class _Reader:
         if entry is None:
             return None
         text = unwrap(entry)
-        if text is None:
+        written = _written_for(text)
+        if text is None or written is None:
             view.corrupt(PREFIX + key, "an entry instructor_cache did not write was found")
-        return text
+            return None
+        return text if written == _model_behaviour(self.model) else None
+
+
+def _written_for(text: str | None) -> str | None:
+    """The behaviour digest of the model an entry was written for, if it has one."""
+    payload = None if text is None else json.loads(text)
+    written = payload.get(_BEHAVIOUR) if isinstance(payload, dict) else None
+    return written if isinstance(written, str) else None
+
+
+_BEHAVIOUR = "behaviour"
+
+
+def _model_behaviour(model: type) -> str:
+    """A digest of how ``model`` validates: its schemas and the code and config of its models.
+
+    instructor makes a subclass of the caller's model on each call
+    (``functools.wraps`` marks it ``__wrapped__``): the digest is the
+    caller's class's, computed once for it, never for each call's subclass.
+    """
+    wrapped = vars(model).get("__wrapped__")
+    while isinstance(wrapped, type) and issubclass(model, wrapped):
+        model, wrapped = wrapped, vars(wrapped).get("__wrapped__")
+    return _class_behaviour(model)
+
+
+@functools.lru_cache(maxsize=1024)
+def _class_behaviour(model: type) -> str:
+    """``_model_behaviour``, once per class; held strongly, so a class made at a collected one's
+    address is never taken for it."""
+    from pydantic import TypeAdapter  # noqa: PLC0415  (only once instructor runs)
+
+    from instructor_cache._schema import return_type_fingerprint  # noqa: PLC0415  (heavy)
+
+    return return_type_fingerprint(model, TypeAdapter(model))
+
+
+_ASKED: ContextVar[tuple[str, Any, Any] | None] = ContextVar("instructor_cache_asked", default=None)
+"""The key, ``context`` and ``strict`` of this task's last miss, for the write check.
+
+instructor passes them to its loader but not to its storer, which it calls
+next for the same key in the same thread or task.
+"""
 
 
 def load(
@@ -150,7 +210,7 @@ def load(
     entry makes it a miss.
     """
     view = _view(cache)
-    reader = _Reader(view)
+    reader = _Reader(view, args[0] if args else kwargs["response_model"])
     try:
         result = original(reader, key, *args, **kwargs)
     except Exception as exc:
@@ -160,6 +220,7 @@ def load(
         result = None
     if result is None:
         view.stats.miss()
+        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True)))
     else:
         view.stats.hit(0.0)
     return result
@@ -184,11 +245,15 @@ def store(
         view.stats.error()
         return
     capture = _Capture()
+    asked = _ASKED.get()
+    _ASKED.set(None)
+    context, strict = asked[1:] if asked is not None and asked[0] == key else (None, True)
     try:
         original(capture, key, *args, **kwargs)
         model = args[0] if args else kwargs["model"]
         seconds = to_seconds(capture.ttl, what="cache_ttl")
-        text = _returning(model, capture.text)
+        seconds = None if seconds is None else min(seconds, _LONGEST)
+        text = _returning(model, capture.text, context, strict)
         if text is None:
             view.log.warning(
                 "instructor_cache: a %s does not come back equal from its JSON, so %s does not "
@@ -212,16 +277,18 @@ def store(
     view.guarded.set(PREFIX + key, wrap(text), seconds)
 
 
-def _returning(model: Any, text: Any) -> str | None:
+def _returning(model: Any, text: Any, context: Any, strict: Any) -> str | None:
     """instructor's entry for ``model`` in a form that validates back to the same model, if any.
 
     "The same" as the decorator's write check has it (``same_data``: types,
-    zones and fields set, not ``==``), validated strictly as instructor does
-    by default. instructor dumps a model by field name and with every field,
-    so a model with aliases would fail on every hit and one with unset
-    defaults would come back with them set; dumped by alias and without the
-    unset fields, they come back. ``None`` when no form does (a validator
-    that needs the call's context, a value whose JSON reads back as another).
+    zones and fields set, not ``==``), validated with the ``context`` and
+    ``strict`` of the call, as its hit will be: checked without them, a
+    validator that acts on the context passes and acts again on every hit.
+    instructor dumps a model by field name and with every field, so a model
+    with aliases would fail on every hit and one with unset defaults would
+    come back with them set; dumped by alias and without the unset fields,
+    they come back. ``None`` when no form does (a validator that is not
+    idempotent, a value whose JSON reads back as another).
     """
     from instructor_cache._sameness import same_data  # noqa: PLC0415  (only once instructor runs)
 
@@ -234,10 +301,22 @@ def _returning(model: Any, text: Any) -> str | None:
     for form in forms:
         try:
             dumped = form()
-            restored = type(model).model_validate_json(dumped, strict=True)
+            restored = type(model).model_validate_json(
+                dumped, strict=strict, context=_own_copy(context)
+            )
         except Exception:  # noqa: BLE001, S112  (any failure: try the next form, or store nothing)
             continue
         if same_data(model, restored):
             payload["model"] = dumped
+            payload[_BEHAVIOUR] = _model_behaviour(model.__class__)
             return json.dumps(payload)
     return None
+
+
+def _own_copy(context: Any) -> Any:
+    """The call's context for one more validation, so a validator that records into it does not
+    record twice into the caller's (a deep copy, else a shallow one of a dict)."""
+    try:
+        return copy.deepcopy(context)
+    except Exception:  # noqa: BLE001  (a context holding a client or a lock)
+        return dict(context) if isinstance(context, dict) else context

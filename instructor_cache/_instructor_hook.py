@@ -4,11 +4,14 @@ instructor caches only through an object that passes
 ``isinstance(cache, instructor.cache.BaseCache)``, and ignores any other in
 silence. Every built-in store derives from ``InstructorCompatible``, which
 is registered once as a virtual subclass of ``BaseCache`` when
-``instructor.cache`` is imported (at once if it already is; else a finder on
-``sys.meta_path`` that reacts to that one module alone runs the
-registration just after the module executes, then removes itself). So any
-import order works, and a store made before instructor was imported is one
-all the same, since registration is by class.
+``instructor.cache`` is imported: at once if it already is, and by a finder
+on ``sys.meta_path`` that reacts to that one module alone, running the
+registration just after the module executes. So any import order works, and
+a store made before instructor was imported is one all the same, since
+registration is by class. The finder stays: ``importlib.reload`` (or an
+import after the module left ``sys.modules``) executes instructor's module
+again, which makes a new ``BaseCache`` and restores its own helpers, and
+that execution is registered in turn.
 
 Registration goes with taking over instructor's two cache helpers,
 ``load_cached_response`` and ``store_cached_response`` (its request wrapper
@@ -100,14 +103,13 @@ def _storing(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Loader:
-    """The real loader of ``instructor.cache``, adopting the module once it has executed."""
+    """The real loader of ``instructor.cache``, adopting the module each time it has executed."""
 
-    def __init__(self, real: Any, finder: _Finder) -> None:
+    def __init__(self, real: Any) -> None:
         self._real = real
-        self._finder = finder
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...
-        if name in ("_real", "_finder"):  # not set yet (a copy being made): no recursion
+        if name == "_real":  # not set yet (a copy being made): no recursion
             raise AttributeError(name)
         return getattr(self._real, name)
 
@@ -118,47 +120,47 @@ class _Loader:
         return None if create is None else create(spec)
 
     def exec_module(self, module: ModuleType) -> None:
+        module.__dict__.pop(_ADOPTED, None)  # a reload executes anew in the same namespace
         self._real.exec_module(module)
         adopt(module)
-        _uninstall(self._finder)
 
 
 class _Finder:
-    """On ``sys.meta_path`` until ``instructor.cache`` is executed; blind to every other name.
+    """On ``sys.meta_path`` for good, blind to every name but ``instructor.cache``.
 
-    It stays until then, not until its spec is found: ``importlib.util.find_spec``
-    asks finders without importing, and the import that follows must find it still.
+    It wraps the loader of each spec it finds (``importlib.util.find_spec``
+    asks without importing; the import or reload that follows executes it).
     """
+
+    _instructor_cache_finder = True  # what ``_ours`` looks for
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
         if fullname != _MODULE:
             return None
         for finder in list(sys.meta_path):
             find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
+            if _ours(finder) or find is None:
                 continue
             spec = find(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _Loader(spec.loader, self)
+                    spec.loader = _Loader(spec.loader)
                 return spec
         return None
 
 
-def _uninstall(finder: _Finder) -> None:
-    with _lock:
-        if finder in sys.meta_path:
-            sys.meta_path.remove(finder)
+def _ours(finder: object) -> bool:
+    """Whether ``finder`` is a ``_Finder`` (of any copy of this module, so never asked twice)."""
+    return getattr(type(finder), "_instructor_cache_finder", False) is True
 
 
 def _install() -> None:
-    """Adopt ``instructor.cache`` now if it is loaded, else when it is (thread-safe)."""
+    """Adopt ``instructor.cache`` now if it is loaded, and whenever it executes (thread-safe)."""
     with _lock:
-        finder = _Finder()
-        sys.meta_path.insert(0, finder)  # before checking, so no import slips in between
+        if not any(map(_ours, sys.meta_path)):  # one finder, even if this module runs again
+            sys.meta_path.insert(0, _Finder())  # before checking, so no import slips in between
         module = sys.modules.get(_MODULE)
     if module is not None:
-        _uninstall(finder)
         if getattr(getattr(module, "__spec__", None), "_initializing", False):
             # Another thread is executing it: the import statement waits for it to finish.
             __import__(_MODULE)
