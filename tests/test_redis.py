@@ -67,6 +67,24 @@ def test_the_ttl_is_set_in_the_same_command(redis_url: str, raw: redis.Redis) ->
     backend.close()
 
 
+def test_a_huge_ttl_meaning_forever_is_stored(
+    llm: FakeLLM, redis_url: str, raw: redis.Redis
+) -> None:
+    """ttl=2**63-1 (a common "forever") stores and hits, where Redis would refuse its expiry."""
+    backend = RedisCache(redis_url, prefix="huge-ttl:")
+
+    @instructor_cache(backend, ttl=2**63 - 1, ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("Ann is 3")
+    extract("Ann is 3")
+    assert (extract.cache_info().hits, extract.cache_info().errors) == (1, 0)
+    assert raw.pttl("huge-ttl:" + extract.cache_key("Ann is 3")) > 10**14
+    backend.clear()
+    backend.close()
+
+
 def test_stored_under_prefix_plus_cache_key(llm: FakeLLM, redis_url: str, raw: redis.Redis) -> None:
     """The Redis key is the prefix followed by the decorated function's cache_key."""
     backend = RedisCache(redis_url, prefix="app:")

@@ -439,7 +439,11 @@ class RedisCache(InstructorCompatible):
         seconds = bounded(ttl, self._ttl)
         if seconds is None:
             return ("SET", self.prefix + key, value)
-        return ("SET", self.prefix + key, value, "PX", max(1, round(seconds * 1000)))
+        # Redis refuses an expiry past 2**63 ms from now: "forever" written as a
+        # huge TTL (2**63 - 1) would fail every write. Any TTL beyond this one
+        # (some 31,700 years) is the same in practice.
+        milliseconds = round(min(seconds, _LONGEST_TTL) * 1000)
+        return ("SET", self.prefix + key, value, "PX", max(1, milliseconds))
 
     def _set_commands(self, items: Mapping[str, str], ttl: float | None) -> list[tuple[Any, ...]]:
         return [self._set_command(key, value, ttl) for key, value in items.items()]
@@ -453,6 +457,10 @@ class RedisCache(InstructorCompatible):
                 "or clear one function's entries with its cache_clear()"
             )
         return _escape_glob(self.prefix + prefix) + "*"
+
+
+_LONGEST_TTL = 1e12
+"""Seconds: the longest expiry written (see ``_set_command``)."""
 
 
 def _seconds(milliseconds: Any) -> float | None:
