@@ -33,6 +33,7 @@ import copy
 import functools
 import json
 import threading
+import types
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -40,6 +41,7 @@ from typing import Any
 from instructor_cache._blake import blake2b
 from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache._log import RateLimitedLog, warning
+from instructor_cache._raw import RAW_ATTRIBUTE, attach_raw
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache._ttl import to_seconds
 from instructor_cache.backends._compose import GuardedStore, compose
@@ -223,7 +225,25 @@ def load(
         _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True)))
     else:
         view.stats.hit(0.0)
+        _as_raw_response(result)
     return result
+
+
+def _as_raw_response(result: Any) -> None:
+    """instructor restores a hit's raw completion as nested ``SimpleNamespace``s, which have
+    no ``model_dump()``: code that dumps the completion would fail on hits only. Our
+    ``RawResponse`` reads the same by attribute and dumps like the provider's object."""
+    raw = getattr(result, RAW_ATTRIBUTE, None)
+    if isinstance(raw, types.SimpleNamespace):
+        attach_raw(result, _plain(raw))
+
+
+def _plain(item: Any) -> Any:
+    if isinstance(item, types.SimpleNamespace):
+        return {name: _plain(value) for name, value in vars(item).items()}
+    if isinstance(item, list):
+        return [_plain(value) for value in item]
+    return item
 
 
 class _Capture:

@@ -127,6 +127,16 @@ def test_create_with_completion_returns_the_raw_completion_on_a_hit(
     assert hit.choices[0].message.tool_calls[0].function.name == "UserDetail"
 
 
+def test_a_hits_raw_completion_dumps_like_the_misses(backend: Store, provider: Provider) -> None:
+    """instructor restores it as SimpleNamespaces, with no model_dump(): ours dumps the same."""
+    client = sync_client(provider, cache=backend)
+    _, miss = client.chat.completions.create_with_completion(**ask())
+    _, hit = client.chat.completions.create_with_completion(**ask())
+    assert len(provider.requests) == 1
+    assert hit.model_dump()["usage"] == miss.model_dump()["usage"]
+    assert json.loads(hit.model_dump_json())["id"] == miss.id
+
+
 class Greeted(BaseModel):
     """A model whose validator is not idempotent: read back from its JSON, it changes."""
 
