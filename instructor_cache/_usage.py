@@ -7,7 +7,10 @@ ChatCompletion]``). The three providers name the counts differently:
 
 - OpenAI: ``usage.prompt_tokens`` / ``usage.completion_tokens``
 - Anthropic: ``usage.input_tokens`` / ``usage.output_tokens``
-- Google: ``usage_metadata.prompt_token_count`` / ``candidates_token_count``
+- Google: ``usage_metadata.prompt_token_count`` / ``candidates_token_count``, plus
+  ``tool_use_prompt_token_count`` in and ``thoughts_token_count`` out: Gemini
+  bills its thinking as output but counts it apart, where OpenAI's and
+  Anthropic's output counts already hold their models' reasoning
 
 The entry stores the counts, not a cost: the cost is worked out at each hit
 from ``instructor_cache.pricing``, so a price added later applies.
@@ -31,6 +34,9 @@ _COUNTS = (
     ("usage", "input_tokens", "output_tokens"),
     ("usage_metadata", "prompt_token_count", "candidates_token_count"),
 )
+# Counts a provider keeps apart from the two above and bills all the same, by container:
+# the names of those added to the input and to the output.
+_MORE_COUNTS = {"usage_metadata": ("tool_use_prompt_token_count", "thoughts_token_count")}
 
 
 class Usage(NamedTuple):
@@ -85,10 +91,11 @@ def usage_of(completion: Any) -> Usage | None:
             model = _field(completion, "model")
             if not isinstance(model, str):
                 model = _field(completion, "model_version")  # Google's name for it
+            more_given, more_produced = _MORE_COUNTS.get(container, ("", ""))
             return Usage(
                 model if isinstance(model, str) else None,
-                given if _is_count(given) else 0,
-                produced if _is_count(produced) else 0,
+                _count(given) + _count(_field(counts, more_given) if more_given else None),
+                _count(produced) + _count(_field(counts, more_produced) if more_produced else None),
             )
     return None
 
@@ -104,6 +111,10 @@ def read_usage(stored: Any) -> Usage | None:
     if (model is None or isinstance(model, str)) and _is_count(given) and _is_count(produced):
         return Usage(model, given, produced)
     return None
+
+
+def _count(number: Any) -> int:
+    return number if _is_count(number) else 0
 
 
 def _is_count(number: Any) -> bool:

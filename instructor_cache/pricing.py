@@ -90,16 +90,18 @@ class PriceTable(MutableMapping[str, Price]):
         return price
 
     def _search(self, model: str) -> Price | None:
+        """Over a snapshot of the table: a hit's lookup runs while another thread may set a
+        price, and iterating the dict itself would then raise out of the hit."""
         name = model.lower().rpartition("/")[2]
-        best = ""
-        for listed in self._prices:
+        best, found = "", None
+        for listed, price in list(self._prices.items()):
             if (
                 len(listed) > len(best)
                 and name.startswith(listed)
                 and (len(name) == len(listed) or name[len(listed)] in _BOUNDARIES)
             ):
-                best = listed
-        return self._prices[best] if best else None
+                best, found = listed, price
+        return found
 
 
 def _checked(price: object) -> Price:
