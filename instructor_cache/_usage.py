@@ -89,11 +89,11 @@ def usage_of(completion: Any) -> Usage | None:
         given, produced = _field(counts, prompt), _field(counts, answer)
         if _is_count(given) or _is_count(produced):
             model = _field(completion, "model")
-            if not isinstance(model, str):
+            if not _is_name(model):
                 model = _field(completion, "model_version")  # Google's name for it
             more_given, more_produced = _MORE_COUNTS.get(container, ("", ""))
             return Usage(
-                model if isinstance(model, str) else None,
+                model if _is_name(model) else None,
                 _count(given) + _count(_field(counts, more_given) if more_given else None),
                 _count(produced) + _count(_field(counts, more_produced) if more_produced else None),
             )
@@ -111,6 +111,18 @@ def read_usage(stored: Any) -> Usage | None:
     if (model is None or isinstance(model, str)) and _is_count(given) and _is_count(produced):
         return Usage(model, given, produced)
     return None
+
+
+def _is_name(model: Any) -> bool:
+    """A str the entry's JSON can carry: not one with a lone surrogate (``json.loads`` accepts
+    one off the wire), which would make the whole entry unreadable, and the call unstorable."""
+    if not isinstance(model, str):
+        return False
+    try:
+        model.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _count(number: Any) -> int:
