@@ -84,13 +84,36 @@ class RawResponse:
         (they would otherwise restore the slot by assignment, which is refused)."""
         return RawResponse, (self._data,)
 
-    def model_dump(self) -> dict[str, Any] | list[Any]:
-        """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict)."""
-        copied: dict[str, Any] | list[Any] = json.loads(json.dumps(self._data))
-        return copied
+    def model_dump(
+        self, *, mode: str = "python", exclude_none: bool = False
+    ) -> dict[str, Any] | list[Any]:
+        """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict).
 
-    def model_dump_json(self) -> str:
-        return json.dumps(self._data, allow_nan=False, separators=(",", ":"))
+        Takes the options code commonly passes a provider's response when it
+        logs one (``exclude_none``; ``mode``, the same for JSON data), so that
+        code does not raise on hits only.
+        """
+        if mode not in ("python", "json"):
+            raise ValueError(f"mode must be 'python' or 'json', not {mode!r}")
+        copied: dict[str, Any] | list[Any] = json.loads(json.dumps(self._data))
+        return _without_none(copied) if exclude_none else copied
+
+    def model_dump_json(self, *, indent: int | None = None, exclude_none: bool = False) -> str:
+        """The stored JSON data as text, compact unless ``indent`` is given, as pydantic's."""
+        data = _without_none(self.model_dump()) if exclude_none else self._data
+        if indent is None:
+            return json.dumps(data, allow_nan=False, separators=(",", ":"))
+        return json.dumps(data, allow_nan=False, indent=indent)
+
+
+def _without_none(item: Any) -> Any:
+    """``item`` without the ``None`` fields of its objects, at any depth (pydantic's
+    ``exclude_none``: array items stay)."""
+    if isinstance(item, dict):
+        return {key: _without_none(value) for key, value in item.items() if value is not None}
+    if isinstance(item, list):
+        return [_without_none(value) for value in item]
+    return item
 
 
 def _view(item: Any) -> Any:
