@@ -12,6 +12,7 @@ from typing import Any
 import instructor
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from instructor_cache import CircuitBreaker, MemoryCache, instructor_cache, pricing
 from tests._fakes import UserDetail
@@ -36,8 +37,8 @@ def prices() -> Iterator[pricing.PriceTable]:
     pricing.PRICES.update(saved)
 
 
-def openai_extract() -> Any:
-    """A cached extraction through a real instructor + openai client over a mock transport."""
+def openai_client() -> Any:
+    """A real instructor + openai client over a mock transport that answers "Name is 25"."""
 
     def answer(request: Any) -> Any:
         body = json.loads(request.content)
@@ -47,7 +48,12 @@ def openai_extract() -> Any:
         return tool_call_completion(body["model"], tool, arguments)
 
     http = httpx.Client(transport=httpx.MockTransport(answer))
-    client = instructor.from_openai(openai.OpenAI(api_key="test-key", http_client=http))
+    return instructor.from_openai(openai.OpenAI(api_key="test-key", http_client=http))
+
+
+def openai_extract() -> Any:
+    """A cached extraction through a real instructor + openai client."""
+    client = openai_client()
 
     @instructor_cache(MemoryCache(), ignore=("client",))
     def extract(text: str) -> UserDetail:
@@ -228,3 +234,26 @@ def test_a_dict_raw_response_reads_back_as_a_dict() -> None:
     assert paid.get("model") == "gpt-4o"
     assert hit.get("model") == "gpt-4o"
     assert json.loads(json.dumps(hit)) == json.loads(json.dumps(paid))
+
+
+def test_the_model_beside_a_returned_completion_keeps_its_raw_response_on_a_hit() -> None:
+    """``-> tuple[Model, ChatCompletion]`` (the README's way to get a real completion back):
+    instructor hangs the completion on the model too, so ``user._raw_response`` read on the
+    call must not raise AttributeError on its hit."""
+    client = openai_client()
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> tuple[UserDetail, ChatCompletion]:
+        result: tuple[UserDetail, ChatCompletion] = client.chat.completions.create_with_completion(
+            model="gpt-4o",
+            response_model=UserDetail,
+            messages=[{"role": "user", "content": text}],
+        )
+        return result
+
+    paid, _ = extract("Jason is 25")
+    hit, completion = extract("Jason is 25")
+    assert extract.cache_info().hits == 1
+    raw = hit._raw_response  # type: ignore[attr-defined]
+    assert raw.usage.total_tokens == paid._raw_response.usage.total_tokens  # type: ignore[attr-defined]
+    assert raw.model == completion.model
