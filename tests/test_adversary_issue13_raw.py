@@ -242,7 +242,7 @@ def test_the_model_beside_a_returned_completion_keeps_its_raw_response_on_a_hit(
     call must not raise AttributeError on its hit."""
     client = openai_client()
 
-    @instructor_cache(MemoryCache())
+    @instructor_cache(MemoryCache(), ignore=("client",))
     def extract(text: str) -> tuple[UserDetail, ChatCompletion]:
         result: tuple[UserDetail, ChatCompletion] = client.chat.completions.create_with_completion(
             model="gpt-4o",
