@@ -121,7 +121,14 @@ def _view(item: Any) -> Any:
 
 
 def raw_of(value: Any) -> Any:
-    """The raw completion instructor attached to ``value``, or ``None``."""
+    """The raw completion instructor attached to ``value``, or ``None``.
+
+    In a tuple (``create_with_completion``'s model and completion), that of
+    its first model, which is where ``attach_raw`` puts it back on a hit.
+    """
+    if isinstance(value, tuple):
+        model = _first_model(value)
+        return None if model is None else raw_of(model)
     if not isinstance(value, (BaseModel, list)):
         return None
     try:
@@ -151,6 +158,13 @@ def raw_text(raw: Any) -> str | None:
 
 
 def attach_raw(value: Any, data: Any) -> None:
-    """Put the stored raw completion back on a hit's model, as instructor had it."""
+    """Put the stored raw completion back on a hit's model (a tuple's first), as instructor
+    had it."""
+    if isinstance(value, tuple):
+        value = _first_model(value)
     if isinstance(value, BaseModel) and isinstance(data, (dict, list)):
         object.__setattr__(value, RAW_ATTRIBUTE, RawResponse(data))
+
+
+def _first_model(items: tuple[Any, ...]) -> BaseModel | None:
+    return next((item for item in items if isinstance(item, BaseModel)), None)
