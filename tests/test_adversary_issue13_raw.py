@@ -257,3 +257,57 @@ def test_the_model_beside_a_returned_completion_keeps_its_raw_response_on_a_hit(
     raw = hit._raw_response  # type: ignore[attr-defined]
     assert raw.usage.total_tokens == paid._raw_response.usage.total_tokens  # type: ignore[attr-defined]
     assert raw.model == completion.model
+
+
+def test_credentials_echoed_in_a_raw_response_are_not_stored() -> None:
+    """A Responses API response carries the request's tools back: an MCP tool's
+    ``authorization`` token and ``headers`` (OpenAI blanks them; a compatible server may echo
+    them). The cache must not write those credentials in plain text into every entry."""
+    from openai.types.responses import Response
+
+    mcp = {
+        "type": "mcp",
+        "server_label": "crm",
+        "server_url": "https://crm.example/mcp",
+        "authorization": "oauth-secret-token",
+        "headers": {"X-Api-Key": "sk-mcp-secret"},
+    }
+    response = Response.model_validate(
+        {
+            "id": "resp_1",
+            "created_at": 0,
+            "model": "gpt-4o",
+            "object": "response",
+            "output": [],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [mcp],
+        }
+    )
+    store = MemoryCache()
+
+    @instructor_cache(store)
+    def extract(text: str) -> UserDetail:
+        return with_raw(UserDetail(name=text, age=1), response)
+
+    extract("Al")
+    hit = extract("Al")
+    text = store.get(extract.cache_key("Al"))
+    assert text is not None
+    assert "oauth-secret-token" not in text
+    assert "sk-mcp-secret" not in text
+    assert hit._raw_response.tools[0].server_label == "crm"  # type: ignore[attr-defined]
+
+
+def test_bedrock_converse_usage_counts_in_the_tokens_saved() -> None:
+    """instructor's Bedrock client returns the Converse response, a dict whose usage is
+    ``inputTokens``/``outputTokens``: a hit saves those tokens too, not 0."""
+    usage = {"inputTokens": 120, "outputTokens": 30, "totalTokens": 150}
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> UserDetail:
+        return with_raw(UserDetail(name=text, age=1), {"usage": usage, "stopReason": "end_turn"})
+
+    extract("Al")
+    extract("Al")
+    assert extract.cache_info().tokens_saved == usage["totalTokens"]
