@@ -7,6 +7,7 @@ ChatCompletion]``). The three providers name the counts differently:
 
 - OpenAI: ``usage.prompt_tokens`` / ``usage.completion_tokens``
 - Anthropic: ``usage.input_tokens`` / ``usage.output_tokens``
+- Bedrock (Converse, a dict): ``usage.inputTokens`` / ``outputTokens``
 - Google: ``usage_metadata.prompt_token_count`` / ``candidates_token_count``, plus
   ``tool_use_prompt_token_count`` in and ``thoughts_token_count`` out: Gemini
   bills its thinking as output but counts it apart, where OpenAI's and
@@ -32,6 +33,7 @@ MAX_TOKENS = 100_000_000
 _COUNTS = (
     ("usage", "prompt_tokens", "completion_tokens"),
     ("usage", "input_tokens", "output_tokens"),
+    ("usage", "inputTokens", "outputTokens"),
     ("usage_metadata", "prompt_token_count", "candidates_token_count"),
 )
 # Counts a provider keeps apart from the two above and bills all the same, by container:
