@@ -143,18 +143,41 @@ def raw_text(raw: Any) -> str | None:
     A pydantic object (OpenAI's, Anthropic's and Google's responses are) is
     dumped with ``model_dump_json``, a dict with ``json``; anything else is
     not stored: no pickle, and no ``str()``, which would read back as a
-    string pretending to be the response.
+    string pretending to be the response. Credentials a response carries
+    back from its request are blanked (see ``_blanked``).
     """
     try:
         if isinstance(raw, RawResponse):
-            return raw.model_dump_json()
-        if isinstance(raw, BaseModel):
-            return raw.model_dump_json(warnings=False)
-        if isinstance(raw, dict):
-            return json.dumps(raw, allow_nan=False, separators=(",", ":"))
+            text = raw.model_dump_json()
+        elif isinstance(raw, BaseModel):
+            text = raw.model_dump_json(warnings=False)
+        elif isinstance(raw, dict):
+            text = json.dumps(raw, allow_nan=False, separators=(",", ":"))
+        else:
+            return None
+        lowered = text.lower()
+        if any(f'"{name}":' in lowered for name in _CREDENTIALS):
+            text = json.dumps(_blanked(json.loads(text)), allow_nan=False, separators=(",", ":"))
     except Exception:  # noqa: BLE001  (json's TypeError/ValueError, a pydantic or model error)
         return None
-    return None
+    return text
+
+
+_CREDENTIALS = frozenset({"authorization", "headers", "api_key", "api-key", "x-api-key"})
+"""Fields that hold a credential where a response echoes its request (a Responses API
+response's MCP tools carry ``authorization`` and ``headers``): a cache entry is no place for
+them, so they are stored as ``null``, as OpenAI itself sends them back."""
+
+
+def _blanked(item: Any) -> Any:
+    if isinstance(item, dict):
+        return {
+            key: None if key.lower() in _CREDENTIALS else _blanked(value)
+            for key, value in item.items()
+        }
+    if isinstance(item, list):
+        return [_blanked(value) for value in item]
+    return item
 
 
 def attach_raw(value: Any, data: Any) -> None:
