@@ -311,3 +311,20 @@ def test_bedrock_converse_usage_counts_in_the_tokens_saved() -> None:
     extract("Al")
     extract("Al")
     assert extract.cache_info().tokens_saved == usage["totalTokens"]
+
+
+def test_a_list_of_results_from_several_calls_saves_all_their_tokens() -> None:
+    """A function that extracts each text with its own instructor call and returns the list
+    (each model with its raw completion) paid for every call: its hit saved all their tokens,
+    not 0 because the list itself carries no raw completion."""
+
+    @instructor_cache(MemoryCache())
+    def extract_all(texts: tuple[str, ...]) -> list[UserDetail]:
+        return [with_raw(UserDetail(name=text, age=1)) for text in texts]
+
+    extract_all(("Al", "Bo", "Cy"))
+    extract_all(("Al", "Bo", "Cy"))
+    info = extract_all.cache_info()
+    assert info.hits == 1
+    assert info.tokens_saved == 3 * TOKENS
+    assert info.cost_saved == pytest.approx(3 * pricing.cost(RAW["model"], 900, 100))  # type: ignore[arg-type]
