@@ -320,7 +320,7 @@ def test_a_list_of_results_from_several_calls_saves_all_their_tokens() -> None:
 
     @instructor_cache(MemoryCache())
     def extract_all(texts: tuple[str, ...]) -> list[UserDetail]:
-        return [with_raw(UserDetail(name=text, age=1)) for text in texts]
+        return [with_raw(UserDetail(name=text, age=1), {**RAW}) for text in texts]  # a call each
 
     extract_all(("Al", "Bo", "Cy"))
     extract_all(("Al", "Bo", "Cy"))
