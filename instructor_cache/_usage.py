@@ -23,6 +23,7 @@ import json
 from typing import Any, NamedTuple
 
 from instructor_cache import pricing
+from instructor_cache._raw import raw_of
 from instructor_cache._savings import Savings
 
 __all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in"]
@@ -65,7 +66,8 @@ class Usage(NamedTuple):
 
 def usage_in(value: Any, raw: Any) -> Usage | None:
     """The usage of the call that returned ``value``: from its raw completion, else from a
-    completion returned beside it in a tuple."""
+    completion returned beside it in a tuple, else, for a list of results of calls of their
+    own (each model with its raw completion), the sum of theirs."""
     if raw is not None:
         return usage_of(raw)
     if isinstance(value, tuple):
@@ -73,7 +75,25 @@ def usage_in(value: Any, raw: Any) -> Usage | None:
             usage = usage_of(item)
             if usage is not None:
                 return usage
+    if isinstance(value, list):
+        # Each completion once: the same model (and call) may be in the list twice.
+        raws = {id(raw): raw for raw in map(raw_of, value) if raw is not None}
+        return _summed([usage_of(raw) for raw in raws.values()])
     return None
+
+
+def _summed(usages: list[Usage | None]) -> Usage | None:
+    """Several calls' usage as one: their model if they share one (else unknown: no cost is
+    better than one at the wrong price), their tokens added up, within what an entry holds."""
+    known = [usage for usage in usages if usage is not None]
+    if not known:
+        return None
+    models = {usage.model for usage in known}
+    return Usage(
+        models.pop() if len(models) == 1 else None,
+        min(sum(usage.input for usage in known), MAX_TOKENS),
+        min(sum(usage.output for usage in known), MAX_TOKENS),
+    )
 
 
 def usage_of(completion: Any) -> Usage | None:
