@@ -90,11 +90,9 @@ class RawResponse:
         """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict).
 
         Takes the options code commonly passes a provider's response when it
-        logs one (``exclude_none``; ``mode``, the same for JSON data), so that
-        code does not raise on hits only.
+        logs one (``exclude_none``; ``mode``, any of which gives JSON data
+        here), so that code does not raise on hits only.
         """
-        if mode not in ("python", "json"):
-            raise ValueError(f"mode must be 'python' or 'json', not {mode!r}")
         copied: dict[str, Any] | list[Any] = json.loads(json.dumps(self._data))
         return _without_none(copied) if exclude_none else copied
 
