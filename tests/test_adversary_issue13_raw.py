@@ -328,3 +328,24 @@ def test_a_list_of_results_from_several_calls_saves_all_their_tokens() -> None:
     assert info.hits == 1
     assert info.tokens_saved == 3 * TOKENS
     assert info.cost_saved == pytest.approx(3 * pricing.cost(RAW["model"], 900, 100))  # type: ignore[arg-type]
+
+
+def test_anthropic_prompt_cache_tokens_count_in_the_tokens_saved() -> None:
+    """Anthropic's ``input_tokens`` leaves out the prompt tokens written to and read from its
+    cache (``cache_creation_input_tokens``, ``cache_read_input_tokens``), which the call still
+    processed and paid for: a hit saved them too (OpenAI's ``prompt_tokens`` includes its cached
+    ones)."""
+    usage = {
+        "input_tokens": 12,
+        "cache_creation_input_tokens": 2000,
+        "cache_read_input_tokens": 30000,
+        "output_tokens": 40,
+    }
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> UserDetail:
+        return with_raw(UserDetail(name=text, age=1), {"model": "claude-sonnet-4", "usage": usage})
+
+    extract("Al")
+    extract("Al")
+    assert extract.cache_info().tokens_saved == sum(usage.values())
