@@ -6,12 +6,17 @@ or a completion returned alongside the model (``-> tuple[Model,
 ChatCompletion]``). The three providers name the counts differently:
 
 - OpenAI: ``usage.prompt_tokens`` / ``usage.completion_tokens``
-- Anthropic: ``usage.input_tokens`` / ``usage.output_tokens``
-- Bedrock (Converse, a dict): ``usage.inputTokens`` / ``outputTokens``
-- Google: ``usage_metadata.prompt_token_count`` / ``candidates_token_count``, plus
-  ``tool_use_prompt_token_count`` in and ``thoughts_token_count`` out: Gemini
-  bills its thinking as output but counts it apart, where OpenAI's and
-  Anthropic's output counts already hold their models' reasoning
+- Anthropic: ``usage.input_tokens`` (plus ``cache_creation_input_tokens`` and
+  ``cache_read_input_tokens``, which it counts apart) / ``usage.output_tokens``
+- Bedrock (Converse, a dict): ``usage.inputTokens`` (plus
+  ``cacheReadInputTokens`` and ``cacheWriteInputTokens``) / ``outputTokens``
+- Google: ``usage_metadata.prompt_token_count`` (plus
+  ``tool_use_prompt_token_count``) / ``candidates_token_count`` (plus
+  ``thoughts_token_count``: Gemini bills its thinking as output but counts it
+  apart, where OpenAI's and Anthropic's output counts already hold it)
+
+Every prompt token counts as input, as OpenAI's ``prompt_tokens`` counts its
+cached ones: cached input is priced as input (see ``pricing``).
 
 The entry stores the counts, not a cost: the cost is worked out at each hit
 from ``instructor_cache.pricing``, so a price added later applies.
@@ -31,15 +36,25 @@ __all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in"]
 MAX_TOKENS = 100_000_000
 """The most tokens one side of one call counts (no model's context comes near)."""
 
-_COUNTS = (
-    ("usage", "prompt_tokens", "completion_tokens"),
-    ("usage", "input_tokens", "output_tokens"),
-    ("usage", "inputTokens", "outputTokens"),
-    ("usage_metadata", "prompt_token_count", "candidates_token_count"),
+_COUNTS: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    # container, input, output, and the counts kept apart but processed all the same
+    ("usage", "prompt_tokens", "completion_tokens", (), ()),
+    (
+        "usage",
+        "input_tokens",
+        "output_tokens",
+        ("cache_creation_input_tokens", "cache_read_input_tokens"),
+        (),
+    ),
+    ("usage", "inputTokens", "outputTokens", ("cacheReadInputTokens", "cacheWriteInputTokens"), ()),
+    (
+        "usage_metadata",
+        "prompt_token_count",
+        "candidates_token_count",
+        ("tool_use_prompt_token_count",),
+        ("thoughts_token_count",),
+    ),
 )
-# Counts a provider keeps apart from the two above and bills all the same, by container:
-# the names of those added to the input and to the output.
-_MORE_COUNTS = {"usage_metadata": ("tool_use_prompt_token_count", "thoughts_token_count")}
 
 
 class Usage(NamedTuple):
@@ -104,7 +119,7 @@ def usage_of(completion: Any) -> Usage | None:
     """
     if completion is None or isinstance(completion, (str, bytes, int, float)):
         return None
-    for container, prompt, answer in _COUNTS:
+    for container, prompt, answer, more_given, more_produced in _COUNTS:
         counts = _field(completion, container)
         if counts is None:
             continue
@@ -113,13 +128,18 @@ def usage_of(completion: Any) -> Usage | None:
             model = _field(completion, "model")
             if not _is_name(model):
                 model = _field(completion, "model_version")  # Google's name for it
-            more_given, more_produced = _MORE_COUNTS.get(container, ("", ""))
             return Usage(
                 model if _is_name(model) else None,
-                _count(given) + _count(_field(counts, more_given) if more_given else None),
-                _count(produced) + _count(_field(counts, more_produced) if more_produced else None),
+                _total(counts, (prompt, *more_given)),
+                _total(counts, (answer, *more_produced)),
             )
     return None
+
+
+def _total(counts: Any, names: tuple[str, ...]) -> int:
+    """The counts of ``names`` added up (one not given, or not a count, is 0), within what an
+    entry holds."""
+    return min(sum(_count(_field(counts, name)) for name in names), MAX_TOKENS)
 
 
 def read_usage(stored: Any) -> Usage | None:
