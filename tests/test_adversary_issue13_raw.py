@@ -106,11 +106,12 @@ def test_a_set_price_during_a_hits_price_lookup_does_not_crash_the_hit(
 
         return step
 
+    previous = sys.gettrace()  # a coverage tracer, say: put back after
     sys.settrace(another_thread)
     try:
         hit = extract("Al")
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
     assert landed == ["set"]
     assert hit == UserDetail(name="Al", age=1)
     assert extract.cache_info().hits == 1
