@@ -100,6 +100,7 @@ class Batch:
                 self.positions.setdefault(key, []).append(position)
         self.pending: list[Claim] = []
         self.pending_since = 0.0
+        self._texts: dict[str, str] = {}  # of results computed for inputs given more than once
         self._pending_lock = threading.Lock()
         self._late: Settle | None = None
 
@@ -146,11 +147,15 @@ class Batch:
             self.results[position] = copied
 
     def share(self, key: str, value: Any) -> None:
-        """Give a computed ``value`` to every position of ``key``."""
+        """Give a computed ``value`` to every position of ``key``.
+
+        Its repeats decode the text it was stored as, when there is one: each
+        is a hit, and saves what the call cost, as a repeated single call would.
+        """
         where = self.positions[key]
         self.results[where[0]] = value
         if len(where) > 1:
-            self._repeat(where, value, None)
+            self._repeat(where, value, self._texts.pop(key, None))
         self.step(len(where))
 
     def fail(self, positions: list[int], exc: BaseException) -> None:
@@ -173,6 +178,9 @@ class Batch:
             self.share(key, future.result())
 
     def settle(self, claim: Claim) -> None:
+        text = claim.flight.text
+        if text is not None and len(self.positions.get(claim.key, ())) > 1:
+            self._texts[claim.key] = text  # for share(): the leader settles before it returns
         with self._pending_lock:
             late = self._late
             if late is None:

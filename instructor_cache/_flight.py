@@ -34,8 +34,9 @@ class Flight:
     ``text`` is what the leader stored (``None``: nothing was storable),
     ``error`` the exception it raised, ``abandoned`` set when it stopped
     without either (cancelled, interrupted): a waiter then takes over.
-    ``shared`` is the result itself, for a leader that skipped the store
-    (its breaker is open) and so encoded nothing: waiters get copies of it.
+    ``shared`` is the result itself (``_misses.Shared``: with what its call
+    took and used), for a leader that skipped the store (its breaker is open)
+    and so encoded nothing: waiters get copies of it.
     ``since`` is when the leader began the call its waiters wait for: it
     moves on while the leader waits for another process's lock (whose
     holder may have died), and when it then calls the function itself.

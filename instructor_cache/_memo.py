@@ -173,6 +173,19 @@ class Memo(Generic[R]):
             reason,
         )
 
+    def usage_of(self, value: R) -> Usage | None:
+        """The usage ``value``'s raw completion (or a completion beside it) reports; ``None``
+        if none, or if reading it raised: the caller has paid for ``value`` and gets it."""
+        try:
+            return usage_in(value, raw_of(value))
+        except Exception:  # noqa: BLE001  (a provider object's property may raise anything)
+            return None
+
+    def shared_hit(self, duration: float, usage: Usage | None) -> None:
+        """Count a waiter's copy of a result its leader shared without storing it: a hit
+        that saved the leader's call (and tells a layer above it so, as any hit does)."""
+        self._count_hit(duration, usage)
+
     def accepts(self, value: R) -> bool:
         """Whether ``cache_if`` lets ``value`` be cached, and so shared with waiting calls.
 

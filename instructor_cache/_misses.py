@@ -45,7 +45,16 @@ from instructor_cache.backends._compose import GuardedStore
 if TYPE_CHECKING:  # loaded by the time an async call runs; not on import
     import asyncio
 
-__all__ = ["AsyncMisses", "Claim", "Settle", "SyncMisses", "kept", "own_copy", "shielded"]
+__all__ = [
+    "AsyncMisses",
+    "Claim",
+    "Settle",
+    "Shared",
+    "SyncMisses",
+    "kept",
+    "own_copy",
+    "shielded",
+]
 
 T = TypeVar("T")
 
@@ -55,6 +64,14 @@ _WAITED_OUT = (
     "instructor_cache: a call of %s waited %.1f s for the same call elsewhere to finish and now "
     "calls the function itself; raise single_flight= if its calls take longer"
 )
+
+
+class Shared(NamedTuple):
+    """What a leader that skipped the store shares: a copy of its result, and what the call
+    took and used, which each waiter's hit saved."""
+
+    value: Any
+    served: Served
 
 
 class Claim(NamedTuple):
@@ -110,14 +127,27 @@ class _Misses:
 
     def outcome(self, flight: Flight) -> Any:
         """What a waiter gets from a flight that landed with a result: its copy, or ``MISS``."""
-        if flight.shared is not NOTHING:  # a leader that skipped the store
+        if isinstance(flight.shared, Shared):  # a leader that skipped the store
             return self.copied(flight.shared)
         return self.served(flight.text)
 
-    def copied(self, value: Any) -> Any:
-        """A waiter's own copy of a result shared without text, counted as a hit."""
-        self.memo.stats.tier_hit()
-        return own_copy(value)
+    def copied(self, shared: Shared) -> Any:
+        """A waiter's own copy of a result shared without text, counted as a hit that saved
+        what the leader's call took and used (as a hit on the text it would have stored)."""
+        self.memo.shared_hit(*shared.served)
+        return own_copy(shared.value)
+
+    def share(self, flight: Flight, value: Any, served: Served) -> None:
+        """Share a result computed while the store is skipped, with what its call cost.
+
+        A copy: our caller may change its model before a waiter copies it. A
+        result ``cache_if`` refuses is not shared, as it would not be stored.
+        """
+        if self.memo.accepts(value):
+            took, usage = served
+            flight.shared = Shared(own_copy(value), (took, usage or self.memo.usage_of(value)))
+        else:
+            flight.shared = NOTHING
 
     def waited(self) -> None:
         self.waited_out.warning(_WAITED_OUT, self.memo.name, self.bound)
@@ -263,10 +293,13 @@ class SyncMisses(_Misses):
             flight.since = time.monotonic()  # its waiters wait for this call from now
             if offline:  # nothing will be stored: no text to make, the value is shared
                 self.memo.missed()
-                value = self.fn(*args, **kwargs)
-                # A copy: our caller may change its model before a waiter copies it.
-                # A result cache_if refuses is not shared, as it would not be stored.
-                flight.shared = own_copy(value) if self.memo.accepts(value) else NOTHING
+                served = SERVED.set(None) if self.memo.over_layer else None
+                started = time.perf_counter()
+                try:
+                    value = self.fn(*args, **kwargs)
+                finally:
+                    spent = self.took(started, served)
+                self.share(flight, value, spent)
             else:
                 value, flight.text = self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:
@@ -439,8 +472,13 @@ class AsyncMisses(_Misses):
             flight.since = time.monotonic()
             if offline:
                 self.memo.missed()
-                value = await self.fn(*args, **kwargs)
-                flight.shared = own_copy(value) if self.memo.accepts(value) else NOTHING
+                served = SERVED.set(None) if self.memo.over_layer else None
+                started = time.perf_counter()
+                try:
+                    value = await self.fn(*args, **kwargs)
+                finally:
+                    spent = self.took(started, served)
+                self.share(flight, value, spent)
             else:
                 value, flight.text = await self.compute(key, self.fn, args, kwargs)
         except BaseException as exc:

@@ -14,7 +14,6 @@ importing the provider's package.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,81 +23,95 @@ __all__ = ["RawResponse", "attach_raw", "raw_of", "raw_text"]
 RAW_ATTRIBUTE = "_raw_response"
 
 
-class RawResponse:
-    """A read-only view over a stored raw completion: JSON objects read as attributes.
+class RawResponse(dict[str, Any]):
+    """A read-only view over a stored raw completion: a dict whose keys also read as attributes.
 
-    Objects are read by attribute or by key, arrays by index; both iterate
-    (an object over its keys) and have a length. Nested objects and arrays
-    are views too; numbers, strings, booleans and ``None`` come back as they
-    are. ``model_dump()`` returns a copy of the JSON data.
+    A dict, because a raw completion that was one (the README's example,
+    instructor's Bedrock responses) must keep working on hits (``.get``,
+    ``json.dumps``, ``isinstance(raw, dict)``); attribute access, because one
+    that was a provider's object (``raw.usage.total_tokens``) must too.
+    Nested objects read as views, arrays as lists of views, by attribute or
+    by key; numbers, strings, booleans and ``None`` as they are.
+    ``model_dump()`` returns a copy of the JSON data, as pydantic's does.
     """
 
-    __slots__ = ("_data",)
-
-    _data: dict[str, Any] | list[Any]
-
-    def __init__(self, data: dict[str, Any] | list[Any]) -> None:
-        object.__setattr__(self, "_data", data)
+    __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
-        # Not for protocol probes (copy's __deepcopy__, numpy's __array__), nor for
-        # _data itself before it is set: those would recurse or pretend.
-        if not name.startswith("__") and name != "_data":
-            data = self._data
-            if isinstance(data, dict) and name in data:
-                return _view(data[name])
+        # Not for protocol probes (copy's __deepcopy__, numpy's __array__): they
+        # would find a field of that name and pretend.
+        if not name.startswith("__") and dict.__contains__(self, name):
+            return _view(dict.__getitem__(self, name))
         raise AttributeError(f"the stored raw response has no field {name!r}")
 
-    def __getitem__(self, key: str | int) -> Any:
-        return _view(self._data[key])  # type: ignore[index]  # a list by int, a dict by str
-
-    def __iter__(self) -> Iterator[Any]:
-        data = self._data
-        return iter(data) if isinstance(data, dict) else map(_view, data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, RawResponse):
-            return self._data == other._data
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable data underneath, as a dict
+    def __getitem__(self, key: str) -> Any:
+        return _view(dict.__getitem__(self, key))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a stored raw response is read-only")
 
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a stored raw response is read-only")
+
+    __setitem__ = __delitem__ = _read_only
+    clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
     def __dir__(self) -> list[str]:
-        names = list(self._data) if isinstance(self._data, dict) else []
-        return sorted({*names, "model_dump", "model_dump_json"})
+        return sorted({*self.keys(), "model_dump", "model_dump_json"})
 
     def __repr__(self) -> str:
-        return f"RawResponse({self._data!r})"
+        return f"RawResponse({dict(self)!r})"
 
-    def __reduce__(self) -> tuple[type[RawResponse], tuple[Any]]:
+    def __reduce__(self) -> tuple[type[RawResponse], tuple[dict[str, Any]]]:
         """Rebuilt through ``__init__``, so that ``copy`` and ``pickle`` of a hit's model work
-        (they would otherwise restore the slot by assignment, which is refused)."""
-        return RawResponse, (self._data,)
+        (they would otherwise restore the items by assignment, which is refused)."""
+        return RawResponse, (dict(self),)
 
-    def model_dump(self) -> dict[str, Any] | list[Any]:
-        """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict)."""
-        copied: dict[str, Any] | list[Any] = json.loads(json.dumps(self._data))
-        return copied
+    def model_dump(self, *, mode: str = "python", exclude_none: bool = False) -> dict[str, Any]:
+        """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict).
 
-    def model_dump_json(self) -> str:
-        return json.dumps(self._data, allow_nan=False, separators=(",", ":"))
+        Takes the options code commonly passes a provider's response when it
+        logs one (``exclude_none``; ``mode``, any of which gives JSON data
+        here), so that code does not raise on hits only.
+        """
+        copied: dict[str, Any] = json.loads(json.dumps(self))
+        return _without_none(copied) if exclude_none else copied
+
+    def model_dump_json(self, *, indent: int | None = None, exclude_none: bool = False) -> str:
+        """The stored JSON data as text, compact unless ``indent`` is given, as pydantic's."""
+        data = _without_none(self.model_dump()) if exclude_none else self
+        if indent is None:
+            return json.dumps(data, allow_nan=False, separators=(",", ":"))
+        return json.dumps(data, allow_nan=False, indent=indent)
+
+
+def _without_none(item: Any) -> Any:
+    """``item`` without the ``None`` fields of its objects, at any depth (pydantic's
+    ``exclude_none``: array items stay)."""
+    if isinstance(item, dict):
+        return {key: _without_none(value) for key, value in item.items() if value is not None}
+    if isinstance(item, list):
+        return [_without_none(value) for value in item]
+    return item
 
 
 def _view(item: Any) -> Any:
-    return RawResponse(item) if isinstance(item, (dict, list)) else item
+    if isinstance(item, dict):
+        return item if isinstance(item, RawResponse) else RawResponse(item)
+    if isinstance(item, list):
+        return [_view(element) for element in item]
+    return item
 
 
 def raw_of(value: Any) -> Any:
-    """The raw completion instructor attached to ``value``, or ``None``."""
+    """The raw completion instructor attached to ``value``, or ``None``.
+
+    In a tuple (``create_with_completion``'s model and completion), that of
+    its first model, which is where ``attach_raw`` puts it back on a hit.
+    """
+    if isinstance(value, tuple):
+        model = _first_model(value)
+        return None if model is None else raw_of(model)
     if not isinstance(value, (BaseModel, list)):
         return None
     try:
@@ -113,21 +126,51 @@ def raw_text(raw: Any) -> str | None:
     A pydantic object (OpenAI's, Anthropic's and Google's responses are) is
     dumped with ``model_dump_json``, a dict with ``json``; anything else is
     not stored: no pickle, and no ``str()``, which would read back as a
-    string pretending to be the response.
+    string pretending to be the response. Credentials a response carries
+    back from its request are blanked (see ``_blanked``).
     """
     try:
         if isinstance(raw, RawResponse):
-            return raw.model_dump_json()
-        if isinstance(raw, BaseModel):
-            return raw.model_dump_json(warnings=False)
-        if isinstance(raw, dict):
-            return json.dumps(raw, allow_nan=False, separators=(",", ":"))
+            text = raw.model_dump_json()
+        elif isinstance(raw, BaseModel):
+            text = raw.model_dump_json(warnings=False)
+        elif isinstance(raw, dict):
+            text = json.dumps(raw, allow_nan=False, separators=(",", ":"))
+        else:
+            return None
+        lowered = text.lower()
+        if any(f'"{name}":' in lowered for name in _CREDENTIALS):
+            text = json.dumps(_blanked(json.loads(text)), allow_nan=False, separators=(",", ":"))
     except Exception:  # noqa: BLE001  (json's TypeError/ValueError, a pydantic or model error)
         return None
-    return None
+    return text
+
+
+_CREDENTIALS = frozenset({"authorization", "headers", "api_key", "api-key", "x-api-key"})
+"""Fields that hold a credential where a response echoes its request (a Responses API
+response's MCP tools carry ``authorization`` and ``headers``): a cache entry is no place for
+them, so they are stored as ``null``, as OpenAI itself sends them back."""
+
+
+def _blanked(item: Any) -> Any:
+    if isinstance(item, dict):
+        return {
+            key: None if key.lower() in _CREDENTIALS else _blanked(value)
+            for key, value in item.items()
+        }
+    if isinstance(item, list):
+        return [_blanked(value) for value in item]
+    return item
 
 
 def attach_raw(value: Any, data: Any) -> None:
-    """Put the stored raw completion back on a hit's model, as instructor had it."""
-    if isinstance(value, BaseModel) and isinstance(data, (dict, list)):
+    """Put the stored raw completion back on a hit's model (a tuple's first), as instructor
+    had it."""
+    if isinstance(value, tuple):
+        value = _first_model(value)
+    if isinstance(value, BaseModel) and isinstance(data, dict):  # only objects are written
         object.__setattr__(value, RAW_ATTRIBUTE, RawResponse(data))
+
+
+def _first_model(items: tuple[Any, ...]) -> BaseModel | None:
+    return next((item for item in items if isinstance(item, BaseModel)), None)

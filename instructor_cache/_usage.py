@@ -6,8 +6,17 @@ or a completion returned alongside the model (``-> tuple[Model,
 ChatCompletion]``). The three providers name the counts differently:
 
 - OpenAI: ``usage.prompt_tokens`` / ``usage.completion_tokens``
-- Anthropic: ``usage.input_tokens`` / ``usage.output_tokens``
-- Google: ``usage_metadata.prompt_token_count`` / ``candidates_token_count``
+- Anthropic: ``usage.input_tokens`` (plus ``cache_creation_input_tokens`` and
+  ``cache_read_input_tokens``, which it counts apart) / ``usage.output_tokens``
+- Bedrock (Converse, a dict): ``usage.inputTokens`` (plus
+  ``cacheReadInputTokens`` and ``cacheWriteInputTokens``) / ``outputTokens``
+- Google: ``usage_metadata.prompt_token_count`` (plus
+  ``tool_use_prompt_token_count``) / ``candidates_token_count`` (plus
+  ``thoughts_token_count``: Gemini bills its thinking as output but counts it
+  apart, where OpenAI's and Anthropic's output counts already hold it)
+
+Every prompt token counts as input, as OpenAI's ``prompt_tokens`` counts its
+cached ones: cached input is priced as input (see ``pricing``).
 
 The entry stores the counts, not a cost: the cost is worked out at each hit
 from ``instructor_cache.pricing``, so a price added later applies.
@@ -19,6 +28,7 @@ import json
 from typing import Any, NamedTuple
 
 from instructor_cache import pricing
+from instructor_cache._raw import raw_of
 from instructor_cache._savings import Savings
 
 __all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in"]
@@ -26,10 +36,24 @@ __all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in"]
 MAX_TOKENS = 100_000_000
 """The most tokens one side of one call counts (no model's context comes near)."""
 
-_COUNTS = (
-    ("usage", "prompt_tokens", "completion_tokens"),
-    ("usage", "input_tokens", "output_tokens"),
-    ("usage_metadata", "prompt_token_count", "candidates_token_count"),
+_COUNTS: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...]], ...] = (
+    # container, input, output, and the counts kept apart but processed all the same
+    ("usage", "prompt_tokens", "completion_tokens", (), ()),
+    (
+        "usage",
+        "input_tokens",
+        "output_tokens",
+        ("cache_creation_input_tokens", "cache_read_input_tokens"),
+        (),
+    ),
+    ("usage", "inputTokens", "outputTokens", ("cacheReadInputTokens", "cacheWriteInputTokens"), ()),
+    (
+        "usage_metadata",
+        "prompt_token_count",
+        "candidates_token_count",
+        ("tool_use_prompt_token_count",),
+        ("thoughts_token_count",),
+    ),
 )
 
 
@@ -57,7 +81,8 @@ class Usage(NamedTuple):
 
 def usage_in(value: Any, raw: Any) -> Usage | None:
     """The usage of the call that returned ``value``: from its raw completion, else from a
-    completion returned beside it in a tuple."""
+    completion returned beside it in a tuple, else, for a list of results of calls of their
+    own (each model with its raw completion), the sum of theirs."""
     if raw is not None:
         return usage_of(raw)
     if isinstance(value, tuple):
@@ -65,7 +90,25 @@ def usage_in(value: Any, raw: Any) -> Usage | None:
             usage = usage_of(item)
             if usage is not None:
                 return usage
+    if isinstance(value, list):
+        # Each completion once: the same model (and call) may be in the list twice.
+        raws = {id(raw): raw for raw in map(raw_of, value) if raw is not None}
+        return _summed([usage_of(raw) for raw in raws.values()])
     return None
+
+
+def _summed(usages: list[Usage | None]) -> Usage | None:
+    """Several calls' usage as one: their model if they share one (else unknown: no cost is
+    better than one at the wrong price), their tokens added up, within what an entry holds."""
+    known = [usage for usage in usages if usage is not None]
+    if not known:
+        return None
+    models = {usage.model for usage in known}
+    return Usage(
+        models.pop() if len(models) == 1 else None,
+        min(sum(usage.input for usage in known), MAX_TOKENS),
+        min(sum(usage.output for usage in known), MAX_TOKENS),
+    )
 
 
 def usage_of(completion: Any) -> Usage | None:
@@ -76,21 +119,27 @@ def usage_of(completion: Any) -> Usage | None:
     """
     if completion is None or isinstance(completion, (str, bytes, int, float)):
         return None
-    for container, prompt, answer in _COUNTS:
+    for container, prompt, answer, more_given, more_produced in _COUNTS:
         counts = _field(completion, container)
         if counts is None:
             continue
         given, produced = _field(counts, prompt), _field(counts, answer)
         if _is_count(given) or _is_count(produced):
             model = _field(completion, "model")
-            if not isinstance(model, str):
+            if not _is_name(model):
                 model = _field(completion, "model_version")  # Google's name for it
             return Usage(
-                model if isinstance(model, str) else None,
-                given if _is_count(given) else 0,
-                produced if _is_count(produced) else 0,
+                model if _is_name(model) else None,
+                _total(counts, (prompt, *more_given)),
+                _total(counts, (answer, *more_produced)),
             )
     return None
+
+
+def _total(counts: Any, names: tuple[str, ...]) -> int:
+    """The counts of ``names`` added up (one not given, or not a count, is 0), within what an
+    entry holds."""
+    return min(sum(_count(_field(counts, name)) for name in names), MAX_TOKENS)
 
 
 def read_usage(stored: Any) -> Usage | None:
@@ -104,6 +153,22 @@ def read_usage(stored: Any) -> Usage | None:
     if (model is None or isinstance(model, str)) and _is_count(given) and _is_count(produced):
         return Usage(model, given, produced)
     return None
+
+
+def _is_name(model: Any) -> bool:
+    """A str the entry's JSON can carry: not one with a lone surrogate (``json.loads`` accepts
+    one off the wire), which would make the whole entry unreadable, and the call unstorable."""
+    if not isinstance(model, str):
+        return False
+    try:
+        model.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _count(number: Any) -> int:
+    return number if _is_count(number) else 0
 
 
 def _is_count(number: Any) -> bool:

@@ -90,16 +90,18 @@ class PriceTable(MutableMapping[str, Price]):
         return price
 
     def _search(self, model: str) -> Price | None:
+        """Over a snapshot of the table: a hit's lookup runs while another thread may set a
+        price, and iterating the dict itself would then raise out of the hit."""
         name = model.lower().rpartition("/")[2]
-        best = ""
-        for listed in self._prices:
+        best, found = "", None
+        for listed, price in list(self._prices.items()):
             if (
                 len(listed) > len(best)
                 and name.startswith(listed)
                 and (len(name) == len(listed) or name[len(listed)] in _BOUNDARIES)
             ):
-                best = listed
-        return self._prices[best] if best else None
+                best, found = listed, price
+        return found
 
 
 def _checked(price: object) -> Price:
@@ -130,16 +132,32 @@ PRICES = PriceTable(
         "gpt-4.1-mini": Price(0.40, 1.60),
         "gpt-4.1-nano": Price(0.10, 0.40),
         "gpt-4o": Price(2.50, 10.00),
+        "gpt-4o-2024-05-13": Price(5.00, 15.00),  # the first snapshot, dearer than gpt-4o
+        "gpt-4o-realtime-preview": Price(5.00, 20.00),
         "gpt-4o-mini": Price(0.15, 0.60),
+        "gpt-4o-mini-realtime-preview": Price(0.60, 2.40),
         "gpt-4-turbo": Price(10.00, 30.00),
+        # GPT-4 Turbo's previews, named as gpt-4's versions but priced as gpt-4-turbo
+        "gpt-4-0125-preview": Price(10.00, 30.00),
+        "gpt-4-1106-preview": Price(10.00, 30.00),
+        "gpt-4-1106-vision-preview": Price(10.00, 30.00),
+        "gpt-4-vision-preview": Price(10.00, 30.00),
         "gpt-4": Price(30.00, 60.00),
+        "gpt-4-32k": Price(60.00, 120.00),
         "gpt-3.5-turbo": Price(0.50, 1.50),
+        "gpt-3.5-turbo-0613": Price(1.50, 2.00),
+        "gpt-3.5-turbo-1106": Price(1.00, 2.00),
+        "gpt-3.5-turbo-16k": Price(3.00, 4.00),
+        "gpt-3.5-turbo-instruct": Price(1.50, 2.00),
         "o1": Price(15.00, 60.00),
+        "o1-pro": Price(150.00, 600.00),
         "o1-mini": Price(1.10, 4.40),
         "o3": Price(2.00, 8.00),
         "o3-pro": Price(20.00, 80.00),
         "o3-mini": Price(1.10, 4.40),
+        "o3-deep-research": Price(10.00, 40.00),
         "o4-mini": Price(1.10, 4.40),
+        "o4-mini-deep-research": Price(2.00, 8.00),
         # Anthropic
         "claude-opus-4-1": Price(15.00, 75.00),
         "claude-opus-4": Price(15.00, 75.00),
@@ -148,6 +166,7 @@ PRICES = PriceTable(
         "claude-3-5-sonnet": Price(3.00, 15.00),
         "claude-3-5-haiku": Price(0.80, 4.00),
         "claude-3-opus": Price(15.00, 75.00),
+        "claude-3-sonnet": Price(3.00, 15.00),
         "claude-3-haiku": Price(0.25, 1.25),
         # Google (prompts up to 200k tokens for 2.5 Pro; text input)
         "gemini-2.5-pro": Price(1.25, 10.00),
@@ -157,6 +176,7 @@ PRICES = PriceTable(
         "gemini-2.0-flash-lite": Price(0.075, 0.30),
         "gemini-1.5-pro": Price(1.25, 5.00),
         "gemini-1.5-flash": Price(0.075, 0.30),
+        "gemini-1.5-flash-8b": Price(0.0375, 0.15),
     }
 )
 """The price table every cost is read from; assign into it to add or override a model."""
