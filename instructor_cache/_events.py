@@ -209,6 +209,16 @@ def note_bypass() -> None:
         pending.bypass = True
 
 
+class _Opened(NamedTuple):
+    """A watched call in progress: what ``Watch._close`` needs to report it."""
+
+    hooks: tuple[EventHook, ...]
+    key: str | None
+    pending: Pending
+    token: contextvars.Token[Pending | None]
+    started: float
+
+
 class Watch:
     """The hooks of one decorated function, and whether its calls run in a record.
 
@@ -261,37 +271,35 @@ class Watch:
         The hooks are read again here: one may have been removed since the
         caller tested ``on``.
         """
-        hooks = (*self.hooks, *_GLOBAL_HOOKS)
-        key = self._key(args, kwargs) if hooks else None
-        pending = Pending()
-        token = PENDING.set(pending)
-        started = time.perf_counter()
+        opened = self._open(args, kwargs)
         try:
             value = wrapper(*args, **kwargs)
         except BaseException:
-            PENDING.reset(token)
-            self._emit(hooks, pending, key, started, raised=True)
+            self._close(opened, raised=True)
             raise
-        PENDING.reset(token)
-        self._emit(hooks, pending, key, started, raised=False)
+        self._close(opened, raised=False)
         return value
 
     async def acall(self, wrapper: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
         """``call`` for an async function: the same, awaited."""
-        hooks = (*self.hooks, *_GLOBAL_HOOKS)
-        key = self._key(args, kwargs) if hooks else None
-        pending = Pending()
-        token = PENDING.set(pending)
-        started = time.perf_counter()
+        opened = self._open(args, kwargs)
         try:
             value = await wrapper(*args, **kwargs)
         except BaseException:
-            PENDING.reset(token)
-            self._emit(hooks, pending, key, started, raised=True)
+            self._close(opened, raised=True)
             raise
-        PENDING.reset(token)
-        self._emit(hooks, pending, key, started, raised=False)
+        self._close(opened, raised=False)
         return value
+
+    def _open(self, args: Any, kwargs: Any) -> _Opened:
+        hooks = (*self.hooks, *_GLOBAL_HOOKS)
+        key = self._key(args, kwargs) if hooks else None
+        pending = Pending()
+        return _Opened(hooks, key, pending, PENDING.set(pending), time.perf_counter())
+
+    def _close(self, opened: _Opened, *, raised: bool) -> None:
+        PENDING.reset(opened.token)
+        self._emit(opened.hooks, opened.pending, opened.key, opened.started, raised=raised)
 
     def noting(self, pending: Pending | None) -> contextlib.AbstractContextManager[object]:
         """Count into ``pending`` while inside (a stream's lookup, run across its items)."""
