@@ -4,13 +4,14 @@ A target is a store opened from the command line (``--disk DIR``, ``--redis
 URL``); each command reads it through the store contract plus ``scan``
 (``ScanningStore``), so a new kind of target is one entry in ``_TARGETS``.
 Exit codes: 0 done, 1 an error (the target fails, no such entry, a clear not
-confirmed), 2 a usage error (argparse's own).
+confirmed, the output's reader went away), 2 a usage error (argparse's own).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
             return _COMMANDS[args.command](store, args, sys.stdout)
     except (CommandError, InstructorCacheError) as exc:
         print(f"instructor-cache: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader stopped reading (`ls | head`). As Python's documentation
+        # advises: the rest goes nowhere, so that the flush at exit does not
+        # raise again, and the exit code says the output was cut short.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

@@ -127,7 +127,7 @@ def _row(entry: Entry) -> dict[str, Any]:
         "key": entry.key,
         "function": entry.function,
         "age": _age(entry.created),
-        "size": entry.size,
+        "size": entry.size if entry.found else None,
         "ttl": entry.ttl,
         "readable": entry.problem is None,
         "problem": entry.problem,
@@ -138,10 +138,10 @@ def entries_table(entries: Iterable[Entry], out: TextIO) -> None:
     print(f"{'AGE':>5} {'SIZE':>9} {'EXPIRES':>7}  KEY", file=out)
     count = 0
     for count, entry in enumerate(entries, 1):  # noqa: B007  (the count is read after the loop)
-        expires = "never" if entry.ttl is None else duration(entry.ttl)
+        expires = "?" if not entry.found else "never" if entry.ttl is None else duration(entry.ttl)
         note = "" if entry.problem is None else f"  UNREADABLE: {entry.problem}"
-        age = duration(_age(entry.created))
-        print(f"{age:>5} {size(entry.size):>9} {expires:>7}  {entry.key}{note}", file=out)
+        age, bytes_ = duration(_age(entry.created)), size(entry.size) if entry.found else "?"
+        print(f"{age:>5} {bytes_:>9} {expires:>7}  {entry.key}{note}", file=out)
     print(f"{count} entries", file=out)
 
 
@@ -163,13 +163,15 @@ def entry_text(entry: Entry, out: TextIO) -> None:
 
     line("key", entry.key)
     line("function", entry.function or "(not a cache key: <namespace>:<function>:...)")
-    line("size", f"{entry.size} bytes")
-    line(
-        "expires", "never" if entry.ttl is None else f"in {duration(entry.ttl)} ({entry.ttl:.1f} s)"
-    )
+    if entry.found:
+        line("size", f"{entry.size} bytes")
+        expires = "never" if entry.ttl is None else f"in {duration(entry.ttl)} ({entry.ttl:.1f} s)"
+        line("expires", expires)
     envelope = entry.envelope
     if envelope is None:
         line("UNREADABLE", f"{entry.problem} (a miss: the next call replaces it)")
+        if not entry.found:
+            return
         shown = entry.text[:_TEXT_SHOWN]
         line("text", repr(shown) + (" ..." if len(entry.text) > _TEXT_SHOWN else ""))
         return

@@ -59,6 +59,8 @@ class Entry:
     envelope: dict[str, Any] | None = None
     problem: str | None = None
     text: str = field(default="", repr=False)
+    found: bool = True
+    """False when the store refused to read it: its size, TTL and text are unknown."""
 
     @property
     def function(self) -> str | None:
@@ -141,7 +143,7 @@ def read_one(store: Store, key: str) -> Entry | None:
             text = store.get(key)
             found = None if text is None else (text, None)
     except BackendError as exc:  # a refused row, an unreadable value file: this entry only
-        return Entry(key, 0, None, problem=str(exc))
+        return Entry(key, 0, None, problem=str(exc), found=False)
     return None if found is None else read_entry(key, found)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import os
 import socket
@@ -415,3 +416,66 @@ def test_the_demo_command_runs_the_demo_with_its_options(
     assert {row["function"] for row in rows} == {
         "instructor_cache:instructor_cache._demo.build.<locals>.extract"
     }
+
+
+def test_an_entry_redis_cannot_get_is_unreadable_with_size_unknown(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key of another type (a hash) under the prefix is listed as unreadable, not a failure."""
+    prefix = f"cli-{uuid.uuid4().hex[:8]}:"
+    store = RedisCache(redis_url, prefix=prefix)
+    key = "instructor_cache:tests.test_cli.hashed:abcd1234:" + "a" * 64
+    store.client.hset(prefix + key, "field", "value")
+    target = Target(store, ["--redis", redis_url, "--prefix", prefix])
+    try:
+        (row,) = target.json(capsys, "ls")
+        assert (row["key"], row["readable"], row["size"]) == (key, False, None)
+        assert "WRONGTYPE" in row["problem"]
+        assert target.run("show", key) == 0
+        shown = capsys.readouterr().out
+        assert "UNREADABLE" in shown
+        assert "expires" not in shown  # unknown, not "never"
+    finally:
+        store.clear_prefix("")
+        store.close()
+
+
+class Terminal(io.StringIO):
+    """A standard input that is a terminal, where the user types the given answer."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "deleted"), [("y\n", True), ("n\n", False), ("", False)])
+def test_clear_on_a_terminal_deletes_only_when_the_user_says_yes(
+    answer: str, deleted: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --yes, clear asks on a terminal: "y" deletes; "n" or end of input keeps all."""
+    target = Target(DiskCache(tmp_path / "cache"), ["--disk", str(tmp_path / "cache")])
+    user_keys, _ = target.fill()
+    monkeypatch.setattr(sys, "stdin", Terminal(answer))
+    assert target.run("clear", "--function", USER) == (0 if deleted else 1)
+    assert all((target.store.get(key) is None) is deleted for key in user_keys)
+    target.store.close()
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback(tmp_path: Path) -> None:
+    """`ls | head -1`: the CLI stops quietly, with exit code 1 and nothing on stderr."""
+    store = DiskCache(tmp_path / "cache")
+    store.set_many({f"instructor_cache:m.f:abcd1234:{i:064x}": "x" * 100 for i in range(3000)})
+    store.close()
+    path = os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])
+    with subprocess.Popen(
+        [sys.executable, "-m", "instructor_cache", "ls", "--disk", str(tmp_path / "cache")],
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.readline().split() == ["AGE", "SIZE", "EXPIRES", "KEY"]
+        process.stdout.close()
+        assert process.wait(timeout=120) == 1
+        assert process.stderr.read() == ""
