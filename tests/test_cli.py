@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from instructor_cache import DiskCache, MemoryCache, RedisCache, instructor_cache, pricing
 from instructor_cache._cli import main
+from instructor_cache._entries import read_entry
 from instructor_cache.backends import ScanningStore, Store
 from tests._subprocess import PROJECT_ROOT
 
@@ -479,3 +480,78 @@ def test_a_reader_that_stops_reading_gets_no_traceback(tmp_path: Path) -> None:
         process.stdout.close()
         assert process.wait(timeout=120) == 1
         assert process.stderr.read() == ""
+
+
+def make_greeter(greeting: str) -> Any:
+    """A closure: its keys carry a hash of what it captures (``name~<context8>:``)."""
+
+    def greet(text: str) -> User:
+        return User(name=f"{greeting} {text}")
+
+    return greet
+
+
+def test_a_functions_closures_and_stacked_layers_are_listed_and_cleared_as_that_function(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--function finds keys of every closure (name~hash) and outer layer (name@2) of a function."""
+    store = DiskCache(tmp_path / "cache")
+    target = Target(store, ["--disk", str(tmp_path / "cache")])
+    hello = instructor_cache(store)(make_greeter("hello"))
+    hi = instructor_cache(store)(make_greeter("hi"))
+    stacked = instructor_cache(store)(instructor_cache(store)(extract_user))
+    keys = [hello.cache_key("Ada"), hi.cache_key("Ada"), stacked.cache_key("Ada")]
+    hello("Ada")
+    hi("Ada")
+    stacked("Ada")  # an entry for each layer: extract_user's and extract_user@2's
+    city = instructor_cache(store)(extract_city)
+    city("Paris")
+    greet = "tests.test_cli.make_greeter.<locals>.greet"
+    assert "~" in keys[0]
+    assert "@2" in keys[2]
+    listed = {row["key"] for row in target.json(capsys, "ls", "--function", greet)}
+    assert listed == {keys[0], keys[1]}
+    assert len(target.json(capsys, "ls", "--function", USER)) == 2
+    assert target.json(capsys, "clear", "--function", greet, "--yes")["removed"] == 2
+    cleared = target.json(capsys, "clear", "--function", USER, "--yes")
+    assert cleared == {
+        "removed": 2,
+        "functions": [f"instructor_cache:{USER}", f"instructor_cache:{USER}@2"],
+    }
+    assert [row["key"] for row in target.json(capsys, "ls")] == [city.cache_key("Paris")]
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("[1, 2]", "a JSON list, not an entry", id="not-an-object"),
+        pytest.param(
+            '{"v": 1, "created": 1.0, "duration": 1.0, "value": 1}',
+            "format version 1, not 2",
+            id="older-format",
+        ),
+        pytest.param(
+            '{"v": true, "created": 1.0, "duration": 1.0, "value": 1}',
+            "format version True",
+            id="version-not-an-int",
+        ),
+        pytest.param(
+            '{"v": 2, "created": "today", "duration": 1.0, "value": 1}',
+            "'created' is 'today', not a time",
+            id="created-not-a-number",
+        ),
+        pytest.param(
+            '{"v": 2, "created": 1.0, "duration": -1, "value": 1}',
+            "'duration' is -1, not a time",
+            id="negative-duration",
+        ),
+        pytest.param('{"v": 2, "created": 1.0, "duration": 1.0}', "no 'value'", id="no-value"),
+    ],
+)
+def test_an_entry_of_the_wrong_shape_is_unreadable_with_the_reason(text: str, problem: str) -> None:
+    """JSON that is not an envelope we write is unreadable, and the reason says what is wrong."""
+    entry = read_entry("instructor_cache:m.f:abcd1234:00", (text, None))
+    assert entry.envelope is None
+    assert entry.problem is not None
+    assert entry.problem.startswith(problem)
