@@ -1,5 +1,5 @@
-"""Run the demo: ``python -m instructor_cache``."""
+"""``python -m instructor_cache``: the CLI; with no command, the demo."""
 
-from instructor_cache._demo import main
+from instructor_cache._cli import main
 
 raise SystemExit(main())

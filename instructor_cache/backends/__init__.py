@@ -20,6 +20,7 @@ from instructor_cache.backends._contract import (
     ClosableStore,
     LockingStore,
     ReadsWithTTL,
+    ScanningStore,
     SizedStore,
     Store,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "MemoryCache",
     "ReadsWithTTL",
     "RedisCache",
+    "ScanningStore",
     "SizedStore",
     "Store",
     "TieredCache",

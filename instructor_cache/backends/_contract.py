@@ -32,6 +32,11 @@ decorator is built; what a store lacks gets the fallback written next to it:
 - ``SizedStore``: ``maxsize`` and ``__len__``, for ``cache_info()``.
   Fallback: ``None`` for both, as ``functools`` reports for an unbounded
   cache.
+- ``ScanningStore``: ``scan(prefix)`` yields the keys of the entries under
+  a prefix, streamed (never every key at once, never Redis's KEYS), for
+  tools that look inside a cache (the CLI). Its locks are not entries and
+  are not yielded. No fallback: the decorator never needs it, and a tool
+  says the store cannot be listed.
 - ``LockingStore``: ``lock`` and ``unlock``, a short lock per entry shared
   by every process that uses the store, so that one of them computes a
   missing entry while the others wait for it (``AsyncLockingStore`` for
@@ -45,7 +50,7 @@ show it keeps this contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from instructor_cache.errors import ConfigurationError
@@ -62,6 +67,7 @@ __all__ = [
     "ClosableStore",
     "LockingStore",
     "ReadsWithTTL",
+    "ScanningStore",
     "SizedStore",
     "Store",
     "check_store",
@@ -187,6 +193,19 @@ class ClosableStore(Protocol):
     """Holds connections or files that ``close()`` releases (a tiered store closes its tiers)."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ScanningStore(Protocol):
+    """Lists its entries' keys: every key starting with ``prefix`` (``""``: all), streamed.
+
+    Keys are yielded as ``get`` takes them, each at most once per scan
+    where the store can promise it (Redis's SCAN may repeat a key while the
+    keyspace is rehashed); entries written or expiring during a scan may or
+    may not be yielded, and an expired entry may be.
+    """
+
+    def scan(self, prefix: str = "") -> Iterator[str]: ...
 
 
 @runtime_checkable

@@ -33,7 +33,7 @@ from instructor_cache.backends._planted import (
 )
 from instructor_cache.errors import CorruptEntryError
 
-__all__ = ["DEFAULT_TIMEOUT", "FAILURES", "ORPHAN_AGE", "TextCache", "TextOnlyDisk"]
+__all__ = ["DEFAULT_TIMEOUT", "FAILURES", "ORPHAN_AGE", "SCAN_BATCH", "TextCache", "TextOnlyDisk"]
 
 DEFAULT_TIMEOUT = 0.25
 # How old a value file no row names must be before clear() removes it: far
@@ -74,6 +74,12 @@ _SELECT_ROW = "SELECT rowid, filename FROM Cache WHERE key = ? AND raw = 1"
 # UTF-8 bytes, in code point order, so that range is exactly the keys that
 # start with a prefix (see _after_prefix), found through the key's index.
 _PREFIXED = "FROM Cache WHERE key >= ?{} AND raw = 1 AND typeof(key) = 'text' ORDER BY key LIMIT ?"
+# The next batch of text keys in [?, upper) after the last one seen, for scan().
+_SCANNED = (
+    "SELECT key FROM Cache WHERE key > ? AND key >= ?{} AND raw = 1 AND typeof(key) = 'text'"
+    " AND (expire_time IS NULL OR expire_time > ?) ORDER BY key LIMIT ?"
+)
+SCAN_BATCH = 1000
 # Eviction policies under which a read updates nothing (diskcache's EVICTION_POLICY).
 _READ_ONLY_POLICIES = frozenset(
     name for name, policy in diskcache.core.EVICTION_POLICY.items() if policy["get"] is None
@@ -561,6 +567,20 @@ class TextCache(diskcache.Cache):  # type: ignore[misc]
             removed += sum(1 for _, expires in rows if expires is None or expires > now)
             if len(rows) < _DELETE_BATCH:
                 return removed
+
+    def scanned(self, prefix: str, after: str) -> list[str]:
+        """The next batch of unexpired text keys under ``prefix``, in order, after ``after``.
+
+        A range of the key's index (as ``delete_prefixed``), so each batch is
+        one short statement however large the cache; a scan is a series of
+        batches, each resuming after the last key of the one before.
+        """
+        upper = _after_prefix(prefix)
+        query = _SCANNED.format("" if upper is None else " AND key < ?")
+        bounds = (prefix,) if upper is None else (prefix, upper)
+        con = self._statement_connection()
+        rows = con.execute(query, (after, *bounds, time.time(), SCAN_BATCH)).fetchall()
+        return [key for (key,) in rows]
 
     def reset(self, key: str, value: Any = diskcache.core.ENOVAL, update: bool = True) -> Any:
         if value is diskcache.core.ENOVAL or not key.startswith("sqlite_"):

@@ -21,6 +21,7 @@ from instructor_cache.backends._textcache import (
     DEFAULT_TIMEOUT,
     FAILURES,
     ORPHAN_AGE,
+    SCAN_BATCH,
     TextCache,
     TextOnlyDisk,
 )
@@ -214,6 +215,32 @@ class DiskCache(InstructorCompatible):
     def clear_prefix(self, prefix: str) -> int:
         with self._call("clear_prefix", write=True) as cache:
             return cache.delete_prefixed(prefix)
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The unexpired entries' keys under ``prefix``, in key order, a batch per query.
+
+        Locks (rows of their own) are not entries, and are left out. No
+        connection is held between batches, so a slow consumer holds no lock.
+        """
+        after = ""
+        while True:
+            with self._call("scan") as cache:
+                keys = cache.scanned(prefix, after)
+            for key in keys:
+                if not key.endswith(_LOCK_SUFFIX):
+                    yield key
+            if len(keys) < SCAN_BATCH:
+                return
+            after = keys[-1]
+
+    def purge_expired(self) -> int:
+        """Delete the expired entries now (diskcache's ``expire()``); return how many.
+
+        Expired rows are never read, but they keep their space until a write
+        culls them or this is called.
+        """
+        with self._call("purge_expired", write=True) as cache:
+            return int(cache.expire())
 
     def lock(self, key: str, token: str, ttl: float) -> bool:
         name = key + _LOCK_SUFFIX

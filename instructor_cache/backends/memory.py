@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache._ttl import TTL, bounded, to_seconds
@@ -152,6 +152,13 @@ class MemoryCache(InstructorCompatible):
             for key, _ in doomed:
                 del self._entries[key]
         return sum(1 for _, (expires, _) in doomed if expires > now)
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The unexpired keys under ``prefix``, from a copy taken at the start (one C call)."""
+        now = self._timer()
+        for key, (expires, _) in list(self._entries.items()):
+            if key.startswith(prefix) and expires > now:
+                yield key
 
     def _drop_expired(self, expired: list[tuple[str, tuple[float, str]]]) -> None:
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -406,6 +406,23 @@ class RedisCache(InstructorCompatible):
             async for batch in abatches(keys):
                 deleted += int(await client.unlink(*batch))  # a cluster client splits it by slot
         return deleted
+
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The keys under ``prefix`` (this cache's own prefix taken off), by SCAN, never KEYS.
+
+        On a cluster, SCAN runs on every primary in turn. Redis may yield a
+        key twice while it rehashes; locks are not entries and are left
+        out. A cache without a prefix of its own scans the whole database,
+        whatever else it holds.
+        """
+        pattern = _escape_glob(self.prefix + prefix) + "*"
+        start = len(self.prefix)
+        with self._turn("SCAN") as turn:
+            names = turn.client.scan_iter(match=pattern, count=_SCAN_COUNT)
+            for name in names:
+                key = _text(name)
+                if key is not None and not key.endswith(_redis_lock.SUFFIX):
+                    yield key[start:]
 
     def close(self) -> None:
         """Close the sync connection pool, and the async clients of loops closed meanwhile.
