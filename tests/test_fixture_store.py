@@ -14,6 +14,7 @@ import pytest
 
 from instructor_cache import FixtureStore, _memo, _misses, instructor_cache
 from instructor_cache.backends.fixtures import MAX_SIZE
+from instructor_cache.errors import BackendError
 from instructor_cache.testing import StoreContract
 from tests._fakes import Clock, FakeLLM, UserDetail
 
@@ -321,3 +322,13 @@ def test_files_this_store_did_not_name_are_left_alone(tmp_path: Path) -> None:
     assert len(store) == 1
     assert store.clear_prefix("") == 1
     assert all(other.exists() for other in planted)
+
+
+def test_an_entry_too_big_to_read_back_is_refused_when_written(tmp_path: Path) -> None:
+    """A write whose file would exceed max_size fails loudly rather than leave a silent miss."""
+    store = FixtureStore(tmp_path, max_size=1000)
+    store.set("ns:f:small", "x" * 100)
+    with pytest.raises(BackendError, match="exceed 1000 bytes"):
+        store.set("ns:f:big", "x" * 1000)
+    assert store.get("ns:f:small") == "x" * 100
+    assert len(_entry_files(tmp_path)) == 1

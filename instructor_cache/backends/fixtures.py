@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -132,6 +133,8 @@ class FixtureStore(InstructorCompatible):
         data = _dump(document, value)
         folder, name = _place(key)
         with as_backend_error(self, "set", (OSError,)):
+            if len(data) > self._max_size:  # it would read back as a miss: say so instead
+                raise OSError(errno.EFBIG, f"the entry file would exceed {self._max_size} bytes")
             os.makedirs(self.directory, exist_ok=True)
             with _nofollow.subdir(str(self.directory), (folder,), create=True) as parent:
                 temporary = f".{name}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}"
