@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from instructor_cache._encoding import encode
 from instructor_cache._keys import KeyBuilder, KeyBuildFunction
@@ -44,22 +45,36 @@ def describing(builder: KeyBuilder, store: DescribesCalls) -> KeyBuildFunction:
 
 
 def readable(value: Any) -> Any:
-    """``value`` as plain JSON a reviewer can read: models dumped, anything else its key token.
+    """``value`` as plain JSON a reviewer can read, the same in every process.
 
-    Only exact built-in types are shown as themselves (a ``str`` subclass
-    or a ``bool`` is not an ``int`` here); the canonical token that the key
-    hashes stands for whatever has no plain JSON form, so nothing shown is
-    a guess at what the key holds.
+    Containers and models are shown by their parts; a set sorted (its order
+    would change with the hash seed) if its items sort; a value pydantic
+    serializes to one JSON scalar (a date, an enum, a UUID) as that; anything
+    else as the canonical token the key hashes. It is for reading only: the
+    key, not this, decides what an entry answers.
     """
     kind = type(value)
-    if value is None or kind in (str, int, bool):
-        return value
-    if kind is float:
-        return value if math.isfinite(value) else encode(value)
     if kind in (list, tuple):
         return [readable(item) for item in value]
     if kind is dict and all(type(key) is str for key in value):
         return {key: readable(item) for key, item in value.items()}
+    if kind in (set, frozenset) and {type(item) for item in value} in ({str}, {int}, set()):
+        return sorted(value)
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return encode(value)
+        return readable(value.model_dump())
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> Any:
+    if _plain(value):
+        return value
+    try:
+        plain = to_jsonable_python(value)
+    except Exception:  # noqa: BLE001  (a type pydantic cannot serialize: its token, then)
+        return encode(value)
+    return plain if _plain(plain) else encode(value)
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    return value is None or kind in (str, int, bool) or (kind is float and math.isfinite(value))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 import os
 import time
@@ -11,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from instructor_cache import FixtureStore, _memo, _misses, instructor_cache
+from instructor_cache._encoding import encode
 from instructor_cache.backends.fixtures import MAX_SIZE
 from instructor_cache.errors import BackendError
 from instructor_cache.testing import StoreContract
 from tests._fakes import Clock, FakeLLM, UserDetail
+from tests._subprocess import json_under_hash_seed
 
 SECRET = "sk-live-7f3a9c1e-do-not-commit"  # noqa: S105  (a planted fake, looked for in files)
 
@@ -332,3 +337,44 @@ def test_an_entry_too_big_to_read_back_is_refused_when_written(tmp_path: Path) -
         store.set("ns:f:big", "x" * 1000)
     assert store.get("ns:f:small") == "x" * 100
     assert len(_entry_files(tmp_path)) == 1
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Query(BaseModel):
+    text: str
+    tags: set[str]
+    day: datetime.date
+
+
+def _ask(query: Query, colors: frozenset[Color], limit: float, client: Any) -> UserDetail:
+    """A function whose arguments have no plain JSON form of their own."""
+    return client(query.text)
+
+
+ARGUMENTS_IN_A_FRESH_PROCESS = """
+import datetime, json, sys, tempfile
+from pathlib import Path
+from tests._fakes import FakeLLM
+from tests.test_fixture_store import Color, Query, _ask
+from instructor_cache import FixtureStore, instructor_cache
+
+with tempfile.TemporaryDirectory() as directory:
+    ask = instructor_cache(FixtureStore(directory), ignore=("client",))(_ask)
+    query = Query(text="Ann is 31", tags={"b", "a", "c", "d"}, day=datetime.date(2024, 2, 29))
+    ask(query, frozenset({Color.RED}), float("inf"), client=FakeLLM())
+    (path,) = Path(directory).rglob("*.json")
+    print(json.dumps(json.loads(path.read_text("utf-8"))["arguments"]))
+"""
+
+
+def test_arguments_are_readable_and_the_same_under_any_hash_seed() -> None:
+    """Models, sets, dates and enums are written as plain JSON, in an order no hash seed changes."""
+    first, second = (json_under_hash_seed(ARGUMENTS_IN_A_FRESH_PROCESS, seed) for seed in "12")
+    assert first == second
+    tags = ["a", "b", "c", "d"]
+    assert first["query"] == {"text": "Ann is 31", "tags": tags, "day": "2024-02-29"}
+    assert first["limit"] == encode(float("inf"))  # no JSON number: the key's own token
+    assert isinstance(first["colors"], str)  # a set of enums does not sort: its token
