@@ -19,29 +19,44 @@ from instructor_cache._encoding import encode
 from instructor_cache._keys import KeyBuilder, KeyBuildFunction
 from instructor_cache.backends._contract import DescribesCalls
 
-__all__ = ["describing", "readable"]
+__all__ = ["describe_call", "describing", "readable"]
 
 
 def describing(builder: KeyBuilder, store: DescribesCalls) -> KeyBuildFunction:
     """``builder.build``, telling ``store`` which function and arguments each key stands for."""
-    build, name, describe = builder.build, builder.name, store.describe
+    build = builder.build
 
     def build_and_describe(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         key = build(args, kwargs)
-
-        def arguments() -> dict[str, Any] | None:
-            try:
-                found = builder.arguments(args, kwargs)
-                return None if found is None else {k: readable(v) for k, v in found.items()}
-            except Exception:  # noqa: BLE001  (a key function or a model's dump may raise anything)
-                return None  # a description is worth less than the call: none, then
-
-        # A third-party store's describe must not cost the call either.
-        with contextlib.suppress(Exception):
-            describe(key, name, arguments)
+        describe_call(builder, store, key, args, kwargs)
         return key
 
     return build_and_describe
+
+
+def describe_call(
+    builder: KeyBuilder,
+    store: DescribesCalls,
+    key: str,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> None:
+    """Tell ``store`` that ``key`` stands for this call; never raises.
+
+    Apart from ``describing``, for a store chosen per call rather than when
+    decorating (a test session routing every function to its fixtures).
+    """
+
+    def arguments() -> dict[str, Any] | None:
+        try:
+            found = builder.arguments(args, kwargs)
+            return None if found is None else {name: readable(v) for name, v in found.items()}
+        except Exception:  # noqa: BLE001  (a key function or a model's dump may raise anything)
+            return None  # a description is worth less than the call: none, then
+
+    # A third-party store's describe must not cost the call either.
+    with contextlib.suppress(Exception):
+        store.describe(key, builder.name, arguments)
 
 
 def readable(value: Any) -> Any:

@@ -378,3 +378,17 @@ def test_arguments_are_readable_and_the_same_under_any_hash_seed() -> None:
     assert first["query"] == {"text": "Ann is 31", "tags": tags, "day": "2024-02-29"}
     assert first["limit"] == encode(float("inf"))  # no JSON number: the key's own token
     assert isinstance(first["colors"], str)  # a set of enums does not sort: its token
+
+
+class _BrokenDescriptions(FixtureStore):
+    def describe(self, key: str, function: str, arguments: Callable[[], Any]) -> None:
+        raise RuntimeError("a store of someone else's that fails to take notes")
+
+
+def test_a_store_that_fails_to_describe_still_records_the_call(tmp_path: Path) -> None:
+    """A describe that raises costs the file its arguments, never the call its answer or entry."""
+    record = instructor_cache(_BrokenDescriptions(tmp_path), ignore=("api_key", "client"))(_extract)
+    assert record("Ann is 31", api_key=SECRET, client=FakeLLM()) == UserDetail(name="Ann", age=31)
+    (path,) = _entry_files(tmp_path)
+    assert "arguments" not in json.loads(path.read_text("utf-8"))
+    assert record("Ann is 31", api_key=SECRET, client=_offline) == UserDetail(name="Ann", age=31)
