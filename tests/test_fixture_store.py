@@ -6,6 +6,7 @@ import datetime
 import enum
 import json
 import os
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -392,3 +393,27 @@ def test_a_store_that_fails_to_describe_still_records_the_call(tmp_path: Path) -
     (path,) = _entry_files(tmp_path)
     assert "arguments" not in json.loads(path.read_text("utf-8"))
     assert record("Ann is 31", api_key=SECRET, client=_offline) == UserDetail(name="Ann", age=31)
+
+
+def test_readers_never_see_a_half_written_entry(tmp_path: Path) -> None:
+    """While threads rewrite an entry, every read finds one whole version, never a miss."""
+    store = FixtureStore(tmp_path)
+    versions = ['{"v":"' + letter * 200_000 + '"}' for letter in "ab"]
+    store.set("ns:f:k", versions[0])
+    stop = threading.Event()
+
+    def rewrite(version: str) -> None:
+        while not stop.is_set():
+            store.set("ns:f:k", version)
+
+    writers = [threading.Thread(target=rewrite, args=(version,)) for version in versions]
+    for writer in writers:
+        writer.start()
+    try:
+        seen = [store.get("ns:f:k") for _ in range(300)]
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert set(seen) <= set(versions)
+    assert not [path for path in tmp_path.rglob("*") if path.name.startswith(".")]
