@@ -43,7 +43,7 @@ from instructor_cache._raw import RawResponse
 from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
 from instructor_cache._stats import CacheInfo
 from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
-from instructor_cache.backends import MemoryCache, Store, TieredCache
+from instructor_cache.backends import FixtureStore, MemoryCache, Store, TieredCache
 
 if typing.TYPE_CHECKING:
     from instructor_cache.backends.disk import DiskCache
@@ -58,6 +58,7 @@ __all__ = [
     "CachedFunction",
     "CircuitBreaker",
     "DiskCache",
+    "FixtureStore",
     "KeyOptions",
     "MemoryCache",
     "RawResponse",

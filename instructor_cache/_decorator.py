@@ -16,6 +16,7 @@ from typing_extensions import ParamSpec, Self, Unpack
 
 from instructor_cache._batch import Progress, WarmCounts
 from instructor_cache._batches import batch_methods
+from instructor_cache._descriptions import describing
 from instructor_cache._drivers import async_driver, sync_driver
 from instructor_cache._keys import IGNORED_ATTRIBUTE
 from instructor_cache._memo import Memo
@@ -25,7 +26,7 @@ from instructor_cache._stats import CacheInfo
 from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
 from instructor_cache._streams import stream_wrapper
 from instructor_cache.backends._compose import compose
-from instructor_cache.backends._contract import Store, check_store
+from instructor_cache.backends._contract import DescribesCalls, Store, check_store
 from instructor_cache.backends.memory import MemoryCache
 from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
 
@@ -296,6 +297,8 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
         return staticmethod(_decorate(fn.__func__, given, options))
     backend = MemoryCache(DEFAULT_MAXSIZE) if given is None else given
     memo: Memo[Any] = Memo(fn, options)
+    if isinstance(backend, DescribesCalls):  # a store people read: tell it what each key is
+        memo.key.build = describing(memo.key, backend)
     store = compose(backend, memo.stats, memo.name, options.circuit_breaker)
     memo.watch.count_with(memo.stats, *store.tier_stats())
     streamed = stream_wrapper(fn, memo, store, options.stream)

@@ -266,6 +266,22 @@ class KeyBuilder:
 
         return build
 
+    def arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What this call's key encodes, by parameter name, for a reader: never an ignored one.
+
+        With ``key=``, what the key function returned, under ``"key="``.
+        ``None`` where the arguments are not known by name (a pass-through
+        wrapper's call that did not bind): which of them is ignored is then
+        unknown, and none may be shown.
+        """
+        arguments = self._bind(args, kwargs)
+        if arguments.keys() == {"*", "**"}:
+            return None
+        chosen = {name: arguments[name] for name in self._keyed if name in arguments}
+        if self._key_function is not None:
+            return {"key=": self._key_function(chosen)}
+        return chosen
+
     def _bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if self._defaults_known:
             bound = self._signature.bind(*args, **kwargs)

@@ -49,6 +49,8 @@ def test_readme_examples_run(
     layered = namespace["extract_layered"]
     layered("Bo is 4")  # type: ignore[operator]
     assert (tmp_path / "cache").is_dir()
+    (recorded,) = (tmp_path / "tests" / "llm_fixtures").rglob("*.json")
+    assert b"sk-..." not in recorded.read_bytes()  # the ignored api_key is never written
     # Like a user's script, the examples never close their caches: let them go
     # here, where an unclosed SQLite connection is expected, not a test failure.
     namespace.clear()

@@ -18,12 +18,14 @@ from instructor_cache.backends._contract import (
     BulkReadsWithTTL,
     BulkStore,
     ClosableStore,
+    DescribesCalls,
     LockingStore,
     ReadsWithTTL,
     ScanningStore,
     SizedStore,
     Store,
 )
+from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.backends.memory import MemoryCache
 from instructor_cache.backends.tiered import TieredCache
 
@@ -40,7 +42,9 @@ __all__ = [
     "BulkReadsWithTTL",
     "BulkStore",
     "ClosableStore",
+    "DescribesCalls",
     "DiskCache",
+    "FixtureStore",
     "LockingStore",
     "MemoryCache",
     "ReadsWithTTL",

@@ -37,6 +37,10 @@ decorator is built; what a store lacks gets the fallback written next to it:
   tools that look inside a cache (the CLI). Its locks are not entries and
   are not yielded. No fallback: the decorator never needs it, and a tool
   says the store cannot be listed.
+- ``DescribesCalls``: ``describe``, told as each call's key is built which
+  function and arguments it stands for, so that a store written for people
+  to read (``FixtureStore``) shows them next to the entry. Fallback: nothing
+  is told; a store that keeps only text needs nothing more.
 - ``LockingStore``: ``lock`` and ``unlock``, a short lock per entry shared
   by every process that uses the store, so that one of them computes a
   missing entry while the others wait for it (``AsyncLockingStore`` for
@@ -50,8 +54,8 @@ show it keeps this contract.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from instructor_cache.errors import ConfigurationError
 
@@ -65,6 +69,7 @@ __all__ = [
     "BulkReadsWithTTL",
     "BulkStore",
     "ClosableStore",
+    "DescribesCalls",
     "LockingStore",
     "ReadsWithTTL",
     "ScanningStore",
@@ -215,6 +220,23 @@ class SizedStore(Protocol):
     @property
     def maxsize(self) -> int | None: ...
     def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class DescribesCalls(Protocol):
+    """Told, as the decorator builds a call's key, which call the key stands for.
+
+    ``arguments`` makes, when called, the call's arguments by parameter
+    name as plain JSON values, never one listed in ``ignore=`` (``None``
+    where they are not known by name). It is a thunk so that a store that
+    already knows ``key`` pays nothing: a key stands for one call, so what
+    it was told once for a key stays true. ``describe`` must not raise or
+    wait on I/O: it runs before every lookup of the function.
+    """
+
+    def describe(
+        self, key: str, function: str, arguments: Callable[[], Mapping[str, Any] | None]
+    ) -> None: ...
 
 
 def check_store(store: object) -> None:

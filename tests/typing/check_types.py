@@ -11,6 +11,7 @@ from typing_extensions import assert_type
 from instructor_cache import (
     CacheInfo,
     DiskCache,
+    FixtureStore,
     MemoryCache,
     RawResponse,
     RedisCache,
@@ -37,6 +38,14 @@ def bare(text: str, model: str = "m") -> UserDetail:
 @instructor_cache(DiskCache("./cache"), ttl=60, ignore=("client",))
 def with_options(text: str, client: object = None) -> list[UserDetail]:
     return [UserDetail(name=text)]
+
+
+@instructor_cache(FixtureStore("./fixtures"), ignore=("api_key",))
+def recorded(text: str, api_key: str) -> UserDetail:
+    return UserDetail(name=text)
+
+
+assert_type(recorded("a", api_key="k"), UserDetail)
 
 
 @instructor_cache(MemoryCache(maxsize=10))
