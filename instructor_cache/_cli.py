@@ -60,10 +60,20 @@ def _open_redis(args: argparse.Namespace) -> TargetStore:
     return RedisCache(args.redis, prefix=args.prefix, cluster=args.cluster, timeout=args.timeout)
 
 
+def _open_fixtures(args: argparse.Namespace) -> TargetStore:
+    from instructor_cache.backends.fixtures import FixtureStore  # noqa: PLC0415
+
+    directory = Path(args.fixtures)
+    if not directory.is_dir():  # FixtureStore would start one there: a typo must not
+        raise CommandError(f"no fixture directory at {directory}")
+    return FixtureStore(directory)
+
+
 # (flag, metavar, help, opener): the target options, mutually exclusive, one required.
 _TARGETS: tuple[tuple[str, str, str, Callable[[argparse.Namespace], TargetStore]], ...] = (
     ("disk", "DIR", "a disk cache's directory (DiskCache)", _open_disk),
     ("redis", "URL", "a Redis URL (RedisCache); see --prefix and --cluster", _open_redis),
+    ("fixtures", "DIR", "a recorded fixture directory (FixtureStore)", _open_fixtures),
 )
 
 

@@ -21,7 +21,14 @@ import diskcache
 import pytest
 from pydantic import BaseModel
 
-from instructor_cache import DiskCache, MemoryCache, RedisCache, instructor_cache, pricing
+from instructor_cache import (
+    DiskCache,
+    FixtureStore,
+    MemoryCache,
+    RedisCache,
+    instructor_cache,
+    pricing,
+)
 from instructor_cache._cli import main
 from instructor_cache._entries import read_entry
 from instructor_cache.backends import ScanningStore, Store
@@ -84,11 +91,15 @@ class Target:
         return [user.cache_key(t) for t in ("Ada", "Grace")], [city.cache_key("Paris")]
 
 
-@pytest.fixture(params=["disk", "redis", "cluster"])
+@pytest.fixture(params=["disk", "redis", "cluster", "fixtures"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "disk":
         store: Any = DiskCache(tmp_path / "cache")
         options = ["--disk", str(tmp_path / "cache")]
+    elif request.param == "fixtures":
+        (tmp_path / "fixtures").mkdir()
+        store = FixtureStore(tmp_path / "fixtures")
+        options = ["--fixtures", str(tmp_path / "fixtures")]
     else:
         prefix = f"cli-{uuid.uuid4().hex[:8]}:"
         cluster = request.param == "cluster"
@@ -96,7 +107,8 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         store = RedisCache(url, prefix=prefix, cluster=cluster)
         options = ["--redis", url, "--prefix", prefix, *(["--cluster"] if cluster else [])]
     yield Target(store, options)
-    store.close()
+    if request.param != "fixtures":  # a FixtureStore holds nothing open
+        store.close()
 
 
 def test_stats_reports_entries_sizes_and_recorded_savings_per_function(

@@ -174,6 +174,14 @@ class FixtureStore(InstructorCompatible):
                         removed += _alive(entry, now)
         return removed
 
+    def scan(self, prefix: str = "") -> Iterator[str]:
+        """The keys of the unexpired entries under ``prefix``, one file read at a time."""
+        with as_backend_error(self, "scan", (OSError,)):
+            now = self._timer()
+            for entry, _, _ in self._entries():
+                if entry.key.startswith(prefix) and _alive(entry, now):
+                    yield entry.key
+
     def clear(self) -> None:
         """Remove every entry; files this store did not write are left alone."""
         self.clear_prefix("")
