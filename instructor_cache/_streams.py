@@ -28,14 +28,16 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any
+from typing import Any, NamedTuple
 
-from instructor_cache._events import Pending, Watch
+from instructor_cache._control import SWITCH, Mode, current, mode_of
+from instructor_cache._events import Pending, Watch, note_bypass
 from instructor_cache._memo import MISS, Memo, annotations_of
 from instructor_cache._misses import shielded
 from instructor_cache._options import StreamMode
 from instructor_cache._recording import Recordings
 from instructor_cache._stats import CacheInfo
+from instructor_cache._steering import Steering, replay_miss, ttl_of
 from instructor_cache._stream_types import stream_shape
 from instructor_cache.backends._compose import GuardedStore
 from instructor_cache.errors import ConfigurationError
@@ -44,14 +46,80 @@ __all__ = ["stream_wrapper"]
 
 
 def stream_wrapper(
-    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, mode: StreamMode | None
+    fn: Callable[..., Any],
+    memo: Memo[Any],
+    store: GuardedStore,
+    mode: StreamMode | None,
+    steering: Steering[GuardedStore],
 ) -> Callable[..., Any] | None:
     """``fn``'s wrapper with its cache controls if it is a stream function, else ``None``."""
     shape = stream_shape(fn, annotations_of(fn)["return"], mode, f"{memo.name}()")
     if shape is None:
         return None
     driver = async_stream_driver if shape.is_async else sync_stream_driver
-    return driver(fn, memo, store, shape.final)
+    return driver(fn, memo, store, shape.final, steering)
+
+
+class _Plan(NamedTuple):
+    """What a stream does, decided when it is made (a ``cache_control`` block then in force).
+
+    Its items are read later, maybe after the block has closed: the control
+    the call was made under is the one that applies.
+    """
+
+    mode: Mode
+    store: GuardedStore
+    ttl: float | None
+    fresh: bool  # call and store, reading nothing: a refresh, or write-only
+
+
+def _plan(memo: Memo[Any], steering: Steering[GuardedStore], refresh: bool) -> _Plan:
+    control = current() if SWITCH.on else None
+    if control is None:
+        return _Plan("write-only" if refresh else "normal", steering.own, memo.ttl, refresh)
+    mode: Mode = "write-only" if refresh else mode_of(control)
+    store = steering.to(control)
+    return _Plan(mode, store, ttl_of(control, memo.ttl), mode == "write-only")
+
+
+_STORING: tuple[Mode, ...] = ("normal", "write-only")
+"""The modes whose streams store what they recorded (a ``replay`` over a layer is served below)."""
+
+
+def _store(
+    memo: Memo[Any], plan: _Plan, key: str, text_of: Callable[[Memo[Any]], str | None]
+) -> None:
+    """Store what a stream recorded, once it ran to its end, if its mode stores."""
+    if plan.mode not in _STORING:
+        return
+    memo.check_context(key)
+    text = text_of(memo)
+    if text is not None:
+        plan.store.set(key, text, plan.ttl)
+    elif plan.fresh:  # a refresh that stores nothing must not leave the old entry
+        plan.store.delete(key)
+
+
+async def _astore(
+    memo: Memo[Any], plan: _Plan, key: str, text_of: Callable[[Memo[Any]], str | None]
+) -> None:
+    """``_store`` for an async stream."""
+    if plan.mode not in _STORING:
+        return
+    memo.check_context(key)
+    text = text_of(memo)
+    # Paid for: the write goes on even if our caller gives up meanwhile.
+    if text is not None:
+        await shielded(functools.partial(plan.store.aset, key, text, plan.ttl))
+    elif plan.fresh:  # a refresh that stores nothing must not leave the old entry
+        await shielded(functools.partial(plan.store.adelete, key))
+
+
+def _looked_up(memo: Memo[Any], plan: _Plan, key: str, args: Any, kwargs: Any) -> None:
+    """Count a stream's miss; in ``replay`` (not over a cached layer) it is an error."""
+    memo.missed()
+    if plan.mode == "replay" and not memo.over_layer:
+        raise replay_miss(memo.name, key, args, kwargs)
 
 
 def _watched(
@@ -115,7 +183,11 @@ def _refuse(name: str, where: str) -> Callable[..., Any]:
 
 
 def sync_stream_driver(
-    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, final: bool
+    fn: Callable[..., Any],
+    memo: Memo[Any],
+    store: GuardedStore,
+    final: bool,
+    steering: Steering[GuardedStore],
 ) -> Callable[..., Any]:
     """The wrapper of a sync stream function, its cache controls set on it."""
     make_key, decode, recordings, watch = memo.key.build, memo.decode, Recordings(), memo.watch
@@ -124,24 +196,28 @@ def sync_stream_driver(
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
+        plan = _plan(memo, steering, fresh)
         build_key = functools.partial(make_key, args, kwargs)
-        return _watched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
+        return _watched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     def recorded(
-        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
+        args: Any, kwargs: Any, plan: _Plan, key: str, pending: Pending | None
     ) -> Generator[Any, None, None]:
+        target, fresh = plan.store, plan.fresh
         if fresh:  # a stream recording it now must not store its older items over these
             recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
-            if not fresh:
-                text = store.get(key)
+            if plan.mode == "off":
+                note_bypass()
+            elif not fresh:
+                text = target.get(key)
                 if text is not None:
                     value = decode(text)
                     if value is MISS:
-                        store.delete(key)  # it did not decode
+                        target.delete(key)  # it did not decode
             if value is MISS:
-                memo.missed()
+                _looked_up(memo, plan, key, args, kwargs)
         if value is not MISS:
             yield from [value] if final else value
             return
@@ -156,12 +232,7 @@ def sync_stream_driver(
                 getattr(source, "close", _nothing)()
         finally:
             recordings.stop(recording)
-        memo.check_context(key)
-        text = recording.text(memo)
-        if text is not None:
-            store.set(key, text, memo.ttl)
-        elif fresh:  # a refresh that stores nothing must not leave the old entry
-            store.delete(key)
+        _store(memo, plan, key, recording.text)
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
         return stream(args, kwargs, False)
@@ -183,7 +254,11 @@ def sync_stream_driver(
 
 
 def async_stream_driver(
-    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, final: bool
+    fn: Callable[..., Any],
+    memo: Memo[Any],
+    store: GuardedStore,
+    final: bool,
+    steering: Steering[GuardedStore],
 ) -> Callable[..., Any]:
     """The wrapper of an async stream function, its cache controls set on it."""
     make_key, decode, recordings, watch = memo.key.build, memo.decode, Recordings(), memo.watch
@@ -192,24 +267,28 @@ def async_stream_driver(
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
+        plan = _plan(memo, steering, fresh)
         build_key = functools.partial(make_key, args, kwargs)
-        return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
+        return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     async def recorded(
-        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
+        args: Any, kwargs: Any, plan: _Plan, key: str, pending: Pending | None
     ) -> AsyncGenerator[Any, None]:
+        target, fresh = plan.store, plan.fresh
         if fresh:
             recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
-            if not fresh:
-                text = await store.aget(key)
+            if plan.mode == "off":
+                note_bypass()
+            elif not fresh:
+                text = await target.aget(key)
                 if text is not None:
                     value = decode(text)
                     if value is MISS:
-                        await store.adelete(key)  # it did not decode
+                        await target.adelete(key)  # it did not decode
             if value is MISS:
-                memo.missed()
+                _looked_up(memo, plan, key, args, kwargs)
         if value is not MISS:
             for item in [value] if final else value:
                 yield item
@@ -225,13 +304,7 @@ def async_stream_driver(
                 await getattr(source, "aclose", _anothing)()
         finally:
             recordings.stop(recording)
-        memo.check_context(key)
-        text = recording.text(memo)
-        # Paid for: the write goes on even if our caller gives up meanwhile.
-        if text is not None:
-            await shielded(functools.partial(store.aset, key, text, memo.ttl))
-        elif fresh:  # a refresh that stores nothing must not leave the old entry
-            await shielded(functools.partial(store.adelete, key))
+        await _astore(memo, plan, key, recording.text)
 
     def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         return stream(args, kwargs, False)
