@@ -11,8 +11,12 @@ rather than run in a mode nobody asked for. ``set_default_control`` replaces
 that default for the process (a pytest plugin's session).
 
 Unused, it costs a decorated call one attribute test (``SWITCH.on``, as
-``Watch.on`` in ``_events``): the flag is up only while a block is open
-somewhere, or a default is set.
+``Watch.on`` in ``_events``): the flag goes up when a default is set or the
+first block opens, and then stays up for the process. A task created
+inside a block, or any context copied there, may run after the block has
+closed and must still follow it, so there is no moment at which the flag
+could safely go down again; from then on a call pays one context-variable
+read more.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ _CONTROL: contextvars.ContextVar[Control | None] = contextvars.ContextVar(
     "instructor_cache_control", default=None
 )
 _LOCK = threading.Lock()
-_open_blocks = 0
+_armed = False  # a block has been opened: see the module docstring
 
 
 def _mode(value: object, what: str) -> Mode:
@@ -111,7 +115,7 @@ _default, _bad_environment = _from_environment()
 
 
 def _rearm() -> None:
-    SWITCH.on = bool(_open_blocks or _default is not None or _bad_environment is not None)
+    SWITCH.on = _armed or _default is not None or _bad_environment is not None
 
 
 _rearm()
@@ -165,12 +169,13 @@ class cache_control:  # noqa: N801  (a context manager used like a function, as 
         self._tokens: list[contextvars.Token[Control | None]] = []
 
     def __enter__(self) -> Control:
-        global _open_blocks  # noqa: PLW0603  (a count under the lock)
+        global _armed  # noqa: PLW0603  (set once, under the lock)
+        if not _armed:
+            with _LOCK:
+                _armed = True
+                _rearm()
         control = self._control.over(_CONTROL.get())
         self._tokens.append(_CONTROL.set(control))
-        with _LOCK:
-            _open_blocks += 1
-            _rearm()
         return control
 
     def __exit__(
@@ -179,11 +184,7 @@ class cache_control:  # noqa: N801  (a context manager used like a function, as 
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        global _open_blocks  # noqa: PLW0603
         _CONTROL.reset(self._tokens.pop())
-        with _LOCK:
-            _open_blocks -= 1
-            _rearm()
 
 
 def current() -> Control | None:
