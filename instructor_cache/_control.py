@@ -201,7 +201,8 @@ def steer() -> Control | None:
     A TTL alone is no reason to leave the usual path: the writes read it
     (``ttl_in_force``).
     """
-    control = current()
+    # With no default (the usual case), the blocks' control alone: one read.
+    control = _CONTROL.get() if _default is None and _bad_environment is None else current()
     if control is None or (control.mode in (None, "normal") and control.store is None):
         return None
     return control

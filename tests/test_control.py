@@ -16,11 +16,13 @@ from instructor_cache import (
     CacheEvent,
     DiskCache,
     MemoryCache,
+    TieredCache,
+    _events,
     cache_control,
     instructor_cache,
     track_calls,
 )
-from instructor_cache._events import _GLOBAL_HOOKS
+from instructor_cache._control import set_default_control
 from instructor_cache.errors import CacheMissError, ConfigurationError
 from tests._fakes import FakeLLM, UserDetail
 from tests._subprocess import json_under_hash_seed
@@ -394,6 +396,45 @@ def test_replay_over_a_stacked_layer_is_served_by_the_layer_below(
     assert counting.calls == ["Ann"]
 
 
+def test_a_tiered_store_routed_to_records_in_every_tier_and_replays_from_a_lower_one(
+    counting: Counting, disk: Callable[..., DiskCache]
+) -> None:
+    """Write-only into a TieredCache fills both tiers; replay then reads the lower tier's entry."""
+    l1, l2 = MemoryCache(), disk()
+    tiered = TieredCache(l1, l2)
+    extract, _ = sync_and_async(MemoryCache(), counting)
+    with cache_control("write-only", store=tiered):
+        recorded = extract("Ann")
+    key = extract.cache_key("Ann")
+    assert l1.get(key) is not None
+    assert l2.get(key) is not None
+    l1.delete(key)
+    with track_calls() as calls, cache_control("replay", store=tiered):
+        assert extract("Ann") == recorded
+    assert [(c.outcome, c.tier) for c in calls] == [("hit", 1)]
+    assert counting.calls == ["Ann"]
+
+
+def test_the_process_default_applies_in_every_thread_under_the_blocks(counting: Counting) -> None:
+    """A process default (a test session's) reaches other threads; a block overrides it."""
+    own, session = MemoryCache(), MemoryCache()
+    extract, _ = sync_and_async(own, counting)
+    assert set_default_control("write-only", store=session) is None
+    try:
+        thread = threading.Thread(target=extract, args=("Ann",))
+        thread.start()
+        thread.join(30)
+        with cache_control("replay"):
+            served = extract("Ann")
+    finally:
+        assert set_default_control() is not None
+    assert session.get(extract.cache_key("Ann")) is not None
+    assert own.get(extract.cache_key("Ann")) is None
+    assert served.age == 1
+    extract("Ann")  # the default is gone: the decorator's store, empty
+    assert counting.calls == ["Ann", "Ann"]
+
+
 def stream_function(llm: FakeLLM, store: MemoryCache) -> Any:
     @instructor_cache(store, ignore=("llm",))
     def people(text: str) -> Iterator[UserDetail]:
@@ -528,7 +569,7 @@ def test_track_calls_records_each_calls_outcome_and_key(counting: Counting) -> N
     ]
     assert [c.outcome for c in inner] == ["hit"]
     assert all(isinstance(c, CacheEvent) for c in calls)
-    assert _GLOBAL_HOOKS == ()  # closed: calls pay nothing for it
+    assert _events._GLOBAL_HOOKS == ()  # closed: calls pay nothing for it
 
 
 def test_track_calls_does_not_mix_in_a_concurrent_tasks_calls(counting: Counting) -> None:
@@ -561,6 +602,7 @@ ENVIRONMENT = """
 import json, os, sys
 from pydantic import BaseModel
 from instructor_cache import MemoryCache, instructor_cache
+from instructor_cache._control import set_default_control
 from instructor_cache.errors import CacheMissError, ConfigurationError
 
 calls = []
