@@ -16,7 +16,9 @@ stored over this one, and stores; ``replay`` reads and, on a miss, raises
 is the usual path. Over another cached layer, a ``replay`` miss asks the
 layer below (under the same mode), which raises if it misses too.
 
-The sync and async classes are the same steps, side by side: change them together.
+The sync and async classes are the same steps, side by side: change them
+together. A stream (``_streams``) takes its ``StreamPlan`` from here, when
+it is made.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from instructor_cache._control import UNSET, Control, Mode
+from instructor_cache._control import SWITCH, UNSET, Control, Mode, current, mode_of
 from instructor_cache._events import note_bypass
 from instructor_cache._memo import MISS, Memo
 from instructor_cache._misses import AsyncMisses, SyncMisses, shielded
@@ -34,7 +36,16 @@ from instructor_cache.backends._compose import GuardedStore
 from instructor_cache.backends._contract import Store
 from instructor_cache.errors import CacheMissError
 
-__all__ = ["AsyncSteered", "Steering", "SyncSteered", "replay_miss", "ttl_of"]
+__all__ = [
+    "AsyncSteered",
+    "Steering",
+    "StreamPlan",
+    "SyncSteered",
+    "replay_miss",
+    "stream_missed",
+    "stream_plan",
+    "ttl_of",
+]
 
 S = TypeVar("S")
 _REPR_LIMIT = 200
@@ -203,3 +214,37 @@ class AsyncSteered:
         else:  # a refresh that stores nothing must not leave the old entry
             await shielded(functools.partial(self.store.adelete, key, explicit=True))
         return value
+
+
+class StreamPlan(NamedTuple):
+    """What a stream does, decided when it is made (a ``cache_control`` block then in force).
+
+    Its items are read later, maybe after the block has closed: the control
+    the call was made under is the one that applies.
+    """
+
+    mode: Mode
+    store: GuardedStore
+    ttl: float | None
+    fresh: bool  # call and store, reading nothing: a refresh, or write-only
+
+    @property
+    def stores(self) -> bool:
+        """Whether it stores what it recorded (a ``replay`` over a layer is served below)."""
+        return self.mode in ("normal", "write-only")
+
+
+def stream_plan(memo: Memo[Any], steering: Steering[GuardedStore], refresh: bool) -> StreamPlan:
+    control = current() if SWITCH.on else None
+    if control is None:
+        return StreamPlan("write-only" if refresh else "normal", steering.own, memo.ttl, refresh)
+    mode: Mode = "write-only" if refresh else mode_of(control)
+    store = steering.to(control)
+    return StreamPlan(mode, store, ttl_of(control, memo.ttl), mode == "write-only")
+
+
+def stream_missed(memo: Memo[Any], plan: StreamPlan, key: str, args: Any, kwargs: Any) -> None:
+    """Count a stream's miss; in ``replay`` (not over a cached layer) it is an error."""
+    memo.missed()
+    if plan.mode == "replay" and not memo.over_layer:
+        raise replay_miss(memo.name, key, args, kwargs)

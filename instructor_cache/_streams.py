@@ -28,16 +28,15 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, NamedTuple
+from typing import Any
 
-from instructor_cache._control import SWITCH, Mode, current, mode_of
 from instructor_cache._events import Pending, Watch, note_bypass
 from instructor_cache._memo import MISS, Memo, annotations_of
 from instructor_cache._misses import shielded
 from instructor_cache._options import StreamMode
 from instructor_cache._recording import Recordings
 from instructor_cache._stats import CacheInfo
-from instructor_cache._steering import Steering, replay_miss, ttl_of
+from instructor_cache._steering import Steering, StreamPlan, stream_missed, stream_plan
 from instructor_cache._stream_types import stream_shape
 from instructor_cache.backends._compose import GuardedStore
 from instructor_cache.errors import ConfigurationError
@@ -60,37 +59,11 @@ def stream_wrapper(
     return driver(fn, memo, store, shape.final, steering)
 
 
-class _Plan(NamedTuple):
-    """What a stream does, decided when it is made (a ``cache_control`` block then in force).
-
-    Its items are read later, maybe after the block has closed: the control
-    the call was made under is the one that applies.
-    """
-
-    mode: Mode
-    store: GuardedStore
-    ttl: float | None
-    fresh: bool  # call and store, reading nothing: a refresh, or write-only
-
-
-def _plan(memo: Memo[Any], steering: Steering[GuardedStore], refresh: bool) -> _Plan:
-    control = current() if SWITCH.on else None
-    if control is None:
-        return _Plan("write-only" if refresh else "normal", steering.own, memo.ttl, refresh)
-    mode: Mode = "write-only" if refresh else mode_of(control)
-    store = steering.to(control)
-    return _Plan(mode, store, ttl_of(control, memo.ttl), mode == "write-only")
-
-
-_STORING: tuple[Mode, ...] = ("normal", "write-only")
-"""The modes whose streams store what they recorded (a ``replay`` over a layer is served below)."""
-
-
 def _store(
-    memo: Memo[Any], plan: _Plan, key: str, text_of: Callable[[Memo[Any]], str | None]
+    memo: Memo[Any], plan: StreamPlan, key: str, text_of: Callable[[Memo[Any]], str | None]
 ) -> None:
     """Store what a stream recorded, once it ran to its end, if its mode stores."""
-    if plan.mode not in _STORING:
+    if not plan.stores:
         return
     memo.check_context(key)
     text = text_of(memo)
@@ -101,10 +74,10 @@ def _store(
 
 
 async def _astore(
-    memo: Memo[Any], plan: _Plan, key: str, text_of: Callable[[Memo[Any]], str | None]
+    memo: Memo[Any], plan: StreamPlan, key: str, text_of: Callable[[Memo[Any]], str | None]
 ) -> None:
     """``_store`` for an async stream."""
-    if plan.mode not in _STORING:
+    if not plan.stores:
         return
     memo.check_context(key)
     text = text_of(memo)
@@ -113,13 +86,6 @@ async def _astore(
         await shielded(functools.partial(plan.store.aset, key, text, plan.ttl))
     elif plan.fresh:  # a refresh that stores nothing must not leave the old entry
         await shielded(functools.partial(plan.store.adelete, key))
-
-
-def _looked_up(memo: Memo[Any], plan: _Plan, key: str, args: Any, kwargs: Any) -> None:
-    """Count a stream's miss; in ``replay`` (not over a cached layer) it is an error."""
-    memo.missed()
-    if plan.mode == "replay" and not memo.over_layer:
-        raise replay_miss(memo.name, key, args, kwargs)
 
 
 def _watched(
@@ -196,12 +162,12 @@ def sync_stream_driver(
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
-        plan = _plan(memo, steering, fresh)
+        plan = stream_plan(memo, steering, fresh)
         build_key = functools.partial(make_key, args, kwargs)
         return _watched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     def recorded(
-        args: Any, kwargs: Any, plan: _Plan, key: str, pending: Pending | None
+        args: Any, kwargs: Any, plan: StreamPlan, key: str, pending: Pending | None
     ) -> Generator[Any, None, None]:
         target, fresh = plan.store, plan.fresh
         if fresh:  # a stream recording it now must not store its older items over these
@@ -217,7 +183,7 @@ def sync_stream_driver(
                     if value is MISS:
                         target.delete(key)  # it did not decode
             if value is MISS:
-                _looked_up(memo, plan, key, args, kwargs)
+                stream_missed(memo, plan, key, args, kwargs)
         if value is not MISS:
             yield from [value] if final else value
             return
@@ -267,12 +233,12 @@ def async_stream_driver(
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
-        plan = _plan(memo, steering, fresh)
+        plan = stream_plan(memo, steering, fresh)
         build_key = functools.partial(make_key, args, kwargs)
         return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     async def recorded(
-        args: Any, kwargs: Any, plan: _Plan, key: str, pending: Pending | None
+        args: Any, kwargs: Any, plan: StreamPlan, key: str, pending: Pending | None
     ) -> AsyncGenerator[Any, None]:
         target, fresh = plan.store, plan.fresh
         if fresh:
@@ -288,7 +254,7 @@ def async_stream_driver(
                     if value is MISS:
                         await target.adelete(key)  # it did not decode
             if value is MISS:
-                _looked_up(memo, plan, key, args, kwargs)
+                stream_missed(memo, plan, key, args, kwargs)
         if value is not MISS:
             for item in [value] if final else value:
                 yield item
