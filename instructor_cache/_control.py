@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import inspect
 import os
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._contract import Store, check_store
@@ -41,6 +43,7 @@ __all__ = [
     "set_default_control",
     "steer",
     "ttl_in_force",
+    "uncached_of",
 ]
 
 Mode = Literal["off", "read-only", "write-only", "replay", "normal"]
@@ -220,3 +223,24 @@ def ttl_in_force(default: float | None) -> float | None:
     if control is None or control.ttl is UNSET:
         return default
     return control.ttl
+
+
+def uncached_of(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """One call that neither reads nor writes the cache: ``cache_control("off")`` around it.
+
+    A stream's control is read when the stream is made, so the sync form
+    serves stream functions of both kinds.
+    """
+    if inspect.iscoroutinefunction(wrapper):
+
+        async def auncached(*args: Any, **kwargs: Any) -> Any:
+            with cache_control("off"):
+                return await wrapper(*args, **kwargs)
+
+        return auncached
+
+    def uncached(*args: Any, **kwargs: Any) -> Any:
+        with cache_control("off"):
+            return wrapper(*args, **kwargs)
+
+    return uncached

@@ -16,7 +16,7 @@ from typing_extensions import ParamSpec, Self, Unpack
 
 from instructor_cache._batch import Progress, WarmCounts
 from instructor_cache._batches import batch_methods
-from instructor_cache._control import cache_control
+from instructor_cache._control import uncached_of
 from instructor_cache._drivers import async_driver, sync_driver
 from instructor_cache._keys import IGNORED_ATTRIBUTE
 from instructor_cache._memo import Memo
@@ -337,27 +337,6 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     return _finish(wrapper, fn, memo)
 
 
-def _uncached(wrapper: Any) -> Callable[..., Any]:
-    """One call that neither reads nor writes the cache: ``cache_control("off")`` around it.
-
-    A stream's control is read when the stream is made, so the sync form
-    serves stream functions of both kinds.
-    """
-    if inspect.iscoroutinefunction(wrapper):
-
-        async def auncached(*args: Any, **kwargs: Any) -> Any:
-            with cache_control("off"):
-                return await wrapper(*args, **kwargs)
-
-        return auncached
-
-    def uncached(*args: Any, **kwargs: Any) -> Any:
-        with cache_control("off"):
-            return wrapper(*args, **kwargs)
-
-    return uncached
-
-
 def _finish(wrapper: Any, fn: Any, memo: Memo[Any]) -> Any:
     """What every wrapper carries, stream or not, once its controls are set."""
     build_key = memo.key.build
@@ -366,7 +345,7 @@ def _finish(wrapper: Any, fn: Any, memo: Memo[Any]) -> Any:
         return build_key(args, kwargs)
 
     wrapper.cache_key = cache_key
-    wrapper.uncached = _uncached(wrapper)
+    wrapper.uncached = uncached_of(wrapper)
     setattr(wrapper, IGNORED_ATTRIBUTE, memo.key.ignored)
     below: Memo[Any] | None = getattr(fn, MEMO_ATTRIBUTE, None)
     if isinstance(below, Memo):  # stacked on a cached layer: its hits tell us what they saved
