@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from instructor_cache._batches import AsyncBatches, SyncBatches
-from instructor_cache._control import SWITCH, mode_of, steer
+from instructor_cache._control import SWITCH, current, mode_of, steer
 from instructor_cache._events import note_bypass
 from instructor_cache._flight import Flights
 from instructor_cache._memo import MISS, Memo
@@ -56,7 +56,6 @@ def sync_driver(
     steering = Steering(
         backend, SyncSteered(fn, memo, store, misses), _sync_steered(fn, memo, route)
     )
-    own = steering.own
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():  # an event hook: run the call in a record
@@ -89,7 +88,8 @@ def sync_driver(
     def refresh(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():  # a paid call: it reports, as a stream's refresh does
             return watch.call(refresh, args, kwargs)
-        return own.refresh(make_key(args, kwargs), args, kwargs)
+        target = steering.to(current() if SWITCH.on else None)  # a store= block's store
+        return target.refresh(make_key(args, kwargs), args, kwargs)
 
     batches = SyncBatches(memo, steering)
     return Driven(
@@ -109,7 +109,6 @@ def async_driver(
     steering = Steering(
         backend, AsyncSteered(fn, memo, store, misses), _async_steered(fn, memo, route)
     )
-    own = steering.own
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():
@@ -143,7 +142,8 @@ def async_driver(
     async def refresh(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():
             return await watch.acall(refresh, args, kwargs)
-        return await own.refresh(make_key(args, kwargs), args, kwargs)
+        target = steering.to(current() if SWITCH.on else None)
+        return await target.refresh(make_key(args, kwargs), args, kwargs)
 
     async def acache_clear() -> None:
         flights.outdate_all()

@@ -227,6 +227,20 @@ def test_store_and_replay_serve_only_from_the_other_store(
     assert counting.calls == ["Ann", "Bob"]
 
 
+def test_refresh_and_uncached_follow_the_blocks_store(
+    call: Any, pick: Any, counting: Counting
+) -> None:
+    """``refresh`` writes to the store a block routes to; the decorator's store is left alone."""
+    own, other = MemoryCache(), MemoryCache()
+    fn = pick(own)
+    with cache_control(store=other):
+        call(fn.refresh, "Ann")
+        call(fn.uncached, "Ann")
+        assert call(fn, "Ann").age == 1
+    assert own.get(fn.cache_key("Ann")) is None
+    assert counting.calls == ["Ann", "Ann"]
+
+
 def test_a_bad_mode_or_store_is_refused_when_the_block_is_made() -> None:
     """A misspelt mode or a non-store fails at once, naming what is allowed."""
     with pytest.raises(ConfigurationError, match="read-only"):
