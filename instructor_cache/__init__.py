@@ -11,6 +11,8 @@ Architecture (the tree is the architecture):
   (``backends._compose``) and a driver, sync or async (``_drivers``: all I/O).
 - ``_streams`` does for generator functions what the drivers do for the
   others; ``_events`` turns the counts of a call into a ``CacheEvent``.
+- ``_control`` holds what ``cache_control`` sets (mode, TTL, store), and
+  ``_steering`` runs a call under it; ``_tracking`` collects events per block.
 - What a call is: ``_identity``, ``_encoding``, ``_keys``, ``_fingerprint``;
   what a result is: ``_codec``, ``_schema``, ``_sameness``.
 - ``backends._contract`` is the store contract: four string methods and
@@ -31,6 +33,7 @@ import typing
 
 from instructor_cache._batch import WarmCounts
 from instructor_cache._breaker import CircuitBreaker
+from instructor_cache._control import cache_control
 from instructor_cache._decorator import (
     AsyncCachedFunction,
     CachedFunction,
@@ -43,6 +46,7 @@ from instructor_cache._raw import RawResponse
 from instructor_cache._shortcuts import disk_cache, memory_cache, redis_cache, tiered_cache
 from instructor_cache._stats import CacheInfo
 from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
+from instructor_cache._tracking import track_calls
 from instructor_cache.backends import FixtureStore, MemoryCache, Store, TieredCache
 
 if typing.TYPE_CHECKING:
@@ -68,6 +72,7 @@ __all__ = [
     "TieredCache",
     "WarmCounts",
     "add_event_hook",
+    "cache_control",
     "disk_cache",
     "instructor_cache",
     "make_cache_key",
@@ -75,6 +80,7 @@ __all__ = [
     "redis_cache",
     "remove_event_hook",
     "tiered_cache",
+    "track_calls",
 ]
 
 __version__ = "0.1.0"

@@ -33,9 +33,10 @@ from instructor_cache._batch import (
     check_concurrency,
     undecodable,
 )
+from instructor_cache._control import SWITCH, Control, mode_of, steer
 from instructor_cache._memo import Memo
 from instructor_cache._misses import AsyncMisses, Claim, SyncMisses, kept, shielded
-from instructor_cache.backends._compose import GuardedStore
+from instructor_cache._steering import AsyncSteered, Steering, SyncSteered
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,9 +46,20 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CONCURRENCY", "AsyncBatches", "SyncBatches", "batch_methods"]
 
 
+def _steered(steering: Steering[Any]) -> tuple[Any, str]:
+    """Where a batch's calls go, and in which mode: a batch follows ``cache_control`` as a call.
+
+    ``off`` and ``write-only`` read nothing; a miss in another mode than
+    ``normal`` is paid (or raised, in ``replay``) input by input, as a single
+    call would, each failure its own item's (``return_exceptions``).
+    """
+    control: Control | None = steer() if SWITCH.on else None
+    return steering.to(control), "normal" if control is None else mode_of(control)
+
+
 class SyncBatches:
-    def __init__(self, memo: Memo[Any], store: GuardedStore, misses: SyncMisses) -> None:
-        self.memo, self.store, self.misses = memo, store, misses
+    def __init__(self, memo: Memo[Any], steering: Steering[SyncSteered]) -> None:
+        self.memo, self.steering = memo, steering
 
     def map(
         self, calls: list[Call], concurrency: int, return_exceptions: bool, progress: Progress
@@ -59,11 +71,13 @@ class SyncBatches:
 
     def run(self, calls: list[Call], concurrency: int, progress: Progress) -> Batch:
         check_concurrency(concurrency)
+        target, mode = _steered(self.steering)
         batch = Batch(self.memo, calls, progress)
-        keys, store = list(batch.positions), self.store
-        landings = self.misses.flights.landings
+        keys, store, misses = list(batch.positions), target.store, target.misses
+        landings = misses.flights.landings
         bypassed = store.gate.open_until and store.bypassing()
-        texts: list[str | None] = [None] * len(keys) if bypassed else store.get_many(keys)
+        reads = not bypassed and mode not in ("off", "write-only")
+        texts: list[str | None] = store.get_many(keys) if reads else [None] * len(keys)
         missing = batch.found(keys, texts)
         for key in undecodable(keys, texts, missing):
             store.delete(key)
@@ -72,7 +86,9 @@ class SyncBatches:
 
         def pay(key: str) -> Any:
             args, kwargs = calls[batch.positions[key][0]]
-            return self.misses.miss(key, landings, args, kwargs, batch.settle)
+            if mode != "normal":
+                return target.pay(mode, key, args, kwargs)
+            return misses.miss(key, landings, args, kwargs, batch.settle)
 
         import queue  # noqa: PLC0415  (see the module docstring)
         from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
@@ -88,21 +104,23 @@ class SyncBatches:
                 future.add_done_callback(finished.put)
             try:
                 for _ in running:
-                    future = self.next_finished(finished, batch)
+                    future = self.next_finished(finished, batch, misses)
                     batch.finished(running[future], future)
-                    self.flush(batch, everything=False)
+                    self.flush(batch, misses, everything=False)
             finally:
                 for future in running:
                     future.cancel()
                 try:
                     pool.shutdown(wait=True)
                 finally:  # even when interrupted again meanwhile (a second Ctrl-C)
-                    claims = batch.close(self.misses.settle)
+                    claims = batch.close(misses.settle)
                     if claims:
-                        self.misses.settle_many(claims)
+                        misses.settle_many(claims)
         return batch
 
-    def next_finished(self, finished: queue.SimpleQueue[Future[Any]], batch: Batch) -> Future[Any]:
+    def next_finished(
+        self, finished: queue.SimpleQueue[Future[Any]], batch: Batch, misses: SyncMisses
+    ) -> Future[Any]:
         """The next call to finish; meanwhile, the results due are stored every so often."""
         import queue  # noqa: PLC0415  (loaded by run)
 
@@ -110,17 +128,17 @@ class SyncBatches:
             try:
                 return finished.get(timeout=FLUSH_EVERY)
             except queue.Empty:  # noqa: PERF203  (a wait of half a second, not a hot loop)
-                self.flush(batch, everything=False)
+                self.flush(batch, misses, everything=False)
 
-    def flush(self, batch: Batch, *, everything: bool) -> None:
+    def flush(self, batch: Batch, misses: SyncMisses, *, everything: bool) -> None:
         claims = batch.take_due(everything)
         if claims:
-            self.misses.settle_many(claims)
+            misses.settle_many(claims)
 
 
 class AsyncBatches:
-    def __init__(self, memo: Memo[Any], store: GuardedStore, misses: AsyncMisses) -> None:
-        self.memo, self.store, self.misses = memo, store, misses
+    def __init__(self, memo: Memo[Any], steering: Steering[AsyncSteered]) -> None:
+        self.memo, self.steering = memo, steering
 
     async def map(
         self, calls: list[Call], concurrency: int, return_exceptions: bool, progress: Progress
@@ -132,11 +150,13 @@ class AsyncBatches:
 
     async def run(self, calls: list[Call], concurrency: int, progress: Progress) -> Batch:
         check_concurrency(concurrency)
+        target, mode = _steered(self.steering)
         batch = Batch(self.memo, calls, progress)
-        keys, store = list(batch.positions), self.store
-        landings = self.misses.flights.landings
+        keys, store, misses = list(batch.positions), target.store, target.misses
+        landings = misses.flights.landings
         bypassed = store.gate.open_until and store.bypassing()
-        texts: list[str | None] = [None] * len(keys) if bypassed else await store.aget_many(keys)
+        reads = not bypassed and mode not in ("off", "write-only")
+        texts: list[str | None] = await store.aget_many(keys) if reads else [None] * len(keys)
         missing = batch.found(keys, texts)
         for key in undecodable(keys, texts, missing):
             await store.adelete(key)
@@ -149,7 +169,9 @@ class AsyncBatches:
         async def pay(key: str) -> Any:
             args, kwargs = calls[batch.positions[key][0]]
             async with slots:
-                return await self.misses.miss(key, landings, args, kwargs, batch.settle)
+                if mode != "normal":
+                    return await target.pay(mode, key, args, kwargs)
+                return await misses.miss(key, landings, args, kwargs, batch.settle)
 
         finished = _Finished()
         running: dict[asyncio.Future[Any], str] = {}
@@ -161,10 +183,10 @@ class AsyncBatches:
             for _ in running:
                 while not finished.ready:
                     await finished.wait(FLUSH_EVERY)
-                    await self.flush(batch, everything=False)
+                    await self.flush(batch, misses, everything=False)
                 call = finished.ready.popleft()
                 batch.finished(running[call], call)
-                await self.flush(batch, everything=False)
+                await self.flush(batch, misses, everything=False)
         finally:
             unfinished = [future for future in running if not future.done()]
             for future in unfinished:
@@ -173,19 +195,20 @@ class AsyncBatches:
                 if unfinished:  # cancelled leaders hand their flights on; let them land first
                     await asyncio.gather(*unfinished, return_exceptions=True)
             finally:  # even when cancelled again meanwhile (anyio cancels at every await)
-                claims = batch.close(self.late)
+                claims = batch.close(functools.partial(self.late, misses))
                 if claims:
-                    await shielded(functools.partial(self.misses.settle_many, claims))
+                    await shielded(functools.partial(misses.settle_many, claims))
         return batch
 
-    def late(self, claim: Claim) -> None:
+    @staticmethod
+    def late(misses: AsyncMisses, claim: Claim) -> None:
         """Settle a claim that finished after its batch wound down, on its own."""
-        kept(functools.partial(self.misses.store_and_release, claim))
+        kept(functools.partial(misses.store_and_release, claim))
 
-    async def flush(self, batch: Batch, *, everything: bool) -> None:
+    async def flush(self, batch: Batch, misses: AsyncMisses, *, everything: bool) -> None:
         claims = batch.take_due(everything)
         if claims:  # shielded: taken from the batch, they are stored even if it is cancelled
-            await shielded(functools.partial(self.misses.settle_many, claims))
+            await shielded(functools.partial(misses.settle_many, claims))
 
 
 class _Finished:

@@ -16,6 +16,7 @@ from typing_extensions import ParamSpec, Self, Unpack
 
 from instructor_cache._batch import Progress, WarmCounts
 from instructor_cache._batches import batch_methods
+from instructor_cache._control import uncached_of
 from instructor_cache._descriptions import describing
 from instructor_cache._drivers import async_driver, sync_driver
 from instructor_cache._keys import IGNORED_ATTRIBUTE
@@ -23,9 +24,10 @@ from instructor_cache._memo import Memo
 from instructor_cache._methods import CachedMethod, takes_self
 from instructor_cache._options import CacheOptions, Options, parse_options
 from instructor_cache._stats import CacheInfo
+from instructor_cache._steering import Steering
 from instructor_cache._stream_types import AsyncStreamFunction, StreamFunction
 from instructor_cache._streams import stream_wrapper
-from instructor_cache.backends._compose import compose
+from instructor_cache.backends._compose import GuardedStore, compose
 from instructor_cache.backends._contract import DescribesCalls, Store, check_store
 from instructor_cache.backends.memory import MemoryCache
 from instructor_cache.errors import ConfigurationError, UncacheableFunctionError
@@ -78,6 +80,9 @@ class CachedFunction(Protocol[P, R_co]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Call the function and overwrite this call's entry with the new result."""
+
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Call the function, neither reading nor writing the cache (``cache_control("off")``)."""
 
     @overload
     def map(
@@ -143,6 +148,9 @@ class AsyncCachedFunction(Protocol[P, R_co]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
         """Call the function and overwrite this call's entry with the new result."""
+
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]:
+        """Call the function, neither reading nor writing the cache (``cache_control("off")``)."""
 
     @overload
     async def amap(
@@ -301,13 +309,20 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
         memo.key.build = describing(memo.key, backend)
     store = compose(backend, memo.stats, memo.name, options.circuit_breaker)
     memo.watch.count_with(memo.stats, *store.tier_stats())
-    streamed = stream_wrapper(fn, memo, store, options.stream)
+
+    def route(other: Store) -> GuardedStore:
+        """``other`` composed as ``backend`` was, for a ``cache_control(store=other)`` block."""
+        guarded = compose(other, memo.stats, memo.name, options.circuit_breaker)
+        memo.watch.count_with(*memo.watch.counters, *guarded.tier_stats())
+        return guarded
+
+    streamed = stream_wrapper(fn, memo, store, options.stream, Steering(backend, store, route))
     if streamed is not None:
         return _finish(streamed, fn, memo)
     # A cached method of an inner layer is a descriptor object, which inspect
     # does not see as a coroutine function: ask its wrapper instead.
     is_async = inspect.iscoroutinefunction(fn.wrapper if isinstance(fn, CachedMethod) else fn)
-    driven = (async_driver if is_async else sync_driver)(fn, memo, store)
+    driven = (async_driver if is_async else sync_driver)(fn, memo, store, backend, route)
     wrapper = driven.wrapper
     # update_wrapper copies fn.__dict__, which holds an inner layer's
     # attributes when decorators are stacked: ours are set after it.
@@ -333,6 +348,7 @@ def _finish(wrapper: Any, fn: Any, memo: Memo[Any]) -> Any:
         return build_key(args, kwargs)
 
     wrapper.cache_key = cache_key
+    wrapper.uncached = uncached_of(wrapper)
     setattr(wrapper, IGNORED_ATTRIBUTE, memo.key.ignored)
     below: Memo[Any] | None = getattr(fn, MEMO_ATTRIBUTE, None)
     if isinstance(below, Memo):  # stacked on a cached layer: its hits tell us what they saved

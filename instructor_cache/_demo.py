@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from instructor_cache import CachedFunction, disk_cache, memory_cache
+from instructor_cache import CachedFunction, CacheEvent, disk_cache, memory_cache, track_calls
 
 TEXTS = [
     "Jason is 25 years old",
@@ -77,6 +77,15 @@ def build(
     return memory_layer, disk_layer, llm_calls
 
 
+def served_by(calls: list[CacheEvent]) -> str:
+    """Which layer answered a call of the memory layer, from its events (the disk layer's first)."""
+    if calls[-1].outcome == "hit":
+        return "memory hit"
+    if any(call.outcome == "hit" for call in calls[:-1]):
+        return "disk hit"
+    return "LLM call"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m instructor_cache", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path(".instructor_cache_demo"))
@@ -91,17 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Extracting {len(TEXTS)} texts; memory cache over disk cache at {args.dir}/\n")
     started = time.perf_counter()
     for i, text in enumerate(TEXTS, 1):
-        memory_hits, disk_hits = extract.cache_info().hits, disk_layer.cache_info().hits
         t0 = time.perf_counter()
-        user = extract(text)
+        with track_calls() as calls:
+            user = extract(text)
         elapsed = time.perf_counter() - t0
-        if extract.cache_info().hits > memory_hits:
-            source = "memory hit"
-        elif disk_layer.cache_info().hits > disk_hits:
-            source = "disk hit"
-        else:
-            source = "LLM call"
-        print(f"[{i:2}/{len(TEXTS)}] {text!r:26} -> {user!r:28} {elapsed * 1000:8.2f} ms  {source}")
+        print(
+            f"[{i:2}/{len(TEXTS)}] {text!r:26} -> {user!r:28} {elapsed * 1000:8.2f} ms  "
+            f"{served_by(calls)}"
+        )
     total = time.perf_counter() - started
 
     memory_info, disk_info = extract.cache_info(), disk_layer.cache_info()

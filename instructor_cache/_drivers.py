@@ -9,17 +9,19 @@ hit is: build the key, one read, one decode.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from instructor_cache._batches import AsyncBatches, SyncBatches
+from instructor_cache._control import SWITCH, current, mode_of, steer
 from instructor_cache._events import note_bypass
 from instructor_cache._flight import Flights
 from instructor_cache._memo import MISS, Memo
-from instructor_cache._misses import AsyncMisses, SyncMisses, shielded
+from instructor_cache._misses import AsyncMisses, SyncMisses
 from instructor_cache._stats import CacheInfo
+from instructor_cache._steering import AsyncSteered, Steering, SyncSteered
 from instructor_cache.backends._compose import GuardedStore
+from instructor_cache.backends._contract import Store
 
 __all__ = ["Driven", "async_driver", "sync_driver"]
 
@@ -36,20 +38,30 @@ class Driven(NamedTuple):
     batches: SyncBatches | AsyncBatches
 
 
-def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -> Driven:
+Route = Callable[[Store], GuardedStore]
+"""Compose another store for the function, as its own was: where a ``store=`` control sends it."""
+
+
+def sync_driver(
+    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, backend: Store, route: Route
+) -> Driven:
     make_key, decode, get = memo.key.build, memo.decode, store.get
     gate, bypassing = store.gate, store.bypassing
     misses = SyncMisses(fn, memo, store, memo.single_flight)
-    miss, compute, flights = misses.miss, misses.compute, misses.flights
-    # Over another cached layer, a refresh must reach the function through it
-    # and an invalidation must clear it too, or the layer below answers again.
-    call_fresh = getattr(fn, "refresh", fn)
+    miss, flights = misses.miss, misses.flights
+    # Over another cached layer, an invalidation must clear it too, or the
+    # layer below answers again.
     invalidate_below = getattr(fn, "invalidate", None)
     watch = memo.watch
+    steering = Steering(
+        backend, SyncSteered(fn, memo, store, misses), _sync_steered(fn, memo, route)
+    )
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():  # an event hook: run the call in a record
             return watch.call(wrapper, args, kwargs)
+        if SWITCH.on and (control := steer()) is not None:  # a cache_control block, or the env
+            return steering.to(control).call(mode_of(control), args, kwargs)
         if gate.open_until and bypassing():  # a dead store: single-flight alone
             note_bypass()
             if not misses.single_flight:
@@ -76,33 +88,33 @@ def sync_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) ->
     def refresh(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():  # a paid call: it reports, as a stream's refresh does
             return watch.call(refresh, args, kwargs)
-        key = make_key(args, kwargs)
-        flights.outdate(key)  # nor store its older result over this one
-        value, text = compute(key, call_fresh, args, kwargs)
-        if text is not None:
-            store.set(key, text, memo.ttl, explicit=True)
-        else:  # a refresh that stores nothing must not leave the old entry
-            store.delete(key, explicit=True)
-        return value
+        target = steering.to(current() if SWITCH.on else None)  # a store= block's store
+        return target.refresh(make_key(args, kwargs), args, kwargs)
 
-    batches = SyncBatches(memo, store, misses)
+    batches = SyncBatches(memo, steering)
     return Driven(
         wrapper, invalidate, refresh, *_clear_and_info(memo, store, flights, None), batches
     )
 
 
-def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -> Driven:
+def async_driver(
+    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, backend: Store, route: Route
+) -> Driven:
     make_key, decode, get = memo.key.build, memo.decode, store.aget
     gate, bypassing = store.gate, store.bypassing
     misses = AsyncMisses(fn, memo, store, memo.single_flight)
-    miss, compute, flights = misses.miss, misses.compute, misses.flights
-    call_fresh = getattr(fn, "refresh", fn)
+    miss, flights = misses.miss, misses.flights
     invalidate_below = getattr(fn, "invalidate", None)
     watch = memo.watch
+    steering = Steering(
+        backend, AsyncSteered(fn, memo, store, misses), _async_steered(fn, memo, route)
+    )
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():
             return await watch.acall(wrapper, args, kwargs)
+        if SWITCH.on and (control := steer()) is not None:
+            return await steering.to(control).call(mode_of(control), args, kwargs)
         if gate.open_until and bypassing():  # a dead store: single-flight alone
             note_bypass()
             if not misses.single_flight:
@@ -130,15 +142,8 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
     async def refresh(*args: Any, **kwargs: Any) -> Any:
         if watch.on and not watch.enter():
             return await watch.acall(refresh, args, kwargs)
-        key = make_key(args, kwargs)
-        flights.outdate(key)
-        value, text = await compute(key, call_fresh, args, kwargs)
-        # Paid for: the write goes on even if our caller gives up meanwhile.
-        if text is not None:
-            await shielded(functools.partial(store.aset, key, text, memo.ttl, explicit=True))
-        else:  # a refresh that stores nothing must not leave the old entry
-            await shielded(functools.partial(store.adelete, key, explicit=True))
-        return value
+        target = steering.to(current() if SWITCH.on else None)
+        return await target.refresh(make_key(args, kwargs), args, kwargs)
 
     async def acache_clear() -> None:
         flights.outdate_all()
@@ -146,10 +151,30 @@ def async_driver(fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore) -
         memo.stats.reset()
         store.reset_stats()
 
-    batches = AsyncBatches(memo, store, misses)
+    batches = AsyncBatches(memo, steering)
     return Driven(
         wrapper, invalidate, refresh, *_clear_and_info(memo, store, flights, acache_clear), batches
     )
+
+
+def _sync_steered(
+    fn: Callable[..., Any], memo: Memo[Any], route: Route
+) -> Callable[[Store], SyncSteered]:
+    def make(backend: Store) -> SyncSteered:
+        store = route(backend)
+        return SyncSteered(fn, memo, store, SyncMisses(fn, memo, store, memo.single_flight))
+
+    return make
+
+
+def _async_steered(
+    fn: Callable[..., Any], memo: Memo[Any], route: Route
+) -> Callable[[Store], AsyncSteered]:
+    def make(backend: Store) -> AsyncSteered:
+        store = route(backend)
+        return AsyncSteered(fn, memo, store, AsyncMisses(fn, memo, store, memo.single_flight))
+
+    return make
 
 
 def _clear_and_info(

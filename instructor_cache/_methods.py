@@ -107,6 +107,9 @@ class BoundCachedMethod:
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         return self._wrapper.refresh(self.__self__, *args, **kwargs)  # type: ignore[attr-defined]
 
+    def uncached(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper.uncached(self.__self__, *args, **kwargs)  # type: ignore[attr-defined]
+
     def map(self, items: Any, **options: Any) -> Any:
         return self._wrapper.map(items, _instance=(self.__self__,), **options)  # type: ignore[attr-defined]
 

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from instructor_cache._control import ttl_in_force
 from instructor_cache._flight import NOTHING, Flight, Flights
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._memo import MISS, SERVED, Memo, Served
@@ -102,6 +103,10 @@ class _Misses:
         self.flights = Flights()
         self.locks = store.locks
         self.waited_out = RateLimitedLog()
+
+    def ttl(self) -> float | None:
+        """The TTL of a write made now: a ``cache_control`` block's, else the decorator's."""
+        return ttl_in_force(self.memo.ttl)
 
     def served(self, text: str | None) -> Any:
         """The value in a text another call stored, counted as a hit; ``MISS`` if none."""
@@ -197,7 +202,7 @@ class SyncMisses(_Misses):
     def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = self.compute(key, self.fn, args, kwargs)
         if text is not None:
-            self.store.set(key, text, self.memo.ttl)
+            self.store.set(key, text, self.ttl())
         return value
 
     def miss(
@@ -319,14 +324,14 @@ class SyncMisses(_Misses):
     def settle(self, claim: Claim) -> None:
         try:
             if claim.flight.text is not None and not claim.flight.outdated:
-                self.store.set(claim.key, claim.flight.text, self.memo.ttl)
+                self.store.set(claim.key, claim.flight.text, self.ttl())
         finally:
             self.release(claim)
 
     def settle_many(self, claims: list[Claim]) -> None:
         """Store many leaders' results with one bulk write, then release them."""
         try:
-            self.store.set_many(_texts(claims), self.memo.ttl)
+            self.store.set_many(_texts(claims), self.ttl())
         finally:
             for claim in claims:
                 self.release(claim)
@@ -392,7 +397,7 @@ class AsyncMisses(_Misses):
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
         value, text = await self.compute(key, self.fn, args, kwargs)
         if text is not None:
-            await shielded(functools.partial(self.store.aset, key, text, self.memo.ttl))
+            await shielded(functools.partial(self.store.aset, key, text, self.ttl()))
         return value
 
     async def miss(
@@ -506,13 +511,13 @@ class AsyncMisses(_Misses):
     async def store_and_release(self, claim: Claim) -> None:
         try:
             if claim.flight.text is not None and not claim.flight.outdated:
-                await self.store.aset(claim.key, claim.flight.text, self.memo.ttl)
+                await self.store.aset(claim.key, claim.flight.text, self.ttl())
         finally:
             await self.release(claim)
 
     async def settle_many(self, claims: list[Claim]) -> None:
         try:
-            await self.store.aset_many(_texts(claims), self.memo.ttl)
+            await self.store.aset_many(_texts(claims), self.ttl())
         finally:
             for claim in claims:
                 await self.release(claim)

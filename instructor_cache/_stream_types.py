@@ -76,6 +76,9 @@ class StreamFunction(Protocol[P, Y_co]):
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> Generator[Y_co, None, None]:
         """A stream that calls the function and, once it completes, overwrites the entry."""
 
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> Generator[Y_co, None, None]:
+        """A stream straight from the function: nothing read, nothing stored."""
+
 
 class AsyncStreamFunction(Protocol[P, Y_co]):
     """A decorated async generator function: the original signature plus cache controls."""
@@ -110,6 +113,9 @@ class AsyncStreamFunction(Protocol[P, Y_co]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y_co, None]:
         """A stream that calls the function and, once it completes, overwrites the entry."""
+
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Y_co, None]:
+        """A stream straight from the function: nothing read, nothing stored."""
 
 
 class StreamShape(NamedTuple):

@@ -30,12 +30,13 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
-from instructor_cache._events import Pending, Watch
+from instructor_cache._events import Pending, Watch, note_bypass
 from instructor_cache._memo import MISS, Memo, annotations_of
 from instructor_cache._misses import shielded
 from instructor_cache._options import StreamMode
 from instructor_cache._recording import Recordings
 from instructor_cache._stats import CacheInfo
+from instructor_cache._steering import Steering, StreamPlan, stream_missed, stream_plan
 from instructor_cache._stream_types import stream_shape
 from instructor_cache.backends._compose import GuardedStore
 from instructor_cache.errors import ConfigurationError
@@ -44,14 +45,47 @@ __all__ = ["stream_wrapper"]
 
 
 def stream_wrapper(
-    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, mode: StreamMode | None
+    fn: Callable[..., Any],
+    memo: Memo[Any],
+    store: GuardedStore,
+    mode: StreamMode | None,
+    steering: Steering[GuardedStore],
 ) -> Callable[..., Any] | None:
     """``fn``'s wrapper with its cache controls if it is a stream function, else ``None``."""
     shape = stream_shape(fn, annotations_of(fn)["return"], mode, f"{memo.name}()")
     if shape is None:
         return None
     driver = async_stream_driver if shape.is_async else sync_stream_driver
-    return driver(fn, memo, store, shape.final)
+    return driver(fn, memo, store, shape.final, steering)
+
+
+def _store(
+    memo: Memo[Any], plan: StreamPlan, key: str, text_of: Callable[[Memo[Any]], str | None]
+) -> None:
+    """Store what a stream recorded, once it ran to its end, if its mode stores."""
+    if not plan.stores:
+        return
+    memo.check_context(key)
+    text = text_of(memo)
+    if text is not None:
+        plan.store.set(key, text, plan.ttl)
+    elif plan.fresh:  # a refresh that stores nothing must not leave the old entry
+        plan.store.delete(key)
+
+
+async def _astore(
+    memo: Memo[Any], plan: StreamPlan, key: str, text_of: Callable[[Memo[Any]], str | None]
+) -> None:
+    """``_store`` for an async stream."""
+    if not plan.stores:
+        return
+    memo.check_context(key)
+    text = text_of(memo)
+    # Paid for: the write goes on even if our caller gives up meanwhile.
+    if text is not None:
+        await shielded(functools.partial(plan.store.aset, key, text, plan.ttl))
+    elif plan.fresh:  # a refresh that stores nothing must not leave the old entry
+        await shielded(functools.partial(plan.store.adelete, key))
 
 
 def _watched(
@@ -115,7 +149,11 @@ def _refuse(name: str, where: str) -> Callable[..., Any]:
 
 
 def sync_stream_driver(
-    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, final: bool
+    fn: Callable[..., Any],
+    memo: Memo[Any],
+    store: GuardedStore,
+    final: bool,
+    steering: Steering[GuardedStore],
 ) -> Callable[..., Any]:
     """The wrapper of a sync stream function, its cache controls set on it."""
     make_key, decode, recordings, watch = memo.key.build, memo.decode, Recordings(), memo.watch
@@ -124,24 +162,28 @@ def sync_stream_driver(
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
+        plan = stream_plan(memo, steering, fresh)
         build_key = functools.partial(make_key, args, kwargs)
-        return _watched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
+        return _watched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     def recorded(
-        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
+        args: Any, kwargs: Any, plan: StreamPlan, key: str, pending: Pending | None
     ) -> Generator[Any, None, None]:
+        target, fresh = plan.store, plan.fresh
         if fresh:  # a stream recording it now must not store its older items over these
             recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
-            if not fresh:
-                text = store.get(key)
+            if plan.mode == "off":
+                note_bypass()
+            elif not fresh:
+                text = target.get(key)
                 if text is not None:
                     value = decode(text)
                     if value is MISS:
-                        store.delete(key)  # it did not decode
+                        target.delete(key)  # it did not decode
             if value is MISS:
-                memo.missed()
+                stream_missed(memo, plan, key, args, kwargs)
         if value is not MISS:
             yield from [value] if final else value
             return
@@ -156,12 +198,7 @@ def sync_stream_driver(
                 getattr(source, "close", _nothing)()
         finally:
             recordings.stop(recording)
-        memo.check_context(key)
-        text = recording.text(memo)
-        if text is not None:
-            store.set(key, text, memo.ttl)
-        elif fresh:  # a refresh that stores nothing must not leave the old entry
-            store.delete(key)
+        _store(memo, plan, key, recording.text)
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
         return stream(args, kwargs, False)
@@ -183,7 +220,11 @@ def sync_stream_driver(
 
 
 def async_stream_driver(
-    fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, final: bool
+    fn: Callable[..., Any],
+    memo: Memo[Any],
+    store: GuardedStore,
+    final: bool,
+    steering: Steering[GuardedStore],
 ) -> Callable[..., Any]:
     """The wrapper of an async stream function, its cache controls set on it."""
     make_key, decode, recordings, watch = memo.key.build, memo.decode, Recordings(), memo.watch
@@ -192,24 +233,28 @@ def async_stream_driver(
     call_fresh, invalidate_below = getattr(fn, "refresh", fn), getattr(fn, "invalidate", None)
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
+        plan = stream_plan(memo, steering, fresh)
         build_key = functools.partial(make_key, args, kwargs)
-        return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, fresh))
+        return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     async def recorded(
-        args: Any, kwargs: Any, fresh: bool, key: str, pending: Pending | None
+        args: Any, kwargs: Any, plan: StreamPlan, key: str, pending: Pending | None
     ) -> AsyncGenerator[Any, None]:
+        target, fresh = plan.store, plan.fresh
         if fresh:
             recordings.outdate(key)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
-            if not fresh:
-                text = await store.aget(key)
+            if plan.mode == "off":
+                note_bypass()
+            elif not fresh:
+                text = await target.aget(key)
                 if text is not None:
                     value = decode(text)
                     if value is MISS:
-                        await store.adelete(key)  # it did not decode
+                        await target.adelete(key)  # it did not decode
             if value is MISS:
-                memo.missed()
+                stream_missed(memo, plan, key, args, kwargs)
         if value is not MISS:
             for item in [value] if final else value:
                 yield item
@@ -225,13 +270,7 @@ def async_stream_driver(
                 await getattr(source, "aclose", _anothing)()
         finally:
             recordings.stop(recording)
-        memo.check_context(key)
-        text = recording.text(memo)
-        # Paid for: the write goes on even if our caller gives up meanwhile.
-        if text is not None:
-            await shielded(functools.partial(store.aset, key, text, memo.ttl))
-        elif fresh:  # a refresh that stores nothing must not leave the old entry
-            await shielded(functools.partial(store.adelete, key))
+        await _astore(memo, plan, key, recording.text)
 
     def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         return stream(args, kwargs, False)

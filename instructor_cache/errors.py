@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CacheMissError",
     "ConfigurationError",
     "CorruptEntryError",
     "InstructorCacheError",
@@ -42,3 +43,12 @@ class BackendError(InstructorCacheError):
 
 class CorruptEntryError(BackendError):
     """A stored row is not text this library wrote (for example a pickled row)."""
+
+
+class CacheMissError(InstructorCacheError, LookupError):
+    """A call made in ``replay`` mode found no entry; the function was not called."""
+
+    def __init__(self, message: str, *, function: str, key: str) -> None:
+        super().__init__(message)
+        self.function = function
+        self.key = key

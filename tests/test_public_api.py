@@ -19,6 +19,8 @@ PROMISED = {
     "TieredCache",
     "redis_cache",
     "tiered_cache",
+    "cache_control",
+    "track_calls",
 }
 
 

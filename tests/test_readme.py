@@ -33,6 +33,7 @@ def test_readme_examples_run(
     extract = namespace["extract"]
     info = extract.cache_info()  # type: ignore[attr-defined]
     assert (info.hits, info.misses) == (1, 1)
+    assert [call.outcome for call in namespace["calls"]] == ["miss", "hit"]  # type: ignore[attr-defined]
     extract_async = namespace["extract_async"]
     first = asyncio.run(extract_async("Ann is 3"))  # type: ignore[operator]
     assert asyncio.run(extract_async("Ann is 3")) == first  # type: ignore[operator]

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from typing_extensions import assert_type
 
 from instructor_cache import (
+    CacheEvent,
     CacheInfo,
     DiskCache,
     FixtureStore,
@@ -17,13 +18,17 @@ from instructor_cache import (
     RedisCache,
     TieredCache,
     WarmCounts,
+    cache_control,
     disk_cache,
     instructor_cache,
     memory_cache,
     pricing,
     redis_cache,
     tiered_cache,
+    track_calls,
 )
+from instructor_cache._control import Control
+from instructor_cache.errors import CacheMissError
 
 
 class UserDetail(BaseModel):
@@ -134,3 +139,18 @@ async def usage() -> None:
     stream.map(["a"])  # type: ignore[attr-defined]  # streams do not batch
     astream("a", wrong=1)  # type: ignore[call-arg]
     astream.amap(["a"])  # type: ignore[attr-defined]  # nor do async streams
+
+
+async def controlled() -> None:
+    """Per-call control: the uncached shortcut keeps each signature, the blocks their types."""
+    assert_type(bare.uncached("a", model="n"), UserDetail)
+    assert_type(await asynchronous.uncached("a"), UserDetail | None)
+    bare.uncached(1)  # type: ignore[arg-type]
+    with cache_control("replay", ttl=60, store=MemoryCache()) as control:
+        assert_type(control, Control)
+    cache_control("replya")  # type: ignore[arg-type]  # a mode is one of five words
+    with track_calls() as calls:
+        assert_type(calls, list[CacheEvent])
+    assert_type(CacheMissError("m", function="f", key="k").key, str)
+    assert_type(stream.uncached("a"), Generator[UserDetail, None, None])
+    assert_type(astream.uncached("a"), AsyncGenerator[UserDetail, None])

@@ -1,0 +1,250 @@
+"""A call under ``cache_control``: its mode's steps, on the decorator's store or another.
+
+The drivers take this path only when a control applies (``_control.steer``);
+otherwise a call never comes here. One ``Steered`` exists per (function,
+store): the decorator's own shares the driver's single-flight table, and a
+store a block routes calls to is composed and guarded once, when first used,
+then kept (``Steering``), its failures counted into the function's figures.
+
+Modes, for a call: ``off`` calls the function (no read, no write, counted as
+a bypass); ``read-only`` reads and, on a miss, pays without storing nor
+joining a flight; ``write-only`` is a ``refresh``: it pays, never joins
+another call's flight (it is asked for a new answer, not the one an earlier
+call is computing), outdates that flight so that its older answer is not
+stored over this one, and stores; ``replay`` reads and, on a miss, raises
+``CacheMissError`` without leading a flight; ``normal`` (a store routed to)
+is the usual path. Over another cached layer, a ``replay`` miss asks the
+layer below (under the same mode), which raises if it misses too.
+
+The sync and async classes are the same steps, side by side: change them
+together. A stream (``_streams``) takes its ``StreamPlan`` from here, when
+it is made.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from instructor_cache._control import SWITCH, UNSET, Control, Mode, current, mode_of
+from instructor_cache._events import note_bypass
+from instructor_cache._memo import MISS, Memo
+from instructor_cache._misses import AsyncMisses, SyncMisses, shielded
+from instructor_cache.backends._compose import GuardedStore
+from instructor_cache.backends._contract import Store
+from instructor_cache.errors import CacheMissError
+
+__all__ = [
+    "AsyncSteered",
+    "Steering",
+    "StreamPlan",
+    "SyncSteered",
+    "replay_miss",
+    "stream_missed",
+    "stream_plan",
+    "ttl_of",
+]
+
+S = TypeVar("S")
+_REPR_LIMIT = 200
+_ARGUMENTS_LIMIT = 600
+
+
+class Steering(Generic[S]):
+    """What a control routes one function's calls to: its own ``S``, or one per other store."""
+
+    def __init__(self, backend: Store, own: S, make: Callable[[Store], S]) -> None:
+        self.backend, self.own, self._make = backend, own, make
+        self._routes: dict[int, tuple[Store, S]] = {}
+        self._lock = threading.Lock()
+
+    def to(self, control: Control | None) -> S:
+        store = None if control is None else control.store
+        if store is None or store is self.backend:
+            return self.own
+        with self._lock:
+            # Keyed by identity, holding the store: its id is not reused while kept here.
+            known = self._routes.get(id(store))
+            if known is None:
+                known = (store, self._make(store))
+                self._routes[id(store)] = known
+            return known[1]
+
+
+def replay_miss(name: str, key: str, args: Any, kwargs: Any) -> CacheMissError:
+    """The error of a ``replay`` call that found nothing: what was called, under which key."""
+    shown = [_short(value) for value in args]
+    shown += [f"{name_}={_short(value)}" for name_, value in kwargs.items()]
+    arguments = ", ".join(shown)
+    if len(arguments) > _ARGUMENTS_LIMIT:
+        arguments = arguments[:_ARGUMENTS_LIMIT] + "..."
+    return CacheMissError(
+        f"{name}({arguments}) is not cached (key {key}), and the cache is in replay mode, so the "
+        "function was not called. Record it first: run this call with the cache in normal or "
+        "write-only mode",
+        function=name,
+        key=key,
+    )
+
+
+def _short(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001  (a broken __repr__ must not hide the miss)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _REPR_LIMIT else text[:_REPR_LIMIT] + "..."
+
+
+def ttl_of(control: Control | None, default: float | None) -> float | None:
+    """The TTL of a write made under ``control``, captured when its call was made."""
+    if control is None or control.ttl is UNSET:
+        return default
+    return control.ttl
+
+
+class SyncSteered:
+    """One sync function's calls under a control, on one store."""
+
+    def __init__(
+        self, fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, misses: SyncMisses
+    ) -> None:
+        self.fn, self.memo, self.store, self.misses = fn, memo, store, misses
+        # Over another cached layer, a refresh must reach the function through it.
+        self.call_fresh = getattr(fn, "refresh", fn)
+
+    def call(self, mode: Mode, args: Any, kwargs: Any) -> Any:
+        memo, store = self.memo, self.store
+        if mode == "off":
+            note_bypass()
+            memo.missed()
+            return self.fn(*args, **kwargs)
+        key = memo.key.build(args, kwargs)
+        if mode == "write-only":
+            return self.refresh(key, args, kwargs)
+        landings = self.misses.flights.landings
+        offline = bool(store.gate.open_until) and store.bypassing()
+        if offline:
+            note_bypass()
+        else:
+            text = store.get(key)
+            if text is not None:
+                value = memo.decode(text)
+                if value is not MISS:
+                    return value
+                store.delete(key)  # it did not decode
+        if mode == "normal":
+            return self.misses.miss(key, landings, args, kwargs, offline=offline)
+        return self.pay(mode, key, args, kwargs)
+
+    def pay(self, mode: Mode, key: str, args: Any, kwargs: Any) -> Any:
+        """A miss in a mode other than ``normal`` (a batch's too): raise, call, or refresh."""
+        if mode == "replay" and not self.memo.over_layer:
+            self.memo.missed()
+            raise replay_miss(self.memo.name, key, args, kwargs)
+        if mode == "write-only":
+            return self.refresh(key, args, kwargs)
+        if mode == "off":
+            self.memo.missed()
+            return self.fn(*args, **kwargs)
+        return self.misses.compute(key, self.fn, args, kwargs)[0]  # read-only: nothing stored
+
+    def refresh(self, key: str, args: Any, kwargs: Any) -> Any:
+        self.misses.flights.outdate(key)  # a call computing it now must not store it over ours
+        value, text = self.misses.compute(key, self.call_fresh, args, kwargs)
+        if text is not None:
+            self.store.set(key, text, self.misses.ttl(), explicit=True)
+        else:  # a refresh that stores nothing must not leave the old entry
+            self.store.delete(key, explicit=True)
+        return value
+
+
+class AsyncSteered:
+    """One async function's calls under a control, on one store."""
+
+    def __init__(
+        self, fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, misses: AsyncMisses
+    ) -> None:
+        self.fn, self.memo, self.store, self.misses = fn, memo, store, misses
+        self.call_fresh = getattr(fn, "refresh", fn)
+
+    async def call(self, mode: Mode, args: Any, kwargs: Any) -> Any:
+        memo, store = self.memo, self.store
+        if mode == "off":
+            note_bypass()
+            memo.missed()
+            return await self.fn(*args, **kwargs)
+        key = memo.key.build(args, kwargs)
+        if mode == "write-only":
+            return await self.refresh(key, args, kwargs)
+        landings = self.misses.flights.landings
+        offline = bool(store.gate.open_until) and store.bypassing()
+        if offline:
+            note_bypass()
+        else:
+            text = await store.aget(key)
+            if text is not None:
+                value = memo.decode(text)
+                if value is not MISS:
+                    return value
+                await store.adelete(key)  # it did not decode
+        if mode == "normal":
+            return await self.misses.miss(key, landings, args, kwargs, offline=offline)
+        return await self.pay(mode, key, args, kwargs)
+
+    async def pay(self, mode: Mode, key: str, args: Any, kwargs: Any) -> Any:
+        if mode == "replay" and not self.memo.over_layer:
+            self.memo.missed()
+            raise replay_miss(self.memo.name, key, args, kwargs)
+        if mode == "write-only":
+            return await self.refresh(key, args, kwargs)
+        if mode == "off":
+            self.memo.missed()
+            return await self.fn(*args, **kwargs)
+        return (await self.misses.compute(key, self.fn, args, kwargs))[0]
+
+    async def refresh(self, key: str, args: Any, kwargs: Any) -> Any:
+        self.misses.flights.outdate(key)
+        value, text = await self.misses.compute(key, self.call_fresh, args, kwargs)
+        # Paid for: the write goes on even if our caller gives up meanwhile.
+        if text is not None:
+            ttl = self.misses.ttl()
+            await shielded(functools.partial(self.store.aset, key, text, ttl, explicit=True))
+        else:  # a refresh that stores nothing must not leave the old entry
+            await shielded(functools.partial(self.store.adelete, key, explicit=True))
+        return value
+
+
+class StreamPlan(NamedTuple):
+    """What a stream does, decided when it is made (a ``cache_control`` block then in force).
+
+    Its items are read later, maybe after the block has closed: the control
+    the call was made under is the one that applies.
+    """
+
+    mode: Mode
+    store: GuardedStore
+    ttl: float | None
+    fresh: bool  # call and store, reading nothing: a refresh, or write-only
+
+    @property
+    def stores(self) -> bool:
+        """Whether it stores what it recorded (a ``replay`` over a layer is served below)."""
+        return self.mode in ("normal", "write-only")
+
+
+def stream_plan(memo: Memo[Any], steering: Steering[GuardedStore], refresh: bool) -> StreamPlan:
+    control = current() if SWITCH.on else None
+    if control is None:
+        return StreamPlan("write-only" if refresh else "normal", steering.own, memo.ttl, refresh)
+    mode: Mode = "write-only" if refresh else mode_of(control)
+    store = steering.to(control)
+    return StreamPlan(mode, store, ttl_of(control, memo.ttl), mode == "write-only")
+
+
+def stream_missed(memo: Memo[Any], plan: StreamPlan, key: str, args: Any, kwargs: Any) -> None:
+    """Count a stream's miss; in ``replay`` (not over a cached layer) it is an error."""
+    memo.missed()
+    if plan.mode == "replay" and not memo.over_layer:
+        raise replay_miss(memo.name, key, args, kwargs)
