@@ -162,7 +162,8 @@ def _sync_steered(
 ) -> Callable[[Store], SyncSteered]:
     def make(backend: Store) -> SyncSteered:
         store = route(backend)
-        return SyncSteered(fn, memo, store, SyncMisses(fn, memo, store, memo.single_flight))
+        misses = SyncMisses(fn, memo, store, memo.single_flight)
+        return SyncSteered(fn, memo, store, misses, routed_to=backend)
 
     return make
 
@@ -172,7 +173,8 @@ def _async_steered(
 ) -> Callable[[Store], AsyncSteered]:
     def make(backend: Store) -> AsyncSteered:
         store = route(backend)
-        return AsyncSteered(fn, memo, store, AsyncMisses(fn, memo, store, memo.single_flight))
+        misses = AsyncMisses(fn, memo, store, memo.single_flight)
+        return AsyncSteered(fn, memo, store, misses, routed_to=backend)
 
     return make
 

@@ -29,11 +29,13 @@ from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from instructor_cache._control import SWITCH, UNSET, Control, Mode, current, mode_of
+from instructor_cache._descriptions import describing
 from instructor_cache._events import note_bypass
+from instructor_cache._keys import KeyBuildFunction
 from instructor_cache._memo import MISS, Memo
 from instructor_cache._misses import AsyncMisses, SyncMisses, shielded
 from instructor_cache.backends._compose import GuardedStore
-from instructor_cache.backends._contract import Store
+from instructor_cache.backends._contract import DescribesCalls, Store
 from instructor_cache.errors import CacheMissError
 
 __all__ = [
@@ -73,6 +75,15 @@ class Steering(Generic[S]):
             return known[1]
 
 
+def key_builder(memo: Memo[Any], routed_to: Store | None) -> KeyBuildFunction:
+    """How calls routed to another store build their keys: telling it what each stands for if
+    it writes that down for people (a ``FixtureStore`` a test session routes every function
+    to). The function's own store was told when decorating, through ``memo.key.build``."""
+    if isinstance(routed_to, DescribesCalls):
+        return describing(memo.key, routed_to)
+    return memo.key.build
+
+
 def replay_miss(name: str, key: str, args: Any, kwargs: Any) -> CacheMissError:
     """The error of a ``replay`` call that found nothing: what was called, under which key."""
     shown = [_short(value) for value in args]
@@ -108,9 +119,15 @@ class SyncSteered:
     """One sync function's calls under a control, on one store."""
 
     def __init__(
-        self, fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, misses: SyncMisses
+        self,
+        fn: Callable[..., Any],
+        memo: Memo[Any],
+        store: GuardedStore,
+        misses: SyncMisses,
+        routed_to: Store | None = None,
     ) -> None:
         self.fn, self.memo, self.store, self.misses = fn, memo, store, misses
+        self.make_key = key_builder(memo, routed_to)
         # Over another cached layer, a refresh must reach the function through it.
         self.call_fresh = getattr(fn, "refresh", fn)
 
@@ -120,7 +137,7 @@ class SyncSteered:
             note_bypass()
             memo.missed()
             return self.fn(*args, **kwargs)
-        key = memo.key.build(args, kwargs)
+        key = self.make_key(args, kwargs)
         if mode == "write-only":
             return self.refresh(key, args, kwargs)
         landings = self.misses.flights.landings
@@ -164,9 +181,15 @@ class AsyncSteered:
     """One async function's calls under a control, on one store."""
 
     def __init__(
-        self, fn: Callable[..., Any], memo: Memo[Any], store: GuardedStore, misses: AsyncMisses
+        self,
+        fn: Callable[..., Any],
+        memo: Memo[Any],
+        store: GuardedStore,
+        misses: AsyncMisses,
+        routed_to: Store | None = None,
     ) -> None:
         self.fn, self.memo, self.store, self.misses = fn, memo, store, misses
+        self.make_key = key_builder(memo, routed_to)
         self.call_fresh = getattr(fn, "refresh", fn)
 
     async def call(self, mode: Mode, args: Any, kwargs: Any) -> Any:
@@ -175,7 +198,7 @@ class AsyncSteered:
             note_bypass()
             memo.missed()
             return await self.fn(*args, **kwargs)
-        key = memo.key.build(args, kwargs)
+        key = self.make_key(args, kwargs)
         if mode == "write-only":
             return await self.refresh(key, args, kwargs)
         landings = self.misses.flights.landings

@@ -1,0 +1,132 @@
+"""A pytest plugin: record LLM calls once, replay them in CI, with no network and no API key.
+
+Registered by entry point and inactive unless used: ``--instructor-cache=MODE``
+routes every decorated function, for the whole session, to a fixture
+directory (a ``FixtureStore``, meant to be committed), or the
+``instructor_cache_fixtures`` fixture (or ``@pytest.mark.instructor_cache``)
+routes one test's calls there.
+
+- ``record``: serve what is recorded, call and record what is not;
+- ``replay``: serve what is recorded; a call that is not fails its test with
+  the command that records it (CI: nothing reaches a provider);
+- ``rewrite``: call everything again and overwrite what was recorded;
+- ``off``: call everything, record nothing.
+
+A changed prompt, model or argument is a new key (the code fingerprint and
+the schema are in it), so it is a miss, never an old answer. The directory
+is ``tests/instructor_cache_fixtures`` under the root directory, or
+``--instructor-cache-dir`` / the ``instructor_cache_dir`` ini setting.
+Without the option, a test that asks for the fixture replays when the
+environment variable ``CI`` is set and records otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from instructor_cache._control import Mode, cache_control, set_default_control
+from instructor_cache.backends.fixtures import FixtureStore
+from instructor_cache.errors import CacheMissError
+
+__all__ = ["instructor_cache_fixtures"]
+
+_MODES: dict[str, Mode] = {
+    "record": "normal",
+    "replay": "replay",
+    "rewrite": "write-only",
+    "off": "off",
+}
+_DEFAULT_DIRECTORY = "tests/instructor_cache_fixtures"
+_SESSION = pytest.StashKey[tuple[str, FixtureStore, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("instructor_cache", "record and replay decorated LLM calls")
+    group.addoption(
+        "--instructor-cache",
+        choices=sorted(_MODES),
+        default=None,
+        help="route every @instructor_cache function to the fixture directory: record (serve "
+        "what is recorded, record the rest), replay (a call not recorded fails its test), "
+        "rewrite (call and record everything again) or off (call everything, record nothing)",
+    )
+    group.addoption(
+        "--instructor-cache-dir",
+        default=None,
+        help=f"the fixture directory (default: <rootdir>/{_DEFAULT_DIRECTORY})",
+    )
+    parser.addini("instructor_cache_dir", f"the fixture directory (default: {_DEFAULT_DIRECTORY})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "instructor_cache: route this test's @instructor_cache calls to the fixture directory",
+    )
+    option = config.getoption("instructor_cache")
+    if option is None:
+        return
+    store = FixtureStore(_directory(config))
+    previous = set_default_control(_MODES[option], store=None if option == "off" else store)
+    config.stash[_SESSION] = (option, store, previous)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION, None)
+    if session is not None:
+        previous = session[2]
+        if previous is None:
+            set_default_control()
+        else:
+            set_default_control(previous.mode, ttl=previous.ttl, store=previous.store)
+
+
+def _directory(config: pytest.Config) -> Path:
+    given = config.getoption("instructor_cache_dir") or config.getini("instructor_cache_dir")
+    return Path(config.rootpath, given or _DEFAULT_DIRECTORY)
+
+
+def _option_of(config: pytest.Config) -> str:
+    session = config.stash.get(_SESSION, None)
+    if session is not None:
+        return session[0]
+    return "replay" if os.environ.get("CI") else "record"
+
+
+@pytest.fixture
+def instructor_cache_fixtures(request: pytest.FixtureRequest) -> Iterator[FixtureStore]:
+    """The fixture directory this test's decorated calls are routed to (record or replay)."""
+    session = request.config.stash.get(_SESSION, None)
+    if session is not None:
+        yield session[1]
+        return
+    option = _option_of(request.config)
+    store = FixtureStore(_directory(request.config))
+    with cache_control(_MODES[option], store=store):
+        yield store
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("instructor_cache") is not None:
+            item.fixturenames.append("instructor_cache_fixtures")  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    excinfo = call.excinfo
+    if excinfo is not None and excinfo.errisinstance(CacheMissError):
+        report.sections.append(
+            (
+                "instructor_cache",
+                "A call this test makes is not recorded. Record it with:\n"
+                f"    pytest --instructor-cache=record {item.nodeid}",
+            )
+        )
+    return report
