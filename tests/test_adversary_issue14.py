@@ -1,0 +1,177 @@
+"""Adversary for issue 14: control blocks, fixture directories and the pytest plugin, misused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from instructor_cache import MemoryCache, cache_control, instructor_cache
+from instructor_cache.backends.fixtures import FixtureStore
+from instructor_cache.errors import CacheMissError
+from tests._fakes import UserDetail
+
+pytest_plugins = ["pytester"]
+
+
+class Counting:
+    """A simulated LLM whose answer changes with each call: a served answer is an old one."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, text: str) -> UserDetail:
+        self.calls.append(text)
+        return UserDetail(name=text, age=len(self.calls))
+
+
+def test_one_cache_control_object_entered_by_two_overlapping_tasks_does_not_crash() -> None:
+    """A block object shared by two tasks (a module-level ``cache_control``) must not raise when
+    the task that entered first leaves first: today it resets the other task's token, a
+    ValueError ("created in a different Context") out of user code."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    uncached = cache_control("off")
+    entered = asyncio.Event()
+
+    async def first() -> UserDetail:
+        with uncached:
+            await entered.wait()  # the second task is inside its block too
+            return await extract("first")
+
+    async def second() -> UserDetail:
+        with uncached:
+            entered.set()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the first leaves its block before this one does
+            return await extract("second")
+
+    async def both() -> list[UserDetail]:
+        return list(await asyncio.gather(first(), second()))
+
+    results = asyncio.run(both())
+    assert [user.name for user in results] == ["first", "second"]
+    assert sorted(llm.calls) == ["first", "second"]
+
+
+@pytest.mark.parametrize("mode", ["replay", "read-only"])
+def test_replay_and_read_only_never_delete_a_committed_fixture_file(
+    tmp_path: Path, mode: str
+) -> None:
+    """An entry that no longer decodes is a miss, but in replay or read-only mode the call must
+    not delete the committed file (README: "reads never delete one"); today the driver's
+    clean-up of an undecodable entry removes it from the checkout."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    fixtures = FixtureStore(tmp_path / "fixtures")
+    with cache_control("write-only", store=fixtures):
+        extract("Ann")
+    (path,) = (tmp_path / "fixtures").rglob("*.json")
+    document = json.loads(path.read_text())
+    document["value"]["value"]["age"] = "thirty"  # a hand edit that no longer validates
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    edited = path.read_bytes()
+
+    with cache_control(mode, store=fixtures):  # type: ignore[arg-type]
+        if mode == "replay":
+            with pytest.raises(CacheMissError):
+                extract("Ann")
+        else:
+            extract("Ann")
+    assert path.exists(), f"{mode} deleted a committed fixture file"
+    assert path.read_bytes() == edited
+
+
+SUITE = '''
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import MemoryCache, instructor_cache
+
+
+class User(BaseModel):
+    name: str
+
+
+def llm(text: str) -> User:
+    """The provider: it logs each call, so a test can see whether replay reached it."""
+    with Path(os.environ["CALL_LOG"]).open("a") as log:
+        log.write(text + "\\n")
+    return User(name=text)
+
+
+@instructor_cache(MemoryCache(), ttl=TTL)
+def extract(text: str) -> User:
+    return llm(text)
+
+
+BODY
+'''
+
+THREADED = """
+@pytest.mark.instructor_cache
+def test_in_a_worker_thread() -> None:
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(extract, "never recorded").result().name == "never recorded"
+"""
+
+PLAIN = """
+def test_ann() -> None:
+    assert extract("Ann").name == "Ann"
+"""
+
+
+def _suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, body: str, ttl: str) -> Path:
+    pytester.makepyfile(test_suite=SUITE.replace("TTL", ttl).replace("BODY", body))
+    log = pytester.path / "calls.log"
+    monkeypatch.setenv("CALL_LOG", str(log))
+    for name in ("CI", "INSTRUCTOR_CACHE_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    return log
+
+
+def test_the_marker_in_ci_fails_a_call_made_in_a_worker_thread_instead_of_paying_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``@pytest.mark.instructor_cache`` and CI set, a call never recorded must fail its test;
+    today a call made from a worker thread skips the test's control block, reaches the
+    provider and the test passes (and locally it is never recorded)."""
+    log = _suite(pytester, monkeypatch, THREADED, "None")
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    calls = log.read_text().splitlines() if log.exists() else []
+    assert calls == [], "replay in CI called the provider"
+    result.assert_outcomes(failed=1)
+
+
+def test_a_recording_of_a_function_with_a_ttl_still_replays_the_next_day(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A committed recording must replay in CI whenever it runs; today the decorator's ``ttl=``
+    is written into the fixture file, so a recording made yesterday of an
+    ``@instructor_cache(ttl=3600)`` function is a miss and CI fails."""
+    log = _suite(pytester, monkeypatch, PLAIN, "3600")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=record")
+    assert log.read_text().splitlines() == ["Ann"]
+    (path,) = (pytester.path / "tests" / "instructor_cache_fixtures").rglob("*.json")
+    document = json.loads(path.read_text())
+    if "created" in document:  # the checkout is replayed a day after it was recorded
+        document["created"] -= 86400
+        path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=replay")
+    result.assert_outcomes(passed=1)
+    assert log.read_text().splitlines() == ["Ann"]
