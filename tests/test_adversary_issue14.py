@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,10 @@ def test_one_cache_control_object_entered_by_two_overlapping_tasks_does_not_cras
     assert sorted(llm.calls) == ["first", "second"]
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["call", "map"])
 @pytest.mark.parametrize("mode", ["replay", "read-only"])
 def test_replay_and_read_only_never_delete_a_committed_fixture_file(
-    tmp_path: Path, mode: str
+    tmp_path: Path, mode: str, batch: bool
 ) -> None:
     """An entry that no longer decodes is a miss, but in replay or read-only mode the call must
     not delete the committed file (README: "reads never delete one"); today the driver's
@@ -83,11 +85,44 @@ def test_replay_and_read_only_never_delete_a_committed_fixture_file(
     edited = path.read_bytes()
 
     with cache_control(mode, store=fixtures):  # type: ignore[arg-type]
-        if mode == "replay":
+        if batch:
+            extract.map(["Ann"], return_exceptions=True)
+        elif mode == "replay":
             with pytest.raises(CacheMissError):
                 extract("Ann")
         else:
             extract("Ann")
+    assert path.exists(), f"{mode} deleted a committed fixture file"
+    assert path.read_bytes() == edited
+
+
+
+@pytest.mark.parametrize("mode", ["replay", "read-only"])
+def test_a_stream_in_replay_or_read_only_never_deletes_a_committed_fixture_file(
+    tmp_path: Path, mode: str
+) -> None:
+    """As for a call: a stream read in replay or read-only mode must leave an entry that does not
+    decode where it is; today the stream's clean-up deletes the committed file."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def people(text: str) -> Iterator[UserDetail]:
+        for part in text.split(","):
+            yield llm(part)
+
+    fixtures = FixtureStore(tmp_path / "fixtures")
+    with cache_control("write-only", store=fixtures):
+        list(people("Ann,Bo"))
+    (path,) = (tmp_path / "fixtures").rglob("*.json")
+    path.write_text(path.read_text().replace('"age": 1', '"age": "one"'))
+    edited = path.read_bytes()
+    with cache_control(mode, store=fixtures):  # type: ignore[arg-type]
+        stream = people("Ann,Bo")
+    if mode == "replay":
+        with pytest.raises(CacheMissError):
+            list(stream)
+    else:
+        assert [user.name for user in stream] == ["Ann", "Bo"]
     assert path.exists(), f"{mode} deleted a committed fixture file"
     assert path.read_bytes() == edited
 
