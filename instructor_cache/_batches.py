@@ -79,8 +79,8 @@ class SyncBatches:
         reads = not bypassed and mode not in ("off", "write-only")
         texts: list[str | None] = store.get_many(keys) if reads else [None] * len(keys)
         missing = batch.found(keys, texts)
-        for key in undecodable(keys, texts, missing):
-            store.delete(key)
+        for key in undecodable(keys, texts, missing) if mode == "normal" else ():
+            store.delete(key)  # replay and read-only leave the store as it is
         if not missing:
             return batch
 
@@ -158,8 +158,8 @@ class AsyncBatches:
         reads = not bypassed and mode not in ("off", "write-only")
         texts: list[str | None] = await store.aget_many(keys) if reads else [None] * len(keys)
         missing = batch.found(keys, texts)
-        for key in undecodable(keys, texts, missing):
-            await store.adelete(key)
+        for key in undecodable(keys, texts, missing) if mode == "normal" else ():
+            await store.adelete(key)  # replay and read-only leave the store as it is
         if not missing:
             return batch
         import asyncio  # noqa: PLC0415  (loaded already: a loop is running)

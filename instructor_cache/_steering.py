@@ -8,9 +8,11 @@ then kept (``Steering``), its failures counted into the function's figures.
 
 Modes, for a call: ``off`` calls the function (no read, no write, counted as
 a bypass); ``read-only`` reads and, on a miss, pays without storing nor
-joining a flight; ``write-only`` is a ``refresh``: it pays, never joins
-another call's flight (it is asked for a new answer, not the one an earlier
-call is computing), outdates that flight so that its older answer is not
+joining a flight (nor deleting an entry that does not decode: the store
+may be a committed fixture directory, and replay leaves it alone too);
+``write-only`` is a ``refresh``: it pays, never joins another call's
+flight (it is asked for a new answer, not the one an earlier call is
+computing), outdates that flight so that its older answer is not
 stored over this one, and stores; ``replay`` reads and, on a miss, raises
 ``CacheMissError`` without leading a flight; ``normal`` (a store routed to)
 is the usual path. Over another cached layer, a ``replay`` miss asks the
@@ -150,7 +152,8 @@ class SyncSteered:
                 value = memo.decode(text)
                 if value is not MISS:
                     return value
-                store.delete(key)  # it did not decode
+                if mode == "normal":  # replay and read-only leave the store as it is
+                    store.delete(key)  # it did not decode
         if mode == "normal":
             return self.misses.miss(key, landings, args, kwargs, offline=offline)
         return self.pay(mode, key, args, kwargs)
@@ -211,7 +214,8 @@ class AsyncSteered:
                 value = memo.decode(text)
                 if value is not MISS:
                     return value
-                await store.adelete(key)  # it did not decode
+                if mode == "normal":  # replay and read-only leave the store as it is
+                    await store.adelete(key)  # it did not decode
         if mode == "normal":
             return await self.misses.miss(key, landings, args, kwargs, offline=offline)
         return await self.pay(mode, key, args, kwargs)

@@ -180,7 +180,7 @@ def sync_stream_driver(
                 text = target.get(key)
                 if text is not None:
                     value = decode(text)
-                    if value is MISS:
+                    if value is MISS and plan.stores:  # replay, read-only: left as it is
                         target.delete(key)  # it did not decode
             if value is MISS:
                 stream_missed(memo, plan, key, args, kwargs)
@@ -251,7 +251,7 @@ def async_stream_driver(
                 text = await target.aget(key)
                 if text is not None:
                     value = decode(text)
-                    if value is MISS:
+                    if value is MISS and plan.stores:  # replay, read-only: left as it is
                         await target.adelete(key)  # it did not decode
             if value is MISS:
                 stream_missed(memo, plan, key, args, kwargs)
