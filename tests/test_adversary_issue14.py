@@ -96,7 +96,6 @@ def test_replay_and_read_only_never_delete_a_committed_fixture_file(
     assert path.read_bytes() == edited
 
 
-
 @pytest.mark.parametrize("mode", ["replay", "read-only"])
 def test_a_stream_in_replay_or_read_only_never_deletes_a_committed_fixture_file(
     tmp_path: Path, mode: str
