@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from instructor_cache import MemoryCache, cache_control, instructor_cache
+from instructor_cache import MemoryCache, cache_control, instructor_cache, track_calls
 from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.errors import CacheMissError
 from tests._fakes import UserDetail
@@ -58,6 +58,37 @@ def test_one_cache_control_object_entered_by_two_overlapping_tasks_does_not_cras
 
     results = asyncio.run(both())
     assert [user.name for user in results] == ["first", "second"]
+    assert sorted(llm.calls) == ["first", "second"]
+
+
+def test_one_track_calls_object_entered_by_two_overlapping_tasks_does_not_crash() -> None:
+    """The same for a shared ``track_calls``: leaving it in the task that entered first raises
+    ValueError today, out of user code, instead of collecting both tasks' calls."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    tracker = track_calls()
+    entered = asyncio.Event()
+
+    async def first() -> None:
+        with tracker:
+            await entered.wait()
+            await extract("first")
+
+    async def second() -> None:
+        with tracker:
+            entered.set()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            await extract("second")
+
+    async def both() -> None:
+        await asyncio.gather(first(), second())
+
+    asyncio.run(both())
     assert sorted(llm.calls) == ["first", "second"]
 
 
