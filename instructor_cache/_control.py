@@ -28,7 +28,7 @@ import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, get_args
 
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._contract import Store, check_store
@@ -40,12 +40,14 @@ __all__ = [
     "Control",
     "Mode",
     "cache_control",
+    "reset_own",
     "set_default_control",
     "steer",
     "ttl_in_force",
     "uncached_of",
 ]
 
+T = TypeVar("T")
 Mode = Literal["off", "read-only", "write-only", "replay", "normal"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 ENVIRONMENT_VARIABLE = "INSTRUCTOR_CACHE_MODE"
@@ -187,7 +189,23 @@ class cache_control:  # noqa: N801  (a context manager used like a function, as 
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        _CONTROL.reset(self._tokens.pop())
+        reset_own(_CONTROL, self._tokens)
+
+
+def reset_own(variable: contextvars.ContextVar[T], tokens: list[contextvars.Token[T]]) -> None:
+    """Reset ``variable`` with the newest of ``tokens`` set in the running context, and drop it.
+
+    One block object may be open in several tasks or threads at once (one
+    made at module level): each leaves with its own token, not the newest
+    of all, which another context set and only that context can reset.
+    """
+    for token in reversed(list(tokens)):
+        try:
+            variable.reset(token)
+        except ValueError:  # set in another context: it is that one's to reset
+            continue
+        tokens.remove(token)
+        return
 
 
 def current() -> Control | None:
