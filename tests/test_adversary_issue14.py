@@ -157,6 +157,36 @@ def test_a_stream_in_replay_or_read_only_never_deletes_a_committed_fixture_file(
     assert path.read_bytes() == edited
 
 
+@pytest.mark.parametrize("how", ["map", "refresh", "stream"])
+def test_every_way_of_recording_into_a_fixture_directory_writes_the_call_down(
+    tmp_path: Path, how: str
+) -> None:
+    """README: each fixture file holds the function and its arguments, for review; today an
+    entry recorded by ``map``, by ``refresh`` or by a stream under a ``store=`` block (as the
+    plugin routes them) holds neither."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def people(text: str) -> Iterator[UserDetail]:
+        yield llm(text)
+
+    with cache_control(store=FixtureStore(tmp_path)):
+        if how == "map":
+            extract.map(["Ann"])
+        elif how == "refresh":
+            extract.refresh("Ann")
+        else:
+            list(people("Ann"))
+    (path,) = tmp_path.rglob("*.json")
+    document = json.loads(path.read_text())
+    assert document.get("arguments") == {"text": "Ann"}
+    assert str(document.get("function", "")).endswith("extract" if how != "stream" else "people")
+
+
 SUITE = '''
 import os
 from concurrent.futures import ThreadPoolExecutor
