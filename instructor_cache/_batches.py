@@ -72,7 +72,7 @@ class SyncBatches:
     def run(self, calls: list[Call], concurrency: int, progress: Progress) -> Batch:
         check_concurrency(concurrency)
         target, mode = _steered(self.steering)
-        batch = Batch(self.memo, calls, progress)
+        batch = Batch(self.memo, calls, progress, target.make_key)
         keys, store, misses = list(batch.positions), target.store, target.misses
         landings = misses.flights.landings
         bypassed = store.gate.open_until and store.bypassing()
@@ -151,7 +151,7 @@ class AsyncBatches:
     async def run(self, calls: list[Call], concurrency: int, progress: Progress) -> Batch:
         check_concurrency(concurrency)
         target, mode = _steered(self.steering)
-        batch = Batch(self.memo, calls, progress)
+        batch = Batch(self.memo, calls, progress, target.make_key)
         keys, store, misses = list(batch.positions), target.store, target.misses
         landings = misses.flights.landings
         bypassed = store.gate.open_until and store.bypassing()

@@ -254,6 +254,7 @@ class StreamPlan(NamedTuple):
     store: GuardedStore
     ttl: float | None
     fresh: bool  # call and store, reading nothing: a refresh, or write-only
+    make_key: KeyBuildFunction  # telling a store routed to what each key stands for
 
     @property
     def stores(self) -> bool:
@@ -263,11 +264,13 @@ class StreamPlan(NamedTuple):
 
 def stream_plan(memo: Memo[Any], steering: Steering[GuardedStore], refresh: bool) -> StreamPlan:
     control = current() if SWITCH.on else None
+    mode: Mode = "write-only" if refresh else "normal" if control is None else mode_of(control)
     if control is None:
-        return StreamPlan("write-only" if refresh else "normal", steering.own, memo.ttl, refresh)
-    mode: Mode = "write-only" if refresh else mode_of(control)
+        return StreamPlan(mode, steering.own, memo.ttl, refresh, memo.key.build)
     store = steering.to(control)
-    return StreamPlan(mode, store, ttl_of(control, memo.ttl), mode == "write-only")
+    routed_to = None if store is steering.own else control.store
+    ttl = ttl_of(control, memo.ttl)
+    return StreamPlan(mode, store, ttl, mode == "write-only", key_builder(memo, routed_to))
 
 
 def stream_missed(memo: Memo[Any], plan: StreamPlan, key: str, args: Any, kwargs: Any) -> None:

@@ -163,7 +163,7 @@ def sync_stream_driver(
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
         plan = stream_plan(memo, steering, fresh)
-        build_key = functools.partial(make_key, args, kwargs)
+        build_key = functools.partial(plan.make_key, args, kwargs)
         return _watched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     def recorded(
@@ -234,7 +234,7 @@ def async_stream_driver(
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
         plan = stream_plan(memo, steering, fresh)
-        build_key = functools.partial(make_key, args, kwargs)
+        build_key = functools.partial(plan.make_key, args, kwargs)
         return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     async def recorded(
