@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from instructor_cache import MemoryCache, cache_control, instructor_cache, track_calls
+from instructor_cache._cli import main
 from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.errors import CacheMissError
 from tests._fakes import UserDetail
@@ -185,6 +186,43 @@ def test_every_way_of_recording_into_a_fixture_directory_writes_the_call_down(
     document = json.loads(path.read_text())
     assert document.get("arguments") == {"text": "Ann"}
     assert str(document.get("function", "")).endswith("extract" if how != "stream" else "people")
+
+
+def test_a_call_with_a_huge_argument_is_still_recorded_without_showing_the_argument(
+    tmp_path: Path,
+) -> None:
+    """A paid answer must not be lost because its arguments are too big to show: today the file
+    with the arguments exceeds ``max_size``, the write fails (fail-open, logged) and the call is
+    never recorded, so replay later misses although the answer itself was small."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        llm(text)
+        return UserDetail(name=text[:3], age=1)
+
+    fixtures = FixtureStore(tmp_path, max_size=16 * 1024)
+    document = "Ann " * 10_000  # 40 KB of input, a small answer
+    with cache_control("write-only", store=fixtures):
+        extract(document)
+    with cache_control("replay", store=fixtures):
+        assert extract(document).name == "Ann"
+    assert len(llm.calls) == 1
+
+
+def test_purge_expired_on_a_fixture_directory_removes_the_expired_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fixture directory keeps expired files (reads never delete), so ``purge-expired`` must
+    remove them; today it removes nothing and claims the store expires entries by itself."""
+    store = FixtureStore(tmp_path, timer=lambda: 1000.0)  # recorded long ago: the 1970s
+    store.set("instructor_cache:m.f:abcd1234:01", '"short"', ttl=10)
+    store.set("instructor_cache:m.f:abcd1234:02", '"long"', ttl=None)
+    assert main(["purge-expired", "--fixtures", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 1
+    assert [json.loads(p.read_text())["key"] for p in tmp_path.rglob("*.json")] == [
+        "instructor_cache:m.f:abcd1234:02"
+    ]
 
 
 SUITE = '''
