@@ -225,6 +225,38 @@ def test_purge_expired_on_a_fixture_directory_removes_the_expired_files(
     ]
 
 
+_ENVELOPE = json.dumps({"v": 2, "created": 1.0, "duration": 0.1, "value": 1})
+
+
+@pytest.mark.parametrize("command", [["ls"], ["stats"], ["show", "KEY"]])
+def test_the_cli_on_a_planted_key_with_a_lone_surrogate_does_not_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A fixture file from an untrusted checkout may hold a key no terminal can print (a lone
+    surrogate, valid JSON); today ``ls`` and ``show`` die with a UnicodeEncodeError traceback."""
+    key = "instructor_cache:m.f\ud800:abcd1234:01\ud800"
+    FixtureStore(tmp_path).set(key, _ENVELOPE)
+    argv = [key if word == "KEY" else word for word in command]
+    assert main([*argv, "--fixtures", str(tmp_path)]) == 0
+    assert "m.f" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["ls"], ["stats"], ["show", "KEY"]])
+def test_the_cli_never_prints_a_planted_keys_terminal_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """A planted key is shown, not obeyed: today its escape sequences (retitle the window, clear
+    the screen, or worse) reach the terminal raw through the ``ls``/``stats``/``show`` tables."""
+    key = "instructor_cache:m.f\x1b[2J:abcd1234:\x1b]0;pwned\x07\x1b[2J"
+    FixtureStore(tmp_path).set(key, _ENVELOPE)
+    argv = [key if word == "KEY" else word for word in command]
+    assert main([*argv, "--fixtures", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "m.f" in out
+    assert "\x1b" not in out
+    assert "\x07" not in out
+
+
 SUITE = '''
 import os
 from concurrent.futures import ThreadPoolExecutor
