@@ -225,7 +225,7 @@ def test_purge_expired_on_a_fixture_directory_removes_the_expired_files(
     ]
 
 
-_ENVELOPE = json.dumps({"v": 2, "created": 1.0, "duration": 0.1, "value": 1})
+_ENVELOPE = json.dumps({"v": 2, "created": 1.0, "duration": 0.1, "value": "\ud800\x1b[2J"})
 
 
 @pytest.mark.parametrize("command", [["ls"], ["stats"], ["show", "KEY"]])
