@@ -340,3 +340,25 @@ def test_a_recording_of_a_function_with_a_ttl_still_replays_the_next_day(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=replay")
     result.assert_outcomes(passed=1)
     assert log.read_text().splitlines() == ["Ann"]
+
+
+SWALLOWED = """
+def test_falls_back_when_the_provider_fails() -> None:
+    try:
+        user = extract("never recorded")
+    except Exception:  # the application degrades gracefully on a provider error
+        user = None
+    assert user is None or user.name == "never recorded"
+"""
+
+
+def test_replay_fails_a_test_whose_code_swallowed_the_replay_miss(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: under replay "a call not recorded fails its test"; today code that catches the
+    provider's errors (``except Exception``, common around LLM calls) also swallows the
+    ``CacheMissError``, and the test passes against a fallback nobody recorded."""
+    log = _suite(pytester, monkeypatch, SWALLOWED, "None")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=replay")
+    assert not log.exists()
+    result.assert_outcomes(failed=1)
