@@ -30,7 +30,15 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from instructor_cache._control import SWITCH, UNSET, Control, Mode, current, mode_of
+from instructor_cache._control import (
+    SWITCH,
+    UNSET,
+    Control,
+    Mode,
+    current,
+    mode_of,
+    replay_missed,
+)
 from instructor_cache._descriptions import describing
 from instructor_cache._events import note_bypass
 from instructor_cache._keys import KeyBuildFunction
@@ -93,13 +101,14 @@ def replay_miss(name: str, key: str, args: Any, kwargs: Any) -> CacheMissError:
     arguments = ", ".join(shown)
     if len(arguments) > _ARGUMENTS_LIMIT:
         arguments = arguments[:_ARGUMENTS_LIMIT] + "..."
-    return CacheMissError(
+    error = CacheMissError(
         f"{name}({arguments}) is not cached (key {key}), and the cache is in replay mode, so the "
         "function was not called. Record it first: run this call with the cache in normal or "
         "write-only mode",
         function=name,
         key=key,
     )
+    return replay_missed(error)  # seen by a test runner even if the caller's code catches it
 
 
 def _short(value: object) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from instructor_cache._control import Control, Mode, set_default_control
+from instructor_cache._control import Control, Mode, set_default_control, watch_replay_misses
 from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.errors import CacheMissError
 
@@ -132,6 +132,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("instructor_cache") is not None:
             item.fixturenames.append("instructor_cache_fixtures")  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Under replay, a call not recorded fails its test even if the test's code caught the error."""
+    replaying = _option_of(item.config) == "replay" and (
+        item.config.stash.get(_SESSION, None) is not None
+        or "instructor_cache_fixtures" in getattr(item, "fixturenames", ())
+    )
+    if not replaying:
+        return (yield)
+    misses: list[CacheMissError] = []
+    stop = watch_replay_misses(misses.append)
+    try:
+        result = yield
+    finally:
+        stop()
+    if misses:
+        raise misses[0]
+    return result
 
 
 @pytest.hookimpl(wrapper=True)
