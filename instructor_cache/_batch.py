@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import asyncio
     from concurrent.futures import Future
 
+    from instructor_cache._keys import KeyBuildFunction
+
 __all__ = [
     "FLUSH_EVERY",
     "FLUSH_SIZE",
@@ -87,8 +89,16 @@ class _Failed(NamedTuple):
 class Batch:
     """One run's bookkeeping, without I/O: positions by key, results, progress."""
 
-    def __init__(self, memo: Memo[Any], calls: list[Call], progress: Progress) -> None:
+    def __init__(
+        self,
+        memo: Memo[Any],
+        calls: list[Call],
+        progress: Progress,
+        make_key: KeyBuildFunction | None = None,
+    ) -> None:
+        """``make_key``: how the store the batch runs on wants its keys built (``_steering``)."""
         self.memo, self.calls = memo, calls
+        self._make_key = memo.key.build if make_key is None else make_key
         self.results: list[Any] = [None] * len(calls)
         self.positions: dict[str, list[int]] = {}
         self.hits = self.computed = self.failed = 0
@@ -106,7 +116,7 @@ class Batch:
 
     def _key(self, position: int, args: Any, kwargs: Any) -> str | None:
         try:
-            return self.memo.key.build(args, kwargs)
+            return self._make_key(args, kwargs)
         except Exception as exc:  # noqa: BLE001  (UnencodableArgumentError, a bad key=, a TypeError)
             self.fail([position], exc)
             return None

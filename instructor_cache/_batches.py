@@ -72,15 +72,15 @@ class SyncBatches:
     def run(self, calls: list[Call], concurrency: int, progress: Progress) -> Batch:
         check_concurrency(concurrency)
         target, mode = _steered(self.steering)
-        batch = Batch(self.memo, calls, progress)
+        batch = Batch(self.memo, calls, progress, target.make_key)
         keys, store, misses = list(batch.positions), target.store, target.misses
         landings = misses.flights.landings
         bypassed = store.gate.open_until and store.bypassing()
         reads = not bypassed and mode not in ("off", "write-only")
         texts: list[str | None] = store.get_many(keys) if reads else [None] * len(keys)
         missing = batch.found(keys, texts)
-        for key in undecodable(keys, texts, missing):
-            store.delete(key)
+        for key in undecodable(keys, texts, missing) if mode == "normal" else ():
+            store.delete(key)  # replay and read-only leave the store as it is
         if not missing:
             return batch
 
@@ -151,15 +151,15 @@ class AsyncBatches:
     async def run(self, calls: list[Call], concurrency: int, progress: Progress) -> Batch:
         check_concurrency(concurrency)
         target, mode = _steered(self.steering)
-        batch = Batch(self.memo, calls, progress)
+        batch = Batch(self.memo, calls, progress, target.make_key)
         keys, store, misses = list(batch.positions), target.store, target.misses
         landings = misses.flights.landings
         bypassed = store.gate.open_until and store.bypassing()
         reads = not bypassed and mode not in ("off", "write-only")
         texts: list[str | None] = await store.aget_many(keys) if reads else [None] * len(keys)
         missing = batch.found(keys, texts)
-        for key in undecodable(keys, texts, missing):
-            await store.adelete(key)
+        for key in undecodable(keys, texts, missing) if mode == "normal" else ():
+            await store.adelete(key)  # replay and read-only leave the store as it is
         if not missing:
             return batch
         import asyncio  # noqa: PLC0415  (loaded already: a loop is running)

@@ -29,6 +29,14 @@ _TEXT_SHOWN = 2000
 """Characters of an unreadable entry's text that ``show`` prints."""
 
 
+def _shown(text: str | None) -> str:
+    """``text`` safe to print: a key read from a store (a planted one) may hold terminal escape
+    sequences, or a lone surrogate no terminal encoding takes; those are shown escaped."""
+    if text is None:
+        return ""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def duration(seconds: float | None) -> str:
     """``42s``, ``5m``, ``3h``, ``2d``: an age or a time left, at a glance."""
     if seconds is None:
@@ -80,7 +88,7 @@ def stats_table(rows: list[FunctionStats], out: TextIO) -> None:
         header,
         [
             (
-                row.function,
+                _shown(row.function),
                 str(row.entries),
                 str(row.unreadable),
                 size(row.size),
@@ -139,9 +147,9 @@ def entries_table(entries: Iterable[Entry], out: TextIO) -> None:
     count = 0
     for count, entry in enumerate(entries, 1):  # noqa: B007  (the count is read after the loop)
         expires = "?" if not entry.found else "never" if entry.ttl is None else duration(entry.ttl)
-        note = "" if entry.problem is None else f"  UNREADABLE: {entry.problem}"
+        note = "" if entry.problem is None else f"  UNREADABLE: {_shown(entry.problem)}"
         age, bytes_ = duration(_age(entry.created)), size(entry.size) if entry.found else "?"
-        print(f"{age:>5} {bytes_:>9} {expires:>7}  {entry.key}{note}", file=out)
+        print(f"{age:>5} {bytes_:>9} {expires:>7}  {_shown(entry.key)}{note}", file=out)
     print(f"{count} entries", file=out)
 
 
@@ -161,15 +169,15 @@ def entry_text(entry: Entry, out: TextIO) -> None:
     def line(label: str, text: str) -> None:
         print(f"{label:<9} {text}", file=out)
 
-    line("key", entry.key)
-    line("function", entry.function or "(not a cache key: <namespace>:<function>:...)")
+    line("key", _shown(entry.key))
+    line("function", _shown(entry.function) or "(not a cache key: <namespace>:<function>:...)")
     if entry.found:
         line("size", f"{entry.size} bytes")
         expires = "never" if entry.ttl is None else f"in {duration(entry.ttl)} ({entry.ttl:.1f} s)"
         line("expires", expires)
     envelope = entry.envelope
     if envelope is None:
-        line("UNREADABLE", f"{entry.problem} (a miss: the next call replaces it)")
+        line("UNREADABLE", f"{_shown(entry.problem)} (a miss: the next call replaces it)")
         if not entry.found:
             return
         shown = entry.text[:_TEXT_SHOWN]
@@ -184,7 +192,8 @@ def entry_text(entry: Entry, out: TextIO) -> None:
     if usage is not None:
         line(
             "usage",
-            f"{usage.model or 'unknown model'}: {usage.input} input + {usage.output} output tokens "
+            f"{_shown(usage.model) or 'unknown model'}: {usage.input} input + {usage.output} "
+            "output tokens "
             f"(${usage.cost():.6f} per hit at today's price)",
         )
     print("value     (the function's result, as stored)", file=out)
@@ -196,6 +205,8 @@ def entry_text(entry: Entry, out: TextIO) -> None:
 
 def _indented(value: Any) -> str:
     text = json.dumps(value, indent=2, ensure_ascii=False)
+    if not all(line.isprintable() for line in text.splitlines()):  # a lone surrogate, a U+2028
+        text = json.dumps(value, indent=2)
     return "\n".join("  " + line for line in text.splitlines())
 
 
@@ -204,7 +215,7 @@ def cleared(removed: int, functions: list[str], as_json: bool, out: TextIO) -> N
         json.dump({"removed": removed, "functions": functions}, out)
         print(file=out)
     else:
-        of = f" of {', '.join(functions)}" if functions else ""
+        of = f" of {', '.join(map(_shown, functions))}" if functions else ""
         print(f"Removed {removed} entries{of}.", file=out)
 
 

@@ -28,11 +28,11 @@ import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, TypeVar, get_args
 
 from instructor_cache._ttl import TTL, to_seconds
 from instructor_cache.backends._contract import Store, check_store
-from instructor_cache.errors import ConfigurationError
+from instructor_cache.errors import CacheMissError, ConfigurationError
 
 __all__ = [
     "ENVIRONMENT_VARIABLE",
@@ -40,12 +40,16 @@ __all__ = [
     "Control",
     "Mode",
     "cache_control",
+    "replay_missed",
+    "reset_own",
     "set_default_control",
     "steer",
     "ttl_in_force",
     "uncached_of",
+    "watch_replay_misses",
 ]
 
+T = TypeVar("T")
 Mode = Literal["off", "read-only", "write-only", "replay", "normal"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 ENVIRONMENT_VARIABLE = "INSTRUCTOR_CACHE_MODE"
@@ -187,7 +191,23 @@ class cache_control:  # noqa: N801  (a context manager used like a function, as 
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        _CONTROL.reset(self._tokens.pop())
+        reset_own(_CONTROL, self._tokens)
+
+
+def reset_own(variable: contextvars.ContextVar[T], tokens: list[contextvars.Token[T]]) -> None:
+    """Reset ``variable`` with the newest of ``tokens`` set in the running context, and drop it.
+
+    One block object may be open in several tasks or threads at once (one
+    made at module level): each leaves with its own token, not the newest
+    of all, which another context set and only that context can reset.
+    """
+    for token in reversed(list(tokens)):
+        try:
+            variable.reset(token)
+        except ValueError:  # set in another context: it is that one's to reset
+            continue
+        tokens.remove(token)
+        return
 
 
 def current() -> Control | None:
@@ -223,6 +243,35 @@ def ttl_in_force(default: float | None) -> float | None:
     if control is None or control.ttl is UNSET:
         return default
     return control.ttl
+
+
+_miss_watchers: tuple[Callable[[CacheMissError], object], ...] = ()
+
+
+def watch_replay_misses(watcher: Callable[[CacheMissError], object]) -> Callable[[], None]:
+    """Call ``watcher`` with every replay miss from now on; return what stops it.
+
+    It sees a miss even when the caller's code catches it (``except
+    Exception`` around an LLM call is common): a test runner replaying
+    recordings fails the test all the same.
+    """
+    global _miss_watchers  # noqa: PLW0603  (one tuple, replaced whole under the lock)
+    with _LOCK:
+        _miss_watchers = (*_miss_watchers, watcher)
+
+    def stop() -> None:
+        global _miss_watchers  # noqa: PLW0603
+        with _LOCK:
+            _miss_watchers = tuple(known for known in _miss_watchers if known is not watcher)
+
+    return stop
+
+
+def replay_missed(error: CacheMissError) -> CacheMissError:
+    """Tell the watchers of replay misses about ``error``; return it, to raise."""
+    for watcher in _miss_watchers:
+        watcher(error)
+    return error
 
 
 def uncached_of(wrapper: Callable[..., Any]) -> Callable[..., Any]:

@@ -89,7 +89,7 @@ def sync_driver(
         if watch.on and not watch.enter():  # a paid call: it reports, as a stream's refresh does
             return watch.call(refresh, args, kwargs)
         target = steering.to(current() if SWITCH.on else None)  # a store= block's store
-        return target.refresh(make_key(args, kwargs), args, kwargs)
+        return target.refresh(target.make_key(args, kwargs), args, kwargs)
 
     batches = SyncBatches(memo, steering)
     return Driven(
@@ -143,7 +143,7 @@ def async_driver(
         if watch.on and not watch.enter():
             return await watch.acall(refresh, args, kwargs)
         target = steering.to(current() if SWITCH.on else None)
-        return await target.refresh(make_key(args, kwargs), args, kwargs)
+        return await target.refresh(target.make_key(args, kwargs), args, kwargs)
 
     async def acache_clear() -> None:
         flights.outdate_all()

@@ -8,9 +8,11 @@ then kept (``Steering``), its failures counted into the function's figures.
 
 Modes, for a call: ``off`` calls the function (no read, no write, counted as
 a bypass); ``read-only`` reads and, on a miss, pays without storing nor
-joining a flight; ``write-only`` is a ``refresh``: it pays, never joins
-another call's flight (it is asked for a new answer, not the one an earlier
-call is computing), outdates that flight so that its older answer is not
+joining a flight (nor deleting an entry that does not decode: the store
+may be a committed fixture directory, and replay leaves it alone too);
+``write-only`` is a ``refresh``: it pays, never joins another call's
+flight (it is asked for a new answer, not the one an earlier call is
+computing), outdates that flight so that its older answer is not
 stored over this one, and stores; ``replay`` reads and, on a miss, raises
 ``CacheMissError`` without leading a flight; ``normal`` (a store routed to)
 is the usual path. Over another cached layer, a ``replay`` miss asks the
@@ -28,7 +30,15 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from instructor_cache._control import SWITCH, UNSET, Control, Mode, current, mode_of
+from instructor_cache._control import (
+    SWITCH,
+    UNSET,
+    Control,
+    Mode,
+    current,
+    mode_of,
+    replay_missed,
+)
 from instructor_cache._descriptions import describing
 from instructor_cache._events import note_bypass
 from instructor_cache._keys import KeyBuildFunction
@@ -91,13 +101,14 @@ def replay_miss(name: str, key: str, args: Any, kwargs: Any) -> CacheMissError:
     arguments = ", ".join(shown)
     if len(arguments) > _ARGUMENTS_LIMIT:
         arguments = arguments[:_ARGUMENTS_LIMIT] + "..."
-    return CacheMissError(
+    error = CacheMissError(
         f"{name}({arguments}) is not cached (key {key}), and the cache is in replay mode, so the "
         "function was not called. Record it first: run this call with the cache in normal or "
         "write-only mode",
         function=name,
         key=key,
     )
+    return replay_missed(error)  # seen by a test runner even if the caller's code catches it
 
 
 def _short(value: object) -> str:
@@ -150,7 +161,8 @@ class SyncSteered:
                 value = memo.decode(text)
                 if value is not MISS:
                     return value
-                store.delete(key)  # it did not decode
+                if mode == "normal":  # replay and read-only leave the store as it is
+                    store.delete(key)  # it did not decode
         if mode == "normal":
             return self.misses.miss(key, landings, args, kwargs, offline=offline)
         return self.pay(mode, key, args, kwargs)
@@ -211,7 +223,8 @@ class AsyncSteered:
                 value = memo.decode(text)
                 if value is not MISS:
                     return value
-                await store.adelete(key)  # it did not decode
+                if mode == "normal":  # replay and read-only leave the store as it is
+                    await store.adelete(key)  # it did not decode
         if mode == "normal":
             return await self.misses.miss(key, landings, args, kwargs, offline=offline)
         return await self.pay(mode, key, args, kwargs)
@@ -250,6 +263,7 @@ class StreamPlan(NamedTuple):
     store: GuardedStore
     ttl: float | None
     fresh: bool  # call and store, reading nothing: a refresh, or write-only
+    make_key: KeyBuildFunction  # telling a store routed to what each key stands for
 
     @property
     def stores(self) -> bool:
@@ -259,11 +273,13 @@ class StreamPlan(NamedTuple):
 
 def stream_plan(memo: Memo[Any], steering: Steering[GuardedStore], refresh: bool) -> StreamPlan:
     control = current() if SWITCH.on else None
+    mode: Mode = "write-only" if refresh else "normal" if control is None else mode_of(control)
     if control is None:
-        return StreamPlan("write-only" if refresh else "normal", steering.own, memo.ttl, refresh)
-    mode: Mode = "write-only" if refresh else mode_of(control)
+        return StreamPlan(mode, steering.own, memo.ttl, refresh, memo.key.build)
     store = steering.to(control)
-    return StreamPlan(mode, store, ttl_of(control, memo.ttl), mode == "write-only")
+    routed_to = None if store is steering.own else control.store
+    ttl = ttl_of(control, memo.ttl)
+    return StreamPlan(mode, store, ttl, mode == "write-only", key_builder(memo, routed_to))
 
 
 def stream_missed(memo: Memo[Any], plan: StreamPlan, key: str, args: Any, kwargs: Any) -> None:

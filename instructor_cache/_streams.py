@@ -163,7 +163,7 @@ def sync_stream_driver(
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> Generator[Any, None, None]:
         plan = stream_plan(memo, steering, fresh)
-        build_key = functools.partial(make_key, args, kwargs)
+        build_key = functools.partial(plan.make_key, args, kwargs)
         return _watched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     def recorded(
@@ -180,7 +180,7 @@ def sync_stream_driver(
                 text = target.get(key)
                 if text is not None:
                     value = decode(text)
-                    if value is MISS:
+                    if value is MISS and plan.stores:  # replay, read-only: left as it is
                         target.delete(key)  # it did not decode
             if value is MISS:
                 stream_missed(memo, plan, key, args, kwargs)
@@ -234,7 +234,7 @@ def async_stream_driver(
 
     def stream(args: Any, kwargs: Any, fresh: bool) -> AsyncGenerator[Any, None]:
         plan = stream_plan(memo, steering, fresh)
-        build_key = functools.partial(make_key, args, kwargs)
+        build_key = functools.partial(plan.make_key, args, kwargs)
         return _awatched(watch, build_key, functools.partial(recorded, args, kwargs, plan))
 
     async def recorded(
@@ -251,7 +251,7 @@ def async_stream_driver(
                 text = await target.aget(key)
                 if text is not None:
                     value = decode(text)
-                    if value is MISS:
+                    if value is MISS and plan.stores:  # replay, read-only: left as it is
                         await target.adelete(key)  # it did not decode
             if value is MISS:
                 stream_missed(memo, plan, key, args, kwargs)

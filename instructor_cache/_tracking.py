@@ -13,6 +13,7 @@ import contextvars
 import threading
 from types import TracebackType
 
+from instructor_cache._control import reset_own
 from instructor_cache._events import CacheEvent, add_event_hook, remove_event_hook
 
 __all__ = ["track_calls"]
@@ -62,7 +63,7 @@ class track_calls:  # noqa: N801  (a context manager used like a function, as co
         traceback: TracebackType | None,
     ) -> None:
         global _open  # noqa: PLW0603
-        _TRACKERS.reset(self._tokens.pop())
+        reset_own(_TRACKERS, self._tokens)
         with _LOCK:
             _open -= 1
             if not _open:

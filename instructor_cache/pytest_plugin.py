@@ -18,6 +18,11 @@ is ``tests/instructor_cache_fixtures`` under the root directory, or
 ``--instructor-cache-dir`` / the ``instructor_cache_dir`` ini setting.
 Without the option, a test that asks for the fixture replays when the
 environment variable ``CI`` is set and records otherwise.
+
+Recordings never expire (a decorator's ``ttl=`` would make a committed
+directory a miss in CI the day after), and a test's routing is the
+process's for its duration, not a block's: a call the test makes from a
+worker thread is recorded and replayed like the others, never paid in CI.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from instructor_cache._control import Mode, cache_control, set_default_control
+from instructor_cache._control import Control, Mode, set_default_control, watch_replay_misses
 from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.errors import CacheMissError
 
@@ -72,18 +77,28 @@ def pytest_configure(config: pytest.Config) -> None:
     if option is None:
         return
     store = FixtureStore(_directory(config))
-    previous = set_default_control(_MODES[option], store=None if option == "off" else store)
+    previous = _route(option, store)
     config.stash[_SESSION] = (option, store, previous)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION, None)
     if session is not None:
-        previous = session[2]
-        if previous is None:
-            set_default_control()
-        else:
-            set_default_control(previous.mode, ttl=previous.ttl, store=previous.store)
+        _restore(session[2])
+
+
+def _route(option: str, store: FixtureStore) -> Control | None:
+    """Route every decorated call of the process to ``store``; return the default it replaces."""
+    if option == "off":
+        return set_default_control("off")
+    return set_default_control(_MODES[option], ttl=None, store=store)
+
+
+def _restore(previous: Control | None) -> None:
+    if previous is None:
+        set_default_control()
+    else:
+        set_default_control(previous.mode, ttl=previous.ttl, store=previous.store)
 
 
 def _directory(config: pytest.Config) -> Path:
@@ -105,16 +120,38 @@ def instructor_cache_fixtures(request: pytest.FixtureRequest) -> Iterator[Fixtur
     if session is not None:
         yield session[1]
         return
-    option = _option_of(request.config)
     store = FixtureStore(_directory(request.config))
-    with cache_control(_MODES[option], store=store):
+    previous = _route(_option_of(request.config), store)
+    try:
         yield store
+    finally:
+        _restore(previous)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("instructor_cache") is not None:
             item.fixturenames.append("instructor_cache_fixtures")  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Under replay, a call not recorded fails its test even if the test's code caught the error."""
+    replaying = _option_of(item.config) == "replay" and (
+        item.config.stash.get(_SESSION, None) is not None
+        or "instructor_cache_fixtures" in getattr(item, "fixturenames", ())
+    )
+    if not replaying:
+        return (yield)
+    misses: list[CacheMissError] = []
+    stop = watch_replay_misses(misses.append)
+    try:
+        result = yield
+    finally:
+        stop()
+    if misses:
+        raise misses[0]
+    return result
 
 
 @pytest.hookimpl(wrapper=True)
