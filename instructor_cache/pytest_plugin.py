@@ -110,7 +110,12 @@ def _option_of(config: pytest.Config) -> str:
     session = config.stash.get(_SESSION, None)
     if session is not None:
         return session[0]
-    return "replay" if os.environ.get("CI") else "record"
+    return "replay" if _in_ci() else "record"
+
+
+def _in_ci() -> bool:
+    """``CI`` set to anything but an empty, false or zero value (CI services set ``true``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 @pytest.fixture

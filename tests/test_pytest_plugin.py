@@ -147,3 +147,17 @@ def test_the_marker_records_locally_and_replays_in_ci(
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("LLM_DOWN", "1")
     suite.runpytest_subprocess("-k", "test_ann").assert_outcomes(passed=1)
+
+
+def test_ci_set_to_false_records_rather_than_replays(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI=false is not CI: a marked test records its call instead of failing on the miss."""
+    suite.makepyfile(
+        test_suite=SUITE.replace("BO_TEXT", "Bo is there").replace(
+            "def test_ann", "@pytest.mark.instructor_cache\ndef test_ann"
+        )
+    )
+    monkeypatch.setenv("CI", "false")
+    suite.runpytest_subprocess("-k", "test_ann").assert_outcomes(passed=1)
+    assert len(recorded(suite)) == 1
