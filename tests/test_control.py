@@ -16,6 +16,7 @@ from instructor_cache import (
     CacheEvent,
     DiskCache,
     MemoryCache,
+    Store,
     TieredCache,
     _events,
     cache_control,
@@ -685,3 +686,26 @@ def test_the_demo_names_the_layer_that_answered_from_the_tracked_events(tmp_path
     with warnings.catch_warnings():  # the demo never closes its DiskCache, as a user's script
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+
+
+def test_every_mode_behaves_alike_on_every_store(backend: Store, llm: FakeLLM) -> None:
+    """off, write-only, read-only, replay and track_calls on memory, disk, Redis, Cluster, tiers."""
+
+    @instructor_cache(backend, ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    with cache_control("off"):
+        extract("Al is 1")
+    with cache_control("read-only"):
+        extract("Al is 1")
+    with cache_control("replay"), pytest.raises(CacheMissError, match="Al is 1"):
+        extract("Al is 1")
+    assert len(llm.calls) == 2  # off and read-only paid, stored nothing; replay did not pay
+    with cache_control("write-only"):
+        extract("Al is 1")
+    with cache_control("replay"), track_calls() as calls:
+        assert extract("Al is 1") == UserDetail(name="Al", age=1)
+    assert len(llm.calls) == 3
+    assert [event.outcome for event in calls] == ["hit"]
+    extract.cache_clear()
