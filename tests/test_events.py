@@ -22,6 +22,7 @@ from instructor_cache import (
     remove_event_hook,
 )
 from instructor_cache._decorator import MEMO_ATTRIBUTE
+from instructor_cache.backends import Store
 from instructor_cache.errors import ConfigurationError
 from tests._stores import BrokenStore
 from tests.conftest import FakeLLM, UserDetail
@@ -318,3 +319,20 @@ def test_a_hit_event_carries_the_original_calls_tokens_and_cost(events: list[Cac
     assert hit.saved.tokens == 1000 == extract.cache_info().tokens_saved
     assert hit.saved.cost == pytest.approx((900 * price.input + 100 * price.output) / 1e6)
     assert hit.saved.cost == pytest.approx(extract.cache_info().cost_saved)
+
+
+def test_a_miss_then_a_hit_report_alike_on_every_store(
+    backend: Store, llm: FakeLLM, events: list[CacheEvent]
+) -> None:
+    """Each store's hit reports its key and the original call's duration as saved."""
+
+    @instructor_cache(backend, ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    extract("Jo is 4")
+    extract("Jo is 4")
+    key = extract.cache_key("Jo is 4")
+    assert [(e.outcome, e.key) for e in events] == [("miss", key), ("hit", key)]
+    assert events[1].saved.seconds == pytest.approx(extract.cache_info().time_saved)
+    extract.cache_clear()
