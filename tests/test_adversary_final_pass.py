@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
-from instructor_cache import MemoryCache, instructor_cache
+from instructor_cache import MemoryCache, RedisCache, instructor_cache
 from tests._fakes import UserDetail
+from tests._stores import aclose_clients
+
+
+class Counting:
+    """A simulated LLM whose answer changes with each call: a served answer is an old one."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, text: str) -> UserDetail:
+        self.calls.append(text)
+        return UserDetail(name=text, age=len(self.calls))
 
 
 def _with_raw(user: UserDetail, raw: Any) -> UserDetail:
@@ -30,3 +44,54 @@ def test_a_dict_raw_response_json_cannot_carry_is_not_served_changed_on_a_hit() 
     assert hit == paid
     raw = getattr(hit, "_raw_response", None)
     assert raw is None or raw == paid._raw_response  # type: ignore[attr-defined]
+
+
+class _SlowReplyRedis(RedisCache):
+    """A Redis whose reply to one armed GET is held up on the way back (a slow network): the
+    server answered it before anything written after it was sent."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix=prefix)
+        self.armed = False
+        self.answered = asyncio.Event()
+        self.delivered = asyncio.Event()
+
+    async def aget(self, key: str) -> str | None:
+        text = await super().aget(key)
+        if self.armed:
+            self.armed = False
+            self.answered.set()
+            await self.delivered.wait()
+        return text
+
+
+async def test_a_call_made_after_a_refresh_returned_gets_the_refreshed_answer(
+    redis_url: str,
+) -> None:
+    """A call made once ``refresh`` has stored a new answer must not be served the old one by
+    joining a read of the same key that was sent before the refresh (coalesced reads): the
+    caller asked for a new answer, got it, and the next call hands back the one it replaced."""
+    store = _SlowReplyRedis(redis_url, f"advfinal:{uuid.uuid4().hex}:")
+    llm = Counting()
+
+    @instructor_cache(store, ignore=("llm",))
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    try:
+        old = await extract("Ann")
+        store.armed = True
+        earlier = asyncio.ensure_future(extract("Ann"))  # its GET is answered with the old entry
+        await store.answered.wait()
+        fresh = await extract.refresh("Ann")
+        assert fresh != old
+        later = asyncio.ensure_future(extract("Ann"))  # made after the refresh returned
+        for _ in range(50):
+            await asyncio.sleep(0)
+        store.delivered.set()
+        await earlier  # its read overlapped the refresh: either answer is right for it
+        assert await later == fresh
+    finally:
+        await aclose_clients(store)
+        store.clear()
+        store.close()
