@@ -95,3 +95,34 @@ async def test_a_call_made_after_a_refresh_returned_gets_the_refreshed_answer(
         await aclose_clients(store)
         store.clear()
         store.close()
+
+
+async def test_a_call_made_after_an_invalidation_returned_is_not_served_the_dropped_entry(
+    redis_url: str,
+) -> None:
+    """A call made once ``invalidate`` has dropped an entry must not be served that entry by
+    joining a read of the same key that was sent before the invalidation (coalesced reads)."""
+    store = _SlowReplyRedis(redis_url, f"advfinal:{uuid.uuid4().hex}:")
+    llm = Counting()
+
+    @instructor_cache(store, ignore=("llm",))
+    async def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    try:
+        old = await extract("Ann")
+        store.armed = True
+        earlier = asyncio.ensure_future(extract("Ann"))  # its GET is answered with the old entry
+        await store.answered.wait()
+        assert await extract.invalidate("Ann")
+        later = asyncio.ensure_future(extract("Ann"))  # made after the invalidation returned
+        for _ in range(50):
+            await asyncio.sleep(0)
+        store.delivered.set()
+        await earlier  # its read overlapped the invalidation: either answer is right for it
+        assert await later != old
+        assert llm.calls == ["Ann", "Ann"]
+    finally:
+        await aclose_clients(store)
+        store.clear()
+        store.close()
