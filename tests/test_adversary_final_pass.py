@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from instructor_cache import MemoryCache, RedisCache, instructor_cache
+import pytest
+
+from instructor_cache import MemoryCache, RedisCache, cache_control, instructor_cache
+from instructor_cache.errors import CacheMissError
 from tests._fakes import UserDetail
 from tests._stores import aclose_clients
 
@@ -126,3 +130,38 @@ async def test_a_call_made_after_an_invalidation_returned_is_not_served_the_drop
         await aclose_clients(store)
         store.clear()
         store.close()
+
+
+def test_uncached_on_a_stream_stacked_over_a_cached_layer_calls_the_function() -> None:
+    """``uncached`` is one call that neither reads nor writes the cache; on a stream layer over
+    another cached layer, the layer below is made only when the stream is consumed, after the
+    ``off`` block closed, so it serves its cached (old) items and nothing is called."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def extract(text: str) -> Iterator[UserDetail]:
+        yield llm(text)
+
+    old = list(extract("Ann"))
+    fresh = list(extract.uncached("Ann"))
+    assert llm.calls == ["Ann", "Ann"]
+    assert fresh != old
+
+
+def test_a_stacked_stream_made_in_a_replay_block_does_not_pay_when_read_after_it() -> None:
+    """A stream follows the block it was made in, even when consumed after it; over another
+    cached layer, a replay miss must raise, not be paid by the layer below, which was made
+    only once the block had closed and so ran in normal mode."""
+    llm = Counting()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def extract(text: str) -> Iterator[UserDetail]:
+        yield llm(text)
+
+    with cache_control("replay"):
+        stream = extract("Bo")
+    with pytest.raises(CacheMissError):
+        list(stream)
+    assert llm.calls == []
