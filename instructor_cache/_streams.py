@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
+from instructor_cache._control import within
 from instructor_cache._events import Pending, Watch, note_bypass
 from instructor_cache._memo import MISS, Memo, annotations_of
 from instructor_cache._misses import shielded
@@ -189,7 +190,8 @@ def sync_stream_driver(
             return
         recording = recordings.start(key, final, memo)
         try:
-            source = iter((call_fresh if fresh else fn)(*args, **kwargs))
+            with within(plan.blocks):  # a layer below reads its control when made, as this one
+                source = iter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
                 for item in source:
                     recording.add(item)
@@ -261,7 +263,8 @@ def async_stream_driver(
             return
         recording = recordings.start(key, final, memo)
         try:
-            source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
+            with within(plan.blocks):
+                source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
                 async for item in source:
                     recording.add(item)
