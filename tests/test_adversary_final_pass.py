@@ -165,3 +165,24 @@ def test_a_stacked_stream_made_in_a_replay_block_does_not_pay_when_read_after_it
     with pytest.raises(CacheMissError):
         list(stream)
     assert llm.calls == []
+
+
+def test_a_stream_recorded_into_another_store_does_not_cost_the_own_stores_recording() -> None:
+    """A ``write-only`` stream routed to another store (recording fixtures) outdates the
+    streams of its key recording into the function's own store too: their paid answer is then
+    never stored there, and the next call pays again, though nothing replaced it there."""
+    llm = Counting()
+    fixtures = MemoryCache()
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def extract(text: str) -> Iterator[UserDetail]:
+        yield llm(text)
+        yield llm(text + "!")
+
+    stream = extract("Ann")
+    first = next(stream)  # recording into the function's own store
+    with cache_control("write-only", store=fixtures):
+        list(extract("Ann"))
+    paid = [first, *stream]
+    assert list(extract("Ann")) == paid
+    assert len(llm.calls) == 4
