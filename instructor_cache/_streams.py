@@ -172,7 +172,7 @@ def sync_stream_driver(
     ) -> Generator[Any, None, None]:
         target, fresh = plan.store, plan.fresh
         if fresh:  # a stream recording it now must not store its older items over these
-            recordings.outdate(key)
+            recordings.outdate(key, target)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if plan.mode == "off":
@@ -188,7 +188,7 @@ def sync_stream_driver(
         if value is not MISS:
             yield from [value] if final else value
             return
-        recording = recordings.start(key, final, memo)
+        recording = recordings.start(key, final, memo, target)
         try:
             with within(plan.blocks):  # a layer below reads its control when made, as this one
                 source = iter((call_fresh if fresh else fn)(*args, **kwargs))
@@ -210,7 +210,7 @@ def sync_stream_driver(
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
-        recordings.outdate(key)  # a stream recording it now must not store it back
+        recordings.outdate(key, store)  # a stream recording it now must not store it back
         removed = store.invalidate(key)
         below = invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
@@ -244,7 +244,7 @@ def async_stream_driver(
     ) -> AsyncGenerator[Any, None]:
         target, fresh = plan.store, plan.fresh
         if fresh:
-            recordings.outdate(key)
+            recordings.outdate(key, target)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if plan.mode == "off":
@@ -261,7 +261,7 @@ def async_stream_driver(
             for item in [value] if final else value:
                 yield item
             return
-        recording = recordings.start(key, final, memo)
+        recording = recordings.start(key, final, memo, target)
         try:
             with within(plan.blocks):
                 source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
@@ -283,7 +283,7 @@ def async_stream_driver(
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
-        recordings.outdate(key)
+        recordings.outdate(key, store)
         removed = await store.ainvalidate(key)
         below = await invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
@@ -313,7 +313,7 @@ def _attach(
     functools.update_wrapper(wrapper, fn)
 
     def cache_clear() -> None:
-        recordings.outdate(None)  # a stream recording now must not store after the clear
+        recordings.outdate(None, store)  # a stream recording now must not store after the clear
         store.clear_prefix(memo.key.prefix)
         memo.stats.reset()
         store.reset_stats()
@@ -329,7 +329,7 @@ def _attach(
 
 async def _acache_clear(memo: Memo[Any], store: GuardedStore, recordings: Recordings) -> None:
     """``cache_clear`` for an async stream function over an asyncio-only store."""
-    recordings.outdate(None)
+    recordings.outdate(None, store)
     await store.aclear_prefix(memo.key.prefix)
     memo.stats.reset()
     store.reset_stats()
