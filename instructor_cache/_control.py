@@ -21,12 +21,13 @@ read more.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import enum
 import inspect
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, TypeVar, get_args
 
@@ -39,6 +40,7 @@ __all__ = [
     "SWITCH",
     "Control",
     "Mode",
+    "blocks_here",
     "cache_control",
     "replay_missed",
     "reset_own",
@@ -47,6 +49,7 @@ __all__ = [
     "ttl_in_force",
     "uncached_of",
     "watch_replay_misses",
+    "within",
 ]
 
 T = TypeVar("T")
@@ -216,6 +219,22 @@ def current() -> Control | None:
         raise ConfigurationError(_bad_environment)
     inner = _CONTROL.get()
     return _default if inner is None else inner.over(_default)
+
+
+def blocks_here() -> Control | None:
+    """The blocks in force here, without the process default: what a stream made here carries."""
+    return _CONTROL.get()
+
+
+@contextlib.contextmanager
+def within(blocks: Control | None) -> Iterator[None]:
+    """Run as inside ``blocks`` (from ``blocks_here``): a stream's layer below, made only once
+    the stream is read, must follow the block the stream was made in, as the stream does."""
+    token = _CONTROL.set(blocks)
+    try:
+        yield
+    finally:
+        _CONTROL.reset(token)
 
 
 def steer() -> Control | None:

@@ -124,7 +124,8 @@ def raw_text(raw: Any) -> str | None:
     """``raw`` as JSON text, or ``None`` if it has no faithful JSON form.
 
     A pydantic object (OpenAI's, Anthropic's and Google's responses are) is
-    dumped with ``model_dump_json``, a dict with ``json``; anything else is
+    dumped with ``model_dump_json``, a dict with ``json`` if it reads back
+    equal (not one with an int key or a tuple inside); anything else is
     not stored: no pickle, and no ``str()``, which would read back as a
     string pretending to be the response. Credentials a response carries
     back from its request are blanked (see ``_blanked``).
@@ -136,6 +137,8 @@ def raw_text(raw: Any) -> str | None:
             text = raw.model_dump_json(warnings=False)
         elif isinstance(raw, dict):
             text = json.dumps(raw, allow_nan=False, separators=(",", ":"))
+            if json.loads(text) != raw:  # an int key, a tuple: JSON would change them
+                return None
         else:
             return None
         lowered = text.lower()

@@ -32,11 +32,15 @@ class Recording:
         "outdated",
         "served",
         "started",
+        "store",
         "under",
     )
 
-    def __init__(self, key: str, final: bool, over_layer: bool, under_layer: bool) -> None:
+    def __init__(
+        self, key: str, final: bool, over_layer: bool, under_layer: bool, store: object
+    ) -> None:
         self.key, self.final = key, final
+        self.store = store  # where it is stored: only a write to that store outdates it
         self.items: list[Any] = []
         self.copied = True  # False once an item refused to be copied: then nothing is stored
         self.outdated = False  # an invalidate, refresh or cache_clear began meanwhile
@@ -96,8 +100,8 @@ class Recordings:
         self._lock = threading.Lock()
         self._live: set[Recording] = set()
 
-    def start(self, key: str, final: bool, memo: Memo[Any]) -> Recording:
-        recording = Recording(key, final, memo.over_layer, memo.under_layer)
+    def start(self, key: str, final: bool, memo: Memo[Any], store: object) -> Recording:
+        recording = Recording(key, final, memo.over_layer, memo.under_layer, store)
         with self._lock:
             self._live.add(recording)
         return recording
@@ -107,9 +111,11 @@ class Recordings:
         with self._lock:
             self._live.discard(recording)
 
-    def outdate(self, key: str | None) -> None:
-        """``key``'s streams (all of them for ``None``) began before it was invalidated."""
+    def outdate(self, key: str | None, store: object) -> None:
+        """``key``'s streams into ``store`` (all its streams for ``None``) began before it was
+        invalidated there; those recording into another store (a ``cache_control`` route) did
+        not, and their answer is still to be stored."""
         with self._lock:
             for recording in self._live:
-                if key is None or recording.key == key:
+                if recording.store is store and (key is None or recording.key == key):
                     recording.outdated = True

@@ -35,6 +35,7 @@ from instructor_cache._control import (
     UNSET,
     Control,
     Mode,
+    blocks_here,
     current,
     mode_of,
     replay_missed,
@@ -264,6 +265,7 @@ class StreamPlan(NamedTuple):
     ttl: float | None
     fresh: bool  # call and store, reading nothing: a refresh, or write-only
     make_key: KeyBuildFunction  # telling a store routed to what each key stands for
+    blocks: Control | None  # the blocks it was made in: the layer below is made in them too
 
     @property
     def stores(self) -> bool:
@@ -275,11 +277,12 @@ def stream_plan(memo: Memo[Any], steering: Steering[GuardedStore], refresh: bool
     control = current() if SWITCH.on else None
     mode: Mode = "write-only" if refresh else "normal" if control is None else mode_of(control)
     if control is None:
-        return StreamPlan(mode, steering.own, memo.ttl, refresh, memo.key.build)
+        return StreamPlan(mode, steering.own, memo.ttl, refresh, memo.key.build, blocks_here())
     store = steering.to(control)
     routed_to = None if store is steering.own else control.store
     ttl = ttl_of(control, memo.ttl)
-    return StreamPlan(mode, store, ttl, mode == "write-only", key_builder(memo, routed_to))
+    make_key = key_builder(memo, routed_to)
+    return StreamPlan(mode, store, ttl, mode == "write-only", make_key, blocks_here())
 
 
 def stream_missed(memo: Memo[Any], plan: StreamPlan, key: str, args: Any, kwargs: Any) -> None:

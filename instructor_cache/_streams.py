@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
+from instructor_cache._control import within
 from instructor_cache._events import Pending, Watch, note_bypass
 from instructor_cache._memo import MISS, Memo, annotations_of
 from instructor_cache._misses import shielded
@@ -171,7 +172,7 @@ def sync_stream_driver(
     ) -> Generator[Any, None, None]:
         target, fresh = plan.store, plan.fresh
         if fresh:  # a stream recording it now must not store its older items over these
-            recordings.outdate(key)
+            recordings.outdate(key, target)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if plan.mode == "off":
@@ -187,9 +188,10 @@ def sync_stream_driver(
         if value is not MISS:
             yield from [value] if final else value
             return
-        recording = recordings.start(key, final, memo)
+        recording = recordings.start(key, final, memo, target)
         try:
-            source = iter((call_fresh if fresh else fn)(*args, **kwargs))
+            with within(plan.blocks):  # a layer below reads its control when made, as this one
+                source = iter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
                 for item in source:
                     recording.add(item)
@@ -208,7 +210,7 @@ def sync_stream_driver(
 
     def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
-        recordings.outdate(key)  # a stream recording it now must not store it back
+        recordings.outdate(key, store)  # a stream recording it now must not store it back
         removed = store.invalidate(key)
         below = invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
@@ -242,7 +244,7 @@ def async_stream_driver(
     ) -> AsyncGenerator[Any, None]:
         target, fresh = plan.store, plan.fresh
         if fresh:
-            recordings.outdate(key)
+            recordings.outdate(key, target)
         with watch.noting(pending):  # what decides the call's outcome
             value = MISS
             if plan.mode == "off":
@@ -259,9 +261,10 @@ def async_stream_driver(
             for item in [value] if final else value:
                 yield item
             return
-        recording = recordings.start(key, final, memo)
+        recording = recordings.start(key, final, memo, target)
         try:
-            source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
+            with within(plan.blocks):
+                source = aiter((call_fresh if fresh else fn)(*args, **kwargs))
             try:
                 async for item in source:
                     recording.add(item)
@@ -280,7 +283,7 @@ def async_stream_driver(
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         key = make_key(args, kwargs)
-        recordings.outdate(key)
+        recordings.outdate(key, store)
         removed = await store.ainvalidate(key)
         below = await invalidate_below(*args, **kwargs) if invalidate_below is not None else False
         return bool(removed or below)
@@ -310,7 +313,7 @@ def _attach(
     functools.update_wrapper(wrapper, fn)
 
     def cache_clear() -> None:
-        recordings.outdate(None)  # a stream recording now must not store after the clear
+        recordings.outdate(None, store)  # a stream recording now must not store after the clear
         store.clear_prefix(memo.key.prefix)
         memo.stats.reset()
         store.reset_stats()
@@ -326,7 +329,7 @@ def _attach(
 
 async def _acache_clear(memo: Memo[Any], store: GuardedStore, recordings: Recordings) -> None:
     """``cache_clear`` for an async stream function over an asyncio-only store."""
-    recordings.outdate(None)
+    recordings.outdate(None, store)
     await store.aclear_prefix(memo.key.prefix)
     memo.stats.reset()
     store.reset_stats()

@@ -13,7 +13,10 @@ without coalescing, and pays nothing for it: not even a loop tick.
   several threads, and an asyncio Redis client belongs to one loop. A loop
   runs in one thread, so the state is the thread's, checked against the
   running loop (a thread may run one loop after another).
-- A key asked for while it is being read, or twice in one batch, is read once.
+- A key asked for while it is being read, or twice in one batch, is read once;
+  but not after a write through the store began (``wrote``): a read sent
+  before a refresh or an invalidation would hand a call made after it the
+  answer it replaced.
 - A batch holds at most ``MAX_BATCH`` distinct keys; a bigger burst starts
   the full batch at once and opens another: a few MGETs, none holding the
   server long.
@@ -91,7 +94,8 @@ class _LoopReads(Generic[R]):
         # Weakly: a thread keeps its last loop's reads, which must not keep that loop alive.
         self.loop = weakref.ref(loop)
         self.in_flight = 0
-        self.reading: dict[str, list[asyncio.Future[R | _Retry]]] = {}
+        # Key -> the writes made before its read was sent, and the read's waiters.
+        self.reading: dict[str, tuple[int, list[asyncio.Future[R | _Retry]]]] = {}
         self.batch: _Batch[R] | None = None
 
 
@@ -113,6 +117,7 @@ class Coalescer(Generic[R]):
         "_size",
         "_task",
         "_tasks",
+        "_writes",
     )
 
     def __init__(
@@ -135,6 +140,11 @@ class Coalescer(Generic[R]):
         self._local = threading.local()
         # The loop keeps only weak references to tasks: these are the bulk reads'.
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writes = 0  # writes begun, in any thread: a read sent before one is not shared
+
+    def wrote(self) -> None:
+        """A write through the store begins: no read sent before it answers a read made after."""
+        self._writes += 1
 
     def open_here(self) -> bool:
         """Whether the running loop has a read in flight: a read made now waits for it.
@@ -162,7 +172,8 @@ class Coalescer(Generic[R]):
         """``key``'s answer: read at once, or with the bulk read of the batch it joins."""
         while True:
             reads, loop = self._reads()
-            waiting = reads.reading.get(key)
+            sent = reads.reading.get(key)
+            waiting = sent[1] if sent is not None and sent[0] == self._writes else None
             if waiting is None and reads.in_flight < self._direct and reads.batch is None:
                 return await self._read_at_once(reads, key)
             future: asyncio.Future[R | _Retry] = loop.create_future()
@@ -177,13 +188,14 @@ class Coalescer(Generic[R]):
     async def _read_at_once(self, reads: _LoopReads[R], key: str) -> R:
         reads.in_flight += 1
         waiting: list[asyncio.Future[R | _Retry]] = []
-        reads.reading[key] = waiting
+        sent = reads.reading[key] = (self._writes, waiting)
         answer: R | _Retry = _RETRY
         try:
             answer = await self._read_one(key)
             return answer
         finally:
-            del reads.reading[key]
+            if reads.reading.get(key) is sent:  # not a later read of the key, sent after a write
+                del reads.reading[key]
             _tell(waiting, answer)
             reads.in_flight -= 1
             self._start_batch(reads, self._running_loop())

@@ -367,7 +367,14 @@ class Guard:
     # ``explicit``: a write the user asked for (refresh), which goes to the
     # store even while the breaker is open, paying its timeout at most.
 
+    def _wrote(self) -> None:
+        """A write begins: a coalesced read sent before it must not answer a call made after."""
+        for reads in (self._reads, self._reads_with_ttl):
+            if reads is not None:
+                reads.wrote()
+
     def set(self, key: str, value: str, ttl: float | None, *, explicit: bool = False) -> None:
+        self._wrote()
         if explicit or not self._skipped("set"):
             try:
                 self._ops.set(key, value, ttl)
@@ -379,6 +386,7 @@ class Guard:
     async def aset(
         self, key: str, value: str, ttl: float | None, *, explicit: bool = False
     ) -> None:
+        self._wrote()
         if explicit or not self._skipped("set"):
             try:
                 await (self._ops.aset_explicit if explicit else self._ops.aset)(key, value, ttl)
@@ -388,6 +396,7 @@ class Guard:
                 self._succeeded()
 
     def set_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        self._wrote()
         if items and not self._skipped("set_many"):
             try:
                 self._ops.set_many(items, ttl)
@@ -397,6 +406,7 @@ class Guard:
                 self._succeeded()
 
     async def aset_many(self, items: Mapping[str, str], ttl: float | None) -> None:
+        self._wrote()
         if items and not self._skipped("set_many"):
             try:
                 await self._ops.aset_many(items, ttl)
@@ -406,6 +416,7 @@ class Guard:
                 self._succeeded()
 
     def delete(self, key: str, *, explicit: bool = False) -> bool:
+        self._wrote()
         if explicit or not self._skipped("delete"):
             try:
                 deleted = bool(self._ops.delete(key))
@@ -417,6 +428,7 @@ class Guard:
         return False
 
     async def adelete(self, key: str, *, explicit: bool = False) -> bool:
+        self._wrote()
         if explicit or not self._skipped("delete"):
             try:
                 delete = self._ops.adelete_explicit if explicit else self._ops.adelete
@@ -534,6 +546,7 @@ class Guard:
     # A ConfigurationError (a RedisCache asked to clear a database it cannot
     # tell its keys in) is raised as it is: its message says what to change.
     def _explicitly(self, operation: str, call: Callable[[str], T], argument: str) -> T:
+        self._wrote()
         try:
             result = call(argument)
         except ConfigurationError:
@@ -546,6 +559,7 @@ class Guard:
     async def _aexplicitly(
         self, operation: str, call: Callable[[str], Awaitable[T]], argument: str
     ) -> T:
+        self._wrote()
         try:
             result = await call(argument)
         except ConfigurationError:
