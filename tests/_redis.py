@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
@@ -49,10 +49,21 @@ def free_port(*, below: int = 65535, bus_too: bool = False) -> int:
 class RedisServer:
     """One redis-server on 127.0.0.1, persistence off, that tests may stop, pause and restart."""
 
-    def __init__(self, directory: Path, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, *args: str | Callable[[int], str], port: int | None = None,
+        choose_port: Callable[[], int] = free_port,
+    ) -> None:  # fmt: skip
+        """``args`` may hold callables of the port (a node's own config file, say).
+
+        Without an explicit ``port``, the first start retries on another port
+        when the chosen one was taken between the probe and the server's bind:
+        a free-port probe cannot reserve it, and the tests' own client sockets
+        take ephemeral ports all the time. A restart keeps its port.
+        """
         self.directory = directory
         self.args = args
-        self.port = port or free_port()
+        self._choose_port = None if port else choose_port
+        self.port = port or choose_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,27 +71,51 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        for _attempt in range(5):
+            if self._launch():
+                self._choose_port = None  # started once: restarts keep the port
+                return self
+            if self._choose_port is None:
+                break
+            self.port = self._choose_port()
+        raise RuntimeError(f"redis-server did not start: {self._log_tail()}")
+
+    def _launch(self) -> bool:
+        """True once the server answers; False if it exited (a port taken, most likely)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        args = [arg(self.port) if callable(arg) else arg for arg in self.args]
         command = [
             redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.directory), *self.args,
+            "--save", "", "--appendonly", "no", "--dir", str(self.directory), *args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        with self._log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                self.process = None
+                return False
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn,
             ):
                 conn.sendall(b"PING\r\n")
                 if conn.recv(64):  # +PONG, or -NOAUTH from a server with a password
-                    return self
+                    return True
             time.sleep(0.02)
-        raise RuntimeError("redis-server did not start within 10 s")
+        self.stop()
+        raise RuntimeError(f"redis-server did not start within 10 s: {self._log_tail()}")
+
+    @property
+    def _log_path(self) -> Path:
+        return self.directory / "redis-server.log"
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self._log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(lines[-3:]) or "empty log"
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -124,21 +159,20 @@ class RedisClusterNodes:
 
     def __init__(self, directory: Path, size: int = 3) -> None:
         # A node's cluster bus listens on its port + 10000: both must be free.
-        ports: list[int] = []
-        while len(ports) < size:
-            port = free_port(below=55535, bus_too=True)
-            if port not in ports:
-                ports.append(port)
         self.servers = [
             RedisServer(
-                directory / str(port), *self._cluster_args(directory / str(port)), port=port
+                directory / f"node{index}",
+                *self._cluster_args(directory / f"node{index}"),
+                choose_port=lambda: free_port(below=55535, bus_too=True),
             )
-            for port in ports
+            for index in range(size)
         ]
 
     @staticmethod
-    def _cluster_args(directory: Path) -> list[str]:
-        config = str(directory / "nodes.conf")
+    def _cluster_args(directory: Path) -> list[str | Callable[[int], str]]:
+        def config(port: int) -> str:
+            return str(directory / f"nodes-{port}.conf")
+
         return ["--cluster-enabled", "yes", "--cluster-config-file", config,
                 "--cluster-node-timeout", "2000"]  # fmt: skip
 
