@@ -313,7 +313,7 @@ def _decorate(fn: Any, given: Store | None, options: Options) -> Any:
     def route(other: Store) -> GuardedStore:
         """``other`` composed as ``backend`` was, for a ``cache_control(store=other)`` block."""
         guarded = compose(other, memo.stats, memo.name, options.circuit_breaker)
-        memo.watch.count_with(*memo.watch.counters, *guarded.tier_stats())
+        memo.watch.count_routed(*guarded.tier_stats())
         return guarded
 
     streamed = stream_wrapper(fn, memo, store, options.stream, Steering(backend, store, route))

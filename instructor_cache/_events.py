@@ -227,7 +227,7 @@ class Watch:
     global hooks as they come and go.
     """
 
-    __slots__ = ("__weakref__", "counters", "hooks", "key", "name", "on")
+    __slots__ = ("__weakref__", "counters", "hooks", "key", "name", "on", "routed")
 
     def __init__(
         self, name: str, hooks: tuple[EventHook, ...], key: Callable[[Any, Any], str]
@@ -236,6 +236,9 @@ class Watch:
         self.hooks = hooks
         self.key = key
         self.counters: tuple[Stats, ...] = ()
+        # The tiers' counters of stores a cache_control block routes to: held
+        # weakly, so a route the function lets go is not watched forever.
+        self.routed: weakref.WeakSet[Stats] = weakref.WeakSet()
         with _HOOKS_LOCK:
             _WATCHES.add(self)
             self.on = bool(hooks or _GLOBAL_HOOKS)
@@ -246,9 +249,16 @@ class Watch:
             self.counters = counters
             self.turn(self.on)
 
+    def count_routed(self, *counters: Stats) -> None:
+        """Watch these too, while the route that counts with them is kept."""
+        with _HOOKS_LOCK:
+            for counter in counters:
+                self.routed.add(counter)
+                counter.watched = self.on
+
     def turn(self, on: bool) -> None:
         self.on = on
-        for counter in self.counters:
+        for counter in (*self.counters, *self.routed):
             counter.watched = on
 
     def enter(self) -> bool:

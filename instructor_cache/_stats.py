@@ -59,6 +59,7 @@ class Stats:
     """
 
     __slots__ = (
+        "__weakref__",
         "_errors",
         "_hits",
         "_lock",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -63,14 +64,21 @@ __all__ = [
 S = TypeVar("S")
 _REPR_LIMIT = 200
 _ARGUMENTS_LIMIT = 600
+_ROUTES = 16  # other stores a function keeps routes to (see Steering)
 
 
 class Steering(Generic[S]):
-    """What a control routes one function's calls to: its own ``S``, or one per other store."""
+    """What a control routes one function's calls to: its own ``S``, or one per other store.
+
+    The routes to other stores are the ``_ROUTES`` used last: a store made per
+    request and routed to once must not be kept alive by every function it
+    served (with its connections). A route dropped while one of its calls
+    runs only loses that call's single flight with calls made on a new route.
+    """
 
     def __init__(self, backend: Store, own: S, make: Callable[[Store], S]) -> None:
         self.backend, self.own, self._make = backend, own, make
-        self._routes: dict[int, tuple[Store, S]] = {}
+        self._routes: OrderedDict[int, tuple[Store, S]] = OrderedDict()
         self._lock = threading.Lock()
 
     def to(self, control: Control | None) -> S:
@@ -80,9 +88,12 @@ class Steering(Generic[S]):
         with self._lock:
             # Keyed by identity, holding the store: its id is not reused while kept here.
             known = self._routes.get(id(store))
-            if known is None:
-                known = (store, self._make(store))
-                self._routes[id(store)] = known
+            if known is not None:
+                self._routes.move_to_end(id(store))
+                return known[1]
+            known = self._routes[id(store)] = (store, self._make(store))
+            if len(self._routes) > _ROUTES:
+                self._routes.popitem(last=False)
             return known[1]
 
 

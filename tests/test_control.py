@@ -6,6 +6,7 @@ import asyncio
 import gc
 import threading
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,28 @@ def test_store_routes_reads_and_writes_to_the_other_store(
     call(fn, "Ann")  # outside: the decorator's store, which has nothing
     assert counting.calls == ["Ann", "Ann"]
     assert fn.cache_info().hits == 1
+
+
+def test_stores_routed_to_once_are_not_kept_alive_by_the_function(
+    call: Any, pick: Any, counting: Counting
+) -> None:
+    """A store made per request and routed to once is let go: the function keeps a few routes."""
+    fn = pick(MemoryCache())
+    released: list[weakref.ref[MemoryCache]] = []
+    for number in range(200):
+        store = MemoryCache()
+        with cache_control(store=store):
+            call(fn, f"call {number}")
+        released.append(weakref.ref(store))
+        del store
+    gc.collect()
+    alive = sum(ref() is not None for ref in released)
+    assert alive <= 32, f"{alive} of 200 routed stores are still alive"
+    last = released[-1]()
+    assert last is not None  # the newest route is kept, and still serves
+    with cache_control(store=last):
+        call(fn, "call 199")
+    assert len(counting.calls) == 200
 
 
 def test_store_and_replay_serve_only_from_the_other_store(

@@ -17,6 +17,7 @@ from instructor_cache import (
     MemoryCache,
     TieredCache,
     add_event_hook,
+    cache_control,
     instructor_cache,
     pricing,
     remove_event_hook,
@@ -177,6 +178,26 @@ def test_a_tiered_hit_names_the_tier_that_served_it(
     extract("Gu is 7")
     memory.clear_prefix("")
     extract("Gu is 7")
+    assert [(e.outcome, e.tier) for e in events] == [("miss", None), ("hit", 0), ("hit", 1)]
+    disk.close()
+
+
+def test_a_hit_from_a_tiered_store_a_block_routes_to_names_its_tier(
+    llm: FakeLLM, tmp_path: Path, events: list[CacheEvent]
+) -> None:
+    """Routed tiers are watched too: while the route is kept, and for hooks added later."""
+    memory, disk = MemoryCache(), DiskCache(tmp_path)
+    routed = TieredCache(memory, disk)
+
+    @instructor_cache(MemoryCache(), ignore=("llm",))
+    def extract(text: str) -> UserDetail:
+        return llm(text)
+
+    with cache_control(store=routed):
+        extract("Ri is 9")
+        extract("Ri is 9")
+        memory.clear_prefix("")
+        extract("Ri is 9")
     assert [(e.outcome, e.tier) for e in events] == [("miss", None), ("hit", 0), ("hit", 1)]
     disk.close()
 
