@@ -64,7 +64,7 @@ __all__ = [
 S = TypeVar("S")
 _REPR_LIMIT = 200
 _ARGUMENTS_LIMIT = 600
-_ROUTES = 16  # other stores a function keeps routes to (see Steering)
+_ROUTES = 64  # other stores a function keeps routes to (see Steering)
 
 
 class Steering(Generic[S]):
