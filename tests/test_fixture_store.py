@@ -330,6 +330,31 @@ def test_files_this_store_did_not_name_are_left_alone(tmp_path: Path) -> None:
     assert all(other.exists() for other in planted)
 
 
+def test_purge_expired_removes_what_a_crashed_write_left_behind(tmp_path: Path) -> None:
+    """A write killed between its temporary file and the rename leaves a hidden file: purged once
+    it is an hour old (no write takes that long), never a fresh one a writer may still rename,
+    a planted look-alike that is a link, or a file of another name."""
+    store = FixtureStore(tmp_path)
+    store.set("ns:f:k", "v")
+    (path,) = _entry_files(tmp_path)
+    leftover = path.parent / f".{path.name}.4242.139872.0a1b2c3d"
+    fresh = path.parent / f".{path.name}.4243.139872.0a1b2c3e"
+    other = path.parent / f".{path.name}.notes"
+    target = tmp_path / "outside.txt"
+    link = path.parent / f".{path.name}.4244.139872.0a1b2c3f"
+    for file in (leftover, fresh, other, target):
+        file.write_bytes(b"{")
+    link.symlink_to(target)
+    old = time.time() - 2 * 3600
+    for file in (leftover, other, target):
+        os.utime(file, (old, old))
+    os.utime(link, (old, old), follow_symlinks=False)
+    assert store.purge_expired() == 0  # no entry expired; the leftover is not an entry
+    assert not leftover.exists()
+    assert [fresh.exists(), other.exists(), target.exists(), link.is_symlink()] == [True] * 4
+    assert store.get("ns:f:k") == "v"
+
+
 def test_an_entry_too_big_to_read_back_is_refused_when_written(tmp_path: Path) -> None:
     """A write whose file would exceed max_size fails loudly rather than leave a silent miss."""
     store = FixtureStore(tmp_path, max_size=1000)

@@ -153,6 +153,11 @@ def unlink(parent: Dir, name: str) -> None:
     os.unlink(parent.at(name), dir_fd=parent.fd)
 
 
+def modified(parent: Dir, name: str) -> float:
+    """When ``name`` itself (a link too, never what it names) was last written."""
+    return os.stat(parent.at(name), dir_fd=parent.fd, follow_symlinks=False).st_mtime
+
+
 def names(parent: Dir, pattern: re.Pattern[str], *, directory: bool) -> list[str]:
     """Names in ``parent`` matching ``pattern`` that are real directories, or regular files."""
     try:

@@ -29,6 +29,9 @@ MAX_SIZE = 64 * 2**20
 
 _FILE = re.compile(r"[0-9a-f]{32}\.json")
 _FOLDER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}")
+# The temporary file of a write (see ``set``), and how old one must be to be left over.
+_LEFTOVER = re.compile(r"\.[0-9a-f]{32}\.json\.[0-9]+\.[0-9]+\.[0-9a-f]{8}")
+_LEFTOVER_AGE = 3600.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _DESCRIBED = 4096  # calls remembered between building a key and storing its entry
 _FIELDS = frozenset({"arguments", "created", "format", "function", "key", "text", "ttl", "value"})
@@ -186,7 +189,12 @@ class FixtureStore(InstructorCompatible):
                     yield entry.key
 
     def purge_expired(self) -> int:
-        """Remove the files of expired entries (reads never do); return how many."""
+        """Remove the files of expired entries (reads never do); return how many.
+
+        Also removes, uncounted, the temporary files of writes that died before
+        their rename (a killed process) once they are ``_LEFTOVER_AGE`` old: a
+        younger one may belong to a write still running.
+        """
         removed = 0
         with as_backend_error(self, "purge_expired", (OSError,)):
             now = self._timer()
@@ -195,7 +203,15 @@ class FixtureStore(InstructorCompatible):
                     with contextlib.suppress(FileNotFoundError):  # a concurrent delete
                         _nofollow.unlink(parent, name)
                         removed += 1
+            self._remove_leftovers(time.time() - _LEFTOVER_AGE)  # file times are wall-clock
         return removed
+
+    def _remove_leftovers(self, older_than: float) -> None:
+        for parent in self._folders():
+            for name in _nofollow.names(parent, _LEFTOVER, directory=False):
+                with contextlib.suppress(FileNotFoundError):  # renamed or removed meanwhile
+                    if _nofollow.modified(parent, name) < older_than:
+                        _nofollow.unlink(parent, name)
 
     def clear(self) -> None:
         """Remove every entry; files this store did not write are left alone."""
@@ -216,6 +232,15 @@ class FixtureStore(InstructorCompatible):
 
     def _entries(self) -> Iterator[tuple[_Entry, _nofollow.Dir, str]]:
         """Every entry file where ``get`` would look for its key, with its folder and name."""
+        for parent in self._folders():
+            folder = os.path.basename(parent.path)
+            for name in _nofollow.names(parent, _FILE, directory=False):
+                entry = _read_quietly(parent, name, self._max_size)
+                if entry is not None and _place(entry.key) == (folder, name):
+                    yield entry, parent, name
+
+    def _folders(self) -> Iterator[_nofollow.Dir]:
+        """Each folder entries may be in, opened without following a link; none if no directory."""
         with contextlib.ExitStack() as stack:
             try:
                 top = stack.enter_context(_nofollow.root(str(self.directory)))
@@ -226,10 +251,7 @@ class FixtureStore(InstructorCompatible):
                     contextlib.suppress(FileNotFoundError),
                     _nofollow.opened(top, folder) as parent,
                 ):
-                    for name in _nofollow.names(parent, _FILE, directory=False):
-                        entry = _read_quietly(parent, name, self._max_size)
-                        if entry is not None and _place(entry.key) == (folder, name):
-                            yield entry, parent, name
+                    yield parent
 
 
 def _place(key: str) -> tuple[str, str]:
