@@ -39,6 +39,14 @@ from contextvars import ContextVar
 from typing import Any
 
 from instructor_cache._blake import blake2b
+from instructor_cache._control import (
+    SWITCH,
+    UNSET,
+    Control,
+    mode_of,
+    replay_missed,
+    steer,
+)
 from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache._log import RateLimitedLog, warning
 from instructor_cache._raw import RAW_ATTRIBUTE, attach_raw
@@ -46,7 +54,7 @@ from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache._ttl import to_seconds
 from instructor_cache.backends._compose import GuardedStore, compose
 from instructor_cache.backends._tiers import Tiers
-from instructor_cache.errors import ConfigurationError
+from instructor_cache.errors import CacheMissError, ConfigurationError
 
 __all__ = ["PREFIX", "cache_info", "load", "store", "unwrap", "wrap"]
 
@@ -177,10 +185,17 @@ def _model_behaviour(model: type) -> str:
     (``functools.wraps`` marks it ``__wrapped__``): the digest is the
     caller's class's, computed once for it, never for each call's subclass.
     """
+    return _class_behaviour(_unwrapped(model))
+
+
+def _unwrapped(model: type) -> type:
+    """The caller's class under the subclasses instructor makes of it."""
+    if not isinstance(model, type):
+        return model
     wrapped = vars(model).get("__wrapped__")
     while isinstance(wrapped, type) and issubclass(model, wrapped):
         model, wrapped = wrapped, vars(wrapped).get("__wrapped__")
-    return _class_behaviour(model)
+    return model
 
 
 @functools.lru_cache(maxsize=1024)
@@ -211,22 +226,58 @@ def load(
     validator) is the caller's and propagates; one raised while decoding the
     entry makes it a miss.
     """
-    view = _view(cache)
-    reader = _Reader(view, args[0] if args else kwargs["response_model"])
-    try:
-        result = original(reader, key, *args, **kwargs)
-    except Exception as exc:
-        if not reader.read:
-            raise
-        view.corrupt(PREFIX + key, f"an entry did not validate ({type(exc).__name__})")
-        result = None
+    control = _controlled()
+    mode = "normal" if control is None else mode_of(control)
+    view = _view(_target(cache, control))
+    model = args[0] if args else kwargs["response_model"]
+    result = None
+    if mode not in ("off", "write-only"):  # neither reads: the provider answers
+        reader = _Reader(view, model)
+        try:
+            result = original(reader, key, *args, **kwargs)
+        except Exception as exc:
+            if not reader.read:
+                raise
+            view.corrupt(PREFIX + key, f"an entry did not validate ({type(exc).__name__})")
+            result = None
     if result is None:
         view.stats.miss()
         _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True)))
+        if mode == "replay":
+            raise _replay_miss(key, model)
     else:
         view.stats.hit(0.0)
         _as_raw_response(result)
     return result
+
+
+def _controlled() -> Control | None:
+    """The ``cache_control`` in force for this call (a block, the environment, a test session).
+
+    instructor's calls follow it as decorated calls do: ``off`` neither reads
+    nor writes, ``read-only`` reads, ``write-only`` writes, ``replay`` reads
+    and raises on a miss before the provider is called; ``store=`` reads and
+    writes that store (one of ours: another has no guarded view here, and
+    the call keeps its ``cache=``) and ``ttl=`` replaces ``cache_ttl``.
+    """
+    return steer() if SWITCH.on else None
+
+
+def _target(cache: InstructorCompatible, control: Control | None) -> InstructorCompatible:
+    routed = None if control is None else control.store
+    return routed if isinstance(routed, InstructorCompatible) else cache
+
+
+def _replay_miss(key: str, model: Any) -> CacheMissError:
+    name = getattr(_unwrapped(model), "__qualname__", repr(model))
+    error = CacheMissError(
+        f"{_NAME} has no entry for this {name} call (key {PREFIX + key}), and the cache is in "
+        "replay mode, so the provider was not called. Record it first: run this call with the "
+        "cache in normal or write-only mode",
+        function=_NAME,
+        key=PREFIX + key,
+    )
+    return replay_missed(error)  # seen by a test runner even if the caller's code catches it
 
 
 def _as_raw_response(result: Any) -> None:
@@ -260,7 +311,10 @@ def store(
     original: Callable[..., Any], cache: InstructorCompatible, key: str, *args: Any, **kwargs: Any
 ) -> None:
     """instructor's ``store_cached_response`` on our store: only what comes back equal."""
-    view = _view(cache)
+    control = _controlled()
+    if control is not None and mode_of(control) in ("off", "read-only", "replay"):
+        return
+    view = _view(_target(cache, control))
     if not view.usable:
         view.stats.error()
         return
@@ -272,6 +326,8 @@ def store(
         original(capture, key, *args, **kwargs)
         model = args[0] if args else kwargs["model"]
         seconds = to_seconds(capture.ttl, what="cache_ttl")
+        if control is not None and control.ttl is not UNSET:
+            seconds = control.ttl
         seconds = None if seconds is None else min(seconds, _LONGEST)
         text = _returning(model, capture.text, context, strict)
         if text is None:

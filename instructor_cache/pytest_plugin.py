@@ -1,10 +1,10 @@
 """A pytest plugin: record LLM calls once, replay them in CI, with no network and no API key.
 
 Registered by entry point and inactive unless used: ``--instructor-cache=MODE``
-routes every decorated function, for the whole session, to a fixture
-directory (a ``FixtureStore``, meant to be committed), or the
-``instructor_cache_fixtures`` fixture (or ``@pytest.mark.instructor_cache``)
-routes one test's calls there.
+routes every decorated function (and every call cached by instructor's own
+``cache=``), for the whole session, to a fixture directory (a
+``FixtureStore``, meant to be committed), or the ``instructor_cache_fixtures``
+fixture (or ``@pytest.mark.instructor_cache``) routes one test's calls there.
 
 - ``record``: serve what is recorded, call and record what is not;
 - ``replay``: serve what is recorded; a call that is not fails its test with
