@@ -3,13 +3,14 @@ calls do: real instructor and openai, HTTP on a mock transport."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from instructor_cache import FixtureStore, MemoryCache, cache_control
-from instructor_cache._control import set_default_control, watch_replay_misses
+from instructor_cache._control import Mode, set_default_control, watch_replay_misses
 from instructor_cache._instructor import PREFIX
 from instructor_cache.backends import Store
 from instructor_cache.errors import CacheMissError
@@ -144,3 +145,18 @@ def test_a_session_default_records_then_replays_into_a_fixture_directory(
         set_default_control()
     assert len(provider.requests) == 1
     assert len(list((tmp_path / "fixtures").rglob("*.json"))) == 1
+
+
+@pytest.mark.parametrize("mode", ["replay", "read-only"])
+def test_replay_and_read_only_leave_an_unreadable_entry_in_place(
+    backend: Store, provider: Provider, stored_keys: list[str], mode: Mode
+) -> None:
+    """As for decorated calls: modes that do not write do not delete (a committed recording)."""
+    client = sync_client(provider, cache=backend)
+    client.chat.completions.create(**ask())
+    backend.set(stored_keys[0], "planted")
+    with cache_control(mode), contextlib.suppress(CacheMissError):
+        client.chat.completions.create(**ask())
+    assert backend.get(stored_keys[0]) == "planted"
+    client.chat.completions.create(**ask())  # in normal mode it is a miss, and replaced
+    assert backend.get(stored_keys[0]) != "planted"
