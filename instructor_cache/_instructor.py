@@ -102,10 +102,12 @@ class _View:
                 store,
             )
 
-    def corrupt(self, key: str, why: str) -> None:
+    def corrupt(self, key: str, why: str, *, keep: bool = False) -> None:
+        """Count and log an entry that cannot be used, and delete it unless ``keep``."""
         self.stats.error()
         self.log.warning("instructor_cache: %s for %s; calling the provider instead", why, _NAME)
-        self.guarded.delete(key)
+        if not keep:
+            self.guarded.delete(key)
 
     def info(self) -> CacheInfo:
         guarded = self.guarded
@@ -143,12 +145,15 @@ class _Reader:
 
     An entry written for a model that validates differently (instructor's key
     has its JSON schema only, which shows no validator or config) is a miss:
-    this call's answer replaces it.
+    this call's answer replaces it. ``keep``: replay and read-only leave the
+    store as it is, as decorated calls do (it may be a committed fixture
+    directory): an entry they cannot use is a miss, not deleted.
     """
 
-    def __init__(self, view: _View, model: type) -> None:
+    def __init__(self, view: _View, model: type, *, keep: bool = False) -> None:
         self.view = view
         self.model = model
+        self.keep = keep
         self.read = False
 
     def get(self, key: str) -> str | None:
@@ -163,7 +168,9 @@ class _Reader:
         text = unwrap(entry)
         written = _written_for(text)
         if text is None or written is None:
-            view.corrupt(PREFIX + key, "an entry instructor_cache did not write was found")
+            view.corrupt(
+                PREFIX + key, "an entry instructor_cache did not write was found", keep=self.keep
+            )
             return None
         return text if written == _model_behaviour(self.model) else None
 
@@ -232,13 +239,14 @@ def load(
     model = args[0] if args else kwargs["response_model"]
     result = None
     if mode not in ("off", "write-only"):  # neither reads: the provider answers
-        reader = _Reader(view, model)
+        reader = _Reader(view, model, keep=mode != "normal")
         try:
             result = original(reader, key, *args, **kwargs)
         except Exception as exc:
             if not reader.read:
                 raise
-            view.corrupt(PREFIX + key, f"an entry did not validate ({type(exc).__name__})")
+            why = f"an entry did not validate ({type(exc).__name__})"
+            view.corrupt(PREFIX + key, why, keep=reader.keep)
             result = None
     if result is None:
         view.stats.miss()

@@ -127,12 +127,6 @@ def test_a_write_only_instructor_call_that_stores_nothing_removes_the_old_entry(
 
 
 @pytest.mark.parametrize("mode", ["replay", "read-only"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="instructor's cache= in replay and read-only deletes an entry it cannot use (a "
-    "hand-edited fixture), where decorated calls leave the store, a committed fixture "
-    "directory, as it is",
-)
 def test_replay_and_read_only_instructor_calls_leave_a_fixture_directory_as_it_is(
     tmp_path: Path, mode: Mode, provider: Provider
 ) -> None:
