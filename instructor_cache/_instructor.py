@@ -330,6 +330,8 @@ def store(
     asked = _ASKED.get()
     _ASKED.set(None)
     context, strict = asked[1:] if asked is not None and asked[0] == key else (None, True)
+    text: str | None = None
+    seconds: float | None = None
     try:
         original(capture, key, *args, **kwargs)
         model = args[0] if args else kwargs["model"]
@@ -345,10 +347,8 @@ def store(
                 type(model).__name__,
                 _NAME,
             )
-            return
     except ConfigurationError as exc:
         view.log.warning("instructor_cache: not stored for %s: %s", _NAME, exc)
-        return
     except Exception as exc:  # noqa: BLE001  (the result is paid for: serializing it must not lose it)
         view.stats.error()
         view.log.warning(
@@ -357,8 +357,11 @@ def store(
             type(exc).__name__,
             exc,
         )
-        return
-    view.guarded.set(PREFIX + key, wrap(text), seconds)
+    if text is not None:
+        view.guarded.set(PREFIX + key, wrap(text), seconds)
+    elif control is not None and mode_of(control) == "write-only":
+        # A refresh that stores nothing must not leave the answer it replaced to be served.
+        view.guarded.delete(PREFIX + key)
 
 
 def _returning(model: Any, text: Any, context: Any, strict: Any) -> str | None:

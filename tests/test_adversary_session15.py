@@ -107,11 +107,6 @@ class Ages:
         return tool_call_completion(body["model"], "Bumped", arguments)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="instructor's cache= in write-only mode leaves the old entry when the new answer "
-    "fails the write check, so the next call serves the answer the refresh replaced",
-)
 def test_a_write_only_instructor_call_that_stores_nothing_removes_the_old_entry() -> None:
     """As a decorated refresh does: a write-only answer that cannot be stored must not leave
     the older answer to be served in its place."""
