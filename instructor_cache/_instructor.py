@@ -216,11 +216,16 @@ def _class_behaviour(model: type) -> str:
     return return_type_fingerprint(model, TypeAdapter(model))
 
 
-_ASKED: ContextVar[tuple[str, Any, Any] | None] = ContextVar("instructor_cache_asked", default=None)
-"""The key, ``context`` and ``strict`` of this task's last miss, for the write check.
+_ASKED: ContextVar[tuple[str, Any, Any, Control | None] | None] = ContextVar(
+    "instructor_cache_asked", default=None
+)
+"""The key, ``context``, ``strict`` and control of this task's last miss, for its write.
 
-instructor passes them to its loader but not to its storer, which it calls
-next for the same key in the same thread or task.
+instructor passes ``context`` and ``strict`` to its loader but not to its
+storer, which it calls next for the same key in the same thread or task.
+The control is the one the call began under: its answer is written where
+it was read, even if a block or the default changed while the provider
+answered (as a decorated call keeps the store it was routed to).
 """
 
 
@@ -250,7 +255,7 @@ def load(
             result = None
     if result is None:
         view.stats.miss()
-        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True)))
+        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True), control))
         if mode == "replay":
             raise _replay_miss(key, model)
     else:
@@ -319,7 +324,12 @@ def store(
     original: Callable[..., Any], cache: InstructorCompatible, key: str, *args: Any, **kwargs: Any
 ) -> None:
     """instructor's ``store_cached_response`` on our store: only what comes back equal."""
-    control = _controlled()
+    asked = _ASKED.get()
+    _ASKED.set(None)
+    if asked is not None and asked[0] == key:
+        context, strict, control = asked[1:]
+    else:
+        context, strict, control = None, True, _controlled()
     if control is not None and mode_of(control) in ("off", "read-only", "replay"):
         return
     view = _view(_target(cache, control))
@@ -327,9 +337,6 @@ def store(
         view.stats.error()
         return
     capture = _Capture()
-    asked = _ASKED.get()
-    _ASKED.set(None)
-    context, strict = asked[1:] if asked is not None and asked[0] == key else (None, True)
     text: str | None = None
     seconds: float | None = None
     try:

@@ -178,12 +178,6 @@ class Restoring(Provider):
         return super().__call__(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="instructor's cache= reads the control twice (load, then store): a call that read "
-    "the fixture directory writes its paid answer to its own cache= if the default changed "
-    "meanwhile, where a decorated call keeps the store it was routed to",
-)
 def test_an_instructor_call_records_where_it_was_routed_when_it_began(tmp_path: Path) -> None:
     """A call routed to the fixture directory when it began records there, as a decorated
     call does, even if the routing ends while the provider answers."""
