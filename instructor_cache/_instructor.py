@@ -255,9 +255,9 @@ def load(
             result = None
     if result is None:
         view.stats.miss()
-        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True), control))
-        if mode == "replay":
+        if mode == "replay":  # no write follows: nothing kept for it (a routed store)
             raise _replay_miss(key, model)
+        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True), control))
     else:
         view.stats.hit(0.0)
         _as_raw_response(result)

@@ -6,8 +6,10 @@ Each test reproduces one finding; a failing one is marked ``xfail(strict=True)``
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +191,18 @@ def test_an_instructor_call_records_where_it_was_routed_when_it_began(tmp_path: 
     finally:
         set_default_control()
     assert len(list((tmp_path / "fixtures").rglob("*.json"))) == 1
+
+
+def test_a_replay_miss_keeps_no_reference_to_the_store_it_was_routed_to(
+    provider: Provider,
+) -> None:
+    """A store made for one replaying call is let go once the miss is raised: no write follows
+    that would need it."""
+    client = sync_client(provider, cache=MemoryCache())
+    routed = MemoryCache()
+    released = weakref.ref(routed)
+    with cache_control("replay", store=routed), contextlib.suppress(CacheMissError):
+        client.chat.completions.create(**ask())
+    del routed
+    gc.collect()
+    assert released() is None
