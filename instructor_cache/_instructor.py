@@ -102,11 +102,11 @@ class _View:
                 store,
             )
 
-    def corrupt(self, key: str, why: str, *, delete: bool) -> None:
-        """Count and log an entry that cannot be used; ``delete`` it unless the mode writes none."""
+    def corrupt(self, key: str, why: str, *, keep: bool = False) -> None:
+        """Count and log an entry that cannot be used, and delete it unless ``keep``."""
         self.stats.error()
         self.log.warning("instructor_cache: %s for %s; it is a miss", why, _NAME)
-        if delete:
+        if not keep:
             self.guarded.delete(key)
 
     def info(self) -> CacheInfo:
@@ -145,12 +145,12 @@ class _Reader:
 
     An entry written for a model that validates differently (instructor's key
     has its JSON schema only, which shows no validator or config) is a miss:
-    this call's answer replaces it. ``keep``: a mode that writes nothing
-    (``replay``, ``read-only``) leaves an unusable entry where it is, as a
-    committed recording.
+    this call's answer replaces it. ``keep``: replay and read-only leave the
+    store as it is, as decorated calls do (it may be a committed fixture
+    directory): an entry they cannot use is a miss, not deleted.
     """
 
-    def __init__(self, view: _View, model: type, *, keep: bool) -> None:
+    def __init__(self, view: _View, model: type, *, keep: bool = False) -> None:
         self.view = view
         self.model = model
         self.keep = keep
@@ -168,8 +168,9 @@ class _Reader:
         text = unwrap(entry)
         written = _written_for(text)
         if text is None or written is None:
-            why = "an entry instructor_cache did not write was found"
-            view.corrupt(PREFIX + key, why, delete=not self.keep)
+            view.corrupt(
+                PREFIX + key, "an entry instructor_cache did not write was found", keep=self.keep
+            )
             return None
         return text if written == _model_behaviour(self.model) else None
 
@@ -215,11 +216,16 @@ def _class_behaviour(model: type) -> str:
     return return_type_fingerprint(model, TypeAdapter(model))
 
 
-_ASKED: ContextVar[tuple[str, Any, Any] | None] = ContextVar("instructor_cache_asked", default=None)
-"""The key, ``context`` and ``strict`` of this task's last miss, for the write check.
+_ASKED: ContextVar[tuple[str, Any, Any, Control | None] | None] = ContextVar(
+    "instructor_cache_asked", default=None
+)
+"""The key, ``context``, ``strict`` and control of this task's last miss, for its write.
 
-instructor passes them to its loader but not to its storer, which it calls
-next for the same key in the same thread or task.
+instructor passes ``context`` and ``strict`` to its loader but not to its
+storer, which it calls next for the same key in the same thread or task.
+The control is the one the call began under: its answer is written where
+it was read, even if a block or the default changed while the provider
+answered (as a decorated call keeps the store it was routed to).
 """
 
 
@@ -245,13 +251,13 @@ def load(
             if not reader.read:
                 raise
             why = f"an entry did not validate ({type(exc).__name__})"
-            view.corrupt(PREFIX + key, why, delete=not reader.keep)
+            view.corrupt(PREFIX + key, why, keep=reader.keep)
             result = None
     if result is None:
         view.stats.miss()
-        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True)))
-        if mode == "replay":
+        if mode == "replay":  # no write follows: nothing kept for it (a routed store)
             raise _replay_miss(key, model)
+        _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True), control))
     else:
         view.stats.hit(0.0)
         _as_raw_response(result)
@@ -318,7 +324,12 @@ def store(
     original: Callable[..., Any], cache: InstructorCompatible, key: str, *args: Any, **kwargs: Any
 ) -> None:
     """instructor's ``store_cached_response`` on our store: only what comes back equal."""
-    control = _controlled()
+    asked = _ASKED.get()
+    _ASKED.set(None)
+    if asked is not None and asked[0] == key:
+        context, strict, control = asked[1:]
+    else:
+        context, strict, control = None, True, _controlled()
     if control is not None and mode_of(control) in ("off", "read-only", "replay"):
         return
     view = _view(_target(cache, control))
@@ -326,9 +337,8 @@ def store(
         view.stats.error()
         return
     capture = _Capture()
-    asked = _ASKED.get()
-    _ASKED.set(None)
-    context, strict = asked[1:] if asked is not None and asked[0] == key else (None, True)
+    text: str | None = None
+    seconds: float | None = None
     try:
         original(capture, key, *args, **kwargs)
         model = args[0] if args else kwargs["model"]
@@ -344,10 +354,8 @@ def store(
                 type(model).__name__,
                 _NAME,
             )
-            return
     except ConfigurationError as exc:
         view.log.warning("instructor_cache: not stored for %s: %s", _NAME, exc)
-        return
     except Exception as exc:  # noqa: BLE001  (the result is paid for: serializing it must not lose it)
         view.stats.error()
         view.log.warning(
@@ -356,8 +364,11 @@ def store(
             type(exc).__name__,
             exc,
         )
-        return
-    view.guarded.set(PREFIX + key, wrap(text), seconds)
+    if text is not None:
+        view.guarded.set(PREFIX + key, wrap(text), seconds)
+    elif control is not None and mode_of(control) == "write-only":
+        # A refresh that stores nothing must not leave the answer it replaced to be served.
+        view.guarded.delete(PREFIX + key)
 
 
 def _returning(model: Any, text: Any, context: Any, strict: Any) -> str | None:
