@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -70,31 +71,38 @@ _ROUTES = 64  # other stores a function keeps routes to (see Steering)
 class Steering(Generic[S]):
     """What a control routes one function's calls to: its own ``S``, or one per other store.
 
-    The routes to other stores are the ``_ROUTES`` used last: a store made per
-    request and routed to once must not be kept alive by every function it
-    served (with its connections). A route dropped while one of its calls
-    runs only loses that call's single flight with calls made on a new route.
+    A route to another store is kept while a call uses it (held weakly in
+    ``_live``: a running call, a waiter of its flight and a stream being
+    recorded hold it) and while it is among the ``_ROUTES`` used last
+    (``_recent``). So a store made per request and routed to once is let go
+    with its connections, and a store in use always gets the same route:
+    one flights table, in which a refresh outdates the call still computing.
     """
 
     def __init__(self, backend: Store, own: S, make: Callable[[Store], S]) -> None:
         self.backend, self.own, self._make = backend, own, make
-        self._routes: OrderedDict[int, tuple[Store, S]] = OrderedDict()
+        # Keyed by identity: a route holds its store, so its id is not reused while kept.
+        self._live: weakref.WeakValueDictionary[int, S] = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[int, S] = OrderedDict()
         self._lock = threading.Lock()
 
     def to(self, control: Control | None) -> S:
         store = None if control is None else control.store
         if store is None or store is self.backend:
             return self.own
+        key = id(store)
         with self._lock:
-            # Keyed by identity, holding the store: its id is not reused while kept here.
-            known = self._routes.get(id(store))
-            if known is not None:
-                self._routes.move_to_end(id(store))
-                return known[1]
-            known = self._routes[id(store)] = (store, self._make(store))
-            if len(self._routes) > _ROUTES:
-                self._routes.popitem(last=False)
-            return known[1]
+            route = self._recent.get(key)
+            if route is not None:
+                self._recent.move_to_end(key)
+                return route
+            route = self._live.get(key)
+            if route is None:
+                route = self._live[key] = self._make(store)
+            self._recent[key] = route
+            if len(self._recent) > _ROUTES:
+                self._recent.popitem(last=False)
+            return route
 
 
 def key_builder(memo: Memo[Any], routed_to: Store | None) -> KeyBuildFunction:

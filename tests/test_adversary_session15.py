@@ -72,11 +72,6 @@ def test_a_refresh_outdates_an_older_call_on_the_same_routed_store() -> None:
     assert _slow_first_call(evict=False) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refresh on a store whose route was dropped (LRU of 64) does not outdate the "
-    "call still running on the old route: its older answer is stored over the refresh's",
-)
 def test_a_refresh_outdates_an_older_call_even_after_the_route_was_dropped() -> None:
     """A route dropped from the LRU while a call runs must not let that call's older answer
     overwrite a refresh made on the new route."""

@@ -61,6 +61,7 @@ class Guard:
     """One store as one decorated function (or one tier of it) uses it: failing open."""
 
     __slots__ = (
+        "__weakref__",
         "_aget",
         "_failures",
         "_get",

@@ -47,6 +47,7 @@ class Tiers:
     """Guarded tiers, fastest first, used as one guarded store."""
 
     __slots__ = (
+        "__weakref__",
         "_first",
         "_first_hit",
         "_first_miss",
