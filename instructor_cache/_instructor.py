@@ -283,14 +283,41 @@ def _target(cache: InstructorCompatible, control: Control | None) -> InstructorC
 
 def _replay_miss(key: str, model: Any) -> CacheMissError:
     name = getattr(_unwrapped(model), "__qualname__", repr(model))
-    error = CacheMissError(
-        f"{_NAME} has no entry for this {name} call (key {PREFIX + key}), and the cache is in "
-        "replay mode, so the provider was not called. Record it first: run this call with the "
-        "cache in normal or write-only mode",
-        function=_NAME,
-        key=PREFIX + key,
-    )
+    kind = _never_stored(model)
+    if kind is not None:
+        why = (
+            f"{_NAME} never stores a {kind} answer (instructor stores one model only), so "
+            f"this {name} call cannot be replayed and the provider was not called: cache the "
+            "function making it with @instructor_cache, which stores such answers"
+        )
+    else:
+        why = (
+            f"{_NAME} has no entry for this {name} call (key {PREFIX + key}), and the cache is "
+            "in replay mode, so the provider was not called. Record it first: run this call "
+            "with the cache in normal or write-only mode (and a cache_namespace=, or the next "
+            "client object keys it apart)"
+        )
+    error = CacheMissError(why, function=_NAME, key=PREFIX + key)
     return replay_missed(error)  # seen by a test runner even if the caller's code catches it
+
+
+# The bases of the models instructor answers through but never stores: what it returns
+# is not the model (a list, a partial stream, parallel calls, a str or int).
+_UNSTORED = {
+    "IterableBase": "list or Iterable",
+    "PartialBase": "partial (streamed)",
+    "ParallelBase": "parallel tool calls",
+    "AdapterBase": "simple-type (str, int, Literal...)",
+}
+
+
+def _never_stored(model: Any) -> str | None:
+    """What kind of answer ``model`` stands for, if instructor never stores such answers."""
+    for base in getattr(model, "__mro__", ()):
+        kind = _UNSTORED.get(base.__name__)
+        if kind is not None:
+            return kind
+    return None
 
 
 def _as_raw_response(result: Any) -> None:

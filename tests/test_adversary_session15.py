@@ -137,7 +137,8 @@ def test_replay_and_read_only_instructor_calls_leave_a_fixture_directory_as_it_i
 
 
 class Tasks:
-    """A provider answering any tool request with one task, Jason aged 25, under its tool."""
+    """A provider answering any tool request with one task, Jason aged 25, under its tool (or
+    25, to a simple type's)."""
 
     def __init__(self) -> None:
         self.requests = 0
@@ -145,24 +146,27 @@ class Tasks:
     def __call__(self, request: Any) -> Any:
         body = json.loads(request.content)
         self.requests += 1
-        tool = body["tools"][0]["function"]["name"]
-        arguments = json.dumps({"tasks": [{"userName": "Jason", "age": 25}]})
+        function = body["tools"][0]["function"]
+        tool = function["name"]
+        if "content" in function["parameters"]["properties"]:  # a simple type's wrapper
+            arguments = json.dumps({"content": 25})
+        else:
+            arguments = json.dumps({"tasks": [{"userName": "Jason", "age": 25}]})
         return tool_call_completion(body["model"], tool, arguments)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="instructor never stores a list[Model] answer (not a BaseModel), so replay of it "
-    "always raises CacheMissError telling to record it first, which can never work",
-)
-def test_a_list_answer_recorded_in_normal_mode_replays() -> None:
-    """A call the replay error says to record first must, once recorded, replay."""
+@pytest.mark.parametrize("response_model", [list[UserDetail], int], ids=["list", "simple-type"])
+def test_replaying_an_answer_instructor_never_stores_says_so(response_model: Any) -> None:
+    """instructor stores one model only: a replay of a list or simple-type answer could never be
+    recorded, so its error says to use the decorator, not to record it first (which never works);
+    it still never calls the provider."""
     provider = Tasks()
     client = sync_client(provider, cache=MemoryCache())  # type: ignore[arg-type]
-    recorded = client.chat.completions.create(**ask(response_model=list[UserDetail]))
-    with cache_control("replay"):
-        replayed = client.chat.completions.create(**ask(response_model=list[UserDetail]))
-    assert list(replayed) == list(recorded)
+    client.chat.completions.create(**ask(response_model=response_model))
+    with cache_control("replay"), pytest.raises(CacheMissError) as raised:
+        client.chat.completions.create(**ask(response_model=response_model))
+    assert "@instructor_cache" in str(raised.value)
+    assert "Record it first" not in str(raised.value)
     assert provider.requests == 1
 
 
