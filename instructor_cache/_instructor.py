@@ -39,14 +39,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from instructor_cache._blake import blake2b
-from instructor_cache._control import (
-    SWITCH,
-    UNSET,
-    Control,
-    mode_of,
-    replay_missed,
-    steer,
-)
+from instructor_cache._control import UNSET, Control, mode_of
+from instructor_cache._instructor_control import controlled, replay_miss, target, unwrapped
 from instructor_cache._instructor_hook import InstructorCompatible
 from instructor_cache._log import RateLimitedLog, warning
 from instructor_cache._raw import RAW_ATTRIBUTE, attach_raw
@@ -54,7 +48,7 @@ from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache._ttl import to_seconds
 from instructor_cache.backends._compose import GuardedStore, compose
 from instructor_cache.backends._tiers import Tiers
-from instructor_cache.errors import CacheMissError, ConfigurationError
+from instructor_cache.errors import ConfigurationError
 
 __all__ = ["PREFIX", "cache_info", "load", "store", "unwrap", "wrap"]
 
@@ -192,17 +186,7 @@ def _model_behaviour(model: type) -> str:
     (``functools.wraps`` marks it ``__wrapped__``): the digest is the
     caller's class's, computed once for it, never for each call's subclass.
     """
-    return _class_behaviour(_unwrapped(model))
-
-
-def _unwrapped(model: type) -> type:
-    """The caller's class under the subclasses instructor makes of it."""
-    if not isinstance(model, type):
-        return model
-    wrapped = vars(model).get("__wrapped__")
-    while isinstance(wrapped, type) and issubclass(model, wrapped):
-        model, wrapped = wrapped, vars(wrapped).get("__wrapped__")
-    return model
+    return _class_behaviour(unwrapped(model))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -238,9 +222,9 @@ def load(
     validator) is the caller's and propagates; one raised while decoding the
     entry makes it a miss.
     """
-    control = _controlled()
+    control = controlled()
     mode = "normal" if control is None else mode_of(control)
-    view = _view(_target(cache, control))
+    view = _view(target(cache, control))
     model = args[0] if args else kwargs["response_model"]
     result = None
     if mode not in ("off", "write-only"):  # neither reads: the provider answers
@@ -256,68 +240,12 @@ def load(
     if result is None:
         view.stats.miss()
         if mode == "replay":  # no write follows: nothing kept for it (a routed store)
-            raise _replay_miss(key, model)
+            raise replay_miss(_NAME, PREFIX + key, model)
         _ASKED.set((key, kwargs.get("context"), kwargs.get("strict", True), control))
     else:
         view.stats.hit(0.0)
         _as_raw_response(result)
     return result
-
-
-def _controlled() -> Control | None:
-    """The ``cache_control`` in force for this call (a block, the environment, a test session).
-
-    instructor's calls follow it as decorated calls do: ``off`` neither reads
-    nor writes, ``read-only`` reads, ``write-only`` writes, ``replay`` reads
-    and raises on a miss before the provider is called; ``store=`` reads and
-    writes that store (one of ours: another has no guarded view here, and
-    the call keeps its ``cache=``) and ``ttl=`` replaces ``cache_ttl``.
-    """
-    return steer() if SWITCH.on else None
-
-
-def _target(cache: InstructorCompatible, control: Control | None) -> InstructorCompatible:
-    routed = None if control is None else control.store
-    return routed if isinstance(routed, InstructorCompatible) else cache
-
-
-def _replay_miss(key: str, model: Any) -> CacheMissError:
-    name = getattr(_unwrapped(model), "__qualname__", repr(model))
-    kind = _never_stored(model)
-    if kind is not None:
-        why = (
-            f"{_NAME} never stores a {kind} answer (instructor stores one model only), so "
-            f"this {name} call cannot be replayed and the provider was not called: cache the "
-            "function making it with @instructor_cache, which stores such answers"
-        )
-    else:
-        why = (
-            f"{_NAME} has no entry for this {name} call (key {PREFIX + key}), and the cache is "
-            "in replay mode, so the provider was not called. Record it first: run this call "
-            "with the cache in normal or write-only mode (and a cache_namespace=, or the next "
-            "client object keys it apart)"
-        )
-    error = CacheMissError(why, function=_NAME, key=PREFIX + key)
-    return replay_missed(error)  # seen by a test runner even if the caller's code catches it
-
-
-# The bases of the models instructor answers through but never stores: what it returns
-# is not the model (a list, a partial stream, parallel calls, a str or int).
-_UNSTORED = {
-    "IterableBase": "list or Iterable",
-    "PartialBase": "partial (streamed)",
-    "ParallelBase": "parallel tool calls",
-    "AdapterBase": "simple-type (str, int, Literal...)",
-}
-
-
-def _never_stored(model: Any) -> str | None:
-    """What kind of answer ``model`` stands for, if instructor never stores such answers."""
-    for base in getattr(model, "__mro__", ()):
-        kind = _UNSTORED.get(base.__name__)
-        if kind is not None:
-            return kind
-    return None
 
 
 def _as_raw_response(result: Any) -> None:
@@ -356,10 +284,10 @@ def store(
     if asked is not None and asked[0] == key:
         context, strict, control = asked[1:]
     else:
-        context, strict, control = None, True, _controlled()
+        context, strict, control = None, True, controlled()
     if control is not None and mode_of(control) in ("off", "read-only", "replay"):
         return
-    view = _view(_target(cache, control))
+    view = _view(target(cache, control))
     if not view.usable:
         view.stats.error()
         return
