@@ -1,0 +1,90 @@
+"""Adversary reproducers (session 16, brief B: streams, raw completions and usage, events)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import MemoryCache, instructor_cache
+
+
+class User(BaseModel):
+    name: str
+    age: int
+
+
+def answered(name: str) -> User:
+    """A model as instructor returns it from a call of its own: its completion hung on it."""
+    user = User(name=name, age=len(name))
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    object.__setattr__(user, "_raw_response", {"model": "gpt-4o-mini", "usage": usage})
+    return user
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a list the caller grows while consuming a stream is stored under the key of the "
+    "list it had at the first item: a later call with that shorter list gets the longer answer",
+)
+def test_arguments_changed_while_the_stream_is_consumed_do_not_store_under_the_old_key() -> None:
+    """A queue the caller appends to mid-stream must not file its answer under the old queue."""
+
+    @instructor_cache(MemoryCache())
+    def extract_each(texts: list[str]) -> Iterator[User]:
+        for text in texts:
+            yield User(name=text, age=len(text))
+
+    queue = ["Ann"]
+    for user in extract_each(queue):
+        if user.name == "Ann":
+            queue.append("Bo")  # noqa: PERF401  (a follow-up queued mid-stream: the point)
+
+    assert [user.name for user in extract_each(["Ann"])] == ["Ann"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the async twin: an argument grown mid-stream files the longer answer under the "
+    "shorter argument's key",
+)
+async def test_async_arguments_changed_while_the_stream_is_consumed_keep_their_answer() -> None:
+    """An async stream's caller appending to its argument mid-stream must not poison the old key."""
+
+    @instructor_cache(MemoryCache())
+    async def extract_each(texts: list[str]) -> AsyncIterator[User]:
+        for text in texts:
+            yield User(name=text, age=len(text))
+
+    queue = ["Ann"]
+    async for user in extract_each(queue):
+        if user.name == "Ann":
+            queue.append("Bo")  # noqa: PERF401  (a follow-up queued mid-stream: the point)
+
+    assert [user.name async for user in extract_each(["Ann"])] == ["Ann"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a stream of models from calls of their own keeps each item's _raw_response on a "
+    "miss, but a hit drops them: item._raw_response raises AttributeError on hits only",
+)
+def test_a_stream_item_keeps_its_raw_completion_on_a_hit() -> None:
+    """Code reading each streamed model's `_raw_response` must not break once it is cached."""
+
+    @instructor_cache(MemoryCache())
+    def extract_each(text: str) -> Iterator[User]:
+        for word in text.split():
+            yield answered(word)  # client.chat.completions.create(..., response_model=User)
+
+    def tokens(users: Any) -> list[int]:
+        return [user._raw_response.get("usage")["total_tokens"] for user in users]
+
+    assert tokens(extract_each("Ann Bo")) == [15, 15]
+    assert extract_each.cache_info().misses == 1
+    assert tokens(extract_each("Ann Bo")) == [15, 15]
