@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from instructor_cache import MemoryCache, instructor_cache, pricing
@@ -128,3 +130,72 @@ def test_a_stream_yielding_one_call_twice_saves_its_tokens_once_as_a_list_does()
 def test_a_newer_model_version_is_not_charged_the_older_versions_price() -> None:
     """claude-opus-4-5 is not a dated claude-opus-4: its hits must not count Opus 4's dollars."""
     assert pricing.price_of("claude-opus-4-5-20251101") != pricing.price_of("claude-opus-4")
+
+
+# --- raw completions -----------------------------------------------------------------------
+
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-mini",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": '{"name": "Ann", "age": 3}'},
+        }
+    ],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+}
+
+
+def with_completion(name: str) -> User:
+    """A model as instructor returns it from OpenAI: its ChatCompletion hung on it."""
+    user = User(name=name, age=len(name))
+    object.__setattr__(user, "_raw_response", ChatCompletion.model_validate(COMPLETION))
+    return user
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the openai SDK's to_dict()/to_json() on the raw completion work on a miss and "
+    "raise AttributeError on a hit (RawResponse has neither)",
+)
+def test_a_hit_raw_completion_answers_the_openai_sdks_to_dict_and_to_json() -> None:
+    """Code logging `raw.to_dict()` (the openai SDK's helper) must not break once cached."""
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> User:
+        return with_completion(text)
+
+    def logged(user: User) -> tuple[Any, Any]:
+        raw: Any = user._raw_response  # type: ignore[attr-defined]
+        return raw.to_dict()["usage"]["total_tokens"], json.loads(raw.to_json())["model"]
+
+    assert logged(extract("Ann")) == (14, "gpt-4o-mini")
+    assert logged(extract("Ann")) == (14, "gpt-4o-mini")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pydantic's model_dump(exclude_unset=True) / model_dump(by_alias=True) and "
+    "model_dump_json(exclude_unset=True) on the raw completion raise TypeError on hits only",
+)
+def test_a_hit_raw_completion_takes_the_model_dump_options_pydantic_takes() -> None:
+    """`raw.model_dump(exclude_unset=True)`, common in logging, must work on a hit too."""
+
+    @instructor_cache(MemoryCache())
+    def extract(text: str) -> User:
+        return with_completion(text)
+
+    def logged(user: User) -> tuple[Any, Any, Any]:
+        raw: Any = user._raw_response  # type: ignore[attr-defined]
+        return (
+            raw.model_dump(exclude_unset=True)["model"],
+            raw.model_dump(by_alias=True)["model"],
+            json.loads(raw.model_dump_json(exclude_unset=True))["model"],
+        )
+
+    assert logged(extract("Ann")) == ("gpt-4o-mini",) * 3
+    assert logged(extract("Ann")) == ("gpt-4o-mini",) * 3
