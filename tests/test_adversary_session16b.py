@@ -199,3 +199,90 @@ def test_a_hit_raw_completion_takes_the_model_dump_options_pydantic_takes() -> N
 
     assert logged(extract("Ann")) == ("gpt-4o-mini",) * 3
     assert logged(extract("Ann")) == ("gpt-4o-mini",) * 3
+
+
+# --- refresh -------------------------------------------------------------------------------
+
+
+class Paid:
+    """A simulated provider stream that counts the calls it is paid for."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def each(self, text: str) -> Iterator[User]:
+        self.calls += 1
+        for word in text.split():
+            yield User(name=word, age=len(word))
+
+    async def aeach(self, text: str) -> AsyncIterator[User]:
+        self.calls += 1
+        for word in text.split():
+            yield User(name=word, age=len(word))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a refresh outdated by a newer refresh deletes, when it ends, the entry the newer "
+    "refresh paid for and stored: the next call pays again",
+)
+def test_an_older_refresh_ending_last_does_not_delete_the_newer_refreshs_entry() -> None:
+    """Two overlapping refreshes: the one that began last stores, and its entry is then served."""
+    paid = Paid()
+
+    @instructor_cache(MemoryCache(), ignore=("paid",))
+    def extract_each(text: str) -> Iterator[User]:
+        yield from paid.each(text)
+
+    older = extract_each.refresh("Ann Bo")
+    next(older)
+    list(extract_each.refresh("Ann Bo"))  # begun after the older one: its answer is the entry
+    list(older)
+    list(extract_each("Ann Bo"))
+
+    assert paid.calls == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a refresh outdated by an invalidation deletes, when it ends, the entry a call made "
+    "after the invalidation paid for and stored: the next call pays again",
+)
+def test_a_refresh_outdated_by_an_invalidation_leaves_the_later_calls_entry() -> None:
+    """A call made after an invalidation stores; a refresh begun before must not drop it."""
+    paid = Paid()
+
+    @instructor_cache(MemoryCache(), ignore=("paid",))
+    def extract_each(text: str) -> Iterator[User]:
+        yield from paid.each(text)
+
+    refresh = extract_each.refresh("Ann")
+    next(refresh)
+    extract_each.invalidate("Ann")
+    list(extract_each("Ann"))  # made after the invalidation: stored
+    list(refresh)
+    list(extract_each("Ann"))
+
+    assert paid.calls == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the async twin: an older async refresh ending last deletes the newer one's entry",
+)
+async def test_an_older_async_refresh_ending_last_does_not_delete_the_newer_ones_entry() -> None:
+    """Two overlapping async refreshes: the entry of the one begun last is served afterwards."""
+    paid = Paid()
+
+    @instructor_cache(MemoryCache(), ignore=("paid",))
+    async def extract_each(text: str) -> AsyncIterator[User]:
+        async for user in paid.aeach(text):
+            yield user
+
+    older = extract_each.refresh("Ann Bo")
+    await anext(older)
+    [user async for user in extract_each.refresh("Ann Bo")]
+    [user async for user in older]
+    [user async for user in extract_each("Ann Bo")]
+
+    assert paid.calls == 2
