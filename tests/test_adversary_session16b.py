@@ -221,11 +221,6 @@ class Paid:
             yield User(name=word, age=len(word))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refresh outdated by a newer refresh deletes, when it ends, the entry the newer "
-    "refresh paid for and stored: the next call pays again",
-)
 def test_an_older_refresh_ending_last_does_not_delete_the_newer_refreshs_entry() -> None:
     """Two overlapping refreshes: the one that began last stores, and its entry is then served."""
     paid = Paid()
@@ -243,11 +238,6 @@ def test_an_older_refresh_ending_last_does_not_delete_the_newer_refreshs_entry()
     assert paid.calls == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refresh outdated by an invalidation deletes, when it ends, the entry a call made "
-    "after the invalidation paid for and stored: the next call pays again",
-)
 def test_a_refresh_outdated_by_an_invalidation_leaves_the_later_calls_entry() -> None:
     """A call made after an invalidation stores; a refresh begun before must not drop it."""
     paid = Paid()
@@ -266,10 +256,6 @@ def test_a_refresh_outdated_by_an_invalidation_leaves_the_later_calls_entry() ->
     assert paid.calls == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the async twin: an older async refresh ending last deletes the newer one's entry",
-)
 async def test_an_older_async_refresh_ending_last_does_not_delete_the_newer_ones_entry() -> None:
     """Two overlapping async refreshes: the entry of the one begun last is served afterwards."""
     paid = Paid()
