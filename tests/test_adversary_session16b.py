@@ -11,7 +11,8 @@ import pytest
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
-from instructor_cache import MemoryCache, instructor_cache, pricing
+from instructor_cache import MemoryCache, cache_control, instructor_cache, pricing, track_calls
+from instructor_cache.errors import CacheMissError
 
 
 class User(BaseModel):
@@ -338,3 +339,35 @@ def test_a_refresh_computing_across_an_invalidation_does_not_store_after_it() ->
     refresh.join(10)
 
     assert extract.cache_info().currsize == 0
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a replay miss, which never calls the function, is reported as outcome 'miss' "
+    "(documented as 'the function ran'), so metrics count paid calls that never happened",
+)
+def test_a_replay_miss_is_not_reported_as_a_call_that_ran_the_function() -> None:
+    """`replay` raises CacheMissError without calling: no event may say the function ran."""
+    ran: list[str] = []
+
+    @instructor_cache(MemoryCache(), ignore=("ran",))
+    def extract(text: str) -> User:
+        ran.append(text)
+        return User(name=text, age=len(text))
+
+    @instructor_cache(MemoryCache(), ignore=("ran",))
+    def extract_each(text: str) -> Iterator[User]:
+        ran.append(text)
+        yield User(name=text, age=len(text))
+
+    with track_calls() as calls, cache_control("replay"):
+        with pytest.raises(CacheMissError):
+            extract("Ann")
+        with pytest.raises(CacheMissError):
+            list(extract_each("Ann"))
+
+    assert ran == []
+    assert [event.outcome for event in calls if event.outcome == "miss"] == []
