@@ -134,12 +134,6 @@ def test_a_newer_model_version_is_not_charged_the_older_versions_price() -> None
     assert pricing.price_of("claude-opus-4-5-20251101") != pricing.price_of("claude-opus-4")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="set_price() of a provider-prefixed name (OpenRouter's anthropic/claude-3.5-sonnet) "
-    "is never found: the lookup drops the prefix of the name asked for, not of the names listed, "
-    "so price_of() that very name is None and its hits save no dollars",
-)
 def test_a_price_set_for_a_provider_prefixed_name_is_the_price_of_that_name() -> None:
     """A price set under the exact model name a response reports must apply to that name."""
     model = "anthropic/claude-3.5-sonnet"  # what OpenRouter's responses say
