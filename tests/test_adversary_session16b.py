@@ -98,11 +98,6 @@ def test_a_stream_item_keeps_its_raw_completion_on_a_hit() -> None:
 # --- tokens and cost -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream that yields the same model twice counts its call's tokens twice (each "
-    "item's copy has its own copy of the raw completion), where a list of it counts them once",
-)
 def test_a_stream_yielding_one_call_twice_saves_its_tokens_once_as_a_list_does() -> None:
     """One call's model handed twice is one call paid: its hit saves that call's tokens once."""
     user = answered("Ann")
