@@ -16,6 +16,8 @@ import time
 from typing import Any
 
 from instructor_cache._memo import SERVED, Memo, Served
+from instructor_cache._raw import raw_of
+from instructor_cache._usage import usage_of_calls
 
 __all__ = ["Recording", "Recordings"]
 
@@ -30,6 +32,7 @@ class Recording:
         "items",
         "key",
         "outdated",
+        "raws",
         "served",
         "started",
         "store",
@@ -42,6 +45,9 @@ class Recording:
         self.key, self.final = key, final
         self.store = store  # where it is stored: only a write to that store outdates it
         self.items: list[Any] = []
+        # The raw completions of the items as handed, each once: an item's copy has its own
+        # copy of its completion, so the same call handed twice would count twice.
+        self.raws: dict[int, Any] = {}
         self.copied = True  # False once an item refused to be copied: then nothing is stored
         self.outdated = False  # an invalidate, refresh or cache_clear began meanwhile
         self.started = time.perf_counter()
@@ -70,6 +76,10 @@ class Recording:
 
     def add(self, item: Any) -> None:
         self.answered()
+        if not self.final:
+            raw = raw_of(item)
+            if raw is not None:
+                self.raws.setdefault(id(raw), raw)
         try:
             kept = copy.deepcopy(item)
         except Exception:  # noqa: BLE001  (an object may refuse to be copied in any way)
@@ -89,7 +99,8 @@ class Recording:
             return None
         value = self.items[0] if self.final else self.items
         if self.below is None:
-            return memo.encode(value, time.perf_counter() - self.started)
+            usage = None if self.final else usage_of_calls(self.raws.values())
+            return memo.encode(value, time.perf_counter() - self.started, usage)
         return memo.encode(value, *self.below)
 
 

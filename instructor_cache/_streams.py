@@ -35,7 +35,7 @@ from instructor_cache._events import Pending, Watch, note_bypass
 from instructor_cache._memo import MISS, Memo, annotations_of
 from instructor_cache._misses import shielded
 from instructor_cache._options import StreamMode
-from instructor_cache._recording import Recordings
+from instructor_cache._recording import Recording, Recordings
 from instructor_cache._stats import CacheInfo
 from instructor_cache._steering import Steering, StreamPlan, stream_missed, stream_plan
 from instructor_cache._stream_types import stream_shape
@@ -60,28 +60,29 @@ def stream_wrapper(
     return driver(fn, memo, store, shape.final, steering)
 
 
-def _store(
-    memo: Memo[Any], plan: StreamPlan, key: str, text_of: Callable[[Memo[Any]], str | None]
-) -> None:
-    """Store what a stream recorded, once it ran to its end, if its mode stores."""
-    if not plan.stores:
+def _store(memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording) -> None:
+    """Store what a stream recorded, once it ran to its end, if its mode stores.
+
+    An outdated stream touches nothing: what the entry holds now was written
+    after the invalidation, refresh or clear that outdated it, and is newer
+    than anything this stream could store or delete.
+    """
+    if not plan.stores or recording.outdated:
         return
     memo.check_context(key)
-    text = text_of(memo)
+    text = recording.text(memo)
     if text is not None:
         plan.store.set(key, text, plan.ttl)
     elif plan.fresh:  # a refresh that stores nothing must not leave the old entry
         plan.store.delete(key)
 
 
-async def _astore(
-    memo: Memo[Any], plan: StreamPlan, key: str, text_of: Callable[[Memo[Any]], str | None]
-) -> None:
+async def _astore(memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording) -> None:
     """``_store`` for an async stream."""
-    if not plan.stores:
+    if not plan.stores or recording.outdated:
         return
     memo.check_context(key)
-    text = text_of(memo)
+    text = recording.text(memo)
     # Paid for: the write goes on even if our caller gives up meanwhile.
     if text is not None:
         await shielded(functools.partial(plan.store.aset, key, text, plan.ttl))
@@ -200,7 +201,7 @@ def sync_stream_driver(
                 getattr(source, "close", _nothing)()
         finally:
             recordings.stop(recording)
-        _store(memo, plan, key, recording.text)
+        _store(memo, plan, key, recording)
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
         return stream(args, kwargs, False)
@@ -273,7 +274,7 @@ def async_stream_driver(
                 await getattr(source, "aclose", _anothing)()
         finally:
             recordings.stop(recording)
-        await _astore(memo, plan, key, recording.text)
+        await _astore(memo, plan, key, recording)
 
     def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         return stream(args, kwargs, False)

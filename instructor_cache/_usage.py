@@ -25,13 +25,14 @@ from ``instructor_cache.pricing``, so a price added later applies.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from instructor_cache import pricing
 from instructor_cache._raw import raw_of
 from instructor_cache._savings import Savings
 
-__all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in"]
+__all__ = ["MAX_TOKENS", "Usage", "read_usage", "usage_in", "usage_of_calls"]
 
 MAX_TOKENS = 100_000_000
 """The most tokens one side of one call counts (no model's context comes near)."""
@@ -93,8 +94,17 @@ def usage_in(value: Any, raw: Any) -> Usage | None:
     if isinstance(value, list):
         # Each completion once: the same model (and call) may be in the list twice.
         raws = {id(raw): raw for raw in map(raw_of, value) if raw is not None}
-        return _summed([usage_of(raw) for raw in raws.values()])
+        return usage_of_calls(raws.values())
     return None
+
+
+def usage_of_calls(completions: Iterable[Any]) -> Usage | None:
+    """The usage of several calls, one completion each (each counted once by its caller);
+    ``None`` if none says, or if reading one raised: its caller has paid and gets its result."""
+    try:
+        return _summed([usage_of(completion) for completion in completions])
+    except Exception:  # noqa: BLE001  (a provider object's property may raise anything)
+        return None
 
 
 def _summed(usages: list[Usage | None]) -> Usage | None:

@@ -13,7 +13,8 @@ A model name finds the longest listed name it starts with, at a word
 boundary, so dated and versioned names need no entry of their own:
 ``gpt-4o-mini-2024-07-18`` costs what ``gpt-4o-mini`` does, never what
 ``gpt-4o`` does, and ``claude-3-5-haiku-20241022`` what ``claude-3-5-haiku``
-does. A provider prefix (``openai/``, ``models/``) is dropped first. A model
+does. A provider prefix (``openai/``, ``models/``) need not be listed, but may
+be (a name listed with it is matched as given). A model
 with no price costs 0, its tokens are still counted. Costs are worked out at
 each hit from the tokens the entry recorded, so a price set later applies to
 entries already stored. The figures are list prices: batch discounts, cached
@@ -91,17 +92,25 @@ class PriceTable(MutableMapping[str, Price]):
 
     def _search(self, model: str) -> Price | None:
         """Over a snapshot of the table: a hit's lookup runs while another thread may set a
-        price, and iterating the dict itself would then raise out of the hit."""
-        name = model.lower().rpartition("/")[2]
+        price, and iterating the dict itself would then raise out of the hit.
+
+        The name as given is matched too, not only without its provider prefix: a price
+        set for ``anthropic/claude-3.5-sonnet`` (as OpenRouter names it) is that name's.
+        """
+        full = model.lower()
+        names = {full, full.rpartition("/")[2]}
         best, found = "", None
         for listed, price in list(self._prices.items()):
-            if (
-                len(listed) > len(best)
-                and name.startswith(listed)
-                and (len(name) == len(listed) or name[len(listed)] in _BOUNDARIES)
-            ):
+            if len(listed) > len(best) and any(_extends(name, listed) for name in names):
                 best, found = listed, price
         return found
+
+
+def _extends(name: str, listed: str) -> bool:
+    """Whether ``name`` is ``listed`` or a version of it (``listed`` then a boundary)."""
+    return name.startswith(listed) and (
+        len(name) == len(listed) or name[len(listed)] in _BOUNDARIES
+    )
 
 
 def _checked(price: object) -> Price:
