@@ -67,6 +67,7 @@ class Memo(Generic[R]):
         "_count_hit",
         "_decode_log",
         "_drift_log",
+        "_moved_log",
         "_read_envelope",
         "_unstorable_log",
         "key",
@@ -96,6 +97,7 @@ class Memo(Generic[R]):
         self._decode_log = RateLimitedLog()
         self._unstorable_log = RateLimitedLog(interval=float("inf"))  # once per function
         self._drift_log = RateLimitedLog(interval=float("inf"))
+        self._moved_log = RateLimitedLog()
 
     def decode(self, text: str) -> R | Literal[Miss.MISS]:
         """Return the cached result in ``text`` and count a hit, or return ``MISS``.
@@ -209,6 +211,15 @@ class Memo(Generic[R]):
                 "answer (a call counter), leave it out with ignore=(name,)",
                 self.name,
             )
+
+    def arguments_moved(self) -> None:
+        """Warn (rate-limited) that a stream's arguments changed while it ran: not stored."""
+        self._moved_log.warning(
+            "instructor_cache: the arguments of a %s stream changed while it was consumed (a "
+            "list appended to between items), so its answer is not stored under the arguments "
+            "it began with",
+            self.name,
+        )
 
     def report_hits_above(self) -> None:
         """Another cached layer is stacked on this function: tell it, on each hit, how long the

@@ -45,6 +45,9 @@ from instructor_cache.errors import ConfigurationError
 __all__ = ["stream_wrapper"]
 
 
+Arguments = tuple[Any, Any]  # a call's args and kwargs, as its key is built from them
+
+
 def stream_wrapper(
     fn: Callable[..., Any],
     memo: Memo[Any],
@@ -60,16 +63,35 @@ def stream_wrapper(
     return driver(fn, memo, store, shape.final, steering)
 
 
-def _store(memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording) -> None:
-    """Store what a stream recorded, once it ran to its end, if its mode stores.
+def _keeps(
+    memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording, arguments: Arguments
+) -> bool:
+    """Whether a stream that ran to its end may store (or, a refresh, delete) under ``key``.
 
     An outdated stream touches nothing: what the entry holds now was written
     after the invalidation, refresh or clear that outdated it, and is newer
-    than anything this stream could store or delete.
+    than anything this stream could store or delete. Nor does one whose
+    arguments changed while it ran (a list its caller appended to between
+    items): the function read the new ones, so its answer is not ``key``'s.
     """
     if not plan.stores or recording.outdated:
-        return
+        return False
     memo.check_context(key)
+    try:
+        same = plan.make_key(*arguments) == key
+    except Exception:  # noqa: BLE001  (an argument made unencodable meanwhile: not the same)
+        same = False
+    if not same:
+        memo.arguments_moved()
+    return same
+
+
+def _store(
+    memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording, arguments: Arguments
+) -> None:
+    """Store what a stream recorded, once it ran to its end, if ``_keeps`` lets it."""
+    if not _keeps(memo, plan, key, recording, arguments):
+        return
     text = recording.text(memo)
     if text is not None:
         plan.store.set(key, text, plan.ttl)
@@ -77,11 +99,12 @@ def _store(memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording) ->
         plan.store.delete(key)
 
 
-async def _astore(memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording) -> None:
+async def _astore(
+    memo: Memo[Any], plan: StreamPlan, key: str, recording: Recording, arguments: Arguments
+) -> None:
     """``_store`` for an async stream."""
-    if not plan.stores or recording.outdated:
+    if not _keeps(memo, plan, key, recording, arguments):
         return
-    memo.check_context(key)
     text = recording.text(memo)
     # Paid for: the write goes on even if our caller gives up meanwhile.
     if text is not None:
@@ -201,7 +224,7 @@ def sync_stream_driver(
                 getattr(source, "close", _nothing)()
         finally:
             recordings.stop(recording)
-        _store(memo, plan, key, recording)
+        _store(memo, plan, key, recording, (args, kwargs))
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, None, None]:
         return stream(args, kwargs, False)
@@ -274,7 +297,7 @@ def async_stream_driver(
                 await getattr(source, "aclose", _anothing)()
         finally:
             recordings.stop(recording)
-        await _astore(memo, plan, key, recording)
+        await _astore(memo, plan, key, recording, (args, kwargs))
 
     def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         return stream(args, kwargs, False)

@@ -32,11 +32,6 @@ def answered(name: str) -> User:
 # --- streams -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a list the caller grows while consuming a stream is stored under the key of the "
-    "list it had at the first item: a later call with that shorter list gets the longer answer",
-)
 def test_arguments_changed_while_the_stream_is_consumed_do_not_store_under_the_old_key() -> None:
     """A queue the caller appends to mid-stream must not file its answer under the old queue."""
 
@@ -53,11 +48,6 @@ def test_arguments_changed_while_the_stream_is_consumed_do_not_store_under_the_o
     assert [user.name for user in extract_each(["Ann"])] == ["Ann"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the async twin: an argument grown mid-stream files the longer answer under the "
-    "shorter argument's key",
-)
 async def test_async_arguments_changed_while_the_stream_is_consumed_keep_their_answer() -> None:
     """An async stream's caller appending to its argument mid-stream must not poison the old key."""
 
