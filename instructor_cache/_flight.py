@@ -142,6 +142,17 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class Refreshing:
+    """A refresh of one key in progress: outdated when a later refresh, an invalidation or a
+    clear of that key begins, so that it neither stores its older answer over theirs nor
+    deletes what was stored after them."""
+
+    __slots__ = ("outdated",)
+
+    def __init__(self) -> None:
+        self.outdated = False
+
+
 class Flights:
     """The flights of one decorated function, by key, shared by its threads and event loops.
 
@@ -150,10 +161,19 @@ class Flights:
     after that read), the new leader reads the store again before paying.
     """
 
-    __slots__ = ("__weakref__", "_flying", "_landed", "_leading", "_lock", "landings")
+    __slots__ = (
+        "__weakref__",
+        "_flying",
+        "_landed",
+        "_leading",
+        "_lock",
+        "_refreshing",
+        "landings",
+    )
 
     def __init__(self) -> None:
         self._flying: dict[str, Flight] = {}
+        self._refreshing: dict[str, list[Refreshing]] = {}  # refreshes running, by key
         self._lock = threading.Lock()
         self.landings = 0
         self._landed: dict[str, int] = {}  # the latest landings, oldest first
@@ -167,7 +187,7 @@ class Flights:
 
     def _forget_in_child(self) -> None:
         """A forked child has none of its parent's running calls: waiting on one would hang."""
-        self._flying, self._landed = {}, {}
+        self._flying, self._landed, self._refreshing = {}, {}, {}
         self._lock = threading.Lock()  # its parent's may have been held by another thread
 
     def join(self, key: str) -> tuple[Flight, bool]:
@@ -213,18 +233,43 @@ class Flights:
             return flight
 
     def outdate(self, key: str) -> None:
-        """A refresh or an invalidation of ``key`` begins: the flight now computing it began
-        before, so its result must not be stored over theirs."""
+        """A refresh or an invalidation of ``key`` begins: the flight and the refreshes now
+        computing it began before, so their results must not be stored over theirs."""
         with self._lock:
-            flight = self._flying.get(key)
-            if flight is not None:
-                flight.outdated = True
+            self._outdate(key)
+
+    def _outdate(self, key: str) -> None:
+        flight = self._flying.get(key)
+        if flight is not None:
+            flight.outdated = True
+        for refreshing in self._refreshing.get(key, ()):
+            refreshing.outdated = True
 
     def outdate_all(self) -> None:
-        """``cache_clear`` begins: no flight computing now stores its result after it."""
+        """``cache_clear`` begins: no flight or refresh computing now stores after it."""
         with self._lock:
             for flight in self._flying.values():
                 flight.outdated = True
+            for refreshes in self._refreshing.values():
+                for refreshing in refreshes:
+                    refreshing.outdated = True
+
+    def refresh(self, key: str) -> Refreshing:
+        """A refresh of ``key`` begins: it outdates what computes ``key`` now, and is tracked
+        until ``refreshed`` so that what begins after it outdates it in turn."""
+        refreshing = Refreshing()
+        with self._lock:
+            self._outdate(key)
+            self._refreshing.setdefault(key, []).append(refreshing)
+        return refreshing
+
+    def refreshed(self, key: str, refreshing: Refreshing) -> None:
+        with self._lock:
+            refreshes = self._refreshing.get(key)
+            if refreshes is not None:
+                refreshes.remove(refreshing)
+                if not refreshes:
+                    del self._refreshing[key]
 
     def lead(self, flight: Flight) -> contextvars.Token[frozenset[Flight]]:
         return self._leading.set(self._leading.get() | {flight})

@@ -200,8 +200,14 @@ class SyncSteered:
         return self.misses.compute(key, self.fn, args, kwargs)[0]  # read-only: nothing stored
 
     def refresh(self, key: str, args: Any, kwargs: Any) -> Any:
-        self.misses.flights.outdate(key)  # a call computing it now must not store it over ours
-        value, text = self.misses.compute(key, self.call_fresh, args, kwargs)
+        flights = self.misses.flights
+        refreshing = flights.refresh(key)  # a call computing it now must not store over ours
+        try:
+            value, text = self.misses.compute(key, self.call_fresh, args, kwargs)
+        finally:
+            flights.refreshed(key, refreshing)
+        if refreshing.outdated:  # what the entry holds now was written after us: newer
+            return value
         if text is not None:
             self.store.set(key, text, self.misses.ttl(), explicit=True)
         else:  # a refresh that stores nothing must not leave the old entry
@@ -261,8 +267,14 @@ class AsyncSteered:
         return (await self.misses.compute(key, self.fn, args, kwargs))[0]
 
     async def refresh(self, key: str, args: Any, kwargs: Any) -> Any:
-        self.misses.flights.outdate(key)
-        value, text = await self.misses.compute(key, self.call_fresh, args, kwargs)
+        flights = self.misses.flights
+        refreshing = flights.refresh(key)
+        try:
+            value, text = await self.misses.compute(key, self.call_fresh, args, kwargs)
+        finally:
+            flights.refreshed(key, refreshing)
+        if refreshing.outdated:
+            return value
         # Paid for: the write goes on even if our caller gives up meanwhile.
         if text is not None:
             ttl = self.misses.ttl()

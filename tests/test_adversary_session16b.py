@@ -323,11 +323,6 @@ class Answers:
         return User(name=answer, age=len(text))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="(outside streams: _steering.SyncSteered.refresh) a refresh still computing when a "
-    "newer refresh stores overwrites it with its older answer when it ends",
-)
 def test_an_older_refresh_ending_last_does_not_overwrite_the_newer_answer() -> None:
     """Two overlapping refreshes of a plain function: the answer of the one begun last is kept."""
     answers = Answers()
@@ -349,11 +344,6 @@ def test_an_older_refresh_ending_last_does_not_overwrite_the_newer_answer() -> N
     assert extract("Ann").name == "new"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="(outside streams: _steering.SyncSteered.refresh) a refresh computing when "
-    "invalidate() is called stores its answer after the invalidation",
-)
 def test_a_refresh_computing_across_an_invalidation_does_not_store_after_it() -> None:
     """An answer begun before invalidate() must not be the entry after it, as for any call."""
     answers = Answers()
