@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -342,6 +343,40 @@ def test_an_older_refresh_ending_last_does_not_overwrite_the_newer_answer() -> N
     older.join(10)
 
     assert extract("Ann").name == "new"
+
+
+class AsyncAnswers:
+    """The async twin of ``Answers``: a provider whose answer changes, whose call can be held."""
+
+    def __init__(self) -> None:
+        self.answer = "old"
+        self.entered, self.release = asyncio.Event(), asyncio.Event()
+
+    async def held(self, text: str) -> User:
+        answer = self.answer
+        self.entered.set()
+        await self.release.wait()
+        return User(name=answer, age=len(text))
+
+
+async def test_an_older_async_refresh_ending_last_does_not_overwrite_the_newer_answer() -> None:
+    """The async twin: of two overlapping refreshes, the answer of the one begun last is kept."""
+    answers = AsyncAnswers()
+
+    @instructor_cache(MemoryCache(), ignore=("answers", "hold"))
+    async def extract(text: str, hold: bool = False) -> User:
+        if hold:
+            return await answers.held(text)
+        return User(name=answers.answer, age=len(text))
+
+    older = asyncio.create_task(extract.refresh("Ann", hold=True))
+    await asyncio.wait_for(answers.entered.wait(), 10)
+    answers.answer = "new"
+    assert (await extract.refresh("Ann")).name == "new"
+    answers.release.set()
+    await asyncio.wait_for(older, 10)
+
+    assert (await extract("Ann")).name == "new"
 
 
 def test_a_refresh_computing_across_an_invalidation_does_not_store_after_it() -> None:
