@@ -136,7 +136,12 @@ def instructor_cache_fixtures(request: pytest.FixtureRequest) -> Iterator[Fixtur
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("instructor_cache") is not None:
-            item.fixturenames.append("instructor_cache_fixtures")  # type: ignore[attr-defined]
+            # First, so that the test's own fixtures (set up before it, torn down after) are
+            # routed too: appended, a fixture's call in CI would reach the provider.
+            names: list[str] = item.fixturenames  # type: ignore[attr-defined]
+            if "instructor_cache_fixtures" in names:
+                names.remove("instructor_cache_fixtures")
+            names.insert(0, "instructor_cache_fixtures")
 
 
 @pytest.hookimpl(wrapper=True)
