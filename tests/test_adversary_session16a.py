@@ -113,3 +113,25 @@ def test_the_cli_lists_a_planted_fixture_with_a_huge_integer_time_as_unreadable(
     assert main(["stats", "--json", "--fixtures", str(directory)]) == 0
     (row,) = json.loads(capsys.readouterr().out)["functions"]
     assert (row["entries"], row["unreadable"]) == (1, 1)
+
+
+@pytest.mark.parametrize("created", [1e300, 1e18, 253402300800.0])
+def test_the_cli_shows_a_planted_fixture_created_past_any_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], created: float
+) -> None:
+    """``show`` prints an entry "created" past the year 9999 or ``time_t`` instead of crashing."""
+
+    @instructor_cache()
+    def extract(text: str) -> Person:
+        return Person(name=text)
+
+    directory = tmp_path / "fixtures"
+    with cache_control("normal", store=FixtureStore(directory)):
+        extract("Ann")
+    (path,) = directory.rglob("*.json")
+    document = json.loads(path.read_text())
+    document["value"]["created"] = created
+    path.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["show", "--fixtures", str(directory), document["key"]]) == 0
+    assert repr(created) in capsys.readouterr().out
