@@ -28,6 +28,7 @@ worker thread is recorded and replayed like the others, never paid in CI.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             (
                 "instructor_cache",
                 "A call this test makes is not recorded. Record it with:\n"
-                f"    pytest --instructor-cache=record {item.nodeid}",
+                # Quoted: an id (a parametrized text) may hold spaces, brackets or $(...).
+                f"    pytest --instructor-cache=record {shlex.quote(item.nodeid)}",
             )
         )
     return report

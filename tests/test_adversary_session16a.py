@@ -6,6 +6,7 @@ Each test reproduces one finding; one still failing is marked ``xfail(strict=Tru
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,41 @@ def test_the_cli_shows_a_planted_fixture_created_past_any_date(
     capsys.readouterr()
     assert main(["show", "--fixtures", str(directory), document["key"]]) == 0
     assert repr(created) in capsys.readouterr().out
+
+
+PARAMETRIZED_SUITE = """
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import instructor_cache
+
+
+class User(BaseModel):
+    name: str
+
+
+@instructor_cache
+def extract(text: str) -> User:
+    raise RuntimeError("no network here")
+
+
+@pytest.mark.parametrize("text", ["Ann is 25 $(touch pwned)"])
+def test_extract(text: str) -> None:
+    assert extract(text).name == "Ann"
+"""
+
+
+def test_the_record_command_a_replay_miss_prints_runs_that_test_when_pasted_into_a_shell(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The printed command quotes the test id: spaces or ``$(...)`` in it stay one argument."""
+    pytester.makepyfile(test_suite=PARAMETRIZED_SUITE)
+    monkeypatch.delenv("INSTRUCTOR_CACHE_MODE", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=replay")
+    result.assert_outcomes(failed=1)
+    (line,) = [line for line in result.outlines if "--instructor-cache=record" in line]
+    assert shlex.split(line) == [
+        "pytest",
+        "--instructor-cache=record",
+        "test_suite.py::test_extract[Ann is 25 $(touch pwned)]",
+    ]
