@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +146,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Any:
-    """Under replay, a call not recorded fails its test even if the test's code caught the error."""
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _failing_replay_misses(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _failing_replay_misses(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _failing_replay_misses(item))
+
+
+def _failing_replay_misses(item: pytest.Item) -> Generator[None, Any, Any]:
+    """Under replay, a call not recorded fails its test even if the test's code caught the error:
+    its body's, or a fixture's (``except Exception`` around an LLM call gives a default)."""
     replaying = _option_of(item.config) == "replay" and (
         item.config.stash.get(_SESSION, None) is not None
         or "instructor_cache_fixtures" in getattr(item, "fixturenames", ())

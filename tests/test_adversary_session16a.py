@@ -174,3 +174,44 @@ def test_the_record_command_a_replay_miss_prints_runs_that_test_when_pasted_into
         "--instructor-cache=record",
         "test_suite.py::test_extract[Ann is 25 $(touch pwned)]",
     ]
+
+
+SWALLOWING_FIXTURE_SUITE = """
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import instructor_cache
+
+
+class User(BaseModel):
+    name: str
+
+
+@instructor_cache
+def extract(text: str) -> User:
+    raise RuntimeError("no network here")
+
+
+@pytest.fixture
+def user() -> User:
+    try:
+        return extract("Ann")
+    except Exception:
+        return User(name="nobody")
+
+
+def test_user(user: User) -> None:
+    assert user.name
+"""
+
+
+def test_replay_fails_a_test_whose_fixture_swallowed_the_replay_miss(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A miss caught by a fixture's own ``except Exception`` still fails the test under replay."""
+    pytester.makepyfile(test_suite=SWALLOWING_FIXTURE_SUITE)
+    monkeypatch.delenv("INSTRUCTOR_CACHE_MODE", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=replay")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) == 0
+    result.stdout.fnmatch_lines(["*pytest --instructor-cache=record test_suite.py::test_user*"])
