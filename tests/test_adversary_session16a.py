@@ -215,3 +215,48 @@ def test_replay_fails_a_test_whose_fixture_swallowed_the_replay_miss(
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) == 0
     result.stdout.fnmatch_lines(["*pytest --instructor-cache=record test_suite.py::test_user*"])
+
+
+PROCESS_SUITE = """
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from instructor_cache import instructor_cache
+
+
+class User(BaseModel):
+    name: str
+
+
+@instructor_cache
+def extract(text: str) -> User:
+    with Path(os.environ["CALL_LOG"]).open("a") as log:
+        log.write(text + "\\\\n")
+    return User(name=text)
+
+
+def test_in_a_worker_process() -> None:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        assert pool.submit(extract, "never recorded").result().name == "never recorded"
+"""
+
+
+@pytest.mark.xfail(
+    strict=True, reason="replay routes one process: a call made in a spawned worker is paid"
+)
+def test_replay_never_pays_a_call_made_in_a_worker_process(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``--instructor-cache=replay`` a call from a spawned worker process must not be paid."""
+    pytester.makepyfile(test_suite=PROCESS_SUITE)
+    log = pytester.path / "calls.log"
+    monkeypatch.setenv("CALL_LOG", str(log))
+    monkeypatch.delenv("INSTRUCTOR_CACHE_MODE", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=replay")
+    assert not log.exists(), "replay called the provider from a worker process"
+    result.assert_outcomes(failed=1)
