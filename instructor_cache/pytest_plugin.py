@@ -136,10 +136,12 @@ def instructor_cache_fixtures(request: pytest.FixtureRequest) -> Iterator[Fixtur
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("instructor_cache") is not None:
+        # An item without fixtures (another plugin's: a file check) has none to route by; a
+        # conftest marking every item must not stop the session.
+        names: list[str] | None = getattr(item, "fixturenames", None)
+        if names is not None and item.get_closest_marker("instructor_cache") is not None:
             # First, so that the test's own fixtures (set up before it, torn down after) are
             # routed too: appended, a fixture's call in CI would reach the provider.
-            names: list[str] = item.fixturenames  # type: ignore[attr-defined]
             if "instructor_cache_fixtures" in names:
                 names.remove("instructor_cache_fixtures")
             names.insert(0, "instructor_cache_fixtures")

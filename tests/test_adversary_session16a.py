@@ -260,3 +260,39 @@ def test_replay_never_pays_a_call_made_in_a_worker_process(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--instructor-cache=replay")
     assert not log.exists(), "replay called the provider from a worker process"
     result.assert_outcomes(failed=1)
+
+
+MARKING_CONFTEST = """
+import pytest
+
+
+class CheckItem(pytest.Item):
+    def runtest(self) -> None:
+        pass
+
+
+class CheckFile(pytest.File):
+    def collect(self):
+        yield CheckItem.from_parent(self, name="check")
+
+
+def pytest_collect_file(parent, file_path):
+    if file_path.suffix == ".txt":
+        return CheckFile.from_parent(parent, path=file_path)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.instructor_cache)
+"""
+
+
+def test_a_conftest_marking_an_item_without_fixtures_does_not_stop_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    """The marker on another plugin's item (one with no fixtures) is no internal error."""
+    pytester.makeconftest(MARKING_CONFTEST)
+    pytester.makefile(".txt", data="checked")
+    pytester.makepyfile(test_plain="def test_plain() -> None:\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
