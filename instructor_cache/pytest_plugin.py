@@ -35,7 +35,13 @@ from typing import Any
 
 import pytest
 
-from instructor_cache._control import Control, Mode, set_default_control, watch_replay_misses
+from instructor_cache._control import (
+    DefaultState,
+    Mode,
+    replace_default_control,
+    restore_default_control,
+    watch_replay_misses,
+)
 from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.errors import CacheMissError
 
@@ -48,7 +54,7 @@ _MODES: dict[str, Mode] = {
     "off": "off",
 }
 _DEFAULT_DIRECTORY = "tests/instructor_cache_fixtures"
-_SESSION = pytest.StashKey[tuple[str, FixtureStore, Any]]()
+_SESSION = pytest.StashKey[tuple[str, FixtureStore, DefaultState]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,21 +91,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION, None)
     if session is not None:
-        _restore(session[2])
+        restore_default_control(session[2])
 
 
-def _route(option: str, store: FixtureStore) -> Control | None:
+def _route(option: str, store: FixtureStore) -> DefaultState:
     """Route every decorated call of the process to ``store``; return the default it replaces."""
     if option == "off":
-        return set_default_control("off")
-    return set_default_control(_MODES[option], ttl=None, store=store)
-
-
-def _restore(previous: Control | None) -> None:
-    if previous is None:
-        set_default_control()
-    else:
-        set_default_control(previous.mode, ttl=previous.ttl, store=previous.store)
+        return replace_default_control("off")
+    return replace_default_control(_MODES[option], ttl=None, store=store)
 
 
 def _directory(config: pytest.Config) -> Path:
@@ -131,7 +130,7 @@ def instructor_cache_fixtures(request: pytest.FixtureRequest) -> Iterator[Fixtur
     try:
         yield store
     finally:
-        _restore(previous)
+        restore_default_control(previous)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

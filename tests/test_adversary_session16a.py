@@ -296,3 +296,42 @@ def test_a_conftest_marking_an_item_without_fixtures_does_not_stop_the_session(
     pytester.makepyfile(test_plain="def test_plain() -> None:\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+BAD_ENVIRONMENT_SUITE = """
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import instructor_cache
+from instructor_cache.errors import ConfigurationError
+
+
+class User(BaseModel):
+    name: str
+
+
+@instructor_cache
+def extract(text: str) -> User:
+    return User(name=text)
+
+
+@pytest.mark.instructor_cache
+def test_a_marked_one() -> None:
+    assert extract("Ann").name == "Ann"
+
+
+def test_b_after_it() -> None:
+    with pytest.raises(ConfigurationError, match="INSTRUCTOR_CACHE_MODE"):
+        extract("Bob")
+"""
+
+
+def test_a_marked_test_leaves_a_nonsense_mode_variable_failing_the_calls_after_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a marked test, ``INSTRUCTOR_CACHE_MODE=nonsense`` still makes every call raise."""
+    pytester.makepyfile(test_suite=BAD_ENVIRONMENT_SUITE)
+    monkeypatch.setenv("INSTRUCTOR_CACHE_MODE", "nonsense")
+    monkeypatch.delenv("CI", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
