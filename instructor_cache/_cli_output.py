@@ -7,6 +7,7 @@ time, so a cache of a million entries is never held in memory.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -120,7 +121,8 @@ def stats_json(rows: list[FunctionStats], out: TextIO) -> None:
             "mean_size": row.mean_size,
             "oldest_age": _age(row.oldest),
             "newest_age": _age(row.newest),
-            "seconds_saved_per_hit": row.seconds,
+            # Planted durations may add up past a float: JSON has no Infinity, so null.
+            "seconds_saved_per_hit": row.seconds if math.isfinite(row.seconds) else None,
             "tokens_saved_per_hit": row.tokens,
             "cost_saved_per_hit": row.cost,
         }

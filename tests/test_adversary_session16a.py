@@ -335,3 +335,30 @@ def test_a_marked_test_leaves_a_nonsense_mode_variable_failing_the_calls_after_i
     monkeypatch.delenv("CI", raising=False)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_stats_json_stays_json_when_planted_durations_add_up_past_a_float(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two fixtures each claiming 1.7e308 s give ``stats --json`` that a strict parser reads."""
+
+    @instructor_cache()
+    def extract(text: str) -> Person:
+        return Person(name=text)
+
+    directory = tmp_path / "fixtures"
+    with cache_control("normal", store=FixtureStore(directory)):
+        extract("Ann")
+        extract("Bob")
+    for path in directory.rglob("*.json"):
+        document = json.loads(path.read_text())
+        document["value"]["duration"] = 1.7e308
+        path.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["stats", "--json", "--fixtures", str(directory)]) == 0
+    (row,) = json.loads(capsys.readouterr().out, parse_constant=_no_constant)["functions"]
+    assert row["entries"] == 2
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
