@@ -7,6 +7,7 @@ time, so a cache of a million entries is never held in memory.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -120,7 +121,8 @@ def stats_json(rows: list[FunctionStats], out: TextIO) -> None:
             "mean_size": row.mean_size,
             "oldest_age": _age(row.oldest),
             "newest_age": _age(row.newest),
-            "seconds_saved_per_hit": row.seconds,
+            # Planted durations may add up past a float: JSON has no Infinity, so null.
+            "seconds_saved_per_hit": row.seconds if math.isfinite(row.seconds) else None,
             "tokens_saved_per_hit": row.tokens,
             "cost_saved_per_hit": row.cost,
         }
@@ -184,7 +186,7 @@ def entry_text(entry: Entry, out: TextIO) -> None:
         line("text", repr(shown) + (" ..." if len(entry.text) > _TEXT_SHOWN else ""))
         return
     created = float(envelope["created"])
-    when = datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds")
+    when = _when(created)
     line("format", f"v{envelope['v']} (the entry format's version)")
     line("created", f"{when} ({duration(_age(created))} ago: when the call that made it returned)")
     line("duration", f"{entry.duration:.3f} s (how long the call took: what each hit saves)")
@@ -201,6 +203,15 @@ def entry_text(entry: Entry, out: TextIO) -> None:
     if "raw" in envelope:
         print("raw       (the provider's completion that came with the result)", file=out)
         print(_indented(envelope["raw"]), file=out)
+
+
+def _when(created: float) -> str:
+    """``created`` as a UTC date, or as the number it is where no date holds it (a planted
+    entry "created" in the year 10000 or past the platform's ``time_t``)."""
+    try:
+        return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return f"{created!r} s after 1970, past any date"
 
 
 def _indented(value: Any) -> str:

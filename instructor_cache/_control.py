@@ -39,11 +39,14 @@ __all__ = [
     "ENVIRONMENT_VARIABLE",
     "SWITCH",
     "Control",
+    "DefaultState",
     "Mode",
     "blocks_here",
     "cache_control",
+    "replace_default_control",
     "replay_missed",
     "reset_own",
+    "restore_default_control",
     "set_default_control",
     "steer",
     "ttl_in_force",
@@ -139,14 +142,37 @@ def set_default_control(
     Returns the one it replaces, to put back later. It replaces what
     ``INSTRUCTOR_CACHE_MODE`` set, and clears that variable's error.
     """
+    return replace_default_control(mode, ttl=ttl, store=store).control
+
+
+class DefaultState(NamedTuple):
+    """All that lies under the blocks: the default control, or the environment's error."""
+
+    control: Control | None
+    error: str | None
+
+
+def replace_default_control(
+    mode: Mode | None = None, *, ttl: TTL | Unset = UNSET, store: Store | None = None
+) -> DefaultState:
+    """``set_default_control``, returning all it replaces for ``restore_default_control``: a
+    nonsense ``INSTRUCTOR_CACHE_MODE`` must fail the calls again once a test's routing ends."""
     global _default, _bad_environment  # noqa: PLW0603  (one value, replaced whole under the lock)
     control = _control(mode, ttl, store)
     with _LOCK:
-        previous = _default
+        previous = DefaultState(_default, _bad_environment)
         _default = None if control == Control() else control
         _bad_environment = None
         _rearm()
     return previous
+
+
+def restore_default_control(state: DefaultState) -> None:
+    """Put back what ``replace_default_control`` replaced."""
+    global _default, _bad_environment
+    with _LOCK:
+        _default, _bad_environment = state
+        _rearm()
 
 
 def _control(mode: Mode | None, ttl: TTL | Unset, store: Store | None) -> Control:

@@ -101,11 +101,27 @@ def _envelope_problem(envelope: Any) -> str | None:
         return f"format version {version!r}, not {FORMAT_VERSION} (a miss: no reader takes it)"
     for name in ("created", "duration"):
         number: Any = envelope.get(name)
-        if type(number) not in (int, float) or not math.isfinite(number) or number < 0:
-            return f"{name!r} is {number!r}, not a time"
+        if not _is_time(number):
+            return f"{name!r} is {_short(number)}, not a time"
     if "value" not in envelope:
         return "no 'value'"
     return None
+
+
+def _is_time(number: Any) -> bool:
+    """A JSON number a float holds, finite and not negative: a planted 400-digit integer is
+    not one (``float`` of it overflows, and every reader of the entry converts it)."""
+    if type(number) not in (int, float):
+        return False
+    try:
+        return math.isfinite(float(number)) and number >= 0
+    except OverflowError:
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def read_entries(store: Store, keys: Iterable[str]) -> Iterator[Entry]:

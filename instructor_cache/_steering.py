@@ -114,11 +114,15 @@ def key_builder(memo: Memo[Any], routed_to: Store | None) -> KeyBuildFunction:
     return memo.key.build
 
 
-def replay_miss(name: str, key: str, args: Any, kwargs: Any) -> CacheMissError:
-    """The error of a ``replay`` call that found nothing: what was called, under which key."""
-    shown = [_short(value) for value in args]
-    shown += [f"{name_}={_short(value)}" for name_, value in kwargs.items()]
-    arguments = ", ".join(shown)
+def replay_miss(memo: Memo[Any], key: str, args: Any, kwargs: Any) -> CacheMissError:
+    """The error of a ``replay`` call that found nothing: what was called, under which key.
+
+    The call is shown by what its key encodes, never an argument left out with
+    ``ignore=`` (an API key, a client): a test runner prints this message to a
+    CI log, which may be public.
+    """
+    name = memo.name
+    arguments = _shown(memo, args, kwargs)
     if len(arguments) > _ARGUMENTS_LIMIT:
         arguments = arguments[:_ARGUMENTS_LIMIT] + "..."
     error = CacheMissError(
@@ -129,6 +133,20 @@ def replay_miss(name: str, key: str, args: Any, kwargs: Any) -> CacheMissError:
         key=key,
     )
     return replay_missed(error)  # seen by a test runner even if the caller's code catches it
+
+
+def _shown(memo: Memo[Any], args: Any, kwargs: Any) -> str:
+    try:
+        keyed = memo.key.arguments(args, kwargs)
+    except Exception:  # noqa: BLE001  (a key function may raise anything: the key still names it)
+        keyed = None
+    if keyed is None:  # not known by name, so which are ignored is not known: none shown
+        return "..."
+    # With key=, what the key function returned, under "key=".
+    return ", ".join(
+        f"{name}{_short(value)}" if name.endswith("=") else f"{name}={_short(value)}"
+        for name, value in keyed.items()
+    )
 
 
 def _short(value: object) -> str:
@@ -191,7 +209,7 @@ class SyncSteered:
         """A miss in a mode other than ``normal`` (a batch's too): raise, call, or refresh."""
         if mode == "replay" and not self.memo.over_layer:
             self.memo.missed()
-            raise replay_miss(self.memo.name, key, args, kwargs)
+            raise replay_miss(self.memo, key, args, kwargs)
         if mode == "write-only":
             return self.refresh(key, args, kwargs)
         if mode == "off":
@@ -258,7 +276,7 @@ class AsyncSteered:
     async def pay(self, mode: Mode, key: str, args: Any, kwargs: Any) -> Any:
         if mode == "replay" and not self.memo.over_layer:
             self.memo.missed()
-            raise replay_miss(self.memo.name, key, args, kwargs)
+            raise replay_miss(self.memo, key, args, kwargs)
         if mode == "write-only":
             return await self.refresh(key, args, kwargs)
         if mode == "off":
@@ -320,4 +338,4 @@ def stream_missed(memo: Memo[Any], plan: StreamPlan, key: str, args: Any, kwargs
     """Count a stream's miss; in ``replay`` (not over a cached layer) it is an error."""
     memo.missed()
     if plan.mode == "replay" and not memo.over_layer:
-        raise replay_miss(memo.name, key, args, kwargs)
+        raise replay_miss(memo, key, args, kwargs)

@@ -28,13 +28,20 @@ worker thread is recorded and replayed like the others, never paid in CI.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shlex
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from instructor_cache._control import Control, Mode, set_default_control, watch_replay_misses
+from instructor_cache._control import (
+    DefaultState,
+    Mode,
+    replace_default_control,
+    restore_default_control,
+    watch_replay_misses,
+)
 from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.errors import CacheMissError
 
@@ -47,7 +54,7 @@ _MODES: dict[str, Mode] = {
     "off": "off",
 }
 _DEFAULT_DIRECTORY = "tests/instructor_cache_fixtures"
-_SESSION = pytest.StashKey[tuple[str, FixtureStore, Any]]()
+_SESSION = pytest.StashKey[tuple[str, FixtureStore, DefaultState]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,21 +91,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION, None)
     if session is not None:
-        _restore(session[2])
+        restore_default_control(session[2])
 
 
-def _route(option: str, store: FixtureStore) -> Control | None:
+def _route(option: str, store: FixtureStore) -> DefaultState:
     """Route every decorated call of the process to ``store``; return the default it replaces."""
     if option == "off":
-        return set_default_control("off")
-    return set_default_control(_MODES[option], ttl=None, store=store)
-
-
-def _restore(previous: Control | None) -> None:
-    if previous is None:
-        set_default_control()
-    else:
-        set_default_control(previous.mode, ttl=previous.ttl, store=previous.store)
+        return replace_default_control("off")
+    return replace_default_control(_MODES[option], ttl=None, store=store)
 
 
 def _directory(config: pytest.Config) -> Path:
@@ -130,18 +130,40 @@ def instructor_cache_fixtures(request: pytest.FixtureRequest) -> Iterator[Fixtur
     try:
         yield store
     finally:
-        _restore(previous)
+        restore_default_control(previous)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("instructor_cache") is not None:
-            item.fixturenames.append("instructor_cache_fixtures")  # type: ignore[attr-defined]
+        # An item without fixtures (another plugin's: a file check) has none to route by; a
+        # conftest marking every item must not stop the session.
+        names: list[str] | None = getattr(item, "fixturenames", None)
+        if names is not None and item.get_closest_marker("instructor_cache") is not None:
+            # First, so that the test's own fixtures (set up before it, torn down after) are
+            # routed too: appended, a fixture's call in CI would reach the provider.
+            if "instructor_cache_fixtures" in names:
+                names.remove("instructor_cache_fixtures")
+            names.insert(0, "instructor_cache_fixtures")
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Any:
-    """Under replay, a call not recorded fails its test even if the test's code caught the error."""
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _failing_replay_misses(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _failing_replay_misses(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _failing_replay_misses(item))
+
+
+def _failing_replay_misses(item: pytest.Item) -> Generator[None, Any, Any]:
+    """Under replay, a call not recorded fails its test even if the test's code caught the error:
+    its body's, or a fixture's (``except Exception`` around an LLM call gives a default)."""
     replaying = _option_of(item.config) == "replay" and (
         item.config.stash.get(_SESSION, None) is not None
         or "instructor_cache_fixtures" in getattr(item, "fixturenames", ())
@@ -168,7 +190,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             (
                 "instructor_cache",
                 "A call this test makes is not recorded. Record it with:\n"
-                f"    pytest --instructor-cache=record {item.nodeid}",
+                # Quoted: an id (a parametrized text) may hold spaces, brackets or $(...).
+                f"    pytest --instructor-cache=record {shlex.quote(item.nodeid)}",
             )
         )
     return report

@@ -133,7 +133,7 @@ def test_replay_serves_hits_and_a_miss_raises_naming_the_call(
             call(fn, "Bob")
     assert counting.calls == ["Ann"]
     message = str(raised.value)
-    assert "extract('Bob')" in message
+    assert "extract(text='Bob')" in message
     assert fn.cache_key("Bob") in message
     assert raised.value.key == fn.cache_key("Bob")
     assert isinstance(raised.value, LookupError)
