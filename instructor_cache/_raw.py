@@ -57,7 +57,7 @@ class RawResponse(dict[str, Any]):
     clear = pop = popitem = setdefault = update = __ior__ = _read_only
 
     def __dir__(self) -> list[str]:
-        return sorted({*self.keys(), "model_dump", "model_dump_json"})
+        return sorted({*self.keys(), "model_dump", "model_dump_json", "to_dict", "to_json"})
 
     def __repr__(self) -> str:
         return f"RawResponse({dict(self)!r})"
@@ -67,22 +67,62 @@ class RawResponse(dict[str, Any]):
         (they would otherwise restore the items by assignment, which is refused)."""
         return RawResponse, (dict(self),)
 
-    def model_dump(self, *, mode: str = "python", exclude_none: bool = False) -> dict[str, Any]:
+    def model_dump(
+        self, *, mode: str = "python", exclude_none: bool = False, **options: Any
+    ) -> dict[str, Any]:
         """A copy of the stored JSON data (as pydantic's ``model_dump`` gives a dict).
 
         Takes the options code commonly passes a provider's response when it
-        logs one (``exclude_none``; ``mode``, any of which gives JSON data
-        here), so that code does not raise on hits only.
+        logs one, so that code does not raise on hits only: ``exclude_none``;
+        ``mode``, any of which gives JSON data here; and those in
+        ``_SAME_DATA``, which change nothing here: the entry holds every field
+        the response had, under its API name, and no record of which were set.
         """
+        _check(options, "model_dump")
         copied: dict[str, Any] = json.loads(json.dumps(self))
         return _without_none(copied) if exclude_none else copied
 
-    def model_dump_json(self, *, indent: int | None = None, exclude_none: bool = False) -> str:
+    def model_dump_json(
+        self, *, indent: int | None = None, exclude_none: bool = False, **options: Any
+    ) -> str:
         """The stored JSON data as text, compact unless ``indent`` is given, as pydantic's."""
+        _check(options, "model_dump_json")
         data = _without_none(self.model_dump()) if exclude_none else self
         if indent is None:
             return json.dumps(data, allow_nan=False, separators=(",", ":"))
         return json.dumps(data, allow_nan=False, indent=indent)
+
+    def to_dict(
+        self, *, mode: str = "python", exclude_none: bool = False, **options: Any
+    ) -> dict[str, Any]:
+        """The openai SDK's ``to_dict``: ``model_dump``'s data."""
+        return self.model_dump(mode=mode, exclude_none=exclude_none, **options)
+
+    def to_json(self, *, indent: int | None = 2, exclude_none: bool = False, **options: Any) -> str:
+        """The openai SDK's ``to_json``: indented by 2 unless told otherwise, as there."""
+        return self.model_dump_json(indent=indent, exclude_none=exclude_none, **options)
+
+
+_SAME_DATA = frozenset(
+    {
+        "by_alias",
+        "context",
+        "exclude_defaults",
+        "exclude_unset",
+        "fallback",
+        "round_trip",
+        "serialize_as_any",
+        "use_api_names",
+        "warnings",
+    }
+)
+"""Dump options, of pydantic and of the openai SDK, that leave a stored response's data as it is."""
+
+
+def _check(options: dict[str, Any], method: str) -> None:
+    unknown = sorted(set(options) - _SAME_DATA)
+    if unknown:
+        raise TypeError(f"{method}() of a stored raw response got unexpected options {unknown}")
 
 
 def _without_none(item: Any) -> Any:

@@ -191,11 +191,6 @@ def with_completion(name: str) -> User:
     return user
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the openai SDK's to_dict()/to_json() on the raw completion work on a miss and "
-    "raise AttributeError on a hit (RawResponse has neither)",
-)
 def test_a_hit_raw_completion_answers_the_openai_sdks_to_dict_and_to_json() -> None:
     """Code logging `raw.to_dict()` (the openai SDK's helper) must not break once cached."""
 
@@ -211,11 +206,6 @@ def test_a_hit_raw_completion_answers_the_openai_sdks_to_dict_and_to_json() -> N
     assert logged(extract("Ann")) == (14, "gpt-4o-mini")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pydantic's model_dump(exclude_unset=True) / model_dump(by_alias=True) and "
-    "model_dump_json(exclude_unset=True) on the raw completion raise TypeError on hits only",
-)
 def test_a_hit_raw_completion_takes_the_model_dump_options_pydantic_takes() -> None:
     """`raw.model_dump(exclude_unset=True)`, common in logging, must work on a hit too."""
 

@@ -205,3 +205,16 @@ async def test_an_async_hit_keeps_the_raw_completion(fake_openai: FakeOpenAI) ->
     assert hit._raw_response.usage.total_tokens == USAGE["total_tokens"]  # type: ignore[attr-defined]
     assert extract.cache_info().cost_saved == pytest.approx(expected_cost("gpt-4o"))
     await http.aclose()
+
+
+def test_a_stored_raw_response_takes_dump_options_that_keep_its_data_and_refuses_others() -> None:
+    """Options that change nothing for stored data are taken, as the miss's object takes them;
+    a misspelt one is a TypeError, as pydantic's, never silently ignored."""
+    from instructor_cache._raw import RawResponse
+
+    raw = RawResponse({"model": "gpt-4o-mini", "usage": {"total_tokens": 3}, "refusal": None})
+    assert raw.model_dump(exclude_unset=True, by_alias=True) == dict(raw)
+    assert raw.to_dict(exclude_none=True) == {"model": "gpt-4o-mini", "usage": {"total_tokens": 3}}
+    assert raw.to_json().startswith('{\n  "model"')  # indent 2, as the openai SDK's
+    with pytest.raises(TypeError, match="exclude_nones"):
+        raw.model_dump(exclude_nones=True)
