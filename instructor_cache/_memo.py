@@ -24,7 +24,7 @@ from instructor_cache._identity import function_name
 from instructor_cache._keys import KeyBuilder
 from instructor_cache._log import RateLimitedLog
 from instructor_cache._options import Options
-from instructor_cache._raw import attach_raw, raw_of, raw_text
+from instructor_cache._raw import attach_raw, items_raw_text, raw_of, raw_text
 from instructor_cache._stats import CacheInfo, Stats
 from instructor_cache._stream_types import stored_type, stream_shape
 from instructor_cache._usage import Usage, read_usage, usage_in
@@ -149,6 +149,8 @@ class Memo(Generic[R]):
                 usage = usage_in(value, raw)
             usage_text = None if usage is None else usage.json()
             raw_json = None if raw is None else raw_text(raw)
+            if raw is None and isinstance(value, list):  # models of calls of their own
+                raw_json = items_raw_text(value)
             created = time.time()
             if raw_json is not None:
                 try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["RawResponse", "attach_raw", "raw_of", "raw_text"]
+__all__ = ["RawResponse", "attach_raw", "items_raw_text", "raw_of", "raw_text"]
 
 RAW_ATTRIBUTE = "_raw_response"
 
@@ -206,9 +206,24 @@ def _blanked(item: Any) -> Any:
     return item
 
 
+def items_raw_text(value: list[Any]) -> str | None:
+    """The raw completions of a list's models, each its own call's (a stream of calls), as a
+    JSON array aligned with the list (``null`` where an item has none, or none JSON can keep);
+    ``None`` if no item has one."""
+    raws = [raw_of(item) if isinstance(item, BaseModel) else None for item in value]
+    if all(raw is None for raw in raws):
+        return None
+    return "[" + ",".join("null" if raw is None else raw_text(raw) or "null" for raw in raws) + "]"
+
+
 def attach_raw(value: Any, data: Any) -> None:
     """Put the stored raw completion back on a hit's model (a tuple's first), as instructor
-    had it."""
+    had it; or, an array of them, on each of a list's models."""
+    if isinstance(value, list) and isinstance(data, list) and len(data) == len(value):
+        for item, each in zip(value, data, strict=True):
+            if isinstance(item, BaseModel) and isinstance(each, dict):
+                object.__setattr__(item, RAW_ATTRIBUTE, RawResponse(each))
+        return
     if isinstance(value, tuple):
         value = _first_model(value)
     if isinstance(value, BaseModel) and isinstance(data, dict):  # only objects are written

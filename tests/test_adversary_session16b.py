@@ -65,11 +65,6 @@ async def test_async_arguments_changed_while_the_stream_is_consumed_keep_their_a
     assert [user.name async for user in extract_each(["Ann"])] == ["Ann"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stream of models from calls of their own keeps each item's _raw_response on a "
-    "miss, but a hit drops them: item._raw_response raises AttributeError on hits only",
-)
 def test_a_stream_item_keeps_its_raw_completion_on_a_hit() -> None:
     """Code reading each streamed model's `_raw_response` must not break once it is cached."""
 
@@ -84,6 +79,21 @@ def test_a_stream_item_keeps_its_raw_completion_on_a_hit() -> None:
     assert tokens(extract_each("Ann Bo")) == [15, 15]
     assert extract_each.cache_info().misses == 1
     assert tokens(extract_each("Ann Bo")) == [15, 15]
+
+
+def test_a_list_of_models_from_calls_of_their_own_keeps_each_raw_completion_on_a_hit() -> None:
+    """The list form of the same: each model's ``_raw_response`` comes back on a hit, and an
+    item without one stays without."""
+
+    @instructor_cache(MemoryCache())
+    def extract_all(text: str) -> list[User]:
+        return [answered(word) for word in text.split()] + [User(name="plain", age=0)]
+
+    first, hit = extract_all("Ann Bo"), extract_all("Ann Bo")
+    assert extract_all.cache_info().hits == 1
+    assert [u._raw_response["usage"]["total_tokens"] for u in hit[:2]] == [15, 15]  # type: ignore[attr-defined]
+    assert not hasattr(hit[2], "_raw_response")
+    assert hit == first
 
 
 # --- tokens and cost -----------------------------------------------------------------------
