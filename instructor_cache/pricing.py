@@ -9,21 +9,24 @@ add or override any with ``set_price`` (or by assigning into ``PRICES``)::
     pricing.set_price("my-fine-tuned-model", input=3.0, output=12.0)
     pricing.PRICES["gpt-4o-mini"] = pricing.Price(input=0.15, output=0.60)
 
-A model name finds the longest listed name it starts with, at a word
-boundary, so dated and versioned names need no entry of their own:
+A model name finds the longest listed name it starts with, followed by a
+date or revision only, so dated releases need no entry of their own:
 ``gpt-4o-mini-2024-07-18`` costs what ``gpt-4o-mini`` does, never what
 ``gpt-4o`` does, and ``claude-3-5-haiku-20241022`` what ``claude-3-5-haiku``
-does. A provider prefix (``openai/``, ``models/``) need not be listed, but may
-be (a name listed with it is matched as given). A model
-with no price costs 0, its tokens are still counted. Costs are worked out at
-each hit from the tokens the entry recorded, so a price set later applies to
-entries already stored. The figures are list prices: batch discounts, cached
+does; but ``claude-opus-4-5`` is not ``claude-opus-4``, nor ``gpt-5-pro``
+``gpt-5``: a name the table does not know has no price, never a guessed one.
+A provider prefix (``openai/``, ``models/``) need not be listed, but may be
+(a name listed with it is matched as given). A model with no price costs 0,
+its tokens are still counted. Costs are worked out at each hit from the
+tokens the entry recorded, so a price set later applies to entries already
+stored. The figures are list prices: batch discounts, cached
 input, long-context tiers and reasoning surcharges are not modelled.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import NamedTuple
 
@@ -36,6 +39,8 @@ PRICES_AS_OF = "2025-08-01"
 
 # What may follow a listed name in a longer one: not ".", so "gpt-4.5" is not "gpt-4".
 _BOUNDARIES = ("-", "@", ":")
+# What may follow that boundary: a date or revision (3 digits or more), or "latest".
+_RELEASE = re.compile(r"(?:[0-9]{3,}|latest)(?:[-@:.][0-9a-z]*)*$")
 _MEMO_LIMIT = 4096  # model names looked up and remembered before starting over
 
 
@@ -107,10 +112,19 @@ class PriceTable(MutableMapping[str, Price]):
 
 
 def _extends(name: str, listed: str) -> bool:
-    """Whether ``name`` is ``listed`` or a version of it (``listed`` then a boundary)."""
-    return name.startswith(listed) and (
-        len(name) == len(listed) or name[len(listed)] in _BOUNDARIES
-    )
+    """Whether ``name`` is ``listed`` or a dated or revised release of it.
+
+    Only a date or a revision number may follow (``-2024-07-18``, ``-20241022``,
+    ``-0613``, ``@001``), or ``latest``: a short number is a newer model
+    (``claude-opus-4-5`` is not ``claude-opus-4``), and a word another one
+    (``gpt-5-pro``, ``gpt-4o-audio-preview``), whose price is unknown rather
+    than guessed.
+    """
+    if not name.startswith(listed):
+        return False
+    if len(name) == len(listed):
+        return True
+    return name[len(listed)] in _BOUNDARIES and _RELEASE.match(name, len(listed) + 1) is not None
 
 
 def _checked(price: object) -> Price:

@@ -70,9 +70,10 @@ def test_set_price_overrides_a_lookup_already_remembered() -> None:
 
 def test_assigning_into_the_table_adds_a_model() -> None:
     """The table is a mutable mapping: assignment works as set_price does."""
-    assert pricing.price_of("acme-large-v2") is None
+    assert pricing.price_of("acme-large-2025-06-01") is None
     pricing.PRICES["acme-large"] = pricing.Price(input=5, output=6)
-    assert pricing.price_of("acme-large-v2") == pricing.Price(5.0, 6.0)
+    assert pricing.price_of("acme-large-2025-06-01") == pricing.Price(5.0, 6.0)
+    assert pricing.price_of("acme-large-v2") is None  # another model: no guessed price
 
 
 @pytest.mark.parametrize(
