@@ -6,6 +6,8 @@ written against ``TypeError`` or ``ValueError`` keeps working.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BackendError",
     "CacheMissError",
@@ -52,3 +54,12 @@ class CacheMissError(InstructorCacheError, LookupError):
         super().__init__(message)
         self.function = function
         self.key = key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt with its keyword fields: a replay miss in a worker process reaches its
+        test as itself, not as the TypeError unpickling its bare message would raise."""
+        return _rebuilt, (type(self), str(self), {"function": self.function, "key": self.key})
+
+
+def _rebuilt(kind: type[Exception], message: str, fields: dict[str, Any]) -> Exception:
+    return kind(message, **fields)

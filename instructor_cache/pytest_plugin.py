@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from instructor_cache._control import (
+    ENVIRONMENT_VARIABLE,
     DefaultState,
     Mode,
     replace_default_control,
@@ -55,6 +56,8 @@ _MODES: dict[str, Mode] = {
 }
 _DEFAULT_DIRECTORY = "tests/instructor_cache_fixtures"
 _SESSION = pytest.StashKey[tuple[str, FixtureStore, DefaultState]]()
+_EXPORTED = pytest.StashKey[str | None]()  # the variable's value before the session set it
+_FOR_CHILDREN = ("replay", "off")  # what a child process, not routed, can still keep to
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,12 +89,25 @@ def pytest_configure(config: pytest.Config) -> None:
     store = FixtureStore(_directory(config))
     previous = _route(option, store)
     config.stash[_SESSION] = (option, store, previous)
+    if option in _FOR_CHILDREN:
+        # The routing lives in this process: a worker process a test starts (spawn, as
+        # ProcessPoolExecutor on macOS and Windows) reads the mode from the environment
+        # instead, so that it raises on a miss (replay) or calls through (off), never pays
+        # nor serves against the session's mode. It cannot read the fixture directory.
+        config.stash[_EXPORTED] = os.environ.get(ENVIRONMENT_VARIABLE)
+        os.environ[ENVIRONMENT_VARIABLE] = _MODES[option]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(_SESSION, None)
     if session is not None:
         restore_default_control(session[2])
+    if _EXPORTED in config.stash:
+        exported = config.stash[_EXPORTED]
+        if exported is None:
+            os.environ.pop(ENVIRONMENT_VARIABLE, None)
+        else:
+            os.environ[ENVIRONMENT_VARIABLE] = exported
 
 
 def _route(option: str, store: FixtureStore) -> DefaultState:

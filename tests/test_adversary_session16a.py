@@ -1,11 +1,13 @@
 """Adversary pass over record/replay (session 16, helper A): the plugin, fixture store and CLI.
 
-Each test reproduces one finding; one still failing is marked ``xfail(strict=True)``.
+Each test reproduces one finding, fixed since.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shlex
 from pathlib import Path
 
@@ -246,9 +248,6 @@ def test_in_a_worker_process() -> None:
 """
 
 
-@pytest.mark.xfail(
-    strict=True, reason="replay routes one process: a call made in a spawned worker is paid"
-)
 def test_replay_never_pays_a_call_made_in_a_worker_process(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -362,3 +361,33 @@ def test_stats_json_stays_json_when_planted_durations_add_up_past_a_float(
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def test_a_replay_miss_crosses_a_process_boundary_intact() -> None:
+    """A worker process's replay miss reaches its test as itself (pickled by the pool), with
+    its fields, not as the TypeError that unpickling a bare message would raise."""
+    error = CacheMissError("m.f('x') is not cached", function="m.f", key="ns:m.f:k")
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301  (our own bytes, as a process pool sends)
+    assert type(copy) is type(error)
+    assert (str(copy), vars(copy)) == (str(error), vars(error))
+
+
+def test_a_replay_session_tells_worker_processes_its_mode_and_puts_the_variable_back(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under --instructor-cache=replay the variable says replay while the session runs (for
+    spawned workers), and is as it was after it."""
+    monkeypatch.setenv("INSTRUCTOR_CACHE_MODE", "normal")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_env="""
+import os
+
+def test_sees_replay():
+    assert os.environ["INSTRUCTOR_CACHE_MODE"] == "replay"
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "--instructor-cache=replay").assert_outcomes(
+        passed=1
+    )
+    assert os.environ["INSTRUCTOR_CACHE_MODE"] == "normal"
