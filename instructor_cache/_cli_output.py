@@ -158,13 +158,27 @@ def entries_table(entries: Iterable[Entry], out: TextIO) -> None:
 def entries_json(entries: Iterable[Entry], out: TextIO) -> None:
     out.write("[")
     for i, entry in enumerate(entries):
-        out.write(("\n  " if i == 0 else ",\n  ") + json.dumps(_row(entry)))
+        out.write(
+            ("\n  " if i == 0 else ",\n  ") + json.dumps(_strict(_row(entry)), allow_nan=False)
+        )
     out.write("\n]\n")
 
 
 def entry_json(entry: Entry, out: TextIO) -> None:
-    json.dump({**_row(entry), "entry": entry.envelope}, out, indent=2)
+    json.dump(_strict({**_row(entry), "entry": entry.envelope}), out, indent=2, allow_nan=False)
     print(file=out)
+
+
+def _strict(item: Any) -> Any:
+    """``item`` with ``null`` for each NaN or infinity, which strict JSON parsers refuse (a
+    planted entry may hold them)."""
+    if isinstance(item, float):
+        return item if math.isfinite(item) else None
+    if isinstance(item, dict):
+        return {key: _strict(value) for key, value in item.items()}
+    if isinstance(item, list):
+        return [_strict(value) for value in item]
+    return item
 
 
 def entry_text(entry: Entry, out: TextIO) -> None:

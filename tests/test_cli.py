@@ -567,3 +567,21 @@ def test_an_entry_of_the_wrong_shape_is_unreadable_with_the_reason(text: str, pr
     assert entry.envelope is None
     assert entry.problem is not None
     assert entry.problem.startswith(problem)
+
+
+def test_show_and_ls_json_stay_strict_json_for_an_entry_holding_nan(
+    target: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON has no NaN: a planted entry holding one prints null, never a token parsers refuse."""
+    target.fill()
+    planted = "instructor_cache:tests.test_cli.planted:abcd1234:" + "e" * 64
+    target.store.set(planted, '{"v": 2, "created": 1.0, "duration": 0.5, "value": [NaN, 1.5]}')
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in the output")
+
+    for command in (["show", planted, "--json"], ["ls", "--json"]):
+        assert target.run(*command) == 0
+        printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+        if command[0] == "show":
+            assert printed["entry"]["value"] == [None, 1.5]
