@@ -140,10 +140,12 @@ def test_the_cli_shows_a_planted_fixture_created_past_any_date(
     assert repr(created) in capsys.readouterr().out
 
 
-PARAMETRIZED_SUITE = """
+def suite(extract_body: str, tests: str, imports: str = "") -> str:
+    """A test module for pytester: ``extract(text) -> User`` decorated, then ``tests``."""
+    return f"""
 import pytest
 from pydantic import BaseModel
-
+{imports}
 from instructor_cache import instructor_cache
 
 
@@ -153,13 +155,19 @@ class User(BaseModel):
 
 @instructor_cache
 def extract(text: str) -> User:
-    raise RuntimeError("no network here")
+    {extract_body}
+
+{tests}"""
 
 
+PARAMETRIZED_SUITE = suite(
+    'raise RuntimeError("no network here")',
+    """
 @pytest.mark.parametrize("text", ["Ann is 25 $(touch pwned)"])
 def test_extract(text: str) -> None:
     assert extract(text).name == "Ann"
-"""
+""",
+)
 
 
 def test_the_record_command_a_replay_miss_prints_runs_that_test_when_pasted_into_a_shell(
@@ -178,22 +186,9 @@ def test_the_record_command_a_replay_miss_prints_runs_that_test_when_pasted_into
     ]
 
 
-SWALLOWING_FIXTURE_SUITE = """
-import pytest
-from pydantic import BaseModel
-
-from instructor_cache import instructor_cache
-
-
-class User(BaseModel):
-    name: str
-
-
-@instructor_cache
-def extract(text: str) -> User:
-    raise RuntimeError("no network here")
-
-
+SWALLOWING_FIXTURE_SUITE = suite(
+    'raise RuntimeError("no network here")',
+    """
 @pytest.fixture
 def user() -> User:
     try:
@@ -204,7 +199,8 @@ def user() -> User:
 
 def test_user(user: User) -> None:
     assert user.name
-"""
+""",
+)
 
 
 def test_replay_fails_a_test_whose_fixture_swallowed_the_replay_miss(
@@ -297,23 +293,9 @@ def test_a_conftest_marking_an_item_without_fixtures_does_not_stop_the_session(
     result.assert_outcomes(passed=2)
 
 
-BAD_ENVIRONMENT_SUITE = """
-import pytest
-from pydantic import BaseModel
-
-from instructor_cache import instructor_cache
-from instructor_cache.errors import ConfigurationError
-
-
-class User(BaseModel):
-    name: str
-
-
-@instructor_cache
-def extract(text: str) -> User:
-    return User(name=text)
-
-
+BAD_ENVIRONMENT_SUITE = suite(
+    "return User(name=text)",
+    """
 @pytest.mark.instructor_cache
 def test_a_marked_one() -> None:
     assert extract("Ann").name == "Ann"
@@ -322,7 +304,9 @@ def test_a_marked_one() -> None:
 def test_b_after_it() -> None:
     with pytest.raises(ConfigurationError, match="INSTRUCTOR_CACHE_MODE"):
         extract("Bob")
-"""
+""",
+    imports="\nfrom instructor_cache.errors import ConfigurationError",
+)
 
 
 def test_a_marked_test_leaves_a_nonsense_mode_variable_failing_the_calls_after_it(
