@@ -92,19 +92,26 @@ def test_a_replay_miss_never_shows_an_ignored_argument(tmp_path: Path) -> None:
     assert "extract(text='Ann')" in str(miss.value)
 
 
-def test_the_cli_lists_a_planted_fixture_with_a_huge_integer_time_as_unreadable(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A planted fixture whose ``created`` is a 400-digit integer is unreadable, not a crash."""
+def recorded(directory: Path, *texts: str) -> list[Path]:
+    """The fixture files of ``extract(text)`` for each text, recorded into ``directory``."""
 
     @instructor_cache()
     def extract(text: str) -> Person:
         return Person(name=text)
 
-    directory = tmp_path / "fixtures"
     with cache_control("normal", store=FixtureStore(directory)):
-        extract("Ann")
-    (path,) = directory.rglob("*.json")
+        for text in texts:
+            extract(text)
+    return sorted(directory.rglob("*.json"))
+
+
+def test_the_cli_lists_a_planted_fixture_with_a_huge_integer_time_as_unreadable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A planted fixture whose ``created`` is a 400-digit integer is unreadable, not a crash."""
+
+    directory = tmp_path / "fixtures"
+    (path,) = recorded(directory, "Ann")
     document = json.loads(path.read_text())
     document["value"]["created"] = 10**400
     path.write_text(json.dumps(document))
@@ -124,14 +131,8 @@ def test_the_cli_shows_a_planted_fixture_created_past_any_date(
 ) -> None:
     """``show`` prints an entry "created" past the year 9999 or ``time_t`` instead of crashing."""
 
-    @instructor_cache()
-    def extract(text: str) -> Person:
-        return Person(name=text)
-
     directory = tmp_path / "fixtures"
-    with cache_control("normal", store=FixtureStore(directory)):
-        extract("Ann")
-    (path,) = directory.rglob("*.json")
+    (path,) = recorded(directory, "Ann")
     document = json.loads(path.read_text())
     document["value"]["created"] = created
     path.write_text(json.dumps(document))
@@ -325,15 +326,8 @@ def test_stats_json_stays_json_when_planted_durations_add_up_past_a_float(
 ) -> None:
     """Two fixtures each claiming 1.7e308 s give ``stats --json`` that a strict parser reads."""
 
-    @instructor_cache()
-    def extract(text: str) -> Person:
-        return Person(name=text)
-
     directory = tmp_path / "fixtures"
-    with cache_control("normal", store=FixtureStore(directory)):
-        extract("Ann")
-        extract("Bob")
-    for path in directory.rglob("*.json"):
+    for path in recorded(directory, "Ann", "Bob"):
         document = json.loads(path.read_text())
         document["value"]["duration"] = 1.7e308
         path.write_text(json.dumps(document))
