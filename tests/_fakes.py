@@ -29,6 +29,17 @@ class FakeLLM:
         return UserDetail(name=name, age=int(age or 0))
 
 
+class Counting:
+    """A simulated LLM whose answer changes with each call: a served answer is an old one."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, text: str) -> UserDetail:
+        self.calls.append(text)
+        return UserDetail(name=text, age=len(self.calls))
+
+
 class Clock:
     """A monotonic clock the tests move by hand, so TTL tests never sleep."""
 

@@ -11,19 +11,8 @@ import pytest
 
 from instructor_cache import MemoryCache, RedisCache, cache_control, instructor_cache
 from instructor_cache.errors import CacheMissError
-from tests._fakes import UserDetail
+from tests._fakes import Counting, UserDetail
 from tests._stores import aclose_clients
-
-
-class Counting:
-    """A simulated LLM whose answer changes with each call: a served answer is an old one."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def __call__(self, text: str) -> UserDetail:
-        self.calls.append(text)
-        return UserDetail(name=text, age=len(self.calls))
 
 
 def _with_raw(user: UserDetail, raw: Any) -> UserDetail:

@@ -13,20 +13,9 @@ from instructor_cache import MemoryCache, cache_control, instructor_cache, track
 from instructor_cache._cli import main
 from instructor_cache.backends.fixtures import FixtureStore
 from instructor_cache.errors import CacheMissError
-from tests._fakes import UserDetail
+from tests._fakes import Counting, UserDetail
 
 pytest_plugins = ["pytester"]
-
-
-class Counting:
-    """A simulated LLM whose answer changes with each call: a served answer is an old one."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def __call__(self, text: str) -> UserDetail:
-        self.calls.append(text)
-        return UserDetail(name=text, age=len(self.calls))
 
 
 def test_one_cache_control_object_entered_by_two_overlapping_tasks_does_not_crash() -> None:

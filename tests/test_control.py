@@ -26,19 +26,8 @@ from instructor_cache import (
 )
 from instructor_cache._control import set_default_control
 from instructor_cache.errors import CacheMissError, ConfigurationError
-from tests._fakes import FakeLLM, UserDetail
+from tests._fakes import Counting, FakeLLM, UserDetail
 from tests._subprocess import json_under_hash_seed
-
-
-class Counting:
-    """A simulated LLM whose answer changes with each call: a served answer is an old one."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def __call__(self, text: str) -> UserDetail:
-        self.calls.append(text)
-        return UserDetail(name=text, age=len(self.calls))
 
 
 def sync_and_async(store: MemoryCache, llm: Counting, **options: Any) -> tuple[Any, Any]:
