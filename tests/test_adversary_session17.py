@@ -1,0 +1,79 @@
+"""Adversary reproducers (session 17: per-call control, refresh tracking, streams, under load)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from instructor_cache import MemoryCache, instructor_cache
+
+# What the test functions capture to pause a call: never part of an answer.
+_GATES = ("source", "entered", "release")
+
+
+class User(BaseModel):
+    name: str
+    age: int
+
+
+def _in_thread(target: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(target(*args)), name="slow")
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="single_flight=False: a call begun before a refresh stores its older answer over it",
+)
+def test_without_single_flight_a_call_begun_before_a_refresh_does_not_store_over_it() -> None:
+    """A refresh's newer answer must survive a slower call of the same key begun before it."""
+    source = {"age": 1}
+    entered, release = threading.Event(), threading.Event()
+
+    @instructor_cache(MemoryCache(), single_flight=False, ignore=_GATES)
+    def extract(text: str) -> User:
+        age = source["age"]
+        if threading.current_thread().name == "slow":
+            entered.set()
+            assert release.wait(10)
+        return User(name=text, age=age)
+
+    thread, out = _in_thread(extract, "Ann")
+    assert entered.wait(10)
+    source["age"] = 2
+    assert extract.refresh("Ann").age == 2
+    release.set()
+    thread.join(10)
+    assert out[0].age == 1  # the slow call read the source before the refresh
+    assert extract("Ann").age == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="single_flight=False: a call begun before invalidate stores its answer after it",
+)
+def test_without_single_flight_a_call_begun_before_invalidate_does_not_store_after_it() -> None:
+    """An invalidation must outdate a call of that key still computing, as with single-flight."""
+    source = {"age": 1}
+    entered, release = threading.Event(), threading.Event()
+
+    @instructor_cache(MemoryCache(), single_flight=False, ignore=_GATES)
+    def extract(text: str) -> User:
+        age = source["age"]
+        if threading.current_thread().name == "slow":
+            entered.set()
+            assert release.wait(10)
+        return User(name=text, age=age)
+
+    thread, _ = _in_thread(extract, "Ann")
+    assert entered.wait(10)
+    source["age"] = 2
+    extract.invalidate("Ann")
+    release.set()
+    thread.join(10)
+    assert extract("Ann").age == 2
