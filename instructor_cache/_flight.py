@@ -233,10 +233,13 @@ class Flights:
             return flight
 
     def outdate(self, key: str) -> None:
-        """A refresh or an invalidation of ``key`` begins: the flight and the refreshes now
-        computing it began before, so their results must not be stored over theirs."""
+        """An invalidation of ``key`` begins: the flight and the refreshes now computing it
+        began before, so their results must not be stored over theirs. The flight leaves the
+        table: its waiters still get its result, but a call made after the invalidation must
+        not join it and be handed the answer the invalidation dropped."""
         with self._lock:
             self._outdate(key)
+            self._flying.pop(key, None)
 
     def _outdate(self, key: str) -> None:
         flight = self._flying.get(key)
@@ -250,6 +253,7 @@ class Flights:
         with self._lock:
             for flight in self._flying.values():
                 flight.outdated = True
+            self._flying = {}  # a call made after the clear joins none of them (see outdate)
             for refreshes in self._refreshing.values():
                 for refreshing in refreshes:
                     refreshing.outdated = True

@@ -121,19 +121,11 @@ def _joined_after(outdate: str) -> None:
     assert later[0].age == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a call made after invalidate returned joins the flight it outdated: the old answer",
-)
 def test_a_call_made_after_invalidate_does_not_get_the_answer_computing_before_it() -> None:
     """After invalidate returns, a call of that key never gets an answer begun before it."""
     _joined_after("invalidate")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a call made after cache_clear returned joins the flight it outdated: the old answer",
-)
 def test_a_call_made_after_cache_clear_does_not_get_the_answer_computing_before_it() -> None:
     """After cache_clear returns, a call never gets an answer begun before it."""
     _joined_after("cache_clear")
