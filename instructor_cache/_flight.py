@@ -275,6 +275,15 @@ class Flights:
                 if not refreshes:
                     del self._refreshing[key]
 
+    def superseded(self, key: str) -> None:
+        """A refresh of ``key`` has written (or dropped) its entry: the flight it outdated
+        leaves the table, as on an invalidation, so that a call made from now on does not
+        join it and get the answer that began before the refresh."""
+        with self._lock:
+            flight = self._flying.get(key)
+            if flight is not None and flight.outdated:
+                del self._flying[key]
+
     def lead(self, flight: Flight) -> contextvars.Token[frozenset[Flight]]:
         return self._leading.set(self._leading.get() | {flight})
 

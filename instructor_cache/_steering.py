@@ -230,6 +230,7 @@ class SyncSteered:
             self.store.set(key, text, self.misses.ttl(), explicit=True)
         else:  # a refresh that stores nothing must not leave the old entry
             self.store.delete(key, explicit=True)
+        flights.superseded(key)
         return value
 
 
@@ -299,6 +300,7 @@ class AsyncSteered:
             await shielded(functools.partial(self.store.aset, key, text, ttl, explicit=True))
         else:  # a refresh that stores nothing must not leave the old entry
             await shielded(functools.partial(self.store.adelete, key, explicit=True))
+        flights.superseded(key)
         return value
 
 

@@ -131,10 +131,6 @@ def test_a_call_made_after_cache_clear_does_not_get_the_answer_computing_before_
     _joined_after("cache_clear")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a refresh that stores nothing, a new call joins the flight it outdated",
-)
 def test_a_call_made_after_a_refresh_that_stored_nothing_does_not_get_the_older_answer() -> None:
     """A refresh whose answer is not kept drops the entry; a call after it must not get older."""
     source = {"age": 1}
