@@ -158,11 +158,6 @@ def test_a_call_made_after_a_refresh_that_stored_nothing_does_not_get_the_older_
     assert later[0].age == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a route to a TieredCache does not hold the TieredCache: a new one at its address "
-    "is served from the dropped one's tiers",
-)
 def test_a_new_tiered_store_at_a_dropped_ones_address_is_not_served_its_entries() -> None:
     """A store routed to must be read itself, never a dropped store that had its id."""
     source = {"age": 1}
