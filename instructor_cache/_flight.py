@@ -204,12 +204,15 @@ class Flights:
         with self._lock:
             if self._flying.get(key) is flight:
                 del self._flying[key]
-            self.landings += 1
-            self._landed.pop(key, None)
-            self._landed[key] = self.landings
-            if len(self._landed) > _REMEMBERED:
-                del self._landed[next(iter(self._landed))]
+            self._note_landing(key)
         flight.land()
+
+    def _note_landing(self, key: str) -> None:
+        self.landings += 1
+        self._landed.pop(key, None)
+        self._landed[key] = self.landings
+        if len(self._landed) > _REMEMBERED:
+            del self._landed[next(iter(self._landed))]
 
     def landed_since(self, key: str, landings: int) -> bool:
         """Whether a flight of ``key`` may have landed after ``landings`` was read."""
@@ -278,11 +281,13 @@ class Flights:
     def superseded(self, key: str) -> None:
         """A refresh of ``key`` has written (or dropped) its entry: the flight it outdated
         leaves the table, as on an invalidation, so that a call made from now on does not
-        join it and get the answer that began before the refresh."""
+        join it and get the answer that began before the refresh; and it counts as a landing,
+        so that a call that missed just before the write reads the store again before paying."""
         with self._lock:
             flight = self._flying.get(key)
             if flight is not None and flight.outdated:
                 del self._flying[key]
+            self._note_landing(key)
 
     def lead(self, flight: Flight) -> contextvars.Token[frozenset[Flight]]:
         return self._leading.set(self._leading.get() | {flight})

@@ -195,11 +195,6 @@ class _PausingCache(MemoryCache):
         return text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refresh that stores after a call's miss read does not count as a landing: "
-    "the call pays again though the entry is there",
-)
 def test_a_call_that_missed_just_before_a_refresh_stored_is_served_the_refresh() -> None:
     """A miss followed by a refresh's write reads again before paying, as after a flight."""
     store, paid = _PausingCache(), []
