@@ -270,6 +270,15 @@ class Flights:
             self._refreshing.setdefault(key, []).append(refreshing)
         return refreshing
 
+    def track(self, key: str) -> Refreshing:
+        """A computation of ``key`` that stores without a flight begins (``single_flight=False``,
+        a recursive call): like a refresh, outdated by what begins after it, but it outdates
+        nothing itself. Ended with ``refreshed``."""
+        computing = Refreshing()
+        with self._lock:
+            self._refreshing.setdefault(key, []).append(computing)
+        return computing
+
     def refreshed(self, key: str, refreshing: Refreshing) -> None:
         with self._lock:
             refreshes = self._refreshing.get(key)

@@ -6,7 +6,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 from pydantic import BaseModel
 
 from instructor_cache import MemoryCache, TieredCache, _flight, cache_control, instructor_cache
@@ -27,10 +26,6 @@ def _in_thread(target: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="single_flight=False: a call begun before a refresh stores its older answer over it",
-)
 def test_without_single_flight_a_call_begun_before_a_refresh_does_not_store_over_it() -> None:
     """A refresh's newer answer must survive a slower call of the same key begun before it."""
     source = {"age": 1}
@@ -54,10 +49,6 @@ def test_without_single_flight_a_call_begun_before_a_refresh_does_not_store_over
     assert extract("Ann").age == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="single_flight=False: a call begun before invalidate stores its answer after it",
-)
 def test_without_single_flight_a_call_begun_before_invalidate_does_not_store_after_it() -> None:
     """An invalidation must outdate a call of that key still computing, as with single-flight."""
     source = {"age": 1}
