@@ -143,9 +143,9 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class Refreshing:
-    """A refresh of one key in progress: outdated when a later refresh, an invalidation or a
-    clear of that key begins, so that it neither stores its older answer over theirs nor
-    deletes what was stored after them."""
+    """A refresh of one key in progress (or a call paid outside a flight: ``Flights.track``):
+    outdated when a later refresh, an invalidation or a clear of that key begins, so that it
+    neither stores its older answer over theirs nor deletes what was stored after them."""
 
     __slots__ = ("outdated",)
 
