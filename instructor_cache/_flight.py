@@ -143,9 +143,9 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class Refreshing:
-    """A refresh of one key in progress: outdated when a later refresh, an invalidation or a
-    clear of that key begins, so that it neither stores its older answer over theirs nor
-    deletes what was stored after them."""
+    """A refresh of one key in progress (or a call paid outside a flight: ``Flights.track``):
+    outdated when a later refresh, an invalidation or a clear of that key begins, so that it
+    neither stores its older answer over theirs nor deletes what was stored after them."""
 
     __slots__ = ("outdated",)
 
@@ -204,12 +204,15 @@ class Flights:
         with self._lock:
             if self._flying.get(key) is flight:
                 del self._flying[key]
-            self.landings += 1
-            self._landed.pop(key, None)
-            self._landed[key] = self.landings
-            if len(self._landed) > _REMEMBERED:
-                del self._landed[next(iter(self._landed))]
+            self._note_landing(key)
         flight.land()
+
+    def _note_landing(self, key: str) -> None:
+        self.landings += 1
+        self._landed.pop(key, None)
+        self._landed[key] = self.landings
+        if len(self._landed) > _REMEMBERED:
+            del self._landed[next(iter(self._landed))]
 
     def landed_since(self, key: str, landings: int) -> bool:
         """Whether a flight of ``key`` may have landed after ``landings`` was read."""
@@ -233,10 +236,13 @@ class Flights:
             return flight
 
     def outdate(self, key: str) -> None:
-        """A refresh or an invalidation of ``key`` begins: the flight and the refreshes now
-        computing it began before, so their results must not be stored over theirs."""
+        """An invalidation of ``key`` begins: the flight and the refreshes now computing it
+        began before, so their results must not be stored over theirs. The flight leaves the
+        table: its waiters still get its result, but a call made after the invalidation must
+        not join it and be handed the answer the invalidation dropped."""
         with self._lock:
             self._outdate(key)
+            self._flying.pop(key, None)
 
     def _outdate(self, key: str) -> None:
         flight = self._flying.get(key)
@@ -250,6 +256,7 @@ class Flights:
         with self._lock:
             for flight in self._flying.values():
                 flight.outdated = True
+            self._flying = {}  # a call made after the clear joins none of them (see outdate)
             for refreshes in self._refreshing.values():
                 for refreshing in refreshes:
                     refreshing.outdated = True
@@ -263,6 +270,15 @@ class Flights:
             self._refreshing.setdefault(key, []).append(refreshing)
         return refreshing
 
+    def track(self, key: str) -> Refreshing:
+        """A computation of ``key`` that stores without a flight begins (``single_flight=False``,
+        a recursive call): like a refresh, outdated by what begins after it, but it outdates
+        nothing itself. Ended with ``refreshed``."""
+        computing = Refreshing()
+        with self._lock:
+            self._refreshing.setdefault(key, []).append(computing)
+        return computing
+
     def refreshed(self, key: str, refreshing: Refreshing) -> None:
         with self._lock:
             refreshes = self._refreshing.get(key)
@@ -270,6 +286,17 @@ class Flights:
                 refreshes.remove(refreshing)
                 if not refreshes:
                     del self._refreshing[key]
+
+    def superseded(self, key: str) -> None:
+        """A refresh of ``key`` has written (or dropped) its entry: the flight it outdated
+        leaves the table, as on an invalidation, so that a call made from now on does not
+        join it and get the answer that began before the refresh; and it counts as a landing,
+        so that a call that missed just before the write reads the store again before paying."""
+        with self._lock:
+            flight = self._flying.get(key)
+            if flight is not None and flight.outdated:
+                del self._flying[key]
+            self._note_landing(key)
 
     def lead(self, flight: Flight) -> contextvars.Token[frozenset[Flight]]:
         return self._leading.set(self._leading.get() | {flight})

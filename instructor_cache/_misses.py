@@ -200,8 +200,14 @@ class SyncMisses(_Misses):
         return value, self.memo.encode(value, took, usage)
 
     def pay(self, key: str, args: Any, kwargs: Any) -> Any:
-        value, text = self.compute(key, self.fn, args, kwargs)
-        if text is not None:
+        """Pay outside a flight: a refresh, invalidation or clear begun meanwhile still
+        outdates it, and its older answer is then not stored after them."""
+        computing = self.flights.track(key)
+        try:
+            value, text = self.compute(key, self.fn, args, kwargs)
+        finally:
+            self.flights.refreshed(key, computing)
+        if text is not None and not computing.outdated:
             self.store.set(key, text, self.ttl())
         return value
 
@@ -258,7 +264,12 @@ class SyncMisses(_Misses):
         if settle is None:
             return self.pay(key, args, kwargs)
         claim = Claim(key, Flight(), "", False)
-        value, claim.flight.text = self.compute(key, self.fn, args, kwargs)
+        computing = self.flights.track(key)  # see pay
+        try:
+            value, claim.flight.text = self.compute(key, self.fn, args, kwargs)
+        finally:
+            self.flights.refreshed(key, computing)
+        claim.flight.outdated = computing.outdated
         settle(claim)
         return value
 
@@ -395,8 +406,12 @@ class AsyncMisses(_Misses):
         return value, self.memo.encode(value, took, usage)
 
     async def pay(self, key: str, args: Any, kwargs: Any) -> Any:
-        value, text = await self.compute(key, self.fn, args, kwargs)
-        if text is not None:
+        computing = self.flights.track(key)  # see SyncMisses.pay
+        try:
+            value, text = await self.compute(key, self.fn, args, kwargs)
+        finally:
+            self.flights.refreshed(key, computing)
+        if text is not None and not computing.outdated:
             await shielded(functools.partial(self.store.aset, key, text, self.ttl()))
         return value
 
@@ -445,7 +460,12 @@ class AsyncMisses(_Misses):
         if settle is None:
             return await self.pay(key, args, kwargs)
         claim = Claim(key, Flight(), "", False)
-        value, claim.flight.text = await self.compute(key, self.fn, args, kwargs)
+        computing = self.flights.track(key)  # see SyncMisses.pay
+        try:
+            value, claim.flight.text = await self.compute(key, self.fn, args, kwargs)
+        finally:
+            self.flights.refreshed(key, computing)
+        claim.flight.outdated = computing.outdated
         settle(claim)
         return value
 

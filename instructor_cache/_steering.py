@@ -81,7 +81,7 @@ class Steering(Generic[S]):
 
     def __init__(self, backend: Store, own: S, make: Callable[[Store], S]) -> None:
         self.backend, self.own, self._make = backend, own, make
-        # Keyed by identity: a route holds its store, so its id is not reused while kept.
+        # Keyed by identity: a route holds its store (see to), so its id is not reused while kept.
         self._live: weakref.WeakValueDictionary[int, S] = weakref.WeakValueDictionary()
         self._recent: OrderedDict[int, S] = OrderedDict()
         self._lock = threading.Lock()
@@ -99,10 +99,17 @@ class Steering(Generic[S]):
             route = self._live.get(key)
             if route is None:
                 route = self._live[key] = self._make(store)
+                # The route holds its store, so that the store's id, its key here, is not
+                # another's while the route is kept: a route to a TieredCache holds only its tiers.
+                weakref.finalize(route, _let_go, store).atexit = False
             self._recent[key] = route
             if len(self._recent) > _ROUTES:
                 self._recent.popitem(last=False)
             return route
+
+
+def _let_go(store: Store) -> None:
+    """What happens to a route's store when the route goes: nothing, it is no longer held."""
 
 
 def key_builder(memo: Memo[Any], routed_to: Store | None) -> KeyBuildFunction:
@@ -230,6 +237,7 @@ class SyncSteered:
             self.store.set(key, text, self.misses.ttl(), explicit=True)
         else:  # a refresh that stores nothing must not leave the old entry
             self.store.delete(key, explicit=True)
+        flights.superseded(key)
         return value
 
 
@@ -299,6 +307,7 @@ class AsyncSteered:
             await shielded(functools.partial(self.store.aset, key, text, ttl, explicit=True))
         else:  # a refresh that stores nothing must not leave the old entry
             await shielded(functools.partial(self.store.adelete, key, explicit=True))
+        flights.superseded(key)
         return value
 
 
